@@ -1,0 +1,1 @@
+"""Serving core of the computer-vision API: settings, errors, logging, metrics, models and services."""

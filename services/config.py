@@ -1,0 +1,102 @@
+"""Settings for the serving processes (api and model services).
+
+One settings class per process kind (STYLE.md, habit 1); nothing else reads ``os.environ``.
+Every field is read from an environment variable with the ``CV_`` prefix, e.g.
+``CV_MODEL_MIRROR_DIR``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stage(str, Enum):
+    """Deployment stage of a model version; production serves by default."""
+
+    PRODUCTION = "production"
+    CANARY = "canary"
+    SHADOW = "shadow"
+    ARCHIVED = "archived"
+
+
+class ServingSettings(BaseSettings):
+    """Settings shared by the api service and the model services."""
+
+    model_config = SettingsConfigDict(env_prefix="CV_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "production"] = "local"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Where model files come from. In production a download script fills it from the
+    # official sources; here it points at ../shared/models.
+    model_mirror_dir: Path = REPO_ROOT.parent / "shared" / "models"
+    # Data sets (Tiny-ImageNet, COCO128) as unpacked or as shipped (tarballs + unpack.sh).
+    datasets_mirror_dir: Path = REPO_ROOT.parent / "shared" / "datasets"
+    # ONNX exports made by training/ and committed to the repository.
+    artifacts_dir: Path = REPO_ROOT / "artifacts"
+    # Runtime state in local mode: the gallery's vector store.
+    data_dir: Path = REPO_ROOT / ".data"
+
+    # Input limits, checked before any model runs.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_batch_items: int = Field(default=16, gt=0)
+
+    # Model services deployed apart; left unset, `bentoml serve` runs them beside the api.
+    classifier_url: str | None = None
+    detector_url: str | None = None
+    embedder_url: str | None = None
+
+    # Optional default-version pins, e.g. {"classifier": "v1"}; otherwise the stage label decides.
+    default_versions: dict[str, str] = Field(default_factory=dict)
+    # Largest number of versions of one model held in memory at once.
+    max_loaded_versions: int = Field(default=3, gt=0)
+    # Prefer an INT8 file when a model entry has one (falls back to FP32 on failure).
+    prefer_int8: bool = True
+    # ONNX Runtime threads per session (the machines here have 2 cores).
+    ort_intra_op_threads: int = Field(default=2, gt=0)
+    # Execution providers in order of preference; missing ones are skipped.
+    ort_providers: list[str] = Field(
+        default_factory=lambda: [
+            "TensorrtExecutionProvider",
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
+        ]
+    )
+
+    # Adaptive batching of the model services (tuned in benchmarks/reports/serving.md).
+    batching_enabled: bool = True
+    max_batch_size: int = Field(default=16, gt=0)
+    max_latency_ms: int = Field(default=60, gt=0)
+
+    # Embedding dimensionality of the gallery index.
+    gallery_dim: int = 1280
+
+    # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
+    prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+
+    @model_validator(mode="after")
+    def _check_production(self) -> ServingSettings:
+        if self.environment == "production" and not self.log_json:
+            raise ValueError("production logs must be JSON (CV_LOG_JSON=true)")
+        return self
+
+    @property
+    def gallery_path(self) -> Path:
+        """SQLite file that holds the gallery embeddings and metadata."""
+        return self.data_dir / "gallery.sqlite3"
+
+
+@lru_cache
+def get_settings() -> ServingSettings:
+    """Return the process-wide settings, read once from the environment."""
+    return ServingSettings()

@@ -1,0 +1,49 @@
+"""The embedder service: EfficientNet-Lite0 pooled features and the gallery index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+
+from services.errors import ServiceError, error_to_dict
+from services.index.gallery import GalleryIndex
+from services.index.search import SearchEngine, SearchItem, SearchOutcome
+from services.model_service import SERVICE_CONFIG, SETTINGS, ModelService
+from services.models.worker import InferenceItem
+
+
+@bentoml.service(name="embedder", **SERVICE_CONFIG)
+class Embedder(ModelService):
+    model_name = "embedder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = SearchEngine(self.worker, GalleryIndex(SETTINGS.gallery_path, SETTINGS.gallery_dim))
+
+    @bentoml.api(
+        batchable=SETTINGS.batching_enabled,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
+        """Nearest gallery images of each query image."""
+        return self.engine.search(items)
+
+    @bentoml.api
+    def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Embed one image and store it in the gallery."""
+        try:
+            return self.engine.add(item, metadata)
+        except ServiceError as exc:
+            return {"error": error_to_dict(exc)}
+
+    @bentoml.api
+    def gallery_remove(self, item_id: str) -> bool:
+        """Remove one gallery image; False if it was not there."""
+        return self.engine.remove(item_id)
+
+    @bentoml.api
+    def gallery_size(self) -> int:
+        """Number of gallery images."""
+        return self.engine.size()

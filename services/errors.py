@@ -1,0 +1,157 @@
+"""One exception hierarchy for the whole service, mapped in one place to RFC 9457 problems.
+
+Each class carries its HTTP status, a problem ``type`` slug and a title; the ``detail`` is
+the client-safe public message. :func:`problem_body` is the only place that turns an
+error into an ``application/problem+json`` body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:cv-api:problem:"
+
+
+class ServiceError(Exception):
+    """Base of every error the API reports to a caller."""
+
+    status_code: ClassVar[int] = 500
+    type_slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, public_message: str | None = None, **extra: Any) -> None:
+        self.public_message = public_message or self.title
+        self.extra = extra
+        super().__init__(self.public_message)
+
+    @property
+    def type_uri(self) -> str:
+        """The problem ``type`` URI."""
+        return PROBLEM_TYPE_BASE + self.type_slug
+
+
+class InvalidParameter(ServiceError):
+    status_code = 422
+    type_slug = "invalid-parameter"
+    title = "Invalid parameter"
+
+
+class InvalidImage(ServiceError):
+    """The bytes are not a decodable image (corrupt, truncated, empty)."""
+
+    status_code = 400
+    type_slug = "invalid-image"
+    title = "Invalid image"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    type_slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class ImageTooLarge(ServiceError):
+    """Too many pixels: a decompression bomb or simply an oversized image."""
+
+    status_code = 413
+    type_slug = "image-too-large"
+    title = "Image has too many pixels"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class VersionNotFound(NotFound):
+    type_slug = "version-not-found"
+    title = "Model version not found"
+
+
+class ModelUnavailable(ServiceError):
+    """No loaded version of the model can answer."""
+
+    status_code = 503
+    type_slug = "model-unavailable"
+    title = "Model unavailable"
+
+
+class InferenceFailed(ServiceError):
+    """A model ran and failed on this input; other inputs are unaffected."""
+
+    status_code = 500
+    type_slug = "inference-failed"
+    title = "Inference failed"
+
+
+ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
+    cls.type_slug: cls
+    for cls in (
+        ServiceError,
+        InvalidParameter,
+        InvalidImage,
+        PayloadTooLarge,
+        ImageTooLarge,
+        UnsupportedMediaType,
+        NotFound,
+        VersionNotFound,
+        ModelUnavailable,
+        InferenceFailed,
+    )
+}
+
+
+def error_to_dict(error: ServiceError) -> dict[str, Any]:
+    """Serialise an error so it can cross a process boundary (model service -> api)."""
+    return {"type": error.type_slug, "detail": error.public_message}
+
+
+def error_from_dict(data: dict[str, Any]) -> ServiceError:
+    """Rebuild an error serialised by :func:`error_to_dict`."""
+    cls = ERRORS_BY_SLUG.get(str(data.get("type")), ServiceError)
+    return cls(str(data.get("detail") or cls.title))
+
+
+def problem_body(
+    *,
+    status: int,
+    type_uri: str,
+    title: str,
+    detail: str,
+    instance: str,
+    request_id: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build an RFC 9457 problem document."""
+    body: dict[str, Any] = {
+        "type": type_uri,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_from_error(error: ServiceError, *, instance: str, request_id: str | None) -> dict[str, Any]:
+    """The problem document for a :class:`ServiceError`."""
+    return problem_body(
+        status=error.status_code,
+        type_uri=error.type_uri,
+        title=error.title,
+        detail=error.public_message,
+        instance=instance,
+        request_id=request_id,
+        extra=error.extra or None,
+    )

@@ -1,0 +1,191 @@
+"""The FastAPI app of the public API: middleware, the error map, routers.
+
+Mounted on the api service at ``/api/v1``; its OpenAPI is merged into BentoML's Swagger
+UI at ``/``. Every error leaves here as ``application/problem+json`` (one handler per
+exception family, no chains of ``except``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.config import ServingSettings
+from services.errors import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_BASE,
+    PayloadTooLarge,
+    ServiceError,
+    problem_body,
+    problem_from_error,
+)
+from services.http import gallery, inference, ops
+from services.http.deps import BackendProvider, install
+from services.logging import (
+    REQUEST_ID_HEADER,
+    bind_request_id,
+    clean_request_id,
+    get_request_id,
+    reset_request_id,
+)
+from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("services.http")
+API_PREFIX = "/api/v1"
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return f"{API_PREFIX}{path}" if path else "unmatched"
+
+
+class RequestContextMiddleware:
+    """Request id in and out, body-size guard, access log and HTTP metrics (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = clean_request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        token = bind_request_id(request_id)
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+            await send(message)
+
+        try:
+            declared = int(headers.get("content-length", "0") or 0)
+            if declared > self.max_body_bytes:
+                await _send_problem(scope, send_with_id, PayloadTooLarge(
+                    f"request body is {declared} bytes; the limit is {self.max_body_bytes} bytes"))
+            else:
+                await self.app(scope, _limited(receive, self.max_body_bytes), send_with_id)
+        finally:
+            route = _route_template(scope)
+            elapsed = time.perf_counter() - started
+            HTTP_REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
+            HTTP_LATENCY.labels(route, scope["method"]).observe(elapsed)
+            log.info(
+                "request",
+                extra={"method": scope["method"], "route": route, "status": status["code"],
+                       "duration_ms": round(elapsed * 1000, 2)},
+            )
+            reset_request_id(token)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Refuse bodies sent without (or with a false) Content-Length once past the limit."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        return message
+
+    return wrapped
+
+
+async def _send_problem(scope: Scope, send: Send, error: ServiceError) -> None:
+    response = _problem_response(error, instance=scope.get("path", ""))
+    await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _problem_response(error: ServiceError, *, instance: str) -> JSONResponse:
+    body = problem_from_error(error, instance=instance, request_id=get_request_id())
+    return JSONResponse(body, status_code=error.status_code, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _handler(
+    to_problem: Callable[[Request, Any], JSONResponse],
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = to_problem(request, exc)
+        route = _route_template(request.scope)
+        HTTP_ERRORS.labels(route, response.headers.get("x-problem-type", "unknown")).inc()
+        return response
+
+    return handle
+
+
+def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    if exc.status_code >= 500:
+        log.error("request failed", extra={"type": exc.type_slug, "detail": exc.public_message})
+    response = _problem_response(exc, instance=request.url.path)
+    response.headers["x-problem-type"] = exc.type_slug
+    return response
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    body = problem_body(status=422, type_uri=PROBLEM_TYPE_BASE + "invalid-parameter", title="Invalid parameter",
+                        detail=detail, instance=request.url.path, request_id=get_request_id(),
+                        extra={"errors": errors})
+    return JSONResponse(body, status_code=422, media_type=PROBLEM_CONTENT_TYPE,
+                        headers={"x-problem-type": "invalid-parameter"})
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    body = problem_body(status=exc.status_code, type_uri=PROBLEM_TYPE_BASE + slug, title=str(exc.detail),
+                        detail=f"{request.method} {request.url.path}: {exc.detail}", instance=request.url.path,
+                        request_id=get_request_id())
+    return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_CONTENT_TYPE,
+                        headers={"x-problem-type": slug, **(exc.headers or {})})
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _service_error(request, ServiceError("an unexpected error occurred; quote the request id"))
+
+
+def create_app(settings: ServingSettings, backend: BackendProvider) -> FastAPI:
+    """Build the public API around a backend provider (remote or in-process)."""
+    app = FastAPI(
+        title="Computer-vision API",
+        version="1.0.0",
+        description="Image classification, object detection and similarity search.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install(app, settings, backend)
+    app.add_exception_handler(ServiceError, _handler(_service_error))
+    app.add_exception_handler(RequestValidationError, _handler(_validation_error))
+    app.add_exception_handler(StarletteHTTPException, _handler(_http_error))
+    app.add_exception_handler(Exception, _handler(_unexpected))
+    for module in (inference, gallery, ops):
+        app.include_router(module.router)
+    max_body = settings.max_image_bytes * settings.max_batch_items + (1 << 20)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body)
+    return app

@@ -1,0 +1,50 @@
+"""Dependencies of the routes: settings, the backend, and validated uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from services.config import ServingSettings
+from services.http.backend import Backend
+from services.imaging import DecodedImage, decode_image
+from services.errors import PayloadTooLarge
+
+BackendProvider = Callable[[], Backend]
+
+
+def install(app: FastAPI, settings: ServingSettings, backend: BackendProvider) -> None:
+    """Attach the settings and the backend provider to the app (the composition root calls this)."""
+    app.state.settings = settings
+    app.state.backend_provider = backend
+
+
+def _settings(request: Request) -> ServingSettings:
+    settings: ServingSettings = request.app.state.settings
+    return settings
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend_provider()
+    return backend
+
+
+SettingsDep = Annotated[ServingSettings, Depends(_settings)]
+BackendDep = Annotated[Backend, Depends(_backend)]
+
+
+async def read_image(upload: UploadFile, settings: ServingSettings) -> DecodedImage:
+    """Read one uploaded part within the byte limit and decode it off the event loop."""
+    data = await upload.read(settings.max_image_bytes + 1)
+    if len(data) > settings.max_image_bytes:
+        raise PayloadTooLarge(f"image {upload.filename!r} exceeds {settings.max_image_bytes} bytes")
+    return await run_in_threadpool(
+        decode_image,
+        data,
+        declared_type=upload.content_type,
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )

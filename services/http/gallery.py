@@ -1,0 +1,83 @@
+"""Routes: POST /search and the gallery (POST, GET, DELETE /gallery)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Response
+
+from services.errors import InvalidParameter, NotFound, error_from_dict
+from services.http.deps import BackendDep, SettingsDep, read_image
+from services.http.inference import ImageFile, image_info
+from services.http.schemas import GalleryItemResponse, GallerySizeResponse, SearchResponse
+from services.index.search import SearchItem
+from services.logging import get_request_id
+from services.models.worker import InferenceItem
+
+router = APIRouter(tags=["similarity search"])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(settings: SettingsDep, backend: BackendDep, image: ImageFile,
+                 top_k: Annotated[int, Form(ge=1, le=100)] = 5) -> dict[str, Any]:
+    """Find the gallery images most similar to this one (cosine similarity)."""
+    started = time.perf_counter()
+    decoded = await read_image(image, settings)
+    decode_ms = (time.perf_counter() - started) * 1000
+    item = SearchItem(image=decoded.pixels, top_k=top_k, request_id=get_request_id())
+    (outcome,) = await backend.search([item])
+    if outcome.prediction is None:
+        raise error_from_dict(outcome.error or {})
+    prediction = outcome.prediction
+    return {
+        "request_id": get_request_id(),
+        "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
+        "image": image_info(decoded),
+        "results": outcome.hits,
+        "gallery_size": outcome.gallery_size,
+        "timings_ms": {"decode": decode_ms, **prediction.timings_ms,
+                       "total": (time.perf_counter() - started) * 1000},
+    }
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any]:
+    """The ``metadata`` form field: a JSON object (422 otherwise)."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameter(f"metadata is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InvalidParameter("metadata must be a JSON object")
+    return value
+
+
+@router.post("/gallery", response_model=GalleryItemResponse, status_code=201)
+async def gallery_add(settings: SettingsDep, backend: BackendDep, image: ImageFile,
+                      metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None
+                      ) -> dict[str, Any]:
+    """Add an image and its metadata to the search gallery."""
+    meta = parse_metadata(metadata)
+    decoded = await read_image(image, settings)
+    meta.setdefault("filename", image.filename)
+    meta.setdefault("sha256", decoded.sha256)
+    added = await backend.gallery_add(InferenceItem(image=decoded.pixels, request_id=get_request_id()), meta)
+    return {"id": added["id"], "model": {"name": added["model"], "version": added["version"], "precision": "fp32"},
+            "metadata": meta}
+
+
+@router.get("/gallery", response_model=GallerySizeResponse)
+async def gallery_size(backend: BackendDep) -> dict[str, int]:
+    """How many images the gallery holds."""
+    return {"size": await backend.gallery_size()}
+
+
+@router.delete("/gallery/{item_id}", status_code=204)
+async def gallery_remove(item_id: str, backend: BackendDep) -> Response:
+    """Remove one image from the gallery."""
+    if not await backend.gallery_remove(item_id):
+        raise NotFound(f"gallery has no image {item_id!r}")
+    return Response(status_code=204)

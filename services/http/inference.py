@@ -1,0 +1,140 @@
+"""Routes: POST /classify, /detect and /batch."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse
+
+from services.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
+from services.http.deps import BackendDep, SettingsDep, read_image
+from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse
+from services.imaging import DecodedImage
+from services.logging import get_request_id
+from services.models.worker import InferenceItem, Outcome
+
+router = APIRouter(tags=["inference"])
+ImageFile = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, TIFF or GIF (first frame)")]
+Version = Annotated[str | None, Form(description="Pin a model version; default: the production stage")]
+TopK = Annotated[int, Form(ge=1, le=1000, description="How many labels to return")]
+Confidence = Annotated[float, Form(ge=0.0, le=1.0, description="Minimum score of a detection")]
+Iou = Annotated[float, Form(gt=0.0, le=1.0, description="IoU threshold of class-aware NMS")]
+MaxDetections = Annotated[int, Form(ge=1, le=1000)]
+Classes = Annotated[str | None, Form(description="Comma-separated class ids to keep, e.g. 0,2")]
+
+TASK_MODELS = {"classify": "classifier", "detect": "detector"}
+
+
+def parse_classes(raw: str | None) -> list[int] | None:
+    """'0, 2,5' -> [0, 2, 5]; refuses anything else with a 422."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidParameter(f"classes must be comma-separated integers, got {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise InvalidParameter("class ids are non-negative")
+    return values
+
+
+def image_info(image: DecodedImage) -> dict[str, Any]:
+    return {"width": image.width, "height": image.height, "format": image.format, "sha256": image.sha256,
+            "bytes": image.byte_size}
+
+
+def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: float) -> dict[str, Any]:
+    """A successful outcome as a response body, or raise its error."""
+    if outcome.prediction is None:
+        raise error_from_dict(outcome.error or {})
+    prediction = outcome.prediction
+    timings = {"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000}
+    return {
+        **prediction.result,
+        "request_id": get_request_id(),
+        "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
+        "image": image_info(image),
+        "timings_ms": timings,
+    }
+
+
+async def run_one(backend: BackendDep, model: str, image: DecodedImage, params: dict[str, Any],
+                  version: str | None) -> Outcome:
+    item = InferenceItem(image=image.pixels, params=params, version=version, request_id=get_request_id())
+    (outcome,) = await backend.infer(model, [item])
+    return outcome
+
+
+def _with_version_header(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers={"X-Model-Version": f"{body['model']['name']}:{body['model']['version']}"})
+
+
+@router.post("/classify", response_model=ClassifyResponse)
+async def classify(settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5,
+                   version: Version = None) -> JSONResponse:
+    """Classify one image: the top-k labels with their probabilities."""
+    started = time.perf_counter()
+    decoded = await read_image(image, settings)
+    decode_ms = (time.perf_counter() - started) * 1000
+    outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
+    return _with_version_header(answer(outcome, decoded, started, decode_ms))
+
+
+@router.post("/detect", response_model=DetectResponse)
+async def detect(settings: SettingsDep, backend: BackendDep, image: ImageFile, confidence: Confidence = 0.25,
+                 iou: Iou = 0.45, max_detections: MaxDetections = 100, classes: Classes = None,
+                 version: Version = None) -> JSONResponse:
+    """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
+    started = time.perf_counter()
+    params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
+    decoded = await read_image(image, settings)
+    decode_ms = (time.perf_counter() - started) * 1000
+    outcome = await run_one(backend, "detector", decoded, params, version)
+    return _with_version_header(answer(outcome, decoded, started, decode_ms))
+
+
+@router.post("/batch", response_model=BatchResponse)
+async def batch(settings: SettingsDep, backend: BackendDep,
+                images: Annotated[list[UploadFile], File(description="Several images for one task")],
+                task: Annotated[Literal["classify", "detect"], Form()], top_k: TopK = 5,
+                confidence: Confidence = 0.25, iou: Iou = 0.45, max_detections: MaxDetections = 100,
+                classes: Classes = None, version: Version = None) -> dict[str, Any]:
+    """Run one task over several images inline; each item has its own result or problem."""
+    started = time.perf_counter()
+    if len(images) > settings.max_batch_items:
+        raise PayloadTooLarge(f"{len(images)} images; at most {settings.max_batch_items} are answered inline")
+    params: dict[str, Any] = (
+        {"top_k": top_k} if task == "classify"
+        else {"confidence": confidence, "iou": iou, "max_detections": max_detections,
+              "classes": parse_classes(classes)}
+    )
+    decoded: list[DecodedImage | ServiceError] = []
+    for upload in images:
+        try:
+            decoded.append(await read_image(upload, settings))
+        except ServiceError as exc:
+            decoded.append(exc)
+    valid = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
+    items = [InferenceItem(image=d.pixels, params=params, version=version, request_id=get_request_id())
+             for _, d in valid]
+    outcomes = await backend.infer(TASK_MODELS[task], items) if items else []
+    by_index = dict(zip([i for i, _ in valid], outcomes, strict=True))
+    results = [_batch_item(i, images[i].filename, decoded[i], by_index.get(i), started) for i in range(len(images))]
+    return {"request_id": get_request_id(), "task": task, "count": len(results),
+            "succeeded": sum(1 for r in results if r["status"] == 200), "items": results,
+            "timings_ms": {"total": (time.perf_counter() - started) * 1000}}
+
+
+def _batch_item(index: int, filename: str | None, decoded: DecodedImage | ServiceError, outcome: Outcome | None,
+                started: float) -> dict[str, Any]:
+    try:
+        if isinstance(decoded, ServiceError):
+            raise decoded
+        assert outcome is not None
+        result = answer(outcome, decoded, started, 0.0)
+        return {"index": index, "filename": filename, "status": 200, "result": result}
+    except ServiceError as exc:
+        problem = problem_from_error(exc, instance=f"/api/v1/batch#{index}", request_id=get_request_id())
+        return {"index": index, "filename": filename, "status": exc.status_code, "error": problem}

@@ -1,0 +1,56 @@
+"""Routes: GET /models, /health and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from services.errors import ServiceError
+from services.http.backend import MODEL_NAMES
+from services.http.deps import BackendDep, SettingsDep
+from services.metrics import render_metrics
+
+router = APIRouter(tags=["operations"])
+
+
+async def _statuses(backend: BackendDep) -> dict[str, dict[str, Any]]:
+    async def one(name: str) -> dict[str, Any]:
+        try:
+            return await backend.status(name)
+        except ServiceError as exc:
+            return {"model": name, "status": "down", "error": exc.public_message, "versions": []}
+
+    results = await asyncio.gather(*(one(n) for n in MODEL_NAMES))
+    return dict(zip(MODEL_NAMES, results, strict=True))
+
+
+@router.get("/models")
+async def models(backend: BackendDep) -> dict[str, Any]:
+    """Every model: versions, stage, metadata and load state."""
+    statuses = await _statuses(backend)
+    return {"models": list(statuses.values())}
+
+
+@router.get("/health")
+async def health(backend: BackendDep, response: Response) -> dict[str, Any]:
+    """Liveness plus readiness per model (ok, degraded, down); 503 when no model can serve."""
+    statuses = await _statuses(backend)
+    states = {name: s["status"] for name, s in statuses.items()}
+    if all(s == "ok" for s in states.values()):
+        overall = "ok"
+    elif all(s == "down" for s in states.values()):
+        overall = "down"
+    else:
+        overall = "degraded"
+    if overall == "down":
+        response.status_code = 503
+    return {"status": overall, "live": True, "models": states}
+
+
+@router.get("/metrics")
+async def metrics(settings: SettingsDep) -> Response:
+    """Prometheus exposition of every serving process."""
+    body, content_type = render_metrics(settings.prometheus_multiproc_dir)
+    return Response(content=body, media_type=content_type)

@@ -1,0 +1,158 @@
+"""Decode and validate uploaded images before any model runs.
+
+Checks, in order: byte size (413), real format against the allowed set and the declared
+content type (415), pixel count before decoding so decompression bombs never expand
+(413), corrupt or truncated data (400). Then the first frame is taken, EXIF orientation
+applied and every mode converted to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from services.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
+
+# Pillow format name -> the content types a client may declare for it.
+ALLOWED_FORMATS: dict[str, frozenset[str]] = {
+    "JPEG": frozenset({"image/jpeg", "image/jpg", "image/pjpeg"}),
+    "PNG": frozenset({"image/png"}),
+    "WEBP": frozenset({"image/webp"}),
+    "BMP": frozenset({"image/bmp", "image/x-bmp", "image/x-ms-bmp"}),
+    "TIFF": frozenset({"image/tiff", "image/tif"}),
+    "GIF": frozenset({"image/gif"}),
+}
+# Declared types that say nothing about the format: the bytes decide.
+GENERIC_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_BACKGROUND = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A validated image as 8-bit RGB pixels plus what the logs and results need."""
+
+    pixels: np.ndarray  # H x W x 3, uint8, RGB
+    format: str
+    sha256: str
+    byte_size: int
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def decode_image(
+    data: bytes,
+    *,
+    declared_type: str | None,
+    max_bytes: int,
+    max_pixels: int,
+) -> DecodedImage:
+    """Validate ``data`` and decode it to RGB.
+
+    Args:
+        data: The uploaded bytes.
+        declared_type: The content type the client declared for the part, if any.
+        max_bytes: Largest accepted upload.
+        max_pixels: Largest accepted width * height.
+
+    Raises:
+        PayloadTooLarge, ImageTooLarge, UnsupportedMediaType, InvalidImage.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    if not data:
+        raise InvalidImage("the image part is empty")
+    image = _open(data)
+    _check_format(image.format, declared_type)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    if width == 0 or height == 0:
+        raise InvalidImage("image has no pixels")
+    try:
+        image.seek(0)  # GIF, multi-page TIFF: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        rgb = to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"image data is corrupt or truncated: {exc}") from exc
+    return DecodedImage(
+        pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
+        format=str(image.format or _format_of(data)),
+        sha256=hashlib.sha256(data).hexdigest(),
+        byte_size=len(data),
+    )
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # We check the pixel count ourselves, before decoding, with our own limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image has too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType(
+            "the data is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"image header is corrupt: {exc}") from exc
+
+
+def _format_of(data: bytes) -> str:
+    return str(Image.open(io.BytesIO(data)).format)
+
+
+def _check_format(real: str | None, declared_type: str | None) -> None:
+    if real not in ALLOWED_FORMATS:
+        raise UnsupportedMediaType(f"image format {real} is not supported; send JPEG, PNG, WebP, BMP, TIFF or GIF")
+    declared = (declared_type or "").split(";")[0].strip().lower()
+    if declared in GENERIC_CONTENT_TYPES:
+        return
+    if declared not in ALLOWED_FORMATS[real]:
+        raise UnsupportedMediaType(f"declared content type {declared} does not match the image data ({real})")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _high_bit_depth_to_rgb(image)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    # L, 1, CMYK, YCbCr, LAB, HSV: Pillow's own conversion is correct for these.
+    return image.convert("RGB")
+
+
+def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit or 32-bit grey to 8 bits by its nominal range, not by clipping."""
+    array = np.asarray(image)
+    if image.mode.startswith("I;16") or (
+        image.mode == "I" and array.size and array.min() >= 0 and array.max() <= 0xFFFF
+    ):
+        scaled = (array.astype(np.uint32) >> 8).astype(np.uint8)
+    else:
+        values = array.astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        span = high - low if high > low else 1.0
+        scaled = ((values - low) / span * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L").convert("RGB")

@@ -1,0 +1,1 @@
+"""Vector index for similarity search, behind one small interface."""

@@ -1,0 +1,39 @@
+"""The vector-index interface the embedder service talks to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: gallery id, cosine similarity, stored metadata."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class VectorIndex(Protocol):
+    """Add, remove and search L2-normalised vectors by cosine similarity."""
+
+    def add(self, vectors: np.ndarray, metadata: list[dict[str, Any]], ids: list[str] | None = None) -> list[str]:
+        """Store vectors (N x D) with their metadata; returns their ids."""
+        ...
+
+    def contains(self, item_id: str) -> bool:
+        """Whether an entry with this id is stored."""
+        ...
+
+    def remove(self, item_id: str) -> bool:
+        """Delete one entry; False if it was not there."""
+        ...
+
+    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
+        """The ``top_k`` nearest entries of each query (Q x D)."""
+        ...
+
+    def __len__(self) -> int: ...

@@ -1,0 +1,86 @@
+"""Similarity search: embed with the embedder's worker, look up in the gallery index.
+
+Shared by the embedder BentoML service and the api's in-process backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from services.errors import ServiceError, error_from_dict
+from services.index.base import VectorIndex
+from services.metrics import GALLERY_SIZE
+from services.models.contract import Prediction
+from services.models.worker import InferenceItem, ModelWorker, Outcome
+
+
+class SearchItem(InferenceItem):
+    """An image to look up, with how many neighbours to return."""
+
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+class SearchOutcome(BaseModel):
+    """Neighbours of one query, or its error."""
+
+    prediction: Prediction | None = None
+    hits: list[dict[str, Any]] = []
+    gallery_size: int = 0
+    error: dict[str, Any] | None = None
+
+
+class SearchEngine:
+    """Embeds images and answers nearest-neighbour queries over the gallery."""
+
+    def __init__(self, worker: ModelWorker, index: VectorIndex) -> None:
+        self.worker = worker
+        self.index = index
+        GALLERY_SIZE.set(len(index))
+
+    def embed(self, items: list[InferenceItem]) -> list[Outcome]:
+        return self.worker.run(items)
+
+    def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
+        """Nearest gallery images for each item; errors stay per item."""
+        outcomes = self.worker.run(list(items))
+        answered = [i for i, o in enumerate(outcomes) if o.prediction is not None]
+        results = [SearchOutcome(error=o.error) for o in outcomes]
+        if not answered:
+            return results
+        queries = np.asarray([_vector(outcomes[i]) for i in answered], dtype=np.float32)
+        top_k = max(items[i].top_k for i in answered)
+        hit_lists = self.index.search(queries, top_k)
+        size = len(self.index)
+        for i, hits in zip(answered, hit_lists, strict=True):
+            results[i] = SearchOutcome(
+                prediction=outcomes[i].prediction,
+                hits=[{"id": h.id, "score": h.score, "metadata": h.metadata} for h in hits[: items[i].top_k]],
+                gallery_size=size,
+            )
+        return results
+
+    def add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Embed one image and store it with its metadata."""
+        (outcome,) = self.worker.run([item])
+        if outcome.prediction is None:
+            raise error_from_dict(outcome.error or {})
+        (item_id,) = self.index.add(np.asarray([_vector(outcome)], dtype=np.float32), [metadata])
+        GALLERY_SIZE.set(len(self.index))
+        return {"id": item_id, "model": outcome.prediction.model, "version": outcome.prediction.version}
+
+    def remove(self, item_id: str) -> bool:
+        removed = self.index.remove(item_id)
+        GALLERY_SIZE.set(len(self.index))
+        return removed
+
+    def size(self) -> int:
+        return len(self.index)
+
+
+def _vector(outcome: Outcome) -> list[float]:
+    if outcome.prediction is None:
+        raise ServiceError("embedding missing")
+    return list(outcome.prediction.result["embedding"])

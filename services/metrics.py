@@ -1,0 +1,87 @@
+"""Every Prometheus metric of the serving processes, defined in one place.
+
+Under ``bentoml serve`` each process writes to the multiprocess directory BentoML sets
+up, so any service's ``/metrics`` (and ``GET /api/v1/metrics``) shows all of them.
+Labels are route templates, model names and versions, never raw paths or ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+
+HTTP_REQUESTS = Counter(
+    "cv_http_requests_total",
+    "Public API requests by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "cv_http_request_duration_seconds",
+    "Public API latency by route template.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+)
+HTTP_ERRORS = Counter(
+    "cv_http_errors_total",
+    "Problem responses by route template and problem type.",
+    ["route", "type"],
+)
+INFERENCE_STAGE = Histogram(
+    "cv_inference_stage_seconds",
+    "Time spent in each stage of the model contract (per batch for predict).",
+    ["model", "version", "stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+INFERENCE_BATCH_SIZE = Histogram(
+    "cv_inference_batch_size",
+    "Number of images per ONNX Runtime call.",
+    ["model", "version"],
+    buckets=_BATCH_BUCKETS,
+)
+INFERENCE_ITEMS = Counter(
+    "cv_inference_items_total",
+    "Images answered by each model version, by outcome.",
+    ["model", "version", "outcome"],
+)
+INFERENCE_ERRORS = Counter(
+    "cv_inference_errors_total",
+    "Model failures by error type (a failure may be followed by a fallback).",
+    ["model", "version", "type"],
+)
+FALLBACKS = Counter(
+    "cv_model_fallbacks_total",
+    "Requests answered by another version or precision than the one first chosen.",
+    ["model", "from_version", "to_version"],
+)
+MODEL_LOADED = Gauge(
+    "cv_model_version_loaded",
+    "1 when a model version is loaded and runnable, else 0.",
+    ["model", "version", "precision"],
+    multiprocess_mode="livemax",
+)
+GALLERY_SIZE = Gauge(
+    "cv_gallery_size",
+    "Number of images in the similarity-search gallery.",
+    multiprocess_mode="livemax",
+)
+
+
+def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:
+    """Render the exposition text for every process (multiprocess mode) or this one."""
+    if multiproc_dir:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

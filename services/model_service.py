@@ -1,0 +1,47 @@
+"""The shell every model service shares: a batchable ``infer`` and a ``status``.
+
+Each model service (classifier.py, detector.py, embedder.py) owns one model family,
+loads its ONNX sessions once in ``__init__`` and scales on its own. Adaptive batching
+merges concurrent ``infer`` calls into one ONNX Runtime run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import bentoml
+
+from services.config import get_settings
+from services.logging import configure_logging
+from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
+
+SETTINGS = get_settings()
+# Model services run one process each; ONNX Runtime uses the cores (ort_intra_op_threads).
+SERVICE_CONFIG: dict[str, Any] = {
+    "workers": 1,
+    "traffic": {"timeout": 60, "max_concurrency": 256},
+}
+
+
+class ModelService:
+    """Base of the model services; subclasses set ``model_name``."""
+
+    model_name: ClassVar[str]
+
+    def __init__(self) -> None:
+        configure_logging(SETTINGS.log_level, SETTINGS.log_json)
+        self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
+
+    @bentoml.api(
+        batchable=SETTINGS.batching_enabled,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def infer(self, items: list[InferenceItem]) -> list[Outcome]:
+        """Run the model on a batch of validated images; one outcome per image."""
+        return self.worker.run(items)
+
+    @bentoml.api
+    def status(self) -> dict[str, Any]:
+        """Versions, stages, load state and readiness of this model."""
+        return self.worker.pool.status()

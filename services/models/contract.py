@@ -1,0 +1,99 @@
+"""The model contract: ``infer = preprocess -> predict -> postprocess``, each step timed.
+
+A family module (classification, detection, embedding) only says what differs: its
+parameters and its postprocessing. Batching happens in ``predict``: one ONNX Runtime
+call for all images of a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from services.metrics import INFERENCE_BATCH_SIZE, INFERENCE_STAGE
+from services.models.preprocessing import Prepared, prepare
+from services.models.spec import ModelSpec, Task
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class Params(BaseModel):
+    """Per-request parameters of a family; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=Params)
+
+
+class Prediction(BaseModel):
+    """One image's answer from one model version."""
+
+    model: str
+    version: str
+    precision: str
+    result: dict[str, Any]
+    timings_ms: dict[str, float]
+
+
+class Model(ABC, Generic[P]):
+    """Base of every model family."""
+
+    task: ClassVar[Task]
+    params_type: ClassVar[type[Params]]
+
+    def __init__(self, spec: ModelSpec, runner: Runner, *, precision: str = "fp32") -> None:
+        self.spec = spec
+        self.runner = runner
+        self.precision = precision
+
+    def preprocess(self, image: np.ndarray) -> Prepared:
+        """RGB uint8 H x W x 3 -> network input, as the spec says."""
+        return prepare(image, self.spec.input)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """One runtime call for the whole batch."""
+        return self.runner(batch)
+
+    @abstractmethod
+    def postprocess(self, output: np.ndarray, prepared: Prepared, params: P) -> dict[str, Any]:
+        """One image's raw output row -> its JSON-ready result."""
+
+    def infer(self, images: Sequence[np.ndarray], params: Sequence[P]) -> list[Prediction]:
+        """Run the whole contract over a batch, timing each stage."""
+        if len(images) != len(params):
+            raise ValueError("images and params must have the same length")
+        labels = (self.spec.name, self.spec.version)
+        t0 = time.perf_counter()
+        prepared = [self.preprocess(image) for image in images]
+        t1 = time.perf_counter()
+        outputs = self.predict(np.stack([p.tensor for p in prepared]))
+        t2 = time.perf_counter()
+        results = [self.postprocess(outputs[i], prepared[i], params[i]) for i in range(len(prepared))]
+        t3 = time.perf_counter()
+        INFERENCE_STAGE.labels(*labels, "preprocess").observe(t1 - t0)
+        INFERENCE_STAGE.labels(*labels, "predict").observe(t2 - t1)
+        INFERENCE_STAGE.labels(*labels, "postprocess").observe(t3 - t2)
+        INFERENCE_BATCH_SIZE.labels(*labels).observe(len(images))
+        n = len(images)
+        timings = {
+            "preprocess": (t1 - t0) * 1000 / n,
+            "predict": (t2 - t1) * 1000,
+            "postprocess": (t3 - t2) * 1000 / n,
+            "batch_size": float(n),
+        }
+        return [
+            Prediction(
+                model=self.spec.name,
+                version=self.spec.version,
+                precision=self.precision,
+                result=result,
+                timings_ms=timings,
+            )
+            for result in results
+        ]

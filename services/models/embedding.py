@@ -1,0 +1,26 @@
+"""Image embeddings: the network's L2-normalised pooled features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.models.contract import Model, Params
+from services.models.preprocessing import Prepared
+
+
+class EmbedParams(Params):
+    pass
+
+
+class Embedder(Model[EmbedParams]):
+    task = "embedding"
+    params_type = EmbedParams
+
+    def postprocess(self, output: np.ndarray, prepared: Prepared, params: EmbedParams) -> dict[str, Any]:
+        vector = output.astype(np.float32).reshape(-1)
+        norm = float(np.linalg.norm(vector))
+        if norm > 0 and abs(norm - 1.0) > 1e-3:  # the graph normalises; guard exports that do not
+            vector = vector / norm
+        return {"embedding": vector.tolist(), "dim": int(vector.shape[0])}

@@ -1,0 +1,89 @@
+"""Turn validated RGB images into network inputs, as an :class:`InputSpec` says.
+
+Every function here is pure (array in, array out) so the pipeline can be tested
+against golden values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from services.models.spec import InputSpec
+
+_PIL_FILTERS = {"pil_bicubic": Image.Resampling.BICUBIC, "pil_bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image as a CHW float32 tensor and how to map boxes back to its pixels."""
+
+    tensor: np.ndarray  # 3 x H x W float32
+    scale: float  # network pixels per original pixel
+    offset: tuple[float, float]  # (x, y) of the original image's origin in network pixels
+    original_size: tuple[int, int]  # (width, height)
+
+
+def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
+    """Resize an H x W x 3 uint8 image."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    if interpolation == "cv2_linear":
+        return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
+    pil = Image.fromarray(image).resize((width, height), _PIL_FILTERS[interpolation])
+    return np.asarray(pil)
+
+
+def resize_and_crop(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize the shorter side to ``size / crop_pct`` and take the centre ``size``."""
+    h, w = image.shape[:2]
+    scale = max(spec.height / h, spec.width / w) / spec.crop_pct
+    new_w, new_h = max(spec.width, round(w * scale)), max(spec.height, round(h * scale))
+    resized = resize(image, new_w, new_h, spec.interpolation)
+    top, left = (new_h - spec.height) // 2, (new_w - spec.width) // 2
+    cropped = resized[top : top + spec.height, left : left + spec.width]
+    return cropped, scale, (-float(left), -float(top))
+
+
+def letterbox(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Scale to fit inside the input, keeping aspect ratio, and pad (YOLOX: top-left, 114)."""
+    box = spec.letterbox
+    if box is None:
+        raise ValueError("letterbox resize needs InputSpec.letterbox")
+    h, w = image.shape[:2]
+    scale = min(spec.height / h, spec.width / w)
+    new_w, new_h = int(w * scale), int(h * scale)
+    resized = resize(image, new_w, new_h, spec.interpolation)
+    canvas = np.full((spec.height, spec.width, 3), box.pad_value, dtype=np.uint8)
+    if box.align == "center":
+        left, top = (spec.width - new_w) // 2, (spec.height - new_h) // 2
+    else:
+        left, top = 0, 0
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas, scale, (float(left), float(top))
+
+
+def normalise(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> 3 x H x W float32 in the spec's colour order and scaling."""
+    if spec.color_order == "BGR":
+        image = image[:, :, ::-1]
+    tensor = image.astype(np.float32)
+    if spec.scale != 1.0:
+        tensor *= np.float32(spec.scale)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    if mean.any():
+        tensor -= mean
+    if (std != 1.0).any():
+        tensor /= std
+    return np.ascontiguousarray(tensor.transpose(2, 0, 1))
+
+
+def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
+    """The whole preprocessing pipeline for one image."""
+    h, w = image.shape[:2]
+    fitted, scale, offset = letterbox(image, spec) if spec.resize == "letterbox" else resize_and_crop(image, spec)
+    return Prepared(tensor=normalise(fitted, spec), scale=scale, offset=offset, original_size=(w, h))

@@ -1,0 +1,52 @@
+"""ONNX Runtime sessions: one per (version, precision), on the best available provider.
+
+TensorRT or CUDA are used when this onnxruntime build offers them (a GPU machine with
+``onnxruntime-gpu``); otherwise the CPU provider. See docs/adr/0002-onnx-runtime-providers.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+
+def available_providers(preferred: list[str]) -> list[str]:
+    """The preferred providers this onnxruntime build has, in order; CPU always last."""
+    have = set(ort.get_available_providers())
+    chosen = [p for p in preferred if p in have and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class OrtRunner:
+    """Runs one ONNX file; returns one named output for a batch of input tensors."""
+
+    def __init__(self, path: Path, *, input_name: str, output_name: str, providers: list[str], threads: int) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=available_providers(providers))
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if input_name not in inputs:
+            raise ValueError(f"{path.name} has no input {input_name!r} (inputs: {sorted(inputs)})")
+        if output_name not in outputs:
+            raise ValueError(f"{path.name} has no output {output_name!r} (outputs: {sorted(outputs)})")
+        self.input_name = input_name
+        self.output_name = output_name
+        log.info("onnx session ready", extra={"file": path.name, "providers": self.session.get_providers()})
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Run a float32 N x C x H x W batch."""
+        (output,) = self.session.run([self.output_name], {self.input_name: batch})
+        return np.asarray(output)

@@ -1,0 +1,80 @@
+"""What travels with a model version's weights: everything needed to rebuild its pipeline.
+
+A :class:`ModelSpec` is written into the BentoML model store's ``metadata`` by
+``bentos/<model>/import_model.py`` and read back at load time, so preprocessing is
+rebuilt from it and never hard-coded (STYLE.md, habit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from services.config import Stage
+
+Task = Literal["classification", "detection", "embedding"]
+
+
+class Letterbox(BaseModel):
+    """Keep the aspect ratio, scale to fit, pad the rest."""
+
+    pad_value: int = 114
+    align: Literal["top-left", "center"] = "top-left"
+
+
+class InputSpec(BaseModel):
+    """How an RGB uint8 image becomes the network's input tensor."""
+
+    name: str = "images"
+    height: int
+    width: int
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    # Pixels (0..255) are turned into (pixel * scale - mean) / std, per channel in color_order.
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # "pil_bicubic": Pillow's antialiased bicubic; "cv2_linear": OpenCV INTER_LINEAR.
+    interpolation: Literal["pil_bicubic", "pil_bilinear", "cv2_linear"] = "pil_bicubic"
+    # resize: "crop" resizes the shorter side to size / crop_pct and centre-crops;
+    # "letterbox" keeps the whole image (see ``letterbox``).
+    resize: Literal["crop", "letterbox"] = "crop"
+    crop_pct: float = Field(default=1.0, gt=0.0, le=1.0)
+    letterbox: Letterbox | None = None
+
+
+class ModelSpec(BaseModel):
+    """One model version: identity, pipeline, outputs, provenance."""
+
+    name: str
+    version: str
+    task: Task
+    arch: str
+    stage: Stage = Stage.PRODUCTION
+    input: InputSpec
+    output_name: str
+    labels: list[str] = Field(default_factory=list)
+    files: dict[str, str]  # precision ("fp32", "int8") -> file name inside the entry
+    licence: str = ""
+    source: str = ""
+    sha256: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def public(self) -> dict[str, Any]:
+        """What ``GET /api/v1/models`` shows: everything but the label list itself."""
+        data = self.model_dump(mode="json", exclude={"labels"})
+        data["num_labels"] = len(self.labels)
+        return data
+
+
+class LoadedFiles(BaseModel):
+    """A spec plus the absolute paths of its files in the model store."""
+
+    spec: ModelSpec
+    paths: dict[str, Path]

@@ -1,0 +1,80 @@
+"""Read and write model versions in the BentoML model store.
+
+An entry ``<name>:<version>`` holds the ONNX file(s) and a ``spec`` in its metadata
+(:class:`ModelSpec`). ``bentos/<model>/import_model.py`` writes entries with
+:func:`import_model`; the services read them with :func:`list_versions`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import bentoml
+from bentoml.exceptions import NotFound as BentoNotFound
+
+from services.models.spec import LoadedFiles, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_versions(name: str) -> list[LoadedFiles]:
+    """Every stored version of ``name`` with a valid spec, oldest first."""
+    try:
+        entries = bentoml.models.list(name)
+    except BentoNotFound:
+        return []
+    found: list[LoadedFiles] = []
+    for entry in sorted(entries, key=lambda m: m.info.creation_time):
+        raw = entry.info.metadata.get("spec")
+        if not isinstance(raw, dict):
+            log.warning("model entry has no spec; skipped", extra={"tag": str(entry.tag)})
+            continue
+        spec = ModelSpec.model_validate(raw)
+        paths = {precision: Path(entry.path_of(file)) for precision, file in spec.files.items()}
+        found.append(LoadedFiles(spec=spec, paths=paths))
+    return found
+
+
+def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False) -> str:
+    """Create the entry ``spec.name:spec.version`` holding ``files`` (precision -> path).
+
+    Idempotent: an entry whose file checksums match is kept as it is. A different
+    entry under the same tag is an error unless ``force`` is set.
+
+    Returns:
+        The tag of the entry.
+    """
+    sums = {precision: sha256_file(path) for precision, path in files.items()}
+    spec = spec.model_copy(update={"sha256": sums, "files": {p: f.name for p, f in files.items()}})
+    try:
+        existing = bentoml.models.get(spec.tag)
+    except BentoNotFound:
+        existing = None
+    if existing is not None:
+        if existing.info.metadata.get("spec", {}).get("sha256") == sums and not force:
+            log.info("model already in the store", extra={"tag": spec.tag})
+            return spec.tag
+        if not force:
+            raise FileExistsError(f"{spec.tag} exists with other files; pass force=True to replace it")
+        bentoml.models.delete(spec.tag)
+    with bentoml.models.create(
+        spec.tag,
+        labels={"task": spec.task, "stage": spec.stage.value, "arch": spec.arch},
+        metadata={"spec": spec.model_dump(mode="json", exclude_none=True)},
+    ) as entry:
+        for path in files.values():
+            shutil.copyfile(path, entry.path_of(path.name))
+    log.info("model imported", extra={"tag": spec.tag, "files": sorted(spec.files.values())})
+    return spec.tag
