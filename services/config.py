@@ -76,7 +76,8 @@ class ServingSettings(BaseSettings):
     # Adaptive batching of the model services (tuned in benchmarks/reports/serving.md).
     batching_enabled: bool = True
     max_batch_size: int = Field(default=16, gt=0)
-    max_latency_ms: int = Field(default=60, gt=0)
+    # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
+    max_latency_ms: int = Field(default=5000, gt=0)
 
     # Embedding dimensionality of the gallery index.
     gallery_dim: int = 1280

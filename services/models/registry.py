@@ -163,7 +163,7 @@ class ModelPool:
                     last_error = f"{candidate.spec.tag} ({precision}) failed: {exc}"
                     self._record_failure(candidate, precision, exc)
                     continue
-                self._record_success(first, candidate.spec.version, precision, len(images))
+                self._record_success(first, candidate, precision, len(images))
                 return predictions
         raise ModelUnavailable(f"no version of {self.name} could answer: {last_error}")
 
@@ -172,7 +172,10 @@ class ModelPool:
         INFERENCE_ERRORS.labels(self.name, candidate.spec.version, type(exc).__name__).inc()
         log.error("inference failed", extra={"model": candidate.spec.tag, "precision": precision, "error": str(exc)})
 
-    def _record_success(self, first: tuple[str, str], version: str, precision: str, n: int) -> None:
+    def _record_success(self, first: tuple[str, str], candidate: LoadedVersion, precision: str, n: int) -> None:
+        if candidate.errors.get(precision, "").startswith("run failed"):
+            del candidate.errors[precision]  # a later success heals a transient run failure
+        version = candidate.spec.version
         INFERENCE_ITEMS.labels(self.name, version, "ok").inc(n)
         if first != (version, precision):
             FALLBACKS.labels(self.name, f"{first[0]}/{first[1]}", f"{version}/{precision}").inc(n)

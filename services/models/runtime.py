@@ -40,6 +40,9 @@ class OrtRunner:
             raise ValueError(f"{path.name} has no output {output_name!r} (outputs: {sorted(outputs)})")
         self.input_name = input_name
         self.output_name = output_name
+        batch_dim = next(i.shape[0] for i in self.session.get_inputs() if i.name == input_name)
+        # Some exports (the YOLOX-Nano file among them) fix the batch at 1: run such batches image by image.
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         log.info("onnx session ready", extra={"file": path.name, "providers": self.session.get_providers()})
 
     @property
@@ -48,5 +51,10 @@ class OrtRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 N x C x H x W batch."""
-        (output,) = self.session.run([self.output_name], {self.input_name: batch})
-        return np.asarray(output)
+        if self.fixed_batch is None or len(batch) == self.fixed_batch:
+            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            return np.asarray(output)
+        step = self.fixed_batch
+        parts = [self.session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
+                 for i in range(0, len(batch), step)]
+        return np.concatenate(parts)

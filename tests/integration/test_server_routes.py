@@ -1,0 +1,91 @@
+"""Every public route of the real server (bentoml serve, model services over bentoml.depends)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.integration.server import Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_classify_chelsea_is_a_cat(server: Server, photos: dict[str, bytes]) -> None:
+    response = httpx.post(f"{server.url}/api/v1/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
+                          data={"top_k": "5"}, timeout=30)
+    assert response.status_code == 200, response.text
+    top = response.json()["predictions"][0]
+    assert "cat" in top["label"], top
+
+
+def test_detect_finds_the_astronaut(server: Server, photos: dict[str, bytes]) -> None:
+    response = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
+                          timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["detections"][0]["label"] == "person"
+
+
+def test_gallery_and_search(server: Server, photos: dict[str, bytes]) -> None:
+    url = f"{server.url}/api/v1"
+    added = httpx.post(f"{url}/gallery", files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")},
+                       data={"metadata": json.dumps({"kind": "rocket"})}, timeout=30)
+    assert added.status_code == 201, added.text
+    item_id = added.json()["id"]
+    assert httpx.get(f"{url}/gallery").json()["size"] >= 1
+    hits = httpx.post(f"{url}/search", files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")}, timeout=30)
+    assert hits.status_code == 200, hits.text
+    assert hits.json()["results"][0]["id"] == item_id
+    assert hits.json()["results"][0]["metadata"]["kind"] == "rocket"
+    assert httpx.delete(f"{url}/gallery/{item_id}").status_code == 204
+    assert httpx.delete(f"{url}/gallery/{item_id}").status_code == 404
+
+
+def test_batch_inline(server: Server, photos: dict[str, bytes]) -> None:
+    files = [("images", (n, photos[n], "image/jpeg")) for n in ("chelsea.jpg", "coffee.jpg")]
+    response = httpx.post(f"{server.url}/api/v1/batch", files=files, data={"task": "classify"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["succeeded"] == 2
+
+
+def test_models_health_metrics(server: Server) -> None:
+    models = httpx.get(f"{server.url}/api/v1/models").json()["models"]
+    assert {m["model"] for m in models} == {"classifier", "detector", "embedder"}
+    assert all(m["status"] == "ok" for m in models)
+    assert httpx.get(f"{server.url}/api/v1/health").json()["status"] == "ok"
+    metrics = httpx.get(f"{server.url}/api/v1/metrics").text
+    # Metrics of the model services' processes show up through the api's endpoint.
+    assert "cv_inference_batch_size_bucket" in metrics
+    assert 'route="/api/v1/classify"' in metrics
+
+
+def test_hostile_file_is_a_problem_and_the_server_lives_on(server: Server, photos: dict[str, bytes]) -> None:
+    bad = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("x.jpg", photos["chelsea.jpg"][:500], "image/jpeg")},
+                     timeout=30)
+    assert bad.status_code == 400
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["request_id"] == bad.headers["X-Request-ID"]
+    good = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
+                      timeout=30)
+    assert good.status_code == 200
+
+
+def test_request_id_reaches_the_model_service_logs(server: Server, photos: dict[str, bytes]) -> None:
+    request_id = "it-req-7f3a9c"
+    response = httpx.post(f"{server.url}/api/v1/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
+                          headers={"X-Request-ID": request_id}, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == request_id
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    tagged = [line for line in lines if line.get("request_id") == request_id]
+    assert any(line["logger"] == "services.http" for line in tagged)  # the api process
+    assert any(line["logger"] == "services.models.worker" for line in tagged)  # the classifier process
+
+
+def test_openapi_ui_lists_the_public_routes(server: Server) -> None:
+    spec = httpx.get(f"{server.url}/docs.json").json()
+    for path in ("/api/v1/classify", "/api/v1/detect", "/api/v1/search", "/api/v1/gallery", "/api/v1/batch",
+                 "/api/v1/models", "/api/v1/health", "/api/v1/metrics"):
+        assert path in spec["paths"], path
+    assert httpx.get(f"{server.url}/").status_code == 200
