@@ -111,13 +111,13 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
 
 def error_to_dict(error: ServiceError) -> dict[str, Any]:
     """Serialise an error so it can cross a process boundary (model service -> api)."""
-    return {"type": error.type_slug, "detail": error.public_message}
+    return {"type": error.type_slug, "detail": error.public_message, "extra": error.extra}
 
 
 def error_from_dict(data: dict[str, Any]) -> ServiceError:
     """Rebuild an error serialised by :func:`error_to_dict`."""
     cls = ERRORS_BY_SLUG.get(str(data.get("type")), ServiceError)
-    return cls(str(data.get("detail") or cls.title))
+    return cls(str(data.get("detail") or cls.title), **dict(data.get("extra") or {}))
 
 
 def problem_body(

@@ -21,6 +21,8 @@ from services.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, Unsupp
 # Pillow format name -> the content types a client may declare for it.
 ALLOWED_FORMATS: dict[str, frozenset[str]] = {
     "JPEG": frozenset({"image/jpeg", "image/jpg", "image/pjpeg"}),
+    # Multi-picture JPEG: what phones and cameras write when they add a depth map or preview.
+    "MPO": frozenset({"image/jpeg", "image/jpg", "image/pjpeg"}),
     "PNG": frozenset({"image/png"}),
     "WEBP": frozenset({"image/webp"}),
     "BMP": frozenset({"image/bmp", "image/x-bmp", "image/x-ms-bmp"}),
@@ -30,6 +32,8 @@ ALLOWED_FORMATS: dict[str, frozenset[str]] = {
 # Declared types that say nothing about the format: the bytes decide.
 GENERIC_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _BACKGROUND = (255, 255, 255)
+# Magic numbers of the allowed formats: such bytes that Pillow cannot open are corrupt, not foreign.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image has too many pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
+        if data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise InvalidImage("image header is corrupt or truncated") from exc
         raise UnsupportedMediaType(
             "the data is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
         ) from exc

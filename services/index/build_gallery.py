@@ -78,7 +78,7 @@ def _meta(name: str, wnid: str, words: dict[str, str]) -> dict[str, Any]:
 
 def build(records: Iterator[Record], engine: SearchEngine, settings: ServingSettings, limit: int, batch: int = 32) -> int:
     """Embed and store up to ``limit`` records (0 = all); returns how many were added."""
-    added, pending = 0, []
+    added, pending, seen = 0, [], set()
     for data, meta in records:
         if limit and added + len(pending) >= limit:
             break
@@ -88,8 +88,10 @@ def build(records: Iterator[Record], engine: SearchEngine, settings: ServingSett
         except ServiceError as exc:
             log.warning("skipped", extra={"file": meta.get("filename"), "error": exc.public_message})
             continue
-        if engine.index.contains(image.sha256[:32]):
+        item_id = image.sha256[:32]
+        if item_id in seen or engine.index.contains(item_id):
             continue  # already indexed: re-running the command adds only what is new
+        seen.add(item_id)
         pending.append((image.pixels, {**meta, "sha256": image.sha256}))
         if len(pending) == batch:
             added += _flush(engine, pending)

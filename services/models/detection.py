@@ -80,7 +80,8 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
     """Class-aware NMS: boxes of different classes never suppress each other."""
     if boxes.size == 0:
         return np.zeros(0, dtype=np.int64)
-    offsets = class_ids.astype(np.float32)[:, None] * (float(boxes.max()) + 1.0)
+    span = float(boxes.max() - boxes.min()) + 1.0  # boxes may reach past the image (negative coordinates)
+    offsets = class_ids.astype(np.float32)[:, None] * span
     return nms(boxes + offsets, scores, iou, limit)
 
 

@@ -55,7 +55,7 @@ def letterbox(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tu
         raise ValueError("letterbox resize needs InputSpec.letterbox")
     h, w = image.shape[:2]
     scale = min(spec.height / h, spec.width / w)
-    new_w, new_h = int(w * scale), int(h * scale)
+    new_w, new_h = max(1, int(w * scale)), max(1, int(h * scale))
     resized = resize(image, new_w, new_h, spec.interpolation)
     canvas = np.full((spec.height, spec.width, 3), box.pad_value, dtype=np.uint8)
     if box.align == "center":

@@ -160,6 +160,8 @@ class ModelPool:
                 try:
                     predictions = candidate.models[precision].infer(images, params)
                 except Exception as exc:  # noqa: BLE001 - a failing run falls back
+                    if is_client_error(exc):
+                        raise
                     last_error = f"{candidate.spec.tag} ({precision}) failed: {exc}"
                     self._record_failure(candidate, precision, exc)
                     continue

@@ -20,7 +20,7 @@ from services.errors import InvalidParameter, ServiceError, error_to_dict
 from services.logging import bind_request_id, reset_request_id
 from services.metrics import INFERENCE_ITEMS
 from services.models.contract import Params, Prediction
-from services.models.registry import ModelPool, family_for
+from services.models.registry import ModelPool
 from services.models.runtime import OrtRunner
 from services.models.spec import ModelSpec
 from services.models.store import list_versions
@@ -86,8 +86,10 @@ class ModelWorker:
         self.pool = pool
 
     def params_type(self) -> type[Params]:
+        """The parameters class of the family, taken from a version that loaded."""
         for version in self.pool.versions.values():
-            return family_for(version.spec.task, version.spec.arch).params_type
+            for model in version.models.values():
+                return type(model).params_type
         return Params
 
     def run(self, items: list[InferenceItem]) -> list[Outcome]:
@@ -97,9 +99,11 @@ class ModelWorker:
         params_type = self.params_type()
         for index, item in enumerate(items):
             try:
-                groups[item.version].append((index, params_type.model_validate(item.params)))
+                params = params_type.model_validate(item.params)
             except ValidationError as exc:
                 outcomes[index] = _failed(InvalidParameter(_describe(exc)))
+                continue
+            groups[item.version].append((index, params))
         for version, members in groups.items():
             for index, outcome in self._run_group(items, version, members):
                 outcomes[index] = outcome

@@ -1,0 +1,78 @@
+"""The model contract: preprocess -> one batched predict -> postprocess, each stage timed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from services.models.classification import Classifier, ClassifyParams
+from services.models.preprocessing import prepare
+from services.models.spec import ModelSpec
+from tests.unit.fakes import FakeRunner, make_spec, sample
+
+
+def spec(name: str) -> ModelSpec:
+    return make_spec(name=name, version="v7", labels=["a", "b", "c"])
+
+
+def images(n: int) -> list[np.ndarray]:
+    return [np.full((8 + i, 10, 3), 10 * i, dtype=np.uint8) for i in range(n)]
+
+
+def test_infer_stacks_batch_and_calls_runner_once() -> None:
+    runner = FakeRunner([0.0, 1.0, 2.0])
+    model = Classifier(spec("contract-batch"), runner)
+    predictions = model.infer(images(3), [ClassifyParams(top_k=1)] * 3)
+    assert len(runner.batches) == 1
+    batch = runner.batches[0]
+    assert batch.shape == (3, 3, 8, 8)
+    assert batch.dtype == np.float32
+    for i, image in enumerate(images(3)):
+        np.testing.assert_array_equal(batch[i], prepare(image, model.spec.input).tensor)
+    assert [p.result["predictions"][0]["label"] for p in predictions] == ["c"] * 3
+
+
+def test_infer_passes_each_image_its_own_params() -> None:
+    model = Classifier(spec("contract-params"), FakeRunner([0.0, 1.0, 2.0]))
+    predictions = model.infer(images(2), [ClassifyParams(top_k=1), ClassifyParams(top_k=3)])
+    assert [len(p.result["predictions"]) for p in predictions] == [1, 3]
+
+
+def test_infer_rejects_params_of_different_length() -> None:
+    runner = FakeRunner()
+    with pytest.raises(ValueError, match="same length"):
+        Classifier(spec("contract-len"), runner).infer(images(2), [ClassifyParams()])
+    assert runner.batches == []
+
+
+def test_infer_times_each_stage() -> None:
+    def slow(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.02)
+        return np.zeros((len(batch), 3), np.float32)
+
+    name = "contract-timing"
+    model = Classifier(spec(name), FakeRunner(fn=slow), precision="int8")
+    before = {
+        stage: sample("cv_inference_stage_seconds_count", {"model": name, "version": "v7", "stage": stage})
+        for stage in ("preprocess", "predict", "postprocess")
+    }
+    predictions = model.infer(images(2), [ClassifyParams()] * 2)
+    timings = predictions[0].timings_ms
+    assert set(timings) == {"preprocess", "predict", "postprocess", "batch_size"}
+    assert timings["batch_size"] == 2.0
+    assert timings["predict"] >= 20.0
+    assert 0.0 <= timings["preprocess"] < timings["predict"]
+    assert predictions[0].timings_ms == predictions[1].timings_ms
+    for stage, count in before.items():
+        labels = {"model": name, "version": "v7", "stage": stage}
+        assert sample("cv_inference_stage_seconds_count", labels) == count + 1
+    assert sample("cv_inference_batch_size_sum", {"model": name, "version": "v7"}) >= 2
+    assert {(p.model, p.version, p.precision) for p in predictions} == {(name, "v7", "int8")}
+
+
+def test_infer_propagates_runner_failure() -> None:
+    model = Classifier(spec("contract-fail"), FakeRunner(error=RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        model.infer(images(1), [ClassifyParams()])

@@ -1,0 +1,100 @@
+"""ServingSettings: the CV_ environment, derived paths, the production guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.config import ServingSettings, Stage, get_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CV_ variable from the caller's shell leaks into these tests."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("CV_") or key == "PROMETHEUS_MULTIPROC_DIR":
+            monkeypatch.delenv(key)
+
+
+def settings() -> ServingSettings:
+    return ServingSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_defaults() -> None:
+    s = settings()
+    assert s.environment == "local"
+    assert s.log_json is True
+    assert s.max_image_bytes == 20 * 1024 * 1024
+    assert s.default_versions == {}
+    assert s.ort_providers[-1] == "CPUExecutionProvider"
+    assert s.prometheus_multiproc_dir is None
+
+
+def test_reads_cv_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CV_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CV_MAX_IMAGE_BYTES", "1234")
+    monkeypatch.setenv("CV_PREFER_INT8", "false")
+    monkeypatch.setenv("CV_DEFAULT_VERSIONS", '{"classifier": "v2"}')
+    monkeypatch.setenv("CV_ORT_PROVIDERS", '["CPUExecutionProvider"]')
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/prom")
+    monkeypatch.setenv("MAX_IMAGE_BYTES", "1")  # unprefixed: ignored
+    s = settings()
+    assert s.data_dir == tmp_path
+    assert s.max_image_bytes == 1234
+    assert s.prefer_int8 is False
+    assert s.default_versions == {"classifier": "v2"}
+    assert s.ort_providers == ["CPUExecutionProvider"]
+    assert s.prometheus_multiproc_dir == "/tmp/prom"
+
+
+def test_gallery_path_is_inside_data_dir(tmp_path: Path) -> None:
+    s = ServingSettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert s.gallery_path == tmp_path / "gallery.sqlite3"
+
+
+def test_production_requires_json_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    monkeypatch.setenv("CV_LOG_JSON", "false")
+    with pytest.raises(ValidationError, match="production logs must be JSON"):
+        settings()
+
+
+def test_production_with_json_logs_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    assert settings().environment == "production"
+
+
+def test_local_may_use_plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_LOG_JSON", "false")
+    assert settings().log_json is False
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("CV_ENVIRONMENT", "staging"), ("CV_MAX_IMAGE_BYTES", "0"), ("CV_MAX_BATCH_ITEMS", "-1")],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError):
+        settings()
+
+
+def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    get_settings.cache_clear()
+    try:
+        first = get_settings()
+        assert get_settings() is first
+        monkeypatch.setenv("CV_DATA_DIR", str(tmp_path))
+        get_settings.cache_clear()
+        assert get_settings().data_dir == tmp_path
+    finally:
+        get_settings.cache_clear()
+
+
+def test_stage_values() -> None:
+    assert [s.value for s in Stage] == ["production", "canary", "shadow", "archived"]
+    assert Stage("canary") is Stage.CANARY
