@@ -7,7 +7,7 @@ Every field is read from an environment variable with the ``CV_`` prefix, e.g.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Deployment stage of a model version; production serves by default."""
 
     PRODUCTION = "production"

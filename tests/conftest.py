@@ -14,11 +14,11 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="cv-test-bentoml-")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image
 
-from services.config import ServingSettings, get_settings  # noqa: E402
+from services.config import ServingSettings, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

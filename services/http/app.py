@@ -75,8 +75,11 @@ class RequestContextMiddleware:
         try:
             declared = int(headers.get("content-length", "0") or 0)
             if declared > self.max_body_bytes:
-                await _send_problem(scope, send_with_id, PayloadTooLarge(
-                    f"request body is {declared} bytes; the limit is {self.max_body_bytes} bytes"))
+                await _send_problem(
+                    scope,
+                    send_with_id,
+                    PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.max_body_bytes} bytes"),
+                )
             else:
                 await self.app(scope, _limited(receive, self.max_body_bytes), send_with_id)
         finally:
@@ -86,8 +89,12 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(route, scope["method"]).observe(elapsed)
             log.info(
                 "request",
-                extra={"method": scope["method"], "route": route, "status": status["code"],
-                       "duration_ms": round(elapsed * 1000, 2)},
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status["code"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
             )
             reset_request_id(token)
 
@@ -144,24 +151,39 @@ def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
-        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
-        for e in exc.errors()
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]} for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    body = problem_body(status=422, type_uri=PROBLEM_TYPE_BASE + "invalid-parameter", title="Invalid parameter",
-                        detail=detail, instance=request.url.path, request_id=get_request_id(),
-                        extra={"errors": errors})
-    return JSONResponse(body, status_code=422, media_type=PROBLEM_CONTENT_TYPE,
-                        headers={"x-problem-type": "invalid-parameter"})
+    body = problem_body(
+        status=422,
+        type_uri=PROBLEM_TYPE_BASE + "invalid-parameter",
+        title="Invalid parameter",
+        detail=detail,
+        instance=request.url.path,
+        request_id=get_request_id(),
+        extra={"errors": errors},
+    )
+    return JSONResponse(
+        body, status_code=422, media_type=PROBLEM_CONTENT_TYPE, headers={"x-problem-type": "invalid-parameter"}
+    )
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    body = problem_body(status=exc.status_code, type_uri=PROBLEM_TYPE_BASE + slug, title=str(exc.detail),
-                        detail=f"{request.method} {request.url.path}: {exc.detail}", instance=request.url.path,
-                        request_id=get_request_id())
-    return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_CONTENT_TYPE,
-                        headers={"x-problem-type": slug, **(exc.headers or {})})
+    body = problem_body(
+        status=exc.status_code,
+        type_uri=PROBLEM_TYPE_BASE + slug,
+        title=str(exc.detail),
+        detail=f"{request.method} {request.url.path}: {exc.detail}",
+        instance=request.url.path,
+        request_id=get_request_id(),
+    )
+    return JSONResponse(
+        body,
+        status_code=exc.status_code,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers={"x-problem-type": slug, **(exc.headers or {})},
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

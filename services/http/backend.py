@@ -77,7 +77,7 @@ class RemoteBackend:
             return await getattr(self.clients[model].to_async, method)(*args)
         except ServiceError:
             raise
-        except Exception as exc:  # noqa: BLE001 - transport failures of the model service
+        except Exception as exc:
             log.error("model service call failed", extra={"model": model, "method": method, "error": repr(exc)})
             raise ModelUnavailable(f"the {model} service is unreachable or failed") from exc
 

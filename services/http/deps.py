@@ -9,9 +9,9 @@ from fastapi import Depends, FastAPI, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from services.config import ServingSettings
+from services.errors import PayloadTooLarge
 from services.http.backend import Backend
 from services.imaging import DecodedImage, decode_image
-from services.errors import PayloadTooLarge
 
 BackendProvider = Callable[[], Backend]
 

@@ -20,8 +20,9 @@ router = APIRouter(tags=["similarity search"])
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(settings: SettingsDep, backend: BackendDep, image: ImageFile,
-                 top_k: Annotated[int, Form(ge=1, le=100)] = 5) -> dict[str, Any]:
+async def search(
+    settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: Annotated[int, Form(ge=1, le=100)] = 5
+) -> dict[str, Any]:
     """Find the gallery images most similar to this one (cosine similarity)."""
     started = time.perf_counter()
     decoded = await read_image(image, settings)
@@ -37,8 +38,7 @@ async def search(settings: SettingsDep, backend: BackendDep, image: ImageFile,
         "image": image_info(decoded),
         "results": outcome.hits,
         "gallery_size": outcome.gallery_size,
-        "timings_ms": {"decode": decode_ms, **prediction.timings_ms,
-                       "total": (time.perf_counter() - started) * 1000},
+        "timings_ms": {"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000},
     }
 
 
@@ -56,17 +56,23 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
 
 
 @router.post("/gallery", response_model=GalleryItemResponse, status_code=201)
-async def gallery_add(settings: SettingsDep, backend: BackendDep, image: ImageFile,
-                      metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None
-                      ) -> dict[str, Any]:
+async def gallery_add(
+    settings: SettingsDep,
+    backend: BackendDep,
+    image: ImageFile,
+    metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None,
+) -> dict[str, Any]:
     """Add an image and its metadata to the search gallery."""
     meta = parse_metadata(metadata)
     decoded = await read_image(image, settings)
     meta.setdefault("filename", image.filename)
     meta.setdefault("sha256", decoded.sha256)
     added = await backend.gallery_add(InferenceItem(image=decoded.pixels, request_id=get_request_id()), meta)
-    return {"id": added["id"], "model": {"name": added["model"], "version": added["version"], "precision": "fp32"},
-            "metadata": meta}
+    return {
+        "id": added["id"],
+        "model": {"name": added["model"], "version": added["version"], "precision": "fp32"},
+        "metadata": meta,
+    }
 
 
 @router.get("/gallery", response_model=GallerySizeResponse)

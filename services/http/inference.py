@@ -41,8 +41,13 @@ def parse_classes(raw: str | None) -> list[int] | None:
 
 
 def image_info(image: DecodedImage) -> dict[str, Any]:
-    return {"width": image.width, "height": image.height, "format": image.format, "sha256": image.sha256,
-            "bytes": image.byte_size}
+    return {
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "sha256": image.sha256,
+        "bytes": image.byte_size,
+    }
 
 
 def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: float) -> dict[str, Any]:
@@ -60,8 +65,9 @@ def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: flo
     }
 
 
-async def run_one(backend: BackendDep, model: str, image: DecodedImage, params: dict[str, Any],
-                  version: str | None) -> Outcome:
+async def run_one(
+    backend: BackendDep, model: str, image: DecodedImage, params: dict[str, Any], version: str | None
+) -> Outcome:
     item = InferenceItem(image=image.pixels, params=params, version=version, request_id=get_request_id())
     (outcome,) = await backend.infer(model, [item])
     return outcome
@@ -72,8 +78,9 @@ def _with_version_header(body: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("/classify", response_model=ClassifyResponse)
-async def classify(settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5,
-                   version: Version = None) -> JSONResponse:
+async def classify(
+    settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5, version: Version = None
+) -> JSONResponse:
     """Classify one image: the top-k labels with their probabilities."""
     started = time.perf_counter()
     decoded = await read_image(image, settings)
@@ -83,9 +90,16 @@ async def classify(settings: SettingsDep, backend: BackendDep, image: ImageFile,
 
 
 @router.post("/detect", response_model=DetectResponse)
-async def detect(settings: SettingsDep, backend: BackendDep, image: ImageFile, confidence: Confidence = 0.25,
-                 iou: Iou = 0.45, max_detections: MaxDetections = 100, classes: Classes = None,
-                 version: Version = None) -> JSONResponse:
+async def detect(
+    settings: SettingsDep,
+    backend: BackendDep,
+    image: ImageFile,
+    confidence: Confidence = 0.25,
+    iou: Iou = 0.45,
+    max_detections: MaxDetections = 100,
+    classes: Classes = None,
+    version: Version = None,
+) -> JSONResponse:
     """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
     started = time.perf_counter()
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
@@ -96,19 +110,26 @@ async def detect(settings: SettingsDep, backend: BackendDep, image: ImageFile, c
 
 
 @router.post("/batch", response_model=BatchResponse)
-async def batch(settings: SettingsDep, backend: BackendDep,
-                images: Annotated[list[UploadFile], File(description="Several images for one task")],
-                task: Annotated[Literal["classify", "detect"], Form()], top_k: TopK = 5,
-                confidence: Confidence = 0.25, iou: Iou = 0.45, max_detections: MaxDetections = 100,
-                classes: Classes = None, version: Version = None) -> dict[str, Any]:
+async def batch(
+    settings: SettingsDep,
+    backend: BackendDep,
+    images: Annotated[list[UploadFile], File(description="Several images for one task")],
+    task: Annotated[Literal["classify", "detect"], Form()],
+    top_k: TopK = 5,
+    confidence: Confidence = 0.25,
+    iou: Iou = 0.45,
+    max_detections: MaxDetections = 100,
+    classes: Classes = None,
+    version: Version = None,
+) -> dict[str, Any]:
     """Run one task over several images inline; each item has its own result or problem."""
     started = time.perf_counter()
     if len(images) > settings.max_batch_items:
         raise PayloadTooLarge(f"{len(images)} images; at most {settings.max_batch_items} are answered inline")
     params: dict[str, Any] = (
-        {"top_k": top_k} if task == "classify"
-        else {"confidence": confidence, "iou": iou, "max_detections": max_detections,
-              "classes": parse_classes(classes)}
+        {"top_k": top_k}
+        if task == "classify"
+        else {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
     )
     decoded: list[DecodedImage | ServiceError] = []
     for upload in images:
@@ -117,18 +138,25 @@ async def batch(settings: SettingsDep, backend: BackendDep,
         except ServiceError as exc:
             decoded.append(exc)
     valid = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
-    items = [InferenceItem(image=d.pixels, params=params, version=version, request_id=get_request_id())
-             for _, d in valid]
+    items = [
+        InferenceItem(image=d.pixels, params=params, version=version, request_id=get_request_id()) for _, d in valid
+    ]
     outcomes = await backend.infer(TASK_MODELS[task], items) if items else []
     by_index = dict(zip([i for i, _ in valid], outcomes, strict=True))
     results = [_batch_item(i, images[i].filename, decoded[i], by_index.get(i), started) for i in range(len(images))]
-    return {"request_id": get_request_id(), "task": task, "count": len(results),
-            "succeeded": sum(1 for r in results if r["status"] == 200), "items": results,
-            "timings_ms": {"total": (time.perf_counter() - started) * 1000}}
+    return {
+        "request_id": get_request_id(),
+        "task": task,
+        "count": len(results),
+        "succeeded": sum(1 for r in results if r["status"] == 200),
+        "items": results,
+        "timings_ms": {"total": (time.perf_counter() - started) * 1000},
+    }
 
 
-def _batch_item(index: int, filename: str | None, decoded: DecodedImage | ServiceError, outcome: Outcome | None,
-                started: float) -> dict[str, Any]:
+def _batch_item(
+    index: int, filename: str | None, decoded: DecodedImage | ServiceError, outcome: Outcome | None, started: float
+) -> dict[str, Any]:
     try:
         if isinstance(decoded, ServiceError):
             raise decoded

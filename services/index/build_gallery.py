@@ -76,15 +76,19 @@ def _meta(name: str, wnid: str, words: dict[str, str]) -> dict[str, Any]:
     return {"filename": name, "wnid": wnid, "label": words.get(wnid, wnid).split(",")[0].strip()}
 
 
-def build(records: Iterator[Record], engine: SearchEngine, settings: ServingSettings, limit: int, batch: int = 32) -> int:
+def build(
+    records: Iterator[Record], engine: SearchEngine, settings: ServingSettings, limit: int, batch: int = 32
+) -> int:
     """Embed and store up to ``limit`` records (0 = all); returns how many were added."""
-    added, pending, seen = 0, [], set()
+    added, seen = 0, set()
+    pending: list[tuple[np.ndarray, dict[str, Any]]] = []
     for data, meta in records:
         if limit and added + len(pending) >= limit:
             break
         try:
-            image = decode_image(data, declared_type=None, max_bytes=settings.max_image_bytes,
-                                 max_pixels=settings.max_image_pixels)
+            image = decode_image(
+                data, declared_type=None, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            )
         except ServiceError as exc:
             log.warning("skipped", extra={"file": meta.get("filename"), "error": exc.public_message})
             continue

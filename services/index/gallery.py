@@ -93,7 +93,7 @@ class GalleryIndex:
             if row is None:
                 return False
             self._db.execute("DELETE FROM gallery WHERE row_id = ?", (row[0],))
-            self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))
+            self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))  # type: ignore[arg-type]
             self._ids.pop(row[0], None)
             self._meta.pop(row[0], None)
             return True

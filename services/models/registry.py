@@ -121,10 +121,12 @@ class ModelPool:
                 runner = runner_factory(path, entry.spec)
                 loaded.models[precision] = family(entry.spec, runner, precision=precision)
                 MODEL_LOADED.labels(self.name, entry.spec.version, precision).set(1)
-            except Exception as exc:  # noqa: BLE001 - any load failure degrades, never crashes
+            except Exception as exc:
                 loaded.errors[precision] = f"load failed: {exc}"
                 MODEL_LOADED.labels(self.name, entry.spec.version, precision).set(0)
-                log.error("model load failed", extra={"model": entry.spec.tag, "precision": precision, "error": str(exc)})
+                log.error(
+                    "model load failed", extra={"model": entry.spec.tag, "precision": precision, "error": str(exc)}
+                )
         return loaded
 
     @property
@@ -159,7 +161,7 @@ class ModelPool:
                 first = first or (candidate.spec.version, precision)
                 try:
                     predictions = candidate.models[precision].infer(images, params)
-                except Exception as exc:  # noqa: BLE001 - a failing run falls back
+                except Exception as exc:
                     if is_client_error(exc):
                         raise
                     last_error = f"{candidate.spec.tag} ({precision}) failed: {exc}"

@@ -55,6 +55,8 @@ class OrtRunner:
             (output,) = self.session.run([self.output_name], {self.input_name: batch})
             return np.asarray(output)
         step = self.fixed_batch
-        parts = [self.session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
-                 for i in range(0, len(batch), step)]
+        parts = [
+            self.session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
+            for i in range(0, len(batch), step)
+        ]
         return np.concatenate(parts)

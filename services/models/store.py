@@ -63,7 +63,8 @@ def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False
     except BentoNotFound:
         existing = None
     if existing is not None:
-        if existing.info.metadata.get("spec", {}).get("sha256") == sums and not force:
+        stored = existing.info.metadata.get("spec")
+        if isinstance(stored, dict) and stored.get("sha256") == sums and not force:
             log.info("model already in the store", extra={"tag": spec.tag})
             return spec.tag
         if not force:

@@ -116,8 +116,14 @@ class ModelWorker:
         token = bind_request_id(items[members[0][0]].request_id)
         try:
             predictions = self.pool.infer(images, [p for _, p in members], version)
-            log.info("batch answered", extra={"model": self.pool.name, "size": len(members),
-                                               "request_ids": [items[i].request_id for i, _ in members]})
+            log.info(
+                "batch answered",
+                extra={
+                    "model": self.pool.name,
+                    "size": len(members),
+                    "request_ids": [items[i].request_id for i, _ in members],
+                },
+            )
             return [(i, Outcome(prediction=p)) for (i, _), p in zip(members, predictions, strict=True)]
         except ServiceError as exc:
             if len(members) == 1 or exc.status_code < 500:

@@ -9,13 +9,15 @@ def test_gallery_add_search_delete(client: TestClient, photos: dict[str, bytes])
     start = client.get("/gallery").json()["size"]
     ids = {}
     for name in ("chelsea.jpg", "coffee.jpg", "rocket.jpg"):
-        response = client.post("/gallery", files={"image": (name, photos[name], "image/jpeg")},
-                               data={"metadata": f'{{"name": "{name}"}}'})
+        response = client.post(
+            "/gallery", files={"image": (name, photos[name], "image/jpeg")}, data={"metadata": f'{{"name": "{name}"}}'}
+        )
         assert response.status_code == 201, response.text
         ids[name] = response.json()["id"]
     assert client.get("/gallery").json()["size"] == start + 3
-    response = client.post("/search", files={"image": ("q.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           data={"top_k": "2"})
+    response = client.post(
+        "/search", files={"image": ("q.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "2"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["results"][0]["id"] == ids["chelsea.jpg"]
@@ -30,14 +32,16 @@ def test_gallery_add_search_delete(client: TestClient, photos: dict[str, bytes])
 
 def test_gallery_rejects_non_object_metadata(client: TestClient, photos: dict[str, bytes]) -> None:
     for bad in ("[1, 2]", "{not json"):
-        response = client.post("/gallery", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                               data={"metadata": bad})
+        response = client.post(
+            "/gallery", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"metadata": bad}
+        )
         assert response.status_code == 422
 
 
 def test_search_rejects_bad_top_k(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/search", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           data={"top_k": "0"})
+    response = client.post(
+        "/search", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "0"}
+    )
     assert response.status_code == 422
 
 
@@ -57,8 +61,11 @@ def test_models_lists_every_model_with_metadata(client: TestClient) -> None:
 def test_health_is_ok_when_every_model_is_loaded(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "live": True,
-                                "models": {"classifier": "ok", "detector": "ok", "embedder": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "live": True,
+        "models": {"classifier": "ok", "detector": "ok", "embedder": "ok"},
+    }
 
 
 def test_metrics_use_route_templates(client: TestClient, photos: dict[str, bytes]) -> None:

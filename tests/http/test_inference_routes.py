@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from tests.conftest import encode
-
-import numpy as np
 
 PROBLEM = "application/problem+json"
 
 
 def test_classify_chelsea_names_a_cat_first(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/classify", files={"image": ("chelsea.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           data={"top_k": "3"})
+    response = client.post(
+        "/classify", files={"image": ("chelsea.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "3"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert "cat" in body["predictions"][0]["label"]
@@ -27,8 +27,11 @@ def test_classify_chelsea_names_a_cat_first(client: TestClient, photos: dict[str
 
 
 def test_classify_echoes_the_callers_request_id(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           headers={"X-Request-ID": "trace-abc-123"})
+    response = client.post(
+        "/classify",
+        files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
+        headers={"X-Request-ID": "trace-abc-123"},
+    )
     assert response.headers["X-Request-ID"] == "trace-abc-123"
     assert response.json()["request_id"] == "trace-abc-123"
 
@@ -50,37 +53,44 @@ def test_detect_astronaut_finds_a_person_in_original_pixels(client: TestClient, 
 
 
 def test_detect_classes_filter_keeps_only_those_classes(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
-                           data={"classes": "2,3", "confidence": "0.01"})
+    response = client.post(
+        "/detect",
+        files={"image": ("a.png", photos["astronaut.png"], "image/png")},
+        data={"classes": "2,3", "confidence": "0.01"},
+    )
     assert response.status_code == 200
     assert all(d["class_id"] in (2, 3) for d in response.json()["detections"])
 
 
 def test_detect_rejects_malformed_classes(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
-                           data={"classes": "person"})
+    response = client.post(
+        "/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")}, data={"classes": "person"}
+    )
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
 
 
 def test_detect_rejects_out_of_range_confidence(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
-                           data={"confidence": "1.5"})
+    response = client.post(
+        "/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")}, data={"confidence": "1.5"}
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["type"].endswith("invalid-parameter") and "confidence" in body["detail"]
 
 
 def test_classify_unknown_version_is_404(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           data={"version": "v99"})
+    response = client.post(
+        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v99"}
+    )
     assert response.status_code == 404
     assert response.json()["type"].endswith("version-not-found")
 
 
 def test_classify_pinned_version_answers(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post("/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                           data={"version": "v1"})
+    response = client.post(
+        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v1"}
+    )
     assert response.status_code == 200
     assert response.json()["model"]["version"] == "v1"
 

@@ -18,11 +18,14 @@ PROBLEM = "application/problem+json"
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height but whose data is tiny (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _post(client: TestClient, data: bytes, content_type: str = "image/jpeg", name: str = "x") -> tuple[int, dict]:
@@ -42,8 +45,9 @@ def _post(client: TestClient, data: bytes, content_type: str = "image/jpeg", nam
     ],
     ids=["truncated-jpeg", "not-an-image", "declared-png-is-jpeg", "decompression-bomb", "empty"],
 )
-def test_bad_images_get_problem_details(client: TestClient, photos: dict[str, bytes], make, content_type: str,
-                                        status: int, slug: str) -> None:
+def test_bad_images_get_problem_details(
+    client: TestClient, photos: dict[str, bytes], make, content_type: str, status: int, slug: str
+) -> None:
     code, body = _post(client, make(photos), content_type)
     assert code == status
     assert body["type"].endswith(slug)
@@ -54,7 +58,7 @@ def test_bad_images_get_problem_details(client: TestClient, photos: dict[str, by
 def test_unsupported_format_is_415(client: TestClient) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buffer, format="PPM")
-    code, body = _post(client, buffer.getvalue(), "image/x-portable-pixmap")
+    code, _ = _post(client, buffer.getvalue(), "image/x-portable-pixmap")
     assert code == 415
 
 
@@ -68,7 +72,9 @@ def test_oversized_body_is_413_before_parsing(client: TestClient) -> None:
 
 def test_image_over_the_byte_limit_is_413(client: TestClient) -> None:
     settings = client.app.state.settings  # type: ignore[attr-defined]
-    response = client.post("/classify", files={"image": ("big.jpg", b"\xff" * (settings.max_image_bytes + 10), "image/jpeg")})
+    response = client.post(
+        "/classify", files={"image": ("big.jpg", b"\xff" * (settings.max_image_bytes + 10), "image/jpeg")}
+    )
     assert response.status_code == 413
 
 

@@ -49,7 +49,11 @@ def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) ->
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [bentoml, "serve", "services.api:Api", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=full_env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=full_env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     deadline = time.monotonic() + timeout

@@ -32,8 +32,16 @@ def _ground_truth(root: Path) -> tuple[dict, list[Path]]:
             cls, cx, cy, w, h = line.split()
             bw, bh = float(w) * width, float(h) * height
             x, y = float(cx) * width - bw / 2, float(cy) * height - bh / 2
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls),
-                                "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(cls),
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": i, "name": str(i)} for i in range(80)]
     return {"images": images, "annotations": annotations, "categories": categories}, paths
 
@@ -41,15 +49,27 @@ def _ground_truth(root: Path) -> tuple[dict, list[Path]]:
 async def _detect_all(url: str, paths: list[Path]) -> list[dict]:
     semaphore = asyncio.Semaphore(8)
     async with httpx.AsyncClient(timeout=60) as client:
+
         async def one(image_id: int, path: Path) -> list[dict]:
             async with semaphore:
-                response = await client.post(url, files={"image": (path.name, path.read_bytes(), "image/jpeg")},
-                                             data={"confidence": "0.001", "iou": "0.65", "max_detections": "100"})
+                response = await client.post(
+                    url,
+                    files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+                    data={"confidence": "0.001", "iou": "0.65", "max_detections": "100"},
+                )
             response.raise_for_status()
             return [
-                {"image_id": image_id, "category_id": d["class_id"], "score": d["score"],
-                 "bbox": [d["box"]["x1"], d["box"]["y1"], d["box"]["x2"] - d["box"]["x1"],
-                          d["box"]["y2"] - d["box"]["y1"]]}
+                {
+                    "image_id": image_id,
+                    "category_id": d["class_id"],
+                    "score": d["score"],
+                    "bbox": [
+                        d["box"]["x1"],
+                        d["box"]["y1"],
+                        d["box"]["x2"] - d["box"]["x1"],
+                        d["box"]["y2"] - d["box"]["y1"],
+                    ],
+                }
                 for d in response.json()["detections"]
             ]
 

@@ -13,24 +13,33 @@ pytestmark = pytest.mark.integration
 
 
 def test_classify_chelsea_is_a_cat(server: Server, photos: dict[str, bytes]) -> None:
-    response = httpx.post(f"{server.url}/api/v1/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                          data={"top_k": "5"}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/api/v1/classify",
+        files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
+        data={"top_k": "5"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     top = response.json()["predictions"][0]
     assert "cat" in top["label"], top
 
 
 def test_detect_finds_the_astronaut(server: Server, photos: dict[str, bytes]) -> None:
-    response = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
-                          timeout=30)
+    response = httpx.post(
+        f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")}, timeout=30
+    )
     assert response.status_code == 200, response.text
     assert response.json()["detections"][0]["label"] == "person"
 
 
 def test_gallery_and_search(server: Server, photos: dict[str, bytes]) -> None:
     url = f"{server.url}/api/v1"
-    added = httpx.post(f"{url}/gallery", files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")},
-                       data={"metadata": json.dumps({"kind": "rocket"})}, timeout=30)
+    added = httpx.post(
+        f"{url}/gallery",
+        files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")},
+        data={"metadata": json.dumps({"kind": "rocket"})},
+        timeout=30,
+    )
     assert added.status_code == 201, added.text
     item_id = added.json()["id"]
     assert httpx.get(f"{url}/gallery").json()["size"] >= 1
@@ -61,20 +70,26 @@ def test_models_health_metrics(server: Server) -> None:
 
 
 def test_hostile_file_is_a_problem_and_the_server_lives_on(server: Server, photos: dict[str, bytes]) -> None:
-    bad = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("x.jpg", photos["chelsea.jpg"][:500], "image/jpeg")},
-                     timeout=30)
+    bad = httpx.post(
+        f"{server.url}/api/v1/detect", files={"image": ("x.jpg", photos["chelsea.jpg"][:500], "image/jpeg")}, timeout=30
+    )
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["request_id"] == bad.headers["X-Request-ID"]
-    good = httpx.post(f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")},
-                      timeout=30)
+    good = httpx.post(
+        f"{server.url}/api/v1/detect", files={"image": ("a.png", photos["astronaut.png"], "image/png")}, timeout=30
+    )
     assert good.status_code == 200
 
 
 def test_request_id_reaches_the_model_service_logs(server: Server, photos: dict[str, bytes]) -> None:
     request_id = "it-req-7f3a9c"
-    response = httpx.post(f"{server.url}/api/v1/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
-                          headers={"X-Request-ID": request_id}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/api/v1/classify",
+        files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")},
+        headers={"X-Request-ID": request_id},
+        timeout=30,
+    )
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == request_id
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
@@ -85,7 +100,15 @@ def test_request_id_reaches_the_model_service_logs(server: Server, photos: dict[
 
 def test_openapi_ui_lists_the_public_routes(server: Server) -> None:
     spec = httpx.get(f"{server.url}/docs.json").json()
-    for path in ("/api/v1/classify", "/api/v1/detect", "/api/v1/search", "/api/v1/gallery", "/api/v1/batch",
-                 "/api/v1/models", "/api/v1/health", "/api/v1/metrics"):
+    for path in (
+        "/api/v1/classify",
+        "/api/v1/detect",
+        "/api/v1/search",
+        "/api/v1/gallery",
+        "/api/v1/batch",
+        "/api/v1/models",
+        "/api/v1/health",
+        "/api/v1/metrics",
+    ):
         assert path in spec["paths"], path
     assert httpx.get(f"{server.url}/").status_code == 200
