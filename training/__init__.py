@@ -1,0 +1,1 @@
+"""Offline model preparation: build, verify and export the models that the API serves."""
