@@ -6,12 +6,14 @@ One ONNX file (``artifacts/efficientnet_lite0_imagenet1k/model.onnx``, made by
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-from services.config import ServingSettings
-from services.models.spec import InputSpec
+from services.config import ServingSettings, Stage
+from services.models.importer import verify_checksum
+from services.models.spec import InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
 
@@ -25,7 +27,12 @@ def lite0_files(settings: ServingSettings) -> tuple[Path, dict[str, Any], list[d
 
 
 def lite0_input(report: dict[str, Any]) -> InputSpec:
-    """Preprocessing from the export report: RGB, bicubic, (x - 127) / 128."""
+    """Preprocessing from the export report: RGB, bicubic, (x - 127) / 128.
+
+    Serving resizes the shorter side and centre-crops (crop_pct 1.0) where the export's accuracy
+    check resized straight to 224x224: the two agree on square images (Tiny-ImageNet), and the crop
+    keeps the aspect ratio of real photos.
+    """
     pre = report["preprocessing"]
     size = int(pre["input_size"])
     return InputSpec(
@@ -39,3 +46,29 @@ def lite0_input(report: dict[str, Any]) -> InputSpec:
         resize="crop",
         crop_pct=1.0,
     )
+
+
+def lite0_spec(
+    args: argparse.Namespace, settings: ServingSettings, *, name: str, task: Task, output_name: str
+) -> tuple[ModelSpec, dict[str, Path]]:
+    """A model-store spec over the Lite0 export, reading ``output_name`` for ``task``."""
+    onnx_path, report, labels = lite0_files(settings)
+    verify_checksum(onnx_path, report["onnx"]["sha256"])
+    classifying = task == "classification"
+    spec = ModelSpec(
+        name=name,
+        version=args.version,
+        task=task,
+        arch="efficientnet_lite0",
+        stage=Stage(args.stage),
+        input=lite0_input(report),
+        output_name=output_name,
+        labels=[entry["name"] for entry in labels] if classifying else [],
+        files={"fp32": onnx_path.name},
+        licence=report["license"]["spdx"],
+        source=f"{report['source']['package']}=={report['source']['version']} via timm {report['timm_model']}",
+        metrics={"tiny_imagenet_val_zero_shot": report["accuracy_tiny_imagenet"], "parity": report["parity"]},
+        extra={"training_data": "ImageNet-1k"}
+        | ({"label_ids": [entry["wnid"] for entry in labels]} if classifying else {"dim": 1280}),
+    )
+    return spec, {"fp32": onnx_path}

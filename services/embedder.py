@@ -9,7 +9,7 @@ import bentoml
 from services.errors import ServiceError, error_to_dict
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
-from services.model_service import SERVICE_CONFIG, SETTINGS, ModelService
+from services.model_service import BATCHING, SERVICE_CONFIG, SETTINGS, ModelService
 from services.models.worker import InferenceItem
 
 
@@ -21,11 +21,7 @@ class Embedder(ModelService):
         super().__init__()
         self.engine = SearchEngine(self.worker, GalleryIndex(SETTINGS.gallery_path, SETTINGS.gallery_dim))
 
-    @bentoml.api(
-        batchable=SETTINGS.batching_enabled,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-    )
+    @bentoml.api(**BATCHING)
     def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
         """Nearest gallery images of each query image."""
         return self.engine.search(items)

@@ -23,6 +23,14 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
+# Adaptive batching of every batchable model-service API (tuned in benchmarks/reports/serving.md).
+BATCHING: dict[str, Any] = {
+    "batchable": SETTINGS.batching_enabled,
+    "max_batch_size": SETTINGS.max_batch_size,
+    "max_latency_ms": SETTINGS.max_latency_ms,
+}
+
+
 class ModelService:
     """Base of the model services; subclasses set ``model_name``."""
 
@@ -32,11 +40,7 @@ class ModelService:
         configure_logging(SETTINGS.log_level, SETTINGS.log_json)
         self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
 
-    @bentoml.api(
-        batchable=SETTINGS.batching_enabled,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-    )
+    @bentoml.api(**BATCHING)
     def infer(self, items: list[InferenceItem]) -> list[Outcome]:
         """Run the model on a batch of validated images; one outcome per image."""
         return self.worker.run(items)

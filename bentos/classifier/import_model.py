@@ -1,6 +1,6 @@
 """Import the classifier (EfficientNet-Lite0, ImageNet-1k) into the BentoML model store.
 
-Usage: python bentos/classifier/import_model.py [--version v1] [--stage production]
+Usage: python bentos/classifier/import_model.py [--version v1] [--stage production] [--force]
 """
 
 from __future__ import annotations
@@ -11,31 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bentos.lite0_common import lite0_files, lite0_input  # noqa: E402
-from services.config import ServingSettings, Stage  # noqa: E402
-from services.models.importer import main, verify_checksum  # noqa: E402
-from services.models.spec import ModelSpec  # noqa: E402
+from bentos.lite0_common import lite0_spec
+from services.config import ServingSettings
+from services.models.importer import main
+from services.models.spec import ModelSpec
 
 
 def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpec, dict[str, Path]]:
-    onnx_path, report, labels = lite0_files(settings)
-    verify_checksum(onnx_path, report["onnx"]["sha256"])
-    spec = ModelSpec(
-        name="classifier",
-        version=args.version,
-        task="classification",
-        arch="efficientnet_lite0",
-        stage=Stage(args.stage),
-        input=lite0_input(report),
-        output_name="logits",
-        labels=[entry["name"] for entry in labels],
-        files={"fp32": onnx_path.name},
-        licence=report["license"]["spdx"],
-        source=f"{report['source']['package']}=={report['source']['version']} via timm {report['timm_model']}",
-        metrics={"tiny_imagenet_val_zero_shot": report["accuracy_tiny_imagenet"], "parity": report["parity"]},
-        extra={"label_ids": [entry["wnid"] for entry in labels], "training_data": "ImageNet-1k"},
-    )
-    return spec, {"fp32": onnx_path}
+    return lite0_spec(args, settings, name="classifier", task="classification", output_name="logits")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.config import ServingSettings, Stage  # noqa: E402
-from services.models.importer import main, verify_checksum  # noqa: E402
-from services.models.spec import InputSpec, Letterbox, ModelSpec  # noqa: E402
+from services.config import ServingSettings, Stage
+from services.models.importer import main, verify_checksum
+from services.models.spec import InputSpec, Letterbox, ModelSpec
 
 FILE_NAME = "yolox_nano.onnx"
 # Published with the mirror (SHA256SUMS); an official YOLOX release export.

@@ -1,6 +1,6 @@
-"""Import the embedder (EfficientNet-Lite0 pooled 1280-d features) into the BentoML model store.
+"""Import the embedder (EfficientNet-Lite0 pooled 1280-d features, L2-normalised) into the BentoML model store.
 
-Usage: python bentos/embedder/import_model.py [--version v1] [--stage production]
+Usage: python bentos/embedder/import_model.py [--version v1] [--stage production] [--force]
 """
 
 from __future__ import annotations
@@ -11,29 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bentos.lite0_common import lite0_files, lite0_input  # noqa: E402
-from services.config import ServingSettings, Stage  # noqa: E402
-from services.models.importer import main, verify_checksum  # noqa: E402
-from services.models.spec import ModelSpec  # noqa: E402
+from bentos.lite0_common import lite0_spec
+from services.config import ServingSettings
+from services.models.importer import main
+from services.models.spec import ModelSpec
 
 
 def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpec, dict[str, Path]]:
-    onnx_path, report, _ = lite0_files(settings)
-    verify_checksum(onnx_path, report["onnx"]["sha256"])
-    spec = ModelSpec(
-        name="embedder",
-        version=args.version,
-        task="embedding",
-        arch="efficientnet_lite0",
-        stage=Stage(args.stage),
-        input=lite0_input(report),
-        output_name="embeddings",
-        files={"fp32": onnx_path.name},
-        licence=report["license"]["spdx"],
-        source=f"{report['source']['package']}=={report['source']['version']} via timm {report['timm_model']}",
-        extra={"dim": 1280, "normalised": "L2 inside the graph", "training_data": "ImageNet-1k"},
-    )
-    return spec, {"fp32": onnx_path}
+    return lite0_spec(args, settings, name="embedder", task="embedding", output_name="embeddings")
 
 
 if __name__ == "__main__":
