@@ -1,0 +1,91 @@
+"""RemoteBackend around fake bentoml.depends clients: results, errors and transport failures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.errors import ModelUnavailable, NotFound, error_to_dict
+from services.http.backend import RemoteBackend
+from services.index.search import SearchItem
+from services.models.worker import InferenceItem
+
+
+class FakeAsync:
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*args: Any) -> Any:
+            self.calls.append((name, args))
+            answer = self.answers[name]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return call
+
+
+class FakeClient:
+    def __init__(self, **answers: Any) -> None:
+        self.to_async = FakeAsync(answers)
+
+
+def _item() -> InferenceItem:
+    return InferenceItem(image=np.zeros((4, 4, 3), np.uint8))
+
+
+PREDICTION = {"model": "classifier", "version": "v1", "precision": "fp32", "result": {}, "timings_ms": {}}
+
+
+def test_infer_validates_outcomes_from_dicts() -> None:
+    backend = RemoteBackend({"classifier": FakeClient(infer=[{"prediction": PREDICTION}])})
+    (outcome,) = asyncio.run(backend.infer("classifier", [_item()]))
+    assert outcome.prediction is not None and outcome.prediction.version == "v1"
+
+
+def test_transport_failure_becomes_model_unavailable() -> None:
+    backend = RemoteBackend({"detector": FakeClient(infer=ConnectionError("refused"))})
+    with pytest.raises(ModelUnavailable):
+        asyncio.run(backend.infer("detector", [_item()]))
+
+
+def test_service_errors_pass_through_unchanged() -> None:
+    backend = RemoteBackend({"classifier": FakeClient(status=NotFound("gone"))})
+    with pytest.raises(NotFound):
+        asyncio.run(backend.status("classifier"))
+
+
+def test_gallery_calls_reach_the_embedder() -> None:
+    embedder = FakeClient(
+        search=[{"prediction": PREDICTION, "hits": [{"id": "a", "score": 1.0, "metadata": {}}], "gallery_size": 1}],
+        gallery_add={"id": "a", "model": "embedder", "version": "v1"},
+        gallery_remove=True,
+        gallery_size=7,
+        status={"model": "embedder", "status": "ok"},
+    )
+    backend = RemoteBackend({"embedder": embedder})
+    (hit,) = asyncio.run(backend.search([SearchItem(image=np.zeros((4, 4, 3), np.uint8))]))
+    assert hit.hits[0]["id"] == "a"
+    assert asyncio.run(backend.gallery_add(_item(), {"k": 1}))["id"] == "a"
+    assert asyncio.run(backend.gallery_remove("a")) is True
+    assert asyncio.run(backend.gallery_size()) == 7
+    assert asyncio.run(backend.status("embedder"))["status"] == "ok"
+    assert [name for name, _ in embedder.to_async.calls] == [
+        "search",
+        "gallery_add",
+        "gallery_remove",
+        "gallery_size",
+        "status",
+    ]
+
+
+def test_gallery_add_error_is_raised() -> None:
+    error = error_to_dict(NotFound("no such thing"))
+    backend = RemoteBackend({"embedder": FakeClient(gallery_add={"error": error})})
+    with pytest.raises(NotFound, match="no such thing"):
+        asyncio.run(backend.gallery_add(_item(), {}))
