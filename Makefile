@@ -39,7 +39,7 @@ test: install
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check services bentos training tests
+	$(VENV)/bin/ruff check services bentos training tests benchmarks
 	$(VENV)/bin/mypy services
 
 bench: import-models
