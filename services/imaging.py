@@ -77,6 +77,7 @@ def decode_image(
     if not data:
         raise InvalidImage("the image part is empty")
     image = _open(data)
+    real_format = str(image.format)
     _check_format(image.format, declared_type)
     width, height = image.size
     if width * height > max_pixels:
@@ -92,7 +93,7 @@ def decode_image(
         raise InvalidImage(f"image data is corrupt or truncated: {exc}") from exc
     return DecodedImage(
         pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
-        format=str(image.format or _format_of(data)),
+        format=real_format,
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
     )
@@ -114,10 +115,6 @@ def _open(data: bytes) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"image header is corrupt: {exc}") from exc
-
-
-def _format_of(data: bytes) -> str:
-    return str(Image.open(io.BytesIO(data)).format)
 
 
 def _check_format(real: str | None, declared_type: str | None) -> None:
