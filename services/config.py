@@ -73,6 +73,11 @@ class ServingSettings(BaseSettings):
         ]
     )
 
+    # ONNX Runtime's TensorRT provider, when this build has it: FP16 engines by default; INT8 for
+    # quantized (Q/DQ) files, whose scales TensorRT reads from the graph. Engines are cached on disk.
+    ort_trt_fp16: bool = True
+    ort_trt_int8: bool = False
+
     # Adaptive batching of the model services (tuned in benchmarks/reports/serving.md).
     batching_enabled: bool = True
     max_batch_size: int = Field(default=16, gt=0)
@@ -95,6 +100,11 @@ class ServingSettings(BaseSettings):
     def gallery_path(self) -> Path:
         """SQLite file that holds the gallery embeddings and metadata."""
         return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def tensorrt_cache_dir(self) -> Path:
+        """Where ONNX Runtime's TensorRT provider keeps the engines it built (rebuilding takes minutes)."""
+        return self.data_dir / "tensorrt"
 
 
 @lru_cache

@@ -7,6 +7,7 @@ TensorRT or CUDA are used when this onnxruntime build offers them (a GPU machine
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,55 @@ def available_providers(preferred: list[str]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+@dataclass(frozen=True)
+class TensorrtOptions:
+    """ONNX Runtime's TensorRT provider options; they apply only where that provider is chosen."""
+
+    fp16: bool = True
+    int8: bool = False  # for Q/DQ files: TensorRT reads their scales, no calibration table needed
+    cache_dir: Path | None = None  # engines and timing caches, so a restart does not rebuild them
+
+    def provider_options(self) -> dict[str, str]:
+        options = {"trt_fp16_enable": str(self.fp16), "trt_int8_enable": str(self.int8)}
+        if self.cache_dir is not None:
+            options |= {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(self.cache_dir),
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": str(self.cache_dir),
+            }
+        return options
+
+
+def session_providers(names: list[str], tensorrt: TensorrtOptions | None) -> list[str | tuple[str, dict[str, str]]]:
+    """Provider names as ``InferenceSession`` takes them, the TensorRT one with its options."""
+    if tensorrt is None:
+        return list(names)
+    if tensorrt.cache_dir is not None and "TensorrtExecutionProvider" in names:
+        tensorrt.cache_dir.mkdir(parents=True, exist_ok=True)
+    return [(n, tensorrt.provider_options()) if n == "TensorrtExecutionProvider" else n for n in names]
+
+
 class OrtRunner:
     """Runs one ONNX file; returns one named output for a batch of input tensors."""
 
-    def __init__(self, path: Path, *, input_name: str, output_name: str, providers: list[str], threads: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        input_name: str,
+        output_name: str,
+        providers: list[str],
+        threads: int,
+        tensorrt: TensorrtOptions | None = None,
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=available_providers(providers))
+        chosen = session_providers(available_providers(providers), tensorrt)
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if input_name not in inputs:

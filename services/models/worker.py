@@ -21,7 +21,7 @@ from services.logging import bind_request_id, reset_request_id
 from services.metrics import INFERENCE_ITEMS
 from services.models.contract import Params, Prediction
 from services.models.registry import ModelPool
-from services.models.runtime import OrtRunner
+from services.models.runtime import OrtRunner, TensorrtOptions
 from services.models.spec import ModelSpec
 from services.models.store import list_versions
 
@@ -67,6 +67,7 @@ def build_pool(name: str, settings: ServingSettings) -> ModelPool:
             output_name=spec.output_name,
             providers=settings.ort_providers,
             threads=settings.ort_intra_op_threads,
+            tensorrt=TensorrtOptions(settings.ort_trt_fp16, settings.ort_trt_int8, settings.tensorrt_cache_dir),
         )
 
     return ModelPool(

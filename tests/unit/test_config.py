@@ -56,6 +56,15 @@ def test_gallery_path_is_inside_data_dir(tmp_path: Path) -> None:
     assert s.gallery_path == tmp_path / "gallery.sqlite3"
 
 
+def test_tensorrt_provider_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    s = ServingSettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert (s.ort_trt_fp16, s.ort_trt_int8) == (True, False)
+    assert s.tensorrt_cache_dir == tmp_path / "tensorrt"
+    monkeypatch.setenv("CV_ORT_TRT_FP16", "false")
+    monkeypatch.setenv("CV_ORT_TRT_INT8", "true")
+    assert (settings().ort_trt_fp16, settings().ort_trt_int8) == (False, True)
+
+
 def test_production_requires_json_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CV_ENVIRONMENT", "production")
     monkeypatch.setenv("CV_LOG_JSON", "false")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.models.runtime import OrtRunner, available_providers
+from services.models.runtime import OrtRunner, TensorrtOptions, available_providers, session_providers
 
 
 def runner(path: Path, *, input_name: str = "images", output_name: str = "out") -> OrtRunner:
@@ -49,3 +49,49 @@ def test_ort_runner_fixed_batch_of_one_runs_image_by_image(tiny_onnx_batch1: Pat
     batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(3)])
     np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
     np.testing.assert_allclose(ort_runner(batch[:1]), [[0, 0, 0]])
+
+
+def test_tensorrt_options_map_to_provider_options(tmp_path: Path) -> None:
+    options = TensorrtOptions(fp16=True, int8=False, cache_dir=tmp_path / "trt").provider_options()
+    assert options == {
+        "trt_fp16_enable": "True",
+        "trt_int8_enable": "False",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(tmp_path / "trt"),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(tmp_path / "trt"),
+    }
+    assert TensorrtOptions(fp16=False, int8=True).provider_options() == {
+        "trt_fp16_enable": "False",
+        "trt_int8_enable": "True",
+    }
+
+
+def test_session_providers_give_options_to_tensorrt_only(tmp_path: Path) -> None:
+    cache = tmp_path / "trt"
+    names = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = session_providers(names, TensorrtOptions(cache_dir=cache))
+    assert chosen[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert chosen[0] == ("TensorrtExecutionProvider", TensorrtOptions(cache_dir=cache).provider_options())
+    assert cache.is_dir(), "the engine cache folder is made when TensorRT is chosen"
+    assert session_providers(names, None) == names
+
+
+def test_session_providers_without_tensorrt_make_no_cache_folder(tmp_path: Path) -> None:
+    chosen = session_providers(["CPUExecutionProvider"], TensorrtOptions(cache_dir=tmp_path / "trt"))
+    assert chosen == ["CPUExecutionProvider"]
+    assert not (tmp_path / "trt").exists()
+
+
+def test_ort_runner_with_tensorrt_options_on_a_cpu_build(tiny_onnx: Path, tmp_path: Path) -> None:
+    ort_runner = OrtRunner(
+        tiny_onnx,
+        input_name="images",
+        output_name="out",
+        providers=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        threads=1,
+        tensorrt=TensorrtOptions(cache_dir=tmp_path / "trt"),
+    )
+    if "TensorrtExecutionProvider" not in available_providers(["TensorrtExecutionProvider"]):
+        assert ort_runner.providers == ["CPUExecutionProvider"]
+    np.testing.assert_allclose(ort_runner(np.ones((2, 3, 4, 4), dtype=np.float32)), np.ones((2, 3)))

@@ -1,0 +1,508 @@
+"""Format benchmark: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8 (vs TensorRT on a GPU), per model.
+
+Writes benchmarks/reports/formats.md, formats.json and formats.png (rendered by benchmarks/formats_report.py);
+see --help. Latency and throughput are measured
+here, at each batch size, in one process with the same thread count for every format; accuracy is not: it is read
+from each model's metrics JSON (training/model_card.py, with quantization.json merged in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata as metadata
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `python benchmarks/formats.py` must find services/ and training/
+
+from benchmarks.formats_report import write_reports  # noqa: E402
+from services.config import ServingSettings  # noqa: E402
+from services.models.runtime import OrtRunner  # noqa: E402
+from training.tensorrt_options import latency_stats  # noqa: E402
+
+log = logging.getLogger("benchmarks.formats")
+MODELS = ("classifier", "detector", "embedder")
+FORMATS = ("pytorch", "onnx-fp32", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
+OUTPUT_OF = {"classifier": "logits", "detector": "output", "embedder": "embeddings"}
+# Input value ranges after preprocessing: Lite0 (x - 127) / 128, YOLOX raw 0-255.
+VALUE_RANGE = {"classifier": (-1.0, 1.0), "detector": (0.0, 255.0), "embedder": (-1.0, 1.0)}
+PARITY_TOLERANCE = 1e-3  # eager vs ONNX FP32, relative to the largest output magnitude
+LITE0_IMAGENET, LITE0_TINY, YOLOX_DIR = "efficientnet_lite0_imagenet1k", "lite0_tiny_imagenet200", "yolox_nano"
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+class NotMeasured(Exception):
+    """A format that cannot run here; the message says why and goes into the report."""
+
+
+@dataclass
+class ModelPlan:
+    """What to measure for one model: its files, metrics and PyTorch source."""
+
+    name: str
+    fp32: Path
+    int8: Path | None = None
+    metrics: Path | None = None
+    torch_state: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Eager:
+    """A PyTorch module and how to read the output that the ONNX file's served output matches."""
+
+    module: Any
+    select: Callable[[Any], Any] = lambda out: out
+    weights_bytes: int = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return np.asarray(self.select(self.module(torch.from_numpy(batch))).numpy())
+
+
+# ---- eager builders (one per model; tests swap them) ------------------------------------------------------------
+
+
+def _weights_bytes(module: Any) -> int:
+    return int(sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+
+
+def _lite0(plan: ModelPlan) -> Any:
+    """timm tf_efficientnet_lite0: the fine-tuned state dict when given, else the package's ImageNet weights."""
+    try:
+        from training.lite0 import TIMM_MODEL_NAME, load_lite0
+    except ImportError as exc:
+        raise NotMeasured(f"the train extra is not installed ({exc.name})") from exc
+    if plan.torch_state is None:
+        return load_lite0()
+    import timm
+    import torch
+
+    state = torch.load(plan.torch_state, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    if all(k.startswith("model.") for k in state):  # saved from a wrapper such as a LightningModule
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+    model = timm.create_model(TIMM_MODEL_NAME, pretrained=False, num_classes=int(state["classifier.weight"].shape[0]))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def eager_classifier(plan: ModelPlan) -> Eager:
+    model = _lite0(plan)
+    return Eager(model, weights_bytes=_weights_bytes(model))
+
+
+def eager_embedder(plan: ModelPlan) -> Eager:
+    from training.export import Lite0WithEmbeddings
+
+    model = Lite0WithEmbeddings(_lite0(plan)).eval()
+    return Eager(model, select=lambda out: out[1], weights_bytes=_weights_bytes(model))
+
+
+def eager_from_onnx(plan: ModelPlan) -> Eager:
+    """No PyTorch YOLOX here: onnx2torch turns the ONNX graph into a torch module (checked against ORT later)."""
+    try:
+        import onnx
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise NotMeasured(f"no PyTorch source: onnx2torch is not installed ({exc.name})") from exc
+    try:
+        module = convert(onnx.load(str(plan.fp32))).eval()
+    except Exception as exc:  # an unsupported operator or opset: report it, do not stop the benchmark
+        raise NotMeasured(f"onnx2torch cannot convert {plan.fp32.name}: {type(exc).__name__}: {exc}") from exc
+    return Eager(
+        module,
+        select=lambda out: out[0] if isinstance(out, list | tuple) else out,
+        weights_bytes=_weights_bytes(module),
+    )
+
+
+EAGER_BUILDERS: dict[str, Callable[[ModelPlan], Eager]] = {
+    "classifier": eager_classifier,
+    "detector": eager_from_onnx,
+    "embedder": eager_embedder,
+}
+
+
+# ---- measuring -------------------------------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_facts(path: Path) -> dict[str, Any]:
+    return {"path": _display(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
+
+
+def input_shape(path: Path) -> tuple[int | None, tuple[int, int, int]]:
+    """(fixed batch or None, (C, H, W)) of an ONNX file's first input."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    values = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(values) != 4 or any(v is None for v in values[1:]):
+        raise ValueError(f"{path.name}: expected an N x C x H x W input with fixed C, H, W, got {values}")
+    return values[0], (int(values[1]), int(values[2]), int(values[3]))  # type: ignore[arg-type]
+
+
+def one_at_a_time(run: Run, fixed: int | None) -> Run:
+    """Runs a batch in slices of the file's fixed batch size (the YOLOX mirror file: 1)."""
+    if fixed is None:
+        return run
+    return lambda batch: np.concatenate([run(batch[i : i + fixed]) for i in range(0, len(batch), fixed)])
+
+
+def time_batches(run: Run, inputs: dict[int, np.ndarray], iterations: int, warmup: int) -> dict[int, dict[str, float]]:
+    """p50/p95 ms per call and images/s at each batch size, after ``warmup`` untimed calls."""
+    results = {}
+    for batch, x in inputs.items():
+        samples = []
+        for i in range(warmup + iterations):
+            started = time.perf_counter()
+            run(x)
+            if i >= warmup:
+                samples.append((time.perf_counter() - started) * 1000)
+        results[batch] = latency_stats(samples, batch)
+        log.info(
+            "  batch %d: p50 %.2f ms, %.1f images/s", batch, results[batch]["p50_ms"], results[batch]["throughput"]
+        )
+    return results
+
+
+def ort_runner(path: Path, model: str, args: argparse.Namespace) -> OrtRunner:
+    """The serving runner (same session options as the services), on the model's served output."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    outputs = [o.name for o in graph.output]
+    output = OUTPUT_OF[model] if OUTPUT_OF[model] in outputs else outputs[0]
+    return OrtRunner(
+        path, input_name=graph.input[0].name, output_name=output, providers=args.ort_providers, threads=args.threads
+    )
+
+
+def measure_eager(
+    plan: ModelPlan, inputs: dict[int, np.ndarray], reference: Run, fixed: int | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Eager PyTorch, if its outputs match ONNX FP32 on the first input."""
+    try:
+        eager = EAGER_BUILDERS[plan.name](plan)
+    except ImportError as exc:
+        raise NotMeasured(f"{exc.name} is not installed (the train extra)") from exc
+    probe = inputs[min(inputs)]
+    run = one_at_a_time(eager, fixed)
+    expected, got = reference(probe), run(probe)
+    if expected.shape != got.shape:
+        hint = " (a fine-tuned classifier needs --classifier-torch-state)" if plan.name == "classifier" else ""
+        raise NotMeasured(f"PyTorch output shape {got.shape} differs from ONNX FP32's {expected.shape}{hint}")
+    diff = float(np.abs(expected - got).max())
+    if diff > PARITY_TOLERANCE * max(1.0, float(np.abs(expected).max())):
+        raise NotMeasured(f"PyTorch outputs differ from ONNX FP32 (max abs diff {diff:.3g}): not the same model")
+    return {
+        "size_bytes": eager.weights_bytes,
+        "size_note": "state-dict tensors",
+        "parity_max_abs_diff": diff,
+        "batches": time_batches(run, inputs, args.iterations, args.warmup),
+    }
+
+
+def measure_tensorrt(
+    source: Path, precision: str, inputs: dict[int, np.ndarray], fixed: int | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A TensorRT engine built from ``source`` (INT8: from the Q/DQ file's own scales) and timed on the GPU."""
+    from training.tensorrt import TensorRTUnavailable, build_engine, measure_latency
+
+    batches = [b for b in inputs if fixed is None or b == fixed]
+    if not batches:
+        raise NotMeasured(f"the file's batch is fixed at {fixed}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="formats-trt-") as tmp:
+            engine = build_engine(source, Path(tmp) / f"{precision}.plan", precision=precision, batches=batches)  # type: ignore[arg-type]
+            size = engine.stat().st_size
+            timed = measure_latency(engine, batches, iterations=args.iterations, warmup=args.warmup)
+    except TensorRTUnavailable as exc:
+        raise NotMeasured(str(exc)) from exc
+    note = f"batch fixed at {fixed}: only batch {fixed} measured" if fixed else ""
+    return {"size_bytes": size, "size_note": "engine", "batches": timed, "note": note}
+
+
+def measure_model(plan: ModelPlan, args: argparse.Namespace) -> dict[str, Any]:
+    """Every requested format of one model at every batch size."""
+    fixed, chw = input_shape(plan.fp32)
+    low, high = VALUE_RANGE[plan.name]
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.uniform(low, high, (b, *chw)).astype(np.float32) for b in args.batches}
+    files = {"onnx-fp32": file_facts(plan.fp32), **({"onnx-int8": file_facts(plan.int8)} if plan.int8 else {})}
+    notes = list(plan.notes)
+    if fixed is not None:
+        notes.append(
+            f"`{plan.fp32.name}` fixes its batch at {fixed}: a batch of N runs as N / {fixed} calls, "
+            "in every format, so batching saves nothing here."
+        )
+    fp32 = ort_runner(plan.fp32, plan.name, args)
+    results: dict[str, Any] = {}
+    for name in args.formats:
+        log.info("%s %s", plan.name, name)
+        try:
+            results[name] = {"status": "measured", **measure_format(name, plan, inputs, fp32, fixed, args)}
+        except NotMeasured as exc:
+            log.warning("%s %s not measured: %s", plan.name, name, exc)
+            results[name] = {"status": "not measured", "reason": str(exc)}
+    return {
+        "input": list(chw),
+        "fixed_batch": fixed,
+        "files": files,
+        "notes": notes,
+        "formats": results,
+        "accuracy": accuracy(plan),
+    }
+
+
+def measure_format(
+    name: str,
+    plan: ModelPlan,
+    inputs: dict[int, np.ndarray],
+    fp32: OrtRunner,
+    fixed: int | None,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    if name == "pytorch":
+        return measure_eager(plan, inputs, fp32, fixed, args)
+    if name == "onnx-fp32":
+        return {
+            "size_bytes": plan.fp32.stat().st_size,
+            "size_note": "file",
+            "batches": time_batches(fp32, inputs, args.iterations, args.warmup),
+        }
+    if name == "onnx-int8":
+        if plan.int8 is None:
+            raise NotMeasured("no INT8 file (training/quantize.py makes one)")
+        runner = ort_runner(plan.int8, plan.name, args)
+        return {
+            "size_bytes": plan.int8.stat().st_size,
+            "size_note": "file",
+            "batches": time_batches(runner, inputs, args.iterations, args.warmup),
+        }
+    if name == "tensorrt-int8" and plan.int8 is None:
+        raise NotMeasured("no INT8 (Q/DQ) file to build from")
+    source = plan.fp32 if name == "tensorrt-fp16" else plan.int8
+    assert source is not None
+    return measure_tensorrt(source, name.removeprefix("tensorrt-"), inputs, fixed, args)
+
+
+def accuracy(plan: ModelPlan) -> dict[str, Any] | None:
+    """The headline metric per precision from the model's metrics JSON (not measured here)."""
+    if plan.metrics is None or not plan.metrics.is_file():
+        return None
+    from training.model_card import load_reports
+
+    reports = [r for r in load_reports(plan.metrics, formats_path=None) if r.model == plan.name]
+    if not reports or reports[-1].headline_metric is None:
+        return None
+    report, metric = reports[-1], reports[-1].headline_metric
+    return {
+        "metric": metric,
+        "version": report.version,
+        "source": _display(plan.metrics),
+        "fp32": report.metrics.fp32.get(metric),
+        "int8": report.metrics.int8.get(metric),
+        "measured_on": {p: f.name for p, f in report.files.items()},
+    }
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# ---- plans, machine facts ---------------------------------------------------------------------------------------
+
+
+def _first(*paths: Path | None) -> Path | None:
+    return next((p for p in paths if p is not None and p.is_file()), None)
+
+
+def detector_files(settings: ServingSettings) -> tuple[Path, Path | None, list[str]]:
+    """The dynamic-batch YOLOX FP32 and INT8 files when they exist, else the batch-1 mirror file."""
+    import onnx
+
+    folders = [settings.artifacts_dir / YOLOX_DIR, settings.data_dir, settings.data_dir / YOLOX_DIR]
+    found = sorted({p for folder in folders for p in folder.glob("yolox*.onnx")})
+    int8 = next((p for p in found if "int8" in p.name), None)
+
+    def dynamic(path: Path) -> bool:
+        dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+        return not dim.HasField("dim_value")
+
+    fp32 = next((p for p in found if "int8" not in p.name and dynamic(p)), None)
+    if fp32 is not None:
+        return fp32, int8, []
+    mirror = settings.model_mirror_dir / "yolox_nano.onnx"
+    return (
+        mirror,
+        int8,
+        [
+            f"No dynamic-batch YOLOX file under {', '.join(map(_display, folders))}: "
+            f"the batch-1 mirror file `{mirror.name}` is used."
+        ],
+    )
+
+
+def build_plans(args: argparse.Namespace, settings: ServingSettings) -> list[ModelPlan]:
+    art = settings.artifacts_dir
+    tiny, imagenet = art / LITE0_TINY, art / LITE0_IMAGENET
+    classifier_dir = tiny if (tiny / "model.onnx").is_file() else imagenet
+    det_fp32, det_int8, det_notes = detector_files(settings)
+    defaults = {  # (fp32, int8, metrics, notes) when no flag names the FP32 file
+        "classifier": (
+            classifier_dir / "model.onnx",
+            _first(classifier_dir / "model.int8.onnx"),
+            classifier_dir / "metrics.json",
+            [],
+        ),
+        "detector": (det_fp32, det_int8, art / YOLOX_DIR / "metrics.json", det_notes),
+        "embedder": (imagenet / "model.onnx", _first(imagenet / "model.int8.onnx"), imagenet / "metrics.json", []),
+    }
+    plans = []
+    for model in args.models:
+        fp32, int8, metrics, notes = defaults[model]
+        given = getattr(args, f"{model}_onnx")
+        plans.append(
+            ModelPlan(
+                model,
+                given or fp32,
+                getattr(args, f"{model}_int8") or (None if given else int8),  # an INT8 default pairs with its FP32 only
+                getattr(args, f"{model}_metrics") or metrics,
+                args.classifier_torch_state if model == "classifier" else None,
+                notes=[] if given else notes,
+            )
+        )
+    return plans
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_facts(args: argparse.Namespace) -> dict[str, Any]:
+    cpu = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+    facts: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cpu": (cpu or ["unknown"])[0],
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "load average (1 min) at start": round(os.getloadavg()[0], 2),
+        "python": sys.version.split()[0],
+        **{
+            p: _version(p)
+            for p in ("onnxruntime", "onnxruntime-gpu", "torch", "timm", "onnx2torch", "tensorrt", "numpy")
+        },
+        "ort providers": ", ".join(args.ort_providers),
+    }
+    with suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts
+
+
+def set_threads(threads: int) -> None:
+    """PyTorch gets the same intra-op threads as each ORT session (inter-op 1 for both)."""
+    with suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(threads)
+        with suppress(RuntimeError):  # only settable before the first parallel region
+            torch.set_num_interop_threads(1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every plan; the JSON report."""
+    set_threads(args.threads)
+    settings = ServingSettings()
+    plans = build_plans(args, settings)
+    results: dict[str, Any] = {
+        "machine": machine_facts(args),
+        "settings": {
+            "threads": args.threads,
+            "iterations": args.iterations,
+            "warmup": args.warmup,
+            "batches": args.batches,
+            "formats": args.formats,
+            "quick": args.quick,
+            "parity_tolerance": PARITY_TOLERANCE,
+        },
+        "models": {},
+    }
+    for plan in plans:
+        results["models"][plan.name] = measure_model(plan, args)
+    results["machine"]["load average (1 min) at end"] = round(os.getloadavg()[0], 2)
+    return results
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = parser.add_argument
+    add("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    add("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    add("--batches", type=int, nargs="+", default=[1, 8, 32])
+    add("--threads", type=int, default=2, help="ORT intra-op threads = torch threads")
+    add("--iterations", type=int, default=50, help="timed calls per format and batch")
+    add("--warmup", type=int, default=10, help="untimed calls first")
+    add("--quick", action="store_true", help="smoke test: 3 timed calls after 1 warm-up, batches 1 and 8")
+    add("--ort-providers", nargs="+", default=["CPUExecutionProvider"])
+    for model in MODELS:
+        add(f"--{model}-onnx", type=Path, help=f"{model} FP32 ONNX (default: see the module)")
+        add(f"--{model}-int8", type=Path, help=f"{model} INT8 ONNX")
+        add(f"--{model}-metrics", type=Path, help=f"{model} metrics JSON (accuracy column)")
+    add("--classifier-torch-state", type=Path, help="state_dict of the fine-tuned timm tf_efficientnet_lite0")
+    add("--out", type=Path, default=REPO / "benchmarks" / "reports" / "formats.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.iterations, args.warmup = 3, 1
+        if args.batches == [1, 8, 32]:
+            args.batches = [1, 8]
+    if min(args.batches) < 1 or args.threads < 1 or args.iterations < 1 or args.warmup < 0:
+        parser.error("batches, threads and iterations must be >= 1, warmup >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    started = time.monotonic()
+    results = run(args)
+    results["machine"]["benchmark wall time"] = f"{time.monotonic() - started:.0f} s"
+    for path in write_reports(results, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
