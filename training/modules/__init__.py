@@ -1,0 +1,1 @@
+"""The network pieces and the LightningModule that trains them."""
