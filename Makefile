@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve import-models gallery test lint bench formats export clean
+.PHONY: install install-train train release serve import-models gallery migrate test lint bench formats export clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ import-models: install
 GALLERY_LIMIT ?= 2000
 gallery: import-models
 	$(PY) -m services.index.build_gallery --tiny-imagenet-val --limit $(GALLERY_LIMIT) --if-empty
+
+# Apply database migrations to CV_DATABASE_URL (default: SQLite under .data/; the api also does it at start-up in local mode).
+migrate: install
+	$(PY) -m services.db migrate
 
 serve: gallery
 	$(VENV)/bin/bentoml serve services.api:Api --host 127.0.0.1 --port $(PORT)

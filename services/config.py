@@ -11,6 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,10 @@ class Stage(StrEnum):
     CANARY = "canary"
     SHADOW = "shadow"
     ARCHIVED = "archived"
+
+
+# Passwords from examples and compose files; refused in production URLs.
+DEFAULT_PASSWORDS = frozenset({"changethis", "postgres", "password", "secret", "redis"})
 
 
 class ServingSettings(BaseSettings):
@@ -87,19 +92,68 @@ class ServingSettings(BaseSettings):
     # Embedding dimensionality of the gallery index.
     gallery_dim: int = 1280
 
+    # Data plane (docs/adr/0004-data-plane.md). Left unset, local mode needs no server: SQLite under
+    # data_dir for the inference logs and an in-process result cache.
+    database_url: str | None = None  # e.g. postgresql://user:pass@host:5432/db (psycopg 3)
+    # Apply Alembic migrations when the api starts; unset: on in local mode, off in production.
+    db_migrate_on_start: bool | None = None
+    db_connect_timeout_s: int = Field(default=3, gt=0)
+    redis_url: str | None = None  # e.g. redis://host:6379/0; unset: in-process cache
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    cache_enabled: bool = True
+    cache_ttl_s: int = Field(default=3600, gt=0)
+    cache_memory_items: int = Field(default=4096, gt=0)
+    cache_prefix: str = "cv:result:"
+    # How long the api trusts what it last heard of a model's default version (0: ask every time).
+    cache_version_ttl_s: float = Field(default=1.0, ge=0)
+    # Seconds between attempts to reach Redis or the database again after a failure.
+    reconnect_interval_s: float = Field(default=5.0, gt=0)
+    # Inference-log writes are buffered and flushed in bulk: at this many records or this often.
+    log_buffer_size: int = Field(default=256, gt=0)
+    log_flush_interval_s: float = Field(default=1.0, gt=0)
+    # X-Client-Id and X-Tier are recorded only when the gateway in front sets them (and strips the caller's).
+    trust_gateway_headers: bool = False
+
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
 
     @model_validator(mode="after")
     def _check_production(self) -> ServingSettings:
-        if self.environment == "production" and not self.log_json:
+        if self.environment != "production":
+            return self
+        if not self.log_json:
             raise ValueError("production logs must be JSON (CV_LOG_JSON=true)")
+        # Replicas share state: embedded SQLite and a per-process cache are local-mode defaults only.
+        if not self.database_url or not self.redis_url:
+            raise ValueError("production needs CV_DATABASE_URL (PostgreSQL) and CV_REDIS_URL")
+        for url in (self.database_url, self.redis_url):
+            if urlsplit(url).password in DEFAULT_PASSWORDS:
+                raise ValueError(f"refusing a default password in {urlsplit(url).scheme} URL outside local mode")
         return self
 
     @property
     def gallery_path(self) -> Path:
         """SQLite file that holds the gallery embeddings and metadata."""
         return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The inference-log database as SQLAlchemy wants it: psycopg 3 for PostgreSQL, SQLite by default."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'cv.sqlite3'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def migrate_on_start(self) -> bool:
+        """Whether the api applies migrations at start-up (local mode unless said otherwise)."""
+        return self.environment == "local" if self.db_migrate_on_start is None else self.db_migrate_on_start
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where inference logs wait, as JSON lines, while the database is unreachable."""
+        return self.data_dir / "spool"
 
     @property
     def tensorrt_cache_dir(self) -> Path:

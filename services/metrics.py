@@ -75,6 +75,38 @@ GALLERY_SIZE = Gauge(
     multiprocess_mode="livemax",
 )
 
+CACHE_HITS = Counter(
+    "cv_cache_hits_total",
+    "Result-cache lookups answered from the cache, by model.",
+    ["model"],
+)
+CACHE_MISSES = Counter(
+    "cv_cache_misses_total",
+    "Result-cache lookups that went to the model, by model.",
+    ["model"],
+)
+CACHE_BACKEND_UP = Gauge(
+    "cv_cache_backend_up",
+    "1 while the shared cache (Redis) answers, 0 while the in-process fallback serves.",
+    ["backend"],
+    multiprocess_mode="livemin",
+)
+INFERENCE_LOG_RECORDS = Counter(
+    "cv_inference_log_records_total",
+    "Inference-log records by what happened to them: written, spooled, replayed, rejected.",
+    ["outcome"],
+)
+INFERENCE_LOG_SINK_UP = Gauge(
+    "cv_inference_log_sink_up",
+    "1 while the database takes inference logs, 0 while they spool to a local file.",
+    multiprocess_mode="livemin",
+)
+INFERENCE_LOG_SPOOLED = Gauge(
+    "cv_inference_log_spooled_records",
+    "Inference-log records waiting in the local spool for the database.",
+    multiprocess_mode="livesum",
+)
+
 
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:
     """Render the exposition text for every process (multiprocess mode) or this one."""

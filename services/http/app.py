@@ -28,7 +28,8 @@ from services.errors import (
     problem_from_error,
 )
 from services.http import gallery, inference, ops
-from services.http.deps import BackendProvider, install
+from services.http.deps import BackendProvider, DataPlaneProvider, install
+from services.http.recording import RECORDED_ROUTES, RequestTrace, bind_trace, reset_trace
 from services.logging import (
     REQUEST_ID_HEADER,
     bind_request_id,
@@ -40,6 +41,9 @@ from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("services.http")
 API_PREFIX = "/api/v1"
+# Set by the gateway in front (and stripped from callers); read only with CV_TRUST_GATEWAY_HEADERS.
+CLIENT_ID_HEADER = "x-client-id"
+TIER_HEADER = "x-tier"
 
 
 def _route_template(scope: Scope) -> str:
@@ -49,11 +53,19 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Request id in and out, body-size guard, access log and HTTP metrics (pure ASGI)."""
+    """Request id in and out, body-size guard, access log, HTTP metrics and inference logs (pure ASGI)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        data_plane: DataPlaneProvider | None = None,
+        trust_gateway_headers: bool = False,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.data_plane = data_plane or (lambda: None)
+        self.trust_gateway_headers = trust_gateway_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,13 +74,18 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = clean_request_id(headers.get(REQUEST_ID_HEADER.lower()))
         token = bind_request_id(request_id)
+        trace = self._trace(request_id, headers)
+        trace_token = bind_trace(trace)
         started = time.perf_counter()
-        status = {"code": 500}
+        status: dict[str, Any] = {"code": 500, "problem": None}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
+                for key, value in message["headers"]:
+                    if key == b"x-problem-type":
+                        status["problem"] = value.decode("latin-1")
                 message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
             await send(message)
 
@@ -96,7 +113,27 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
+            if route in RECORDED_ROUTES:
+                self._record(trace, route, status["code"], status["problem"], elapsed * 1000)
+            reset_trace(trace_token)
             reset_request_id(token)
+
+    def _trace(self, request_id: str, headers: dict[str, str]) -> RequestTrace:
+        if not self.trust_gateway_headers:
+            return RequestTrace(request_id=request_id)
+        client, tier = headers.get(CLIENT_ID_HEADER), headers.get(TIER_HEADER)
+        return RequestTrace(request_id=request_id, client_id=client and client[:128], tier=tier and tier[:32])
+
+    def _record(self, trace: RequestTrace, route: str, status: int, problem: str | None, latency_ms: float) -> None:
+        """Hand the request's records to the log writer: a queue append, never a database call."""
+        plane = self.data_plane()
+        if plane is None:
+            return
+        try:
+            records = trace.records(route=route, status=status, error_type=problem, latency_ms=latency_ms)
+            plane.log_writer.submit(records)
+        except Exception:  # a logging bug must not turn an answered request into an error
+            log.exception("inference log record failed")
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -191,8 +228,10 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _service_error(request, ServiceError("an unexpected error occurred; quote the request id"))
 
 
-def create_app(settings: ServingSettings, backend: BackendProvider) -> FastAPI:
-    """Build the public API around a backend provider (remote or in-process)."""
+def create_app(
+    settings: ServingSettings, backend: BackendProvider, data_plane: DataPlaneProvider | None = None
+) -> FastAPI:
+    """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane."""
     app = FastAPI(
         title="Computer-vision API",
         version="1.0.0",
@@ -201,7 +240,7 @@ def create_app(settings: ServingSettings, backend: BackendProvider) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    install(app, settings, backend)
+    install(app, settings, backend, data_plane)
     app.add_exception_handler(ServiceError, _handler(_service_error))
     app.add_exception_handler(RequestValidationError, _handler(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(_http_error))
@@ -209,5 +248,10 @@ def create_app(settings: ServingSettings, backend: BackendProvider) -> FastAPI:
     for module in (inference, gallery, ops):
         app.include_router(module.router)
     max_body = settings.max_image_bytes * settings.max_batch_items + (1 << 20)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=max_body,
+        data_plane=data_plane,
+        trust_gateway_headers=settings.trust_gateway_headers,
+    )
     return app

@@ -9,17 +9,23 @@ from fastapi import Depends, FastAPI, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from services.config import ServingSettings
-from services.errors import PayloadTooLarge
+from services.errors import PayloadTooLarge, ServiceError
 from services.http.backend import Backend
+from services.http.dataplane import DataPlane
+from services.http.recording import current_trace
 from services.imaging import DecodedImage, decode_image
 
 BackendProvider = Callable[[], Backend]
+DataPlaneProvider = Callable[[], DataPlane | None]
 
 
-def install(app: FastAPI, settings: ServingSettings, backend: BackendProvider) -> None:
-    """Attach the settings and the backend provider to the app (the composition root calls this)."""
+def install(
+    app: FastAPI, settings: ServingSettings, backend: BackendProvider, data_plane: DataPlaneProvider | None = None
+) -> None:
+    """Attach the settings and the providers to the app (the composition root calls this)."""
     app.state.settings = settings
     app.state.backend_provider = backend
+    app.state.data_plane_provider = data_plane or (lambda: None)
 
 
 def _settings(request: Request) -> ServingSettings:
@@ -32,19 +38,32 @@ def _backend(request: Request) -> Backend:
     return backend
 
 
+def _data_plane(request: Request) -> DataPlane | None:
+    plane: DataPlane | None = request.app.state.data_plane_provider()
+    return plane
+
+
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]
 BackendDep = Annotated[Backend, Depends(_backend)]
+DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
 
 
 async def read_image(upload: UploadFile, settings: ServingSettings) -> DecodedImage:
-    """Read one uploaded part within the byte limit and decode it off the event loop."""
-    data = await upload.read(settings.max_image_bytes + 1)
-    if len(data) > settings.max_image_bytes:
-        raise PayloadTooLarge(f"image {upload.filename!r} exceeds {settings.max_image_bytes} bytes")
-    return await run_in_threadpool(
-        decode_image,
-        data,
-        declared_type=upload.content_type,
-        max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
-    )
+    """Read one uploaded part within the byte limit and decode it off the event loop (noted in the request's trace)."""
+    trace = current_trace()
+    try:
+        data = await upload.read(settings.max_image_bytes + 1)
+        if len(data) > settings.max_image_bytes:
+            raise PayloadTooLarge(f"image {upload.filename!r} exceeds {settings.max_image_bytes} bytes")
+        image = await run_in_threadpool(
+            decode_image,
+            data,
+            declared_type=upload.content_type,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
+    except ServiceError as exc:
+        trace.image_refused(exc)
+        raise
+    trace.image_read(image)
+    return image

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Form, Response
 from services.errors import InvalidParameter, NotFound, error_from_dict
 from services.http.deps import BackendDep, SettingsDep, read_image
 from services.http.inference import ImageFile, image_info
+from services.http.recording import current_trace
 from services.http.schemas import GalleryItemResponse, GallerySizeResponse, SearchResponse
 from services.index.search import SearchItem
 from services.logging import get_request_id
@@ -32,6 +33,7 @@ async def search(
     if outcome.prediction is None:
         raise error_from_dict(outcome.error or {})
     prediction = outcome.prediction
+    current_trace().answered(decoded, prediction, {"results": outcome.hits}, cached=False)
     return {
         "request_id": get_request_id(),
         "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},

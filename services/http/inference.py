@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
 from services.http.deps import BackendDep, SettingsDep, read_image
+from services.http.recording import current_trace
 from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse
 from services.imaging import DecodedImage
 from services.logging import get_request_id
@@ -51,16 +52,20 @@ def image_info(image: DecodedImage) -> dict[str, Any]:
 
 
 def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: float) -> dict[str, Any]:
-    """A successful outcome as a response body, or raise its error."""
+    """A successful outcome as a response body, or raise its error (either way noted in the request's trace)."""
     if outcome.prediction is None:
-        raise error_from_dict(outcome.error or {})
+        error = error_from_dict(outcome.error or {})
+        current_trace().failed(image, error)
+        raise error
     prediction = outcome.prediction
+    current_trace().answered(image, prediction, prediction.result, cached=outcome.cached)
     timings = {"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000}
     return {
         **prediction.result,
         "request_id": get_request_id(),
         "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
         "image": image_info(image),
+        "cached": outcome.cached,
         "timings_ms": timings,
     }
 
@@ -68,13 +73,21 @@ def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: flo
 async def run_one(
     backend: BackendDep, model: str, image: DecodedImage, params: dict[str, Any], version: str | None
 ) -> Outcome:
-    item = InferenceItem(image=image.pixels, params=params, version=version, request_id=get_request_id())
+    item = InferenceItem(
+        image=image.pixels, params=params, version=version, request_id=get_request_id(), image_sha256=image.sha256
+    )
     (outcome,) = await backend.infer(model, [item])
     return outcome
 
 
 def _with_version_header(body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, headers={"X-Model-Version": f"{body['model']['name']}:{body['model']['version']}"})
+    return JSONResponse(
+        body,
+        headers={
+            "X-Model-Version": f"{body['model']['name']}:{body['model']['version']}",
+            "X-Cache": "hit" if body["cached"] else "miss",
+        },
+    )
 
 
 @router.post("/classify", response_model=ClassifyResponse)
@@ -124,6 +137,7 @@ async def batch(
 ) -> dict[str, Any]:
     """Run one task over several images inline; each item has its own result or problem."""
     started = time.perf_counter()
+    current_trace().model = TASK_MODELS[task]
     if len(images) > settings.max_batch_items:
         raise PayloadTooLarge(f"{len(images)} images; at most {settings.max_batch_items} are answered inline")
     params: dict[str, Any] = (
@@ -139,7 +153,10 @@ async def batch(
             decoded.append(exc)
     valid = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
     items = [
-        InferenceItem(image=d.pixels, params=params, version=version, request_id=get_request_id()) for _, d in valid
+        InferenceItem(
+            image=d.pixels, params=params, version=version, request_id=get_request_id(), image_sha256=d.sha256
+        )
+        for _, d in valid
     ]
     outcomes = await backend.infer(TASK_MODELS[task], items) if items else []
     by_index = dict(zip([i for i, _ in valid], outcomes, strict=True))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from services.errors import ServiceError
 from services.http.backend import MODEL_NAMES
-from services.http.deps import BackendDep, SettingsDep
+from services.http.deps import BackendDep, DataPlaneDep, SettingsDep
 from services.metrics import render_metrics
 
 router = APIRouter(tags=["operations"])
@@ -34,19 +34,23 @@ async def models(backend: BackendDep) -> dict[str, Any]:
 
 
 @router.get("/health")
-async def health(backend: BackendDep, response: Response) -> dict[str, Any]:
-    """Liveness plus readiness per model (ok, degraded, down); 503 when no model can serve."""
+async def health(backend: BackendDep, data_plane: DataPlaneDep, response: Response) -> dict[str, Any]:
+    """Liveness; readiness of each model, the log sink and the cache; 503 when no model can serve."""
     statuses = await _statuses(backend)
     states = {name: s["status"] for name, s in statuses.items()}
-    if all(s == "ok" for s in states.values()):
-        overall = "ok"
-    elif all(s == "down" for s in states.values()):
+    data = await data_plane.health() if data_plane is not None else {}
+    if all(s == "down" for s in states.values()):
         overall = "down"
+    elif all(s == "ok" for s in [*states.values(), *(part["status"] for part in data.values())]):
+        overall = "ok"
     else:
         overall = "degraded"
     if overall == "down":
         response.status_code = 503
-    return {"status": overall, "live": True, "models": states}
+    body: dict[str, Any] = {"status": overall, "live": True, "models": states}
+    if data:
+        body["data"] = data
+    return body
 
 
 @router.get("/metrics")

@@ -47,6 +47,7 @@ class ClassifyResponse(BaseModel):
     model: ModelRef
     image: ImageInfo
     predictions: list[ClassPrediction]
+    cached: bool = False  # answered from the result cache
     timings_ms: dict[str, float]
 
 
@@ -55,6 +56,7 @@ class DetectResponse(BaseModel):
     model: ModelRef
     image: ImageInfo
     detections: list[Detection]
+    cached: bool = False  # answered from the result cache
     timings_ms: dict[str, float]
 
 

@@ -1,7 +1,7 @@
 """ONNX Runtime sessions: one per (version, precision), on the best available provider.
 
 TensorRT or CUDA are used when this onnxruntime build offers them (a GPU machine with
-``onnxruntime-gpu``); otherwise the CPU provider. See docs/adr/0002-onnx-runtime-providers.md.
+``onnxruntime-gpu``); otherwise the CPU provider. ``training/tensorrt.py`` builds standalone engines.
 """
 
 from __future__ import annotations

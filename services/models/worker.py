@@ -48,6 +48,8 @@ class InferenceItem(BaseModel):
     params: dict[str, Any] = {}
     version: str | None = None
     request_id: str | None = None
+    # SHA-256 of the uploaded bytes: the result cache's key (the api sets it; None: not cached).
+    image_sha256: str | None = None
 
 
 class Outcome(BaseModel):
@@ -55,6 +57,7 @@ class Outcome(BaseModel):
 
     prediction: Prediction | None = None
     error: dict[str, Any] | None = None
+    cached: bool = False  # answered from the api's result cache
 
 
 def build_pool(name: str, settings: ServingSettings) -> ModelPool:

@@ -41,11 +41,32 @@ class Server:
                 self.process.wait(timeout=10)
 
 
+def _own_home(shared: Path, own: Path) -> Path:
+    """A BentoML home of this server's own that shares ``shared``'s model store.
+
+    `bentoml serve` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so two servers on
+    one home (the session server and a module's own) would wipe each other's metrics.
+    """
+    own.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "bentos"):
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        if not (own / name).exists():
+            (own / name).symlink_to(shared / name, target_is_directory=True)
+    return own
+
+
 def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) -> Server:
-    """Start the api service (and its model services) and wait until health says ok."""
+    """Start the api service (and its model services) and wait until health says ok.
+
+    The result cache is off unless ``env`` turns it on (``CV_CACHE_ENABLED=true``): the load test and
+    the benchmarks send one image many times and mean to measure the models, not the cache.
+    """
     port = free_port()
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
+    defaults = {"BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", "CV_CACHE_ENABLED": "false"}
+    full_env = {**os.environ, **defaults, **env}
+    if "BENTOML_HOME" in full_env:
+        full_env["BENTOML_HOME"] = str(_own_home(Path(full_env["BENTOML_HOME"]), log_path.parent / f"bentoml-{port}"))
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [bentoml, "serve", "services.api:Api", "--host", "127.0.0.1", "--port", str(port)],

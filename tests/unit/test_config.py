@@ -72,9 +72,53 @@ def test_production_requires_json_logs(monkeypatch: pytest.MonkeyPatch) -> None:
         settings()
 
 
-def test_production_with_json_logs_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_with_json_logs_and_servers_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CV_ENVIRONMENT", "production")
-    assert settings().environment == "production"
+    monkeypatch.setenv("CV_DATABASE_URL", "postgresql://cv:s3cret-from-vault@db:5432/cv")
+    monkeypatch.setenv("CV_REDIS_URL", "redis://redis:6379/0")
+    s = settings()
+    assert s.environment == "production" and s.migrate_on_start is False
+
+
+@pytest.mark.parametrize("missing", ["CV_DATABASE_URL", "CV_REDIS_URL"])
+def test_production_refuses_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    monkeypatch.setenv("CV_DATABASE_URL", "postgresql://cv:s3cret@db/cv")
+    monkeypatch.setenv("CV_REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ValidationError, match="production needs CV_DATABASE_URL"):
+        settings()
+
+
+@pytest.mark.parametrize(
+    ("database", "redis"),
+    [
+        ("postgresql://postgres:postgres@db/cv", "redis://redis/0"),
+        ("postgresql://cv:x9@db/cv", "redis://:changethis@r/0"),
+    ],
+)
+def test_production_refuses_default_passwords(monkeypatch: pytest.MonkeyPatch, database: str, redis: str) -> None:
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    monkeypatch.setenv("CV_DATABASE_URL", database)
+    monkeypatch.setenv("CV_REDIS_URL", redis)
+    with pytest.raises(ValidationError, match="default password"):
+        settings()
+
+
+def test_data_plane_defaults_need_no_server(tmp_path: Path) -> None:
+    s = ServingSettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert s.sqlalchemy_url == f"sqlite:///{tmp_path / 'cv.sqlite3'}"
+    assert s.redis_url is None and s.migrate_on_start is True
+    assert s.spool_dir == tmp_path / "spool"
+    assert s.trust_gateway_headers is False
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgres_urls_use_psycopg_3(scheme: str) -> None:
+    s = ServingSettings(_env_file=None, database_url=f"{scheme}://u@h:5432/d")  # type: ignore[call-arg]
+    assert s.sqlalchemy_url == "postgresql+psycopg://u@h:5432/d"
+    other = ServingSettings(_env_file=None, database_url="sqlite:////tmp/x.db", db_migrate_on_start=False)  # type: ignore[call-arg]
+    assert other.sqlalchemy_url == "sqlite:////tmp/x.db" and other.migrate_on_start is False
 
 
 def test_local_may_use_plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:

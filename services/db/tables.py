@@ -1,0 +1,177 @@
+"""The database tables, as SQLModel families: ``XBase`` (shared fields), ``X`` (the table), ``XPublic``.
+
+Every schema change goes through an Alembic migration in ``services/db/migrations/versions``;
+``tests/unit/db/test_migrations.py`` fails when these classes and the migrations disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# Named constraints and indexes, so migrations can refer to them on every database.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+Timestamp = DateTime(timezone=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """32 hex characters: event ids (idempotent replay) and job ids."""
+    return uuid.uuid4().hex
+
+
+class InferenceLogBase(SQLModel):
+    """One image answered (or refused) by an inference route."""
+
+    # Unique per record, made where the record is made, so a replayed spool never duplicates a row.
+    event_id: str = Field(default_factory=new_id, max_length=32, unique=True)
+    request_id: str | None = Field(default=None, max_length=128, index=True)
+    client_id: str | None = Field(default=None, max_length=128, index=True)
+    tier: str | None = Field(default=None, max_length=32)
+    route: str = Field(max_length=64)  # the route template, e.g. /api/v1/classify
+    item_index: int = 0  # position of the image in its request (batch items)
+    job_id: str | None = Field(default=None, max_length=32, index=True)  # set for batch-job items
+    model: str | None = Field(default=None, max_length=64)
+    version: str | None = Field(default=None, max_length=64)
+    precision: str | None = Field(default=None, max_length=16)
+    status: int  # HTTP status of this image's answer
+    latency_ms: float  # the whole request's latency
+    cached: bool = False
+    # Result summary: top label and score (classify), best box's label and score plus box count
+    # (detect), best hit's id and score (search).
+    top_label: str | None = Field(default=None, max_length=256)
+    top_score: float | None = None
+    box_count: int | None = None
+    image_sha256: str | None = Field(default=None, max_length=64, index=True)
+    image_bytes: int | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    image_format: str | None = Field(default=None, max_length=16)
+    error_type: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
+
+
+class InferenceLogCreate(InferenceLogBase):
+    """A record as the api makes it, buffers it and spools it."""
+
+
+class InferenceLog(InferenceLogBase, table=True):
+    __tablename__ = "inference_log"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+
+
+class InferenceLogPublic(InferenceLogBase):
+    id: int
+
+
+class JobStatus(StrEnum):
+    """Life of a batch job; ``partial`` when some items failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class BatchJobBase(SQLModel):
+    """A batch accepted for background processing (the Celery worker fills in progress and results)."""
+
+    task: str = Field(max_length=16)  # classify or detect
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=Json)
+    version: str | None = Field(default=None, max_length=64)  # a pinned model version
+    request_id: str | None = Field(default=None, max_length=128, index=True)
+    client_id: str | None = Field(default=None, max_length=128, index=True)
+    tier: str | None = Field(default=None, max_length=32)
+
+
+class BatchJobCreate(BatchJobBase):
+    pass
+
+
+class BatchJob(BatchJobBase, table=True):
+    __tablename__ = "batch_job"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    status: str = Field(default=JobStatus.QUEUED.value, max_length=16, index=True)
+    item_count: int = 0
+    succeeded_count: int = 0
+    failed_count: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
+    started_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class BatchJobItemBase(SQLModel):
+    """One image of a batch job."""
+
+    item_index: int
+    filename: str | None = Field(default=None, max_length=256)
+    image_sha256: str | None = Field(default=None, max_length=64)
+    # Where the worker reads the image bytes from (a spool path or object-store key); set by the batch issue.
+    input_uri: str | None = Field(default=None, max_length=1024)
+
+
+class BatchJobItemCreate(BatchJobItemBase):
+    pass
+
+
+class BatchJobItem(BatchJobItemBase, table=True):
+    __tablename__ = "batch_job_item"
+    __table_args__ = (UniqueConstraint("job_id", "item_index"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    job_id: str = Field(foreign_key="batch_job.id", max_length=32, index=True, ondelete="CASCADE")
+    status: str = Field(default=ItemStatus.PENDING.value, max_length=16)
+    http_status: int | None = None
+    result: dict[str, Any] | None = Field(default=None, sa_type=Json)
+    error: dict[str, Any] | None = Field(default=None, sa_type=Json)
+    attempts: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class BatchJobItemPublic(BatchJobItemBase):
+    status: str
+    http_status: int | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+class BatchJobPublic(BatchJobBase):
+    id: str
+    status: str
+    item_count: int
+    succeeded_count: int
+    failed_count: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    items: list[BatchJobItemPublic] = []

@@ -1,0 +1,84 @@
+"""The api's data plane: the inference-log writer and the result cache, built once from settings.
+
+The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
+model backend with :meth:`DataPlane.wrap`, and hands the plane to the app for health and logging.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+
+from services.cache import Cache, build_cache
+from services.config import ServingSettings
+from services.db import migrate
+from services.db.session import create_db_engine
+from services.db.spool import Spool
+from services.db.writer import DatabaseSink, InferenceLogWriter
+from services.http.backend import Backend
+from services.http.caching import CachingBackend
+
+log = logging.getLogger(__name__)
+
+
+class DataPlane:
+    """Where inference logs go and where answers are cached."""
+
+    def __init__(
+        self, settings: ServingSettings, *, engine: Engine, log_writer: InferenceLogWriter, cache: Cache | None
+    ) -> None:
+        self.settings = settings
+        self.engine = engine  # the jobs and experiments of later issues share it
+        self.log_writer = log_writer
+        self.cache = cache
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> DataPlane:
+        """Connect (lazily), migrate when the settings say so, start the log writer, choose the cache."""
+        engine = create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s)
+        if settings.migrate_on_start:
+            try:
+                migrate.upgrade(engine)
+            except Exception as exc:  # serving goes on; logs spool until the database is back and migrated
+                log.error("database migration at start-up failed", extra={"error": repr(exc)})
+        writer = InferenceLogWriter(
+            DatabaseSink(engine),
+            Spool(settings.spool_dir),
+            buffer_size=settings.log_buffer_size,
+            flush_interval_s=settings.log_flush_interval_s,
+            retry_interval_s=settings.reconnect_interval_s,
+        )
+        writer.start()
+        cache = build_cache(settings) if settings.cache_enabled else None
+        log.info(
+            "data plane ready",
+            extra={"database": engine.dialect.name, "cache": cache.name if cache is not None else "off"},
+        )
+        return cls(settings, engine=engine, log_writer=writer, cache=cache)
+
+    def wrap(self, backend: Backend) -> Backend:
+        """The model backend behind the result cache (unchanged when the cache is off)."""
+        if self.cache is None:
+            return backend
+        return CachingBackend(
+            backend,
+            self.cache,
+            ttl_s=self.settings.cache_ttl_s,
+            prefix=self.settings.cache_prefix,
+            version_ttl_s=self.settings.cache_version_ttl_s,
+        )
+
+    async def health(self) -> dict[str, dict[str, Any]]:
+        """``inference_log`` and ``cache``, each ``ok`` or ``degraded``."""
+        parts = {"inference_log": self.log_writer.describe()}
+        parts["cache"] = await self.cache.check() if self.cache is not None else {"status": "ok", "backend": "off"}
+        return parts
+
+    async def close(self) -> None:
+        """Flush the logs (to the spool if need be) and close the cache."""
+        self.log_writer.close()
+        if self.cache is not None:
+            await self.cache.close()
+        self.engine.dispose()
