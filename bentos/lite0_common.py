@@ -1,7 +1,9 @@
 """The EfficientNet-Lite0 ImageNet-1k export shared by the classifier and the embedder.
 
 One ONNX file (``artifacts/efficientnet_lite0_imagenet1k/model.onnx``, made by
-``python -m training.export lite0``) has two outputs: ``logits`` and ``embeddings``.
+``python -m training.export lite0``) has two outputs: ``logits`` and ``embeddings``. Its static
+INT8 QDQ version (``model.int8.onnx``, made by ``python -m training.quantize``; every variant
+tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from services.models.importer import verify_checksum
 from services.models.spec import InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
+INT8_FILE = "model.int8.onnx"
+QUANTIZATION_REPORT = "quantization.json"
 
 
 def lite0_files(settings: ServingSettings) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
@@ -24,6 +28,34 @@ def lite0_files(settings: ServingSettings) -> tuple[Path, dict[str, Any], list[d
     report = json.loads((folder / "export.json").read_text())
     labels = json.loads((folder / "labels.json").read_text())
     return folder / "model.onnx", report, labels
+
+
+def lite0_int8(settings: ServingSettings) -> tuple[Path, dict[str, Any]] | None:
+    """The committed INT8 file, checked against its report, and the report's chosen variant.
+
+    Returns:
+        ``None`` when there is no INT8 file (the entry then holds FP32 only).
+
+    Raises:
+        ValueError: the file's checksum is not the one the report measured.
+    """
+    folder = settings.artifacts_dir / EXPORT_DIR
+    path, report_path = folder / INT8_FILE, folder / QUANTIZATION_REPORT
+    if not path.is_file() or not report_path.is_file():
+        return None
+    chosen: dict[str, Any] = json.loads(report_path.read_text())["chosen"]
+    verify_checksum(path, chosen["sha256"])
+    return path, chosen
+
+
+def int8_metrics(chosen: dict[str, Any]) -> dict[str, Any]:
+    """What the model card and ``GET /models`` show for the INT8 file."""
+    return {
+        "tiny_imagenet_val_precision_at_10": chosen["precision_at_10"],
+        "delta_precision_at_10_vs_fp32": chosen["delta_precision_at_10"],
+        "calibration": f"{chosen['calibration_images']} Tiny-ImageNet train images",
+        "recipe": chosen["name"],
+    }
 
 
 def lite0_input(report: dict[str, Any]) -> InputSpec:
@@ -54,6 +86,15 @@ def lite0_spec(
     """A model-store spec over the Lite0 export, reading ``output_name`` for ``task``."""
     onnx_path, report, labels = lite0_files(settings)
     verify_checksum(onnx_path, report["onnx"]["sha256"])
+    files = {"fp32": onnx_path}
+    metrics: dict[str, Any] = {
+        "tiny_imagenet_val_zero_shot": report["accuracy_tiny_imagenet"],
+        "parity": report["parity"],
+    }
+    int8 = lite0_int8(settings)
+    if int8 is not None:
+        files["int8"] = int8[0]
+        metrics["int8"] = int8_metrics(int8[1])
     classifying = task == "classification"
     spec = ModelSpec(
         name=name,
@@ -64,11 +105,11 @@ def lite0_spec(
         input=lite0_input(report),
         output_name=output_name,
         labels=[entry["name"] for entry in labels] if classifying else [],
-        files={"fp32": onnx_path.name},
+        files={precision: path.name for precision, path in files.items()},
         licence=report["license"]["spdx"],
         source=f"{report['source']['package']}=={report['source']['version']} via timm {report['timm_model']}",
-        metrics={"tiny_imagenet_val_zero_shot": report["accuracy_tiny_imagenet"], "parity": report["parity"]},
+        metrics=metrics,
         extra={"training_data": "ImageNet-1k"}
         | ({"label_ids": [entry["wnid"] for entry in labels]} if classifying else {"dim": 1280}),
     )
-    return spec, {"fp32": onnx_path}
+    return spec, files

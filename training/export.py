@@ -136,7 +136,7 @@ def export_onnx(wrapper: nn.Module, path: Path, opset: int = DEFAULT_OPSET, dyna
         )
 
 
-def check_onnx(path: Path) -> dict[str, Any]:
+def check_onnx(path: Path, num_classes: int = lite0.NUM_CLASSES) -> dict[str, Any]:
     """Runs ``onnx.checker`` and verifies the graph's input/output names and shapes."""
     import onnx
 
@@ -147,7 +147,7 @@ def check_onnx(path: Path) -> dict[str, Any]:
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
     io_shapes = {v.name: dims(v) for v in [*model.graph.input, *model.graph.output]}
-    expected = {"images": [3, 224, 224], "logits": [lite0.NUM_CLASSES], "embeddings": [lite0.EMBEDDING_DIM]}
+    expected = {"images": [3, 224, 224], "logits": [num_classes], "embeddings": [lite0.EMBEDDING_DIM]}
     for name, tail in expected.items():
         shape = io_shapes.get(name)
         if shape is None or shape[1:] != tail or not isinstance(shape[0], str):

@@ -272,7 +272,8 @@ def test_committed_metrics_carry_the_measured_numbers() -> None:
     assert reports["classifier"].metrics.fp32["top5"] == pytest.approx(accuracy["top5_200"] / 100)
     assert reports["classifier"].files["fp32"].sha256 == export["onnx"]["sha256"]
     assert reports["detector"].metrics.fp32 == {"map50_95": 0.339, "map50": 0.497}
-    assert reports["embedder"].metrics.fp32 == {}, "no retrieval metric measured yet"
+    retrieval = json.loads((REPO / "artifacts/efficientnet_lite0_imagenet1k/quantization.json").read_text())["fp32"]
+    assert reports["embedder"].metrics.fp32 == {"precision_at_10": retrieval["precision_at_10"]}
 
 
 def test_committed_cards_are_generated_from_the_metrics() -> None:

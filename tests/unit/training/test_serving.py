@@ -1,0 +1,79 @@
+"""The bridge from the offline tools to the serving pipeline: specs, models, image decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bentos.detector.import_model import detector_input
+from services.config import ServingSettings
+from services.models.classification import Classifier
+from services.models.detection import YoloxDetector
+from services.models.embedding import Embedder
+from training import serving
+from training.serving import Kind
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_read_rgb_decodes_like_an_upload(tmp_path: Path) -> None:
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    rgba[..., 0] = 200  # red, fully transparent: composited on white as uploads are
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    pixels = serving.read_rgb(tmp_path / "a.png")
+    assert pixels.shape == (5, 7, 3) and pixels.dtype == np.uint8
+    assert (pixels == 255).all()
+
+
+def test_detector_spec_is_the_served_one(tmp_path: Path) -> None:
+    spec = serving.serving_spec("detector", tmp_path / "x.onnx", ServingSettings(), precision="int8")
+    assert spec.input == detector_input()
+    assert spec.files == {"int8": "x.onnx"} and spec.output_name == "output" and len(spec.labels) == 80
+
+
+@pytest.mark.parametrize(("kind", "task", "output"), [("classifier", "classification", "logits"),
+                                                      ("embedder", "embedding", "embeddings")])  # fmt: skip
+def test_lite0_spec_comes_from_the_export_report_next_to_the_file(
+    tmp_path: Path, kind: Kind, task: str, output: str
+) -> None:
+    report = {"preprocessing": {"input_size": 96, "color_order": "RGB", "mean": [1, 2, 3], "std": [4, 5, 6]}}
+    (tmp_path / "export.json").write_text(json.dumps(report))
+    spec = serving.serving_spec(kind, tmp_path / "m.onnx", ServingSettings())
+    assert (spec.task, spec.output_name) == (task, output)
+    assert (spec.input.height, spec.input.mean, spec.input.std) == (96, (1, 2, 3), (4, 5, 6))
+
+
+def test_lite0_without_its_own_report_uses_the_committed_export(tmp_path: Path) -> None:
+    settings = ServingSettings(artifacts_dir=REPO / "artifacts")
+    committed = REPO / "artifacts" / "efficientnet_lite0_imagenet1k"
+    assert serving.lite0_export_dir(tmp_path / "m.onnx", settings) == committed
+    spec = serving.serving_spec("embedder", tmp_path / "m.onnx", settings)
+    assert spec.input.height == 224 and spec.input.mean == (127.0, 127.0, 127.0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "family"), [("classifier", Classifier), ("embedder", Embedder), ("detector", YoloxDetector)]
+)
+def test_build_model_gives_the_registry_family_over_onnx_runtime(kind: Kind, family: type) -> None:
+    settings = ServingSettings(artifacts_dir=REPO / "artifacts")
+    path = (
+        settings.model_mirror_dir / "yolox_nano.onnx"
+        if kind == "detector"
+        else settings.artifacts_dir / "efficientnet_lite0_imagenet1k" / "model.onnx"
+    )
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    model = serving.build_model(serving.serving_spec(kind, path, settings, precision="int8"), path, precision="int8")
+    assert type(model) is family and model.precision == "int8"
+    (prediction,) = model.infer([np.full((60, 80, 3), 128, np.uint8)], [model.params_type()])
+    assert prediction.precision == "int8"
+
+
+def test_batched_slices_and_refuses_empty_batches() -> None:
+    assert [list(b) for b in serving.batched([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
+    with pytest.raises(ValueError, match=">= 1"):
+        list(serving.batched([1], 0))

@@ -1,0 +1,119 @@
+"""A symbolic batch axis for batch-1 ONNX files: small built graphs, then the real YOLOX-Nano file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from services.config import get_settings
+from training.yolox_batch import batch_parity, make_batch_dynamic
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def reshape_model(path: Path, *, shared: bool = False, constant_node: bool = False) -> Path:
+    """x [1, 2, 3] -> Relu -> Reshape [1, -1] -> y [1, 6] (optionally a second Reshape sharing the shape)."""
+    shape = numpy_helper.from_array(np.asarray([1, -1], np.int64), "shape")
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    inits = []
+    if constant_node:
+        nodes.append(helper.make_node("Constant", [], ["shape"], name="const", value=shape))
+    else:
+        inits.append(shape)
+    nodes.append(helper.make_node("Reshape", ["r", "shape"], ["y"], name="reshape"))
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])]
+    if shared:
+        nodes.append(helper.make_node("Reshape", ["x", "shape"], ["z"], name="reshape2"))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 6]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])], outputs, inits
+    )
+    graph.value_info.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 2, 3]))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("constant_node", [False, True], ids=["initializer", "constant-node"])
+def test_batch_axis_and_reshape_become_symbolic(tmp_path: Path, constant_node: bool) -> None:
+    src = reshape_model(tmp_path / "one.onnx", constant_node=constant_node)
+    info = make_batch_dynamic(src, tmp_path / "many.onnx")
+    assert info == {"inputs": ["x"], "outputs": ["y"], "reshapes_rewritten": 1, "dim": "batch"}
+    model = onnx.load(str(tmp_path / "many.onnx"))
+    assert _dims(model.graph.input[0]) == ["batch", 2, 3]
+    assert _dims(model.graph.output[0]) == ["batch", 6]
+    inferred = {v.name: _dims(v) for v in model.graph.value_info}
+    assert inferred["r"] == ["batch", 2, 3]  # the stale [1, 2, 3] was re-inferred
+    batch = np.random.default_rng(0).normal(size=(3, 2, 3)).astype(np.float32)
+    assert batch_parity(src, tmp_path / "many.onnx", batch) == 0.0
+
+
+def test_a_shared_reshape_shape_is_refused(tmp_path: Path) -> None:
+    src = reshape_model(tmp_path / "one.onnx", shared=True)
+    with pytest.raises(ValueError, match="shared"):
+        make_batch_dynamic(src, tmp_path / "many.onnx")
+
+
+def test_an_input_without_a_shape_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "one.onnx"))
+    with pytest.raises(ValueError, match="no shape"):
+        make_batch_dynamic(tmp_path / "one.onnx", tmp_path / "many.onnx")
+
+
+def test_parity_refuses_outputs_of_another_shape(tmp_path: Path) -> None:
+    src = reshape_model(tmp_path / "one.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 3])],
+    )
+    other = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    other.ir_version = 8
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match="shape"):
+        batch_parity(src, tmp_path / "other.onnx", np.zeros((2, 2, 3), np.float32))
+
+
+@pytest.fixture(scope="module")
+def mirror_file() -> Path:
+    path = get_settings().model_mirror_dir / "yolox_nano.onnx"
+    if not path.is_file():
+        pytest.skip(f"model mirror not found at {path}")
+    return path
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_yolox_file_runs_a_batch_of_four_like_four_single_runs(mirror_file: Path, tmp_path: Path) -> None:
+    from services.models.preprocessing import prepare
+    from training.serving import read_rgb, serving_spec
+
+    dst = tmp_path / "yolox_nano.dynamic.onnx"
+    info = make_batch_dynamic(mirror_file, dst)
+    assert info["reshapes_rewritten"] == 3  # the head's three [1, 85, -1]
+    model = onnx.load(str(dst))
+    assert _dims(model.graph.input[0]) == ["batch", 3, 416, 416]
+    assert _dims(model.graph.output[0]) == ["batch", 3549, 85]
+    spec = serving_spec("detector", dst, get_settings())
+    coco = get_settings().data_dir / "datasets" / "coco128" / "images" / "val2017"
+    paths = sorted(coco.glob("*.jpg"))[:4]
+    if len(paths) == 4:
+        batch = np.stack([prepare(read_rgb(p), spec.input).tensor for p in paths])
+    else:  # COCO not unpacked: letterbox-grey canvases with noise
+        rng = np.random.default_rng(0)
+        batch = np.clip(114 + rng.normal(0, 40, (4, 3, 416, 416)), 0, 255).astype(np.float32)
+    assert batch_parity(mirror_file, dst, batch) <= 1e-4

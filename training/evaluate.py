@@ -1,0 +1,217 @@
+"""Accuracy of an ONNX file through the serving pipeline, in process.
+
+Usage::
+
+    python -m training.evaluate detector --onnx ../shared/models/yolox_nano.onnx [--out r.json]
+    python -m training.evaluate embedder --onnx artifacts/efficientnet_lite0_imagenet1k/model.onnx
+    python -m training.evaluate classifier --onnx model.onnx [--limit 1000]
+
+- classifier: top-1 / top-5 over ``(image, label index)`` samples (Tiny-ImageNet val; label
+  index = position in the sorted wnids, so it fits a model fine-tuned on those 200 classes).
+- detector: COCO mAP@0.5:0.95 and mAP@0.5 (pycocotools) on the 128 held-out val2017 images
+  with their YOLO labels: score threshold 0.001, class-aware NMS IoU 0.65, 100 detections.
+- embedder: retrieval precision@10 on Tiny-ImageNet val: for each image, the share of its
+  10 nearest other images (cosine) that have its class.
+
+The model is the serving class built from the serving spec (:mod:`training.serving`), so
+decoding, preprocessing and postprocessing are the served ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.config import get_settings
+from services.models.classification import ClassifyParams
+from services.models.contract import Model
+from services.models.detection import DetectParams
+from services.models.embedding import EmbedParams
+from training.data.coco import locate_coco128, yolo_ground_truth
+from training.serving import DEFAULT_THREADS, KINDS, Kind, batched, build_model, read_rgb, serving_spec
+
+log = logging.getLogger("training.evaluate")
+
+# The protocol behind the 0.339 reference (../shared/models/README.md).
+MAP_PARAMS = DetectParams(confidence=0.001, iou=0.65, max_detections=100)
+RETRIEVAL_K = 10
+
+Samples = Sequence[tuple[Path, int]]
+
+
+def classifier_accuracy(model: Model[Any], samples: Samples, *, batch_size: int = 32) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy (fractions) of a classification model over ``samples``."""
+    if not samples:
+        raise ValueError("no samples to evaluate")
+    params = ClassifyParams(top_k=5)
+    top1 = top5 = 0
+    for chunk in batched(samples, batch_size):
+        predictions = model.infer([read_rgb(path) for path, _ in chunk], [params] * len(chunk))
+        for (_, label), prediction in zip(chunk, predictions, strict=True):
+            ids = [p["class_id"] for p in prediction.result["predictions"]]
+            top1 += ids[0] == label
+            top5 += label in ids
+    return {"top1": top1 / len(samples), "top5": top5 / len(samples), "images": len(samples)}
+
+
+def coco_map(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO mAP@0.5:0.95 and mAP@0.5 of ``detections`` (COCO result dicts) against ``ground_truth``."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not detections:
+        return {"map50_95": 0.0, "map50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {"map50_95": float(evaluator.stats[0]), "map50": float(evaluator.stats[1])}
+
+
+def to_coco_results(image_id: int, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A served detection result -> COCO result dicts (``bbox`` as x, y, w, h)."""
+    return [
+        {
+            "image_id": image_id,
+            "category_id": d["class_id"],
+            "score": d["score"],
+            "bbox": [d["box"]["x1"], d["box"]["y1"], d["box"]["x2"] - d["box"]["x1"], d["box"]["y2"] - d["box"]["y1"]],
+        }
+        for d in result["detections"]
+    ]
+
+
+def detector_map(model: Model[Any], root: Path, *, split: str = "val2017", batch_size: int = 8) -> dict[str, Any]:
+    """COCO mAP of a detection model on a YOLO split (the held-out val2017 images by default)."""
+    ground_truth, paths = yolo_ground_truth(root, split)
+    detections: list[dict[str, Any]] = []
+    ids = list(range(1, len(paths) + 1))
+    for chunk in batched(ids, batch_size):
+        predictions = model.infer([read_rgb(paths[i - 1]) for i in chunk], [MAP_PARAMS] * len(chunk))
+        for image_id, prediction in zip(chunk, predictions, strict=True):
+            detections.extend(to_coco_results(image_id, prediction.result))
+    return {
+        **coco_map(ground_truth, detections),
+        "images": len(paths),
+        "boxes": len(ground_truth["annotations"]),
+        "split": split,
+        "detections": len(detections),
+        "params": MAP_PARAMS.model_dump(),
+    }
+
+
+def embed_all(model: Model[Any], paths: Sequence[Path], *, batch_size: int = 32) -> np.ndarray:
+    """Embeddings of ``paths`` (N x D float32) from an embedding model."""
+    params = EmbedParams()
+    rows: list[list[float]] = []
+    for chunk in batched(paths, batch_size):
+        rows.extend(
+            p.result["embedding"] for p in model.infer([read_rgb(path) for path in chunk], [params] * len(chunk))
+        )
+    return np.asarray(rows, dtype=np.float32)
+
+
+def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024) -> float:
+    """Mean share of each row's ``k`` nearest other rows (cosine) that share its label.
+
+    Rows are normalised here, so any non-zero embeddings work. Ties are broken by row order.
+    """
+    n = len(embeddings)
+    if n <= k:
+        raise ValueError(f"need more than k={k} embeddings, got {n}")
+    vectors = embeddings.astype(np.float32)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    labels = np.asarray(labels)
+    hits = 0
+    for start in range(0, n, chunk):
+        sims = vectors[start : start + chunk] @ vectors.T
+        rows = np.arange(len(sims))
+        sims[rows, start + rows] = -np.inf  # never retrieve the query itself
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        hits += int((labels[nearest] == labels[start + rows, None]).sum())
+    return hits / (n * k)
+
+
+def embedder_precision(
+    model: Model[Any], samples: Samples, *, k: int = RETRIEVAL_K, batch_size: int = 32
+) -> dict[str, Any]:
+    """Retrieval precision@k of an embedding model over labelled images (each one a query)."""
+    embeddings = embed_all(model, [path for path, _ in samples], batch_size=batch_size)
+    labels = np.asarray([label for _, label in samples])
+    return {f"precision_at_{k}": precision_at_k(embeddings, labels, k), "images": len(samples), "k": k}
+
+
+def tiny_imagenet_val(limit: int | None = None) -> list[tuple[Path, int]]:
+    """Tiny-ImageNet val ``(path, label index)``, in annotation order; ``limit`` keeps the first N."""
+    from training.data.tiny_imagenet import TinyImageNet, locate
+
+    settings = get_settings()
+    root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
+    samples = [(s.path, s.label) for s in TinyImageNet(root).val()]
+    return samples[:limit] if limit else samples
+
+
+def evaluate(
+    kind: Kind, onnx_path: Path, *, precision: str = "fp32", limit: int | None = None, threads: int = DEFAULT_THREADS
+) -> dict[str, Any]:
+    """Run the evaluation of ``kind`` on ``onnx_path``; returns its report."""
+    settings = get_settings()
+    model = build_model(serving_spec(kind, onnx_path, settings, precision=precision), onnx_path, threads=threads)
+    started = time.perf_counter()
+    if kind == "detector":
+        result = detector_map(model, locate_coco128(settings))
+    elif kind == "embedder":
+        result = embedder_precision(model, tiny_imagenet_val(limit))
+    else:
+        result = classifier_accuracy(model, tiny_imagenet_val(limit))
+    return {
+        "kind": kind,
+        "onnx": str(onnx_path),
+        "bytes": Path(onnx_path).stat().st_size,
+        "precision": precision,
+        **result,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--onnx", type=Path, required=True, help="the ONNX file to evaluate")
+    parser.add_argument("--precision", default="fp32", help="label recorded with the result (fp32, int8)")
+    parser.add_argument("--limit", type=int, default=None, help="first N Tiny-ImageNet val images (default: all)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: stdout)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    report = evaluate(args.kind, args.onnx, precision=args.precision, limit=args.limit, threads=args.threads)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        log.info("wrote %s", args.out)
+    else:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

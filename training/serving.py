@@ -1,0 +1,92 @@
+"""The serving pipeline in process, for the offline tools (evaluation, calibration).
+
+Specs come from the same builders as the model-store imports (``bentos/``), models from the
+serving registry (``services.models.registry.family_for``) over an :class:`OrtRunner`, and
+images are decoded by the upload decoder, so what is measured here is what is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from services.config import ServingSettings, Stage
+from services.imaging import decode_image
+from services.models.contract import Model
+from services.models.registry import family_for
+from services.models.runtime import OrtRunner
+from services.models.spec import ModelSpec
+
+Kind = Literal["classifier", "detector", "embedder"]
+KINDS: tuple[Kind, ...] = ("classifier", "detector", "embedder")
+# Offline tools share the machine with training: one thread per session unless asked otherwise.
+DEFAULT_THREADS = 1
+_MAX_BYTES = 1 << 30
+_MAX_PIXELS = 1 << 31
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB, decoded exactly as an upload would be."""
+    data = Path(path).read_bytes()
+    return decode_image(data, declared_type=None, max_bytes=_MAX_BYTES, max_pixels=_MAX_PIXELS).pixels
+
+
+def lite0_export_dir(onnx_path: Path, settings: ServingSettings) -> Path:
+    """The folder whose ``export.json`` describes ``onnx_path``: its own, else the committed export's."""
+    from bentos.lite0_common import EXPORT_DIR
+
+    own = Path(onnx_path).parent
+    return own if (own / "export.json").is_file() else settings.artifacts_dir / EXPORT_DIR
+
+
+def serving_spec(kind: Kind, onnx_path: Path, settings: ServingSettings, *, precision: str = "fp32") -> ModelSpec:
+    """The spec serving builds for ``kind``, pointing at ``onnx_path``.
+
+    Args:
+        kind: Which service's model.
+        onnx_path: The file to run (FP32 or INT8, batch-1 or dynamic).
+        settings: Where the artifacts live.
+        precision: The precision label the file is registered under.
+    """
+    files = {precision: Path(onnx_path).name}
+    if kind == "detector":
+        from bentos.detector.import_model import detector_spec
+
+        return detector_spec(version="eval", stage=Stage.PRODUCTION, files=files, metrics={})
+    from bentos.lite0_common import lite0_input
+
+    report = json.loads((lite0_export_dir(onnx_path, settings) / "export.json").read_text())
+    task, output = ("classification", "logits") if kind == "classifier" else ("embedding", "embeddings")
+    return ModelSpec(
+        name=kind,
+        version="eval",
+        task=task,
+        arch="efficientnet_lite0",
+        input=lite0_input(report),
+        output_name=output,
+        files=files,
+    )
+
+
+def build_model(spec: ModelSpec, path: Path, *, precision: str = "fp32", threads: int = DEFAULT_THREADS) -> Model[Any]:
+    """The serving model class for ``spec`` over ``path`` on the CPU provider (as ``ModelPool`` loads it)."""
+    runner = OrtRunner(
+        Path(path),
+        input_name=spec.input.name,
+        output_name=spec.output_name,
+        providers=["CPUExecutionProvider"],
+        threads=threads,
+    )
+    return family_for(spec.task, spec.arch)(spec, runner, precision=precision)
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of ``items`` of at most ``size``."""
+    if size < 1:
+        raise ValueError("batch size must be >= 1")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
