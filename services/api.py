@@ -3,11 +3,13 @@
 Composition root of the api process. ``bentoml serve services.api:Api`` starts the
 model services beside it; with ``CV_CLASSIFIER_URL`` (etc.) set, it reaches model
 services deployed apart instead. The data plane (inference logs, result cache) is built in
-``__init__``, which runs in the api process only.
+``__init__``, which runs in the api process only, as do the batch-job queue and, in local mode,
+the job worker it starts beside itself (services/jobs/embedded.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import bentoml
@@ -19,6 +21,8 @@ from services.embedder import Embedder
 from services.http.app import create_app
 from services.http.backend import Backend, RemoteBackend
 from services.http.dataplane import DataPlane
+from services.jobs.embedded import EmbeddedWorker, worker_command
+from services.jobs.queue import JobQueue
 from services.logging import configure_logging
 
 settings = get_settings()
@@ -34,7 +38,12 @@ def _current_data_plane() -> DataPlane | None:
     return plane
 
 
-app = create_app(settings, backend=_current_backend, data_plane=_current_data_plane)
+def _current_jobs() -> JobQueue | None:
+    jobs: JobQueue | None = getattr(bentoml.get_current_service(), "jobs", None)
+    return jobs
+
+
+app = create_app(settings, backend=_current_backend, data_plane=_current_data_plane, jobs=_current_jobs)
 
 
 def _depends(service: Any, url: str | None) -> Any:
@@ -56,8 +65,13 @@ class Api:
         self.backend = self.data_plane.wrap(
             RemoteBackend({"classifier": self.classifier, "detector": self.detector, "embedder": self.embedder})
         )
+        self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
+        # Started after the migrations above, and with this process's environment (the model services' addresses).
+        self.job_worker = EmbeddedWorker(worker_command(settings)).start() if settings.embedded_worker else None
 
     @bentoml.on_shutdown
     async def close_data_plane(self) -> None:
-        """Flush buffered inference logs (to the spool if the database is away) and close the cache."""
+        """Stop the embedded job worker; flush buffered inference logs (to the spool if need be); close the cache."""
+        if self.job_worker is not None:
+            await asyncio.to_thread(self.job_worker.stop)
         await self.data_plane.close()

@@ -114,8 +114,34 @@ class ServingSettings(BaseSettings):
     # X-Client-Id and X-Tier are recorded only when the gateway in front sets them (and strips the caller's).
     trust_gateway_headers: bool = False
 
+    # Batch jobs (docs/adr/0005-job-broker.md). Unset broker: Redis at CV_REDIS_URL in production; in local mode
+    # a SQLite file under data_dir through services/jobs/broker.py, which needs no server.
+    jobs_broker_url: str | None = None  # e.g. redis://host:6379/1
+    jobs_queue: str = "cv-jobs"
+    # Where uploaded job images wait for the worker (content-addressed); unset: data_dir/jobs. A folder both
+    # the api and the workers mount.
+    job_store_dir: Path | None = None
+    job_max_items: int = Field(default=10_000, gt=0)  # images in one job
+    job_max_request_bytes: int = Field(default=2 * 1024**3, gt=0)  # body of one POST /batch that becomes a job
+    jobs_chunk_size: int = Field(default=8, gt=0)  # images per task (one model-service call)
+    # Transient failures (model service unavailable, connection errors): retried with exponential backoff.
+    jobs_max_retries: int = Field(default=5, ge=0)
+    jobs_retry_backoff_s: float = Field(default=1.0, gt=0)
+    jobs_retry_backoff_max_s: float = Field(default=60.0, gt=0)
+    # An image whose processing killed the worker this many times fails alone instead of being tried again.
+    jobs_max_worker_losses: int = Field(default=3, gt=0)
+    # A message delivered to a worker that died unacknowledged goes back to the queue after this long.
+    jobs_visibility_timeout_s: float = Field(default=300.0, gt=0)
+    jobs_poll_interval_s: float = Field(default=0.5, gt=0)  # the local broker is polled
+    jobs_worker_concurrency: int = Field(default=2, gt=0)
+    # The api starts (and stops) a worker beside itself; unset: on in local mode.
+    jobs_embedded_worker: bool | None = None
+
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+    # Set by `bentoml serve` in the processes it starts: where each model service listens. The embedded job
+    # worker inherits it from the api and calls the model services there.
+    bentoml_runner_map: dict[str, str] = Field(default_factory=dict, validation_alias="BENTOML_RUNNER_MAP")
 
     @model_validator(mode="after")
     def _check_production(self) -> ServingSettings:
@@ -126,8 +152,8 @@ class ServingSettings(BaseSettings):
         # Replicas share state: embedded SQLite and a per-process cache are local-mode defaults only.
         if not self.database_url or not self.redis_url:
             raise ValueError("production needs CV_DATABASE_URL (PostgreSQL) and CV_REDIS_URL")
-        for url in (self.database_url, self.redis_url):
-            if urlsplit(url).password in DEFAULT_PASSWORDS:
+        for url in (self.database_url, self.redis_url, self.jobs_broker_url):
+            if url and urlsplit(url).password in DEFAULT_PASSWORDS:
                 raise ValueError(f"refusing a default password in {urlsplit(url).scheme} URL outside local mode")
         return self
 
@@ -154,6 +180,25 @@ class ServingSettings(BaseSettings):
     def spool_dir(self) -> Path:
         """Where inference logs wait, as JSON lines, while the database is unreachable."""
         return self.data_dir / "spool"
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: the configured one, Redis in production, or SQLite under data_dir."""
+        if self.jobs_broker_url:
+            return self.jobs_broker_url
+        if self.environment == "production" and self.redis_url:
+            return self.redis_url
+        return f"cvsql+sqlite:///{self.data_dir / 'broker.sqlite3'}"
+
+    @property
+    def job_store(self) -> Path:
+        """The folder holding uploaded job images."""
+        return self.job_store_dir or self.data_dir / "jobs"
+
+    @property
+    def embedded_worker(self) -> bool:
+        """Whether the api runs a job worker beside itself (local mode unless said otherwise)."""
+        return self.environment == "local" if self.jobs_embedded_worker is None else self.jobs_embedded_worker
 
     @property
     def tensorrt_cache_dir(self) -> Path:

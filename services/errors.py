@@ -92,6 +92,30 @@ class InferenceFailed(ServiceError):
     title = "Inference failed"
 
 
+class WorkerLost(ServiceError):
+    """A batch-job item took a worker down every time it ran (services/jobs/processing.py)."""
+
+    status_code = 500
+    type_slug = "worker-lost"
+    title = "Worker lost while processing the item"
+
+
+class ImageMissing(ServiceError):
+    """A batch-job image is not in the job store the worker reads."""
+
+    status_code = 500
+    type_slug = "job-image-missing"
+    title = "Job image missing"
+
+
+class JobsUnavailable(ServiceError):
+    """The job database or broker cannot take a batch job now."""
+
+    status_code = 503
+    type_slug = "jobs-unavailable"
+    title = "Batch jobs unavailable"
+
+
 ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
     cls.type_slug: cls
     for cls in (
@@ -105,6 +129,9 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         VersionNotFound,
         ModelUnavailable,
         InferenceFailed,
+        WorkerLost,
+        ImageMissing,
+        JobsUnavailable,
     )
 }
 

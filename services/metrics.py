@@ -107,6 +107,17 @@ INFERENCE_LOG_SPOOLED = Gauge(
     multiprocess_mode="livesum",
 )
 
+JOBS_SUBMITTED = Counter(
+    "cv_jobs_submitted_total",
+    "Batch jobs accepted by the api, by task.",
+    ["task"],
+)
+JOB_ITEMS = Counter(
+    "cv_job_items_total",
+    "Batch-job items answered by the workers (succeeded, failed) or put back for a retry (retried).",
+    ["task", "outcome"],
+)
+
 
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:
     """Render the exposition text for every process (multiprocess mode) or this one."""

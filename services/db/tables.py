@@ -92,12 +92,17 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 class ItemStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class BatchJobBase(SQLModel):
@@ -135,8 +140,9 @@ class BatchJobItemBase(SQLModel):
     item_index: int
     filename: str | None = Field(default=None, max_length=256)
     image_sha256: str | None = Field(default=None, max_length=64)
-    # Where the worker reads the image bytes from (a spool path or object-store key); set by the batch issue.
+    # Where the worker reads the image bytes from: a key in the job store (services/jobs/store.py).
     input_uri: str | None = Field(default=None, max_length=1024)
+    content_type: str | None = Field(default=None, max_length=128)  # as the client declared it (checked at decode)
 
 
 class BatchJobItemCreate(BatchJobItemBase):
@@ -153,6 +159,7 @@ class BatchJobItem(BatchJobItemBase, table=True):
     http_status: int | None = None
     result: dict[str, Any] | None = Field(default=None, sa_type=Json)
     error: dict[str, Any] | None = Field(default=None, sa_type=Json)
+    # Workers that started this item and never finished it (killed mid-way); see services/jobs/processing.py.
     attempts: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 

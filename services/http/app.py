@@ -28,7 +28,8 @@ from services.errors import (
     problem_from_error,
 )
 from services.http import gallery, inference, ops
-from services.http.deps import BackendProvider, DataPlaneProvider, install
+from services.http import jobs as job_routes
+from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
 from services.http.recording import RECORDED_ROUTES, RequestTrace, bind_trace, reset_trace
 from services.logging import (
     REQUEST_ID_HEADER,
@@ -61,9 +62,12 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         data_plane: DataPlaneProvider | None = None,
         trust_gateway_headers: bool = False,
+        batch_max_body_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # POST /batch may carry a whole batch job's images.
+        self.batch_max_body_bytes = batch_max_body_bytes or max_body_bytes
         self.data_plane = data_plane or (lambda: None)
         self.trust_gateway_headers = trust_gateway_headers
 
@@ -89,16 +93,17 @@ class RequestContextMiddleware:
                 message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
             await send(message)
 
+        limit = self.batch_max_body_bytes if scope["path"].endswith("/batch") else self.max_body_bytes
         try:
             declared = int(headers.get("content-length", "0") or 0)
-            if declared > self.max_body_bytes:
+            if declared > limit:
                 await _send_problem(
                     scope,
                     send_with_id,
-                    PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.max_body_bytes} bytes"),
+                    PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes"),
                 )
             else:
-                await self.app(scope, _limited(receive, self.max_body_bytes), send_with_id)
+                await self.app(scope, _limited(receive, limit), send_with_id)
         finally:
             route = _route_template(scope)
             elapsed = time.perf_counter() - started
@@ -229,9 +234,12 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    settings: ServingSettings, backend: BackendProvider, data_plane: DataPlaneProvider | None = None
+    settings: ServingSettings,
+    backend: BackendProvider,
+    data_plane: DataPlaneProvider | None = None,
+    jobs: JobsProvider | None = None,
 ) -> FastAPI:
-    """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane."""
+    """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane and jobs."""
     app = FastAPI(
         title="Computer-vision API",
         version="1.0.0",
@@ -239,18 +247,20 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        form_limits={"max_files": settings.job_max_items},  # a batch job's images come as one form
     )
-    install(app, settings, backend, data_plane)
+    install(app, settings, backend, data_plane, jobs)
     app.add_exception_handler(ServiceError, _handler(_service_error))
     app.add_exception_handler(RequestValidationError, _handler(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(_http_error))
     app.add_exception_handler(Exception, _handler(_unexpected))
-    for module in (inference, gallery, ops):
+    for module in (inference, job_routes, gallery, ops):
         app.include_router(module.router)
     max_body = settings.max_image_bytes * settings.max_batch_items + (1 << 20)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=max_body,
+        batch_max_body_bytes=max(max_body, settings.job_max_request_bytes),
         data_plane=data_plane,
         trust_gateway_headers=settings.trust_gateway_headers,
     )

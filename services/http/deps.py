@@ -14,18 +14,25 @@ from services.http.backend import Backend
 from services.http.dataplane import DataPlane
 from services.http.recording import current_trace
 from services.imaging import DecodedImage, decode_image
+from services.jobs.queue import JobQueue
 
 BackendProvider = Callable[[], Backend]
 DataPlaneProvider = Callable[[], DataPlane | None]
+JobsProvider = Callable[[], JobQueue | None]
 
 
 def install(
-    app: FastAPI, settings: ServingSettings, backend: BackendProvider, data_plane: DataPlaneProvider | None = None
+    app: FastAPI,
+    settings: ServingSettings,
+    backend: BackendProvider,
+    data_plane: DataPlaneProvider | None = None,
+    jobs: JobsProvider | None = None,
 ) -> None:
     """Attach the settings and the providers to the app (the composition root calls this)."""
     app.state.settings = settings
     app.state.backend_provider = backend
     app.state.data_plane_provider = data_plane or (lambda: None)
+    app.state.jobs_provider = jobs or (lambda: None)
 
 
 def _settings(request: Request) -> ServingSettings:
@@ -43,9 +50,15 @@ def _data_plane(request: Request) -> DataPlane | None:
     return plane
 
 
+def _jobs(request: Request) -> JobQueue | None:
+    jobs: JobQueue | None = request.app.state.jobs_provider()
+    return jobs
+
+
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
+JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 
 async def read_image(upload: UploadFile, settings: ServingSettings) -> DecodedImage:

@@ -9,9 +9,10 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from services.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
-from services.http.deps import BackendDep, SettingsDep, read_image
+from services.http.deps import BackendDep, JobsDep, SettingsDep, read_image
+from services.http.jobs import submit_job
 from services.http.recording import current_trace
-from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse
+from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse, JobResponse
 from services.imaging import DecodedImage
 from services.logging import get_request_id
 from services.models.worker import InferenceItem, Outcome
@@ -24,6 +25,10 @@ Confidence = Annotated[float, Form(ge=0.0, le=1.0, description="Minimum score of
 Iou = Annotated[float, Form(gt=0.0, le=1.0, description="IoU threshold of class-aware NMS")]
 MaxDetections = Annotated[int, Form(ge=1, le=1000)]
 Classes = Annotated[str | None, Form(description="Comma-separated class ids to keep, e.g. 0,2")]
+BatchMode = Annotated[
+    Literal["auto", "inline", "job"],
+    Form(description="inline: answer now; job: 202 and a job to poll; auto: inline up to CV_MAX_BATCH_ITEMS images"),
+]
 
 TASK_MODELS = {"classify": "classifier", "detect": "detector"}
 
@@ -122,10 +127,15 @@ async def detect(
     return _with_version_header(answer(outcome, decoded, started, decode_ms))
 
 
-@router.post("/batch", response_model=BatchResponse)
+@router.post(
+    "/batch",
+    response_model=BatchResponse,
+    responses={202: {"model": JobResponse, "description": "Accepted as a batch job; poll `Location`"}},
+)
 async def batch(
     settings: SettingsDep,
     backend: BackendDep,
+    jobs: JobsDep,
     images: Annotated[list[UploadFile], File(description="Several images for one task")],
     task: Annotated[Literal["classify", "detect"], Form()],
     top_k: TopK = 5,
@@ -134,17 +144,36 @@ async def batch(
     max_detections: MaxDetections = 100,
     classes: Classes = None,
     version: Version = None,
-) -> dict[str, Any]:
-    """Run one task over several images inline; each item has its own result or problem."""
-    started = time.perf_counter()
+    mode: BatchMode = "auto",
+) -> Any:
+    """Run one task over several images: inline (each item its result or problem), or as a job (202)."""
     current_trace().model = TASK_MODELS[task]
-    if len(images) > settings.max_batch_items:
-        raise PayloadTooLarge(f"{len(images)} images; at most {settings.max_batch_items} are answered inline")
     params: dict[str, Any] = (
         {"top_k": top_k}
         if task == "classify"
         else {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
     )
+    as_job = mode == "job" or (mode == "auto" and len(images) > settings.max_batch_items and jobs is not None)
+    if as_job:
+        if len(images) > settings.job_max_items:
+            raise PayloadTooLarge(f"{len(images)} images; a job takes at most {settings.job_max_items}")
+        return await submit_job(jobs, task=task, params=params, version=version, uploads=images)
+    if len(images) > settings.max_batch_items:
+        raise PayloadTooLarge(
+            f"{len(images)} images; at most {settings.max_batch_items} are answered inline (send mode=job)"
+        )
+    return await _inline_batch(settings, backend, images, task, params, version)
+
+
+async def _inline_batch(
+    settings: SettingsDep,
+    backend: BackendDep,
+    images: list[UploadFile],
+    task: str,
+    params: dict[str, Any],
+    version: str | None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
     decoded: list[DecodedImage | ServiceError] = []
     for upload in images:
         try:

@@ -46,6 +46,8 @@ class RequestTrace:
     tier: str | None = None
     model: str | None = None
     entries: list[ImageEntry] = field(default_factory=list)
+    # Set when the request became a batch job: its images are logged by the worker, one row per item.
+    job_id: str | None = None
 
     def image_read(self, image: DecodedImage) -> None:
         self.entries.append(ImageEntry(image=image))
@@ -73,6 +75,8 @@ class RequestTrace:
         self, *, route: str, status: int, error_type: str | None, latency_ms: float
     ) -> list[InferenceLogCreate]:
         """One record per image (or one for the request), filled from the response where an image says nothing."""
+        if self.job_id is not None:
+            return []
         model = self.model or RECORDED_ROUTES.get(route)
         common: dict[str, Any] = {
             "request_id": self.request_id,

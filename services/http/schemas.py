@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -100,3 +101,28 @@ class BatchResponse(BaseModel):
     succeeded: int
     items: list[BatchItem]
     timings_ms: dict[str, float]
+
+
+class JobItem(BaseModel):
+    index: int
+    filename: str | None
+    status: str  # pending, succeeded, failed, cancelled
+    http_status: int | None = None
+    result: dict[str, Any] | None = None  # as an inline /batch item's result
+    error: dict[str, Any] | None = None  # an RFC 9457 problem
+
+
+class JobResponse(BaseModel):
+    id: str
+    location: str  # GET it for progress, DELETE it to cancel
+    task: str
+    status: str  # queued, running, succeeded, partial, failed, cancelled
+    request_id: str | None
+    item_count: int
+    counts: dict[str, int]  # items by status: pending, succeeded, failed, cancelled
+    progress: float  # answered or cancelled items / item_count
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    items: list[JobItem]  # one page: ?offset=&limit=
+    next_offset: int | None  # where the next page starts; None on the last one

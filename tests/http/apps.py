@@ -16,14 +16,17 @@ from services.db.tables import InferenceLog
 from services.http.app import create_app
 from services.http.backend import Backend
 from services.http.dataplane import DataPlane
+from services.http.deps import JobsProvider
 
 
 @contextmanager
-def data_plane_client(backend: Backend, settings: ServingSettings) -> Iterator[tuple[TestClient, DataPlane]]:
-    """A test client for ``/api/v1`` over ``backend`` wrapped by a fresh data plane; closed afterwards."""
+def data_plane_client(
+    backend: Backend, settings: ServingSettings, jobs: JobsProvider | None = None
+) -> Iterator[tuple[TestClient, DataPlane]]:
+    """A test client for ``/api/v1`` over ``backend`` wrapped by a fresh data plane (and ``jobs``); closed after."""
     plane = DataPlane.from_settings(settings)
     wrapped = plane.wrap(backend)
-    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane)
+    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane, jobs=jobs)
     parent = Starlette(routes=[Mount("/api/v1", app=app)])
     with TestClient(parent, base_url="http://testserver/api/v1", raise_server_exceptions=False) as client:
         try:

@@ -124,3 +124,16 @@ def local_backend(model_store: list[str], tmp_path_factory: pytest.TempPathFacto
     """The real models in this process (the data-plane tests put PostgreSQL and Redis around them)."""
     settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("models-data")})
     return LocalBackend.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet_val() -> list[tuple[str, bytes]]:
+    """The first 500 Tiny-ImageNet val images (64x64 JPEGs) as (file name, bytes), from the mirror."""
+    import itertools
+
+    from services.index.build_gallery import tiny_imagenet_val as read_val
+
+    root = get_settings().datasets_mirror_dir / "tiny-imagenet-200"
+    if not root.is_dir():
+        pytest.skip(f"Tiny-ImageNet mirror not found at {root} (set CV_DATASETS_MIRROR_DIR)")
+    return [(meta["filename"], data) for data, meta in itertools.islice(read_val(root), 500)]

@@ -59,11 +59,17 @@ def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) ->
     """Start the api service (and its model services) and wait until health says ok.
 
     The result cache is off unless ``env`` turns it on (``CV_CACHE_ENABLED=true``): the load test and
-    the benchmarks send one image many times and mean to measure the models, not the cache.
+    the benchmarks send one image many times and mean to measure the models, not the cache. So is the
+    embedded job worker (``CV_JOBS_EMBEDDED_WORKER=true``), which only the batch-job tests need.
     """
     port = free_port()
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    defaults = {"BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", "CV_CACHE_ENABLED": "false"}
+    defaults = {
+        "BENTOML_DO_NOT_TRACK": "true",
+        "CV_LOG_JSON": "true",
+        "CV_CACHE_ENABLED": "false",
+        "CV_JOBS_EMBEDDED_WORKER": "false",
+    }
     full_env = {**os.environ, **defaults, **env}
     if "BENTOML_HOME" in full_env:
         full_env["BENTOML_HOME"] = str(_own_home(Path(full_env["BENTOML_HOME"]), log_path.parent / f"bentoml-{port}"))

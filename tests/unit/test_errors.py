@@ -7,16 +7,19 @@ import pytest
 from services.errors import (
     ERRORS_BY_SLUG,
     PROBLEM_CONTENT_TYPE,
+    ImageMissing,
     ImageTooLarge,
     InferenceFailed,
     InvalidImage,
     InvalidParameter,
+    JobsUnavailable,
     ModelUnavailable,
     NotFound,
     PayloadTooLarge,
     ServiceError,
     UnsupportedMediaType,
     VersionNotFound,
+    WorkerLost,
     error_from_dict,
     error_to_dict,
     problem_body,
@@ -34,6 +37,9 @@ ALL_ERRORS = [
     VersionNotFound,
     ModelUnavailable,
     InferenceFailed,
+    WorkerLost,
+    ImageMissing,
+    JobsUnavailable,
 ]
 EXPECTED_STATUS = {
     ServiceError: 500,
@@ -46,6 +52,9 @@ EXPECTED_STATUS = {
     VersionNotFound: 404,
     ModelUnavailable: 503,
     InferenceFailed: 500,
+    WorkerLost: 500,
+    ImageMissing: 500,
+    JobsUnavailable: 503,
 }
 
 

@@ -1,0 +1,117 @@
+"""Routes: GET and DELETE /jobs/{job_id}; and the half of POST /batch that turns a batch into a job."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from services.db.jobs import JobProgress
+from services.errors import JobsUnavailable, NotFound
+from services.http.deps import JobsDep
+from services.http.recording import current_trace
+from services.http.schemas import JobResponse
+from services.jobs.queue import JobQueue, StagedImage
+from services.logging import get_request_id
+
+router = APIRouter(tags=["jobs"])
+JOBS_PATH = "/api/v1/jobs"
+
+
+def job_body(progress: JobProgress, *, offset: int) -> dict[str, Any]:
+    """A job as ``GET /jobs/{id}`` shows it, with the page of items ``progress`` holds."""
+    job = progress.job
+    total = job.item_count
+    end = offset + len(progress.items)
+    items = [
+        {
+            "index": i.item_index,
+            "filename": i.filename,
+            "status": i.status,
+            "http_status": i.http_status,
+            "result": i.result,
+            "error": i.error,
+        }
+        for i in progress.items
+    ]
+    body = {
+        "id": job.id,
+        "location": f"{JOBS_PATH}/{job.id}",
+        "task": job.task,
+        "status": job.status,
+        "request_id": job.request_id,
+        "item_count": total,
+        "counts": progress.counts,
+        "progress": round(progress.done / total, 4) if total else 1.0,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "items": items,
+        "next_offset": end if progress.items and end < total else None,
+    }
+    return JobResponse.model_validate(body).model_dump(mode="json")
+
+
+def _require(jobs: JobQueue | None) -> JobQueue:
+    if jobs is None:
+        raise JobsUnavailable("this server takes no batch jobs")
+    return jobs
+
+
+async def submit_job(
+    jobs: JobQueue | None,
+    *,
+    task: str,
+    params: dict[str, Any],
+    version: str | None,
+    uploads: list[UploadFile],
+) -> JSONResponse:
+    """Store the uploads in the job store, create the job and answer 202 with where to follow it."""
+    queue = _require(jobs)
+    staged = []
+    for upload in uploads:
+        key, sha256 = await run_in_threadpool(queue.store.put_file, upload.file)
+        staged.append(StagedImage(filename=upload.filename, content_type=upload.content_type, key=key, sha256=sha256))
+    trace = current_trace()
+    submit = partial(
+        queue.submit,
+        task=task,
+        params=params,
+        version=version,
+        images=staged,
+        request_id=get_request_id(),
+        client_id=trace.client_id,
+        tier=trace.tier,
+    )
+    progress = await run_in_threadpool(submit)
+    trace.job_id = progress.job.id  # the worker logs each image; the api logs nothing for this request
+    body = job_body(progress, offset=0)
+    return JSONResponse(body, status_code=202, headers={"Location": body["location"]})
+
+
+@router.get("/jobs/{job_id}", response_model=JobResponse)
+async def get_job(
+    jobs: JobsDep,
+    job_id: str,
+    offset: Annotated[int, Query(ge=0, description="First item of the page")] = 0,
+    limit: Annotated[int, Query(ge=0, le=1000, description="Items per page (0: counts only)")] = 100,
+) -> dict[str, Any]:
+    """A batch job: status, counts, progress, and a page of per-item results or problems."""
+    queue = _require(jobs)
+    progress = await run_in_threadpool(partial(queue.progress, job_id, offset=offset, limit=limit))
+    if progress is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job_body(progress, offset=offset)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobResponse, status_code=202)
+async def cancel_job(jobs: JobsDep, job_id: str) -> JSONResponse:
+    """Cancel a batch job: pending items are skipped (202); a finished job is left as it is (200)."""
+    queue = _require(jobs)
+    progress, cancelled = await run_in_threadpool(queue.cancel, job_id)
+    if progress is None:
+        raise NotFound(f"no job {job_id!r}")
+    return JSONResponse(job_body(progress, offset=0), status_code=202 if cancelled else 200)

@@ -1,0 +1,111 @@
+"""How a worker reaches the models: service clients (fakes here) where addresses are known, else in process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.config import ServingSettings
+from services.errors import InvalidParameter, ModelUnavailable
+from services.jobs import callers
+from services.jobs.callers import InProcessCaller, ServiceCaller, model_caller
+from services.models.worker import InferenceItem, Outcome
+
+
+class FakeClient:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def infer(self, items: list[InferenceItem]) -> Any:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def item() -> InferenceItem:
+    return InferenceItem(image=np.zeros((4, 4, 3), np.uint8))
+
+
+def settings(**values: Any) -> ServingSettings:
+    return ServingSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_service_answers_are_outcomes_and_the_client_is_reused() -> None:
+    made: list[tuple[str, str]] = []
+    client = FakeClient([{"error": {"type": "invalid-image"}}])
+
+    def factory(model: str, url: str) -> FakeClient:
+        made.append((model, url))
+        return client
+
+    caller = ServiceCaller({"classifier": "file:///tmp/c.sock"}, client_factory=factory)
+    assert caller.infer("classifier", [item()]) == [Outcome(error={"type": "invalid-image"})]
+    caller.infer("classifier", [item()])
+    assert made == [("classifier", "file:///tmp/c.sock")] and client.calls == 2
+
+
+def test_a_failing_service_is_unavailable_and_its_client_replaced() -> None:
+    clients = [FakeClient(ConnectionError("refused")), FakeClient([])]
+    caller = ServiceCaller({"detector": "http://d"}, client_factory=lambda m, u: clients.pop(0))
+    with pytest.raises(ModelUnavailable):
+        caller.infer("detector", [item()])
+    assert caller.infer("detector", []) == [] and clients == []
+
+
+def test_service_errors_pass_through() -> None:
+    caller = ServiceCaller({"detector": "http://d"}, client_factory=lambda m, u: FakeClient(InvalidParameter("x")))
+    with pytest.raises(InvalidParameter):
+        caller.infer("detector", [item()])
+
+
+def test_a_model_without_an_address_goes_to_the_fallback_or_is_unavailable() -> None:
+    class Fallback:
+        def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
+            return [Outcome(error={"type": model})]
+
+    assert ServiceCaller({}, fallback=Fallback()).infer("detector", [item()]) == [Outcome(error={"type": "detector"})]
+    with pytest.raises(ModelUnavailable):
+        ServiceCaller({}).infer("detector", [item()])
+
+
+def test_model_caller_prefers_explicit_urls_then_the_runner_map() -> None:
+    chosen = model_caller(
+        settings(classifier_url="http://c:3000", bentoml_runner_map={"classifier": "x", "detector": "file:///d.sock"})
+    )
+    assert isinstance(chosen, ServiceCaller)
+    assert chosen.urls == {"classifier": "http://c:3000", "detector": "file:///d.sock"}
+    assert isinstance(chosen.fallback, InProcessCaller)
+
+
+def test_model_caller_runs_the_models_in_process_without_addresses() -> None:
+    assert isinstance(model_caller(settings()), InProcessCaller)
+
+
+def test_in_process_models_load_once_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+
+    class Worker:
+        def __init__(self, pool: str) -> None:
+            self.pool = pool
+
+        def run(self, items: list[InferenceItem]) -> list[Outcome]:
+            return [Outcome(error={"type": self.pool})] * len(items)
+
+    monkeypatch.setattr(callers, "build_pool", lambda name, s: built.append(name) or name)
+    monkeypatch.setattr(callers, "ModelWorker", Worker)
+    caller = InProcessCaller(settings())
+    caller.infer("classifier", [item()])
+    assert caller.infer("classifier", [item()]) == [Outcome(error={"type": "classifier"})]
+    assert built == ["classifier"]
+
+
+def test_the_bentoml_client_speaks_pickle_to_the_service() -> None:
+    client = callers._bentoml_client("classifier", "http://127.0.0.1:1")  # nothing listens: no call is made
+    try:
+        assert client.media_type == callers.PICKLE
+    finally:
+        client.close()
