@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve import-models gallery migrate test lint bench formats export clean
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ install-train: $(VENV)/.installed-train
 
 import-models: install
 	$(PY) bentos/classifier/import_model.py
+	$(PY) bentos/classifier/import_model.py --version v1 --stage archived
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
 
@@ -44,6 +45,11 @@ migrate: install
 
 serve: gallery
 	$(VENV)/bin/bentoml serve services.api:Api --host 127.0.0.1 --port $(PORT)
+
+# A batch-job worker on its own (`make serve` starts one beside the api in local mode; CV_JOBS_EMBEDDED_WORKER=false
+# turns that off). Production runs these in their own containers with CV_JOBS_BROKER_URL=redis://...
+worker: import-models
+	$(PY) -m celery --app services.jobs.celery_app worker --loglevel INFO --without-gossip --without-mingle --without-heartbeat
 
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

@@ -34,7 +34,11 @@ def bentoml_home() -> str:
 
 @pytest.fixture(scope="session")
 def model_store(bentoml_home: str) -> list[str]:
-    """Import classifier, detector and embedder (real ONNX files) into the test store."""
+    """Import what ``make import-models`` imports (real ONNX files) into the test store.
+
+    classifier:v2 is the Tiny-ImageNet fine-tune (production); classifier:v1, the ImageNet-1k
+    export, is kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS).
+    """
     import argparse
     import importlib.util
 
@@ -44,13 +48,19 @@ def model_store(bentoml_home: str) -> list[str]:
     if not (settings.model_mirror_dir / "yolox_nano.onnx").is_file():
         pytest.skip(f"model mirror not found at {settings.model_mirror_dir} (set CV_MODEL_MIRROR_DIR)")
     tags = []
-    for name in ("classifier", "detector", "embedder"):
+    entries = [
+        ("classifier", "v2", "production"),
+        ("classifier", "v1", "archived"),
+        ("detector", "v1", "production"),
+        ("embedder", "v1", "production"),
+    ]
+    for name, version, stage in entries:
         path = REPO / "bentos" / name / "import_model.py"
         spec = importlib.util.spec_from_file_location(f"import_{name}", path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        args = argparse.Namespace(version="v1", stage="production", force=False)
+        args = argparse.Namespace(version=version, stage=stage, force=False)
         model_spec, files = module.build(args, settings)
         tags.append(import_model(model_spec, files))
     return tags

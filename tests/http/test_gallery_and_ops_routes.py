@@ -75,4 +75,4 @@ def test_metrics_use_route_templates(client: TestClient, photos: dict[str, bytes
     assert 'cv_http_requests_total{method="POST",route="/api/v1/classify",status="200"}' in text
     assert 'route="/api/v1/gallery/{item_id}"' in text
     assert "does-not-exist" not in text
-    assert 'cv_inference_stage_seconds_count{model="classifier",stage="predict",version="v1"}' in text
+    assert 'cv_inference_stage_seconds_count{model="classifier",stage="predict",version="v2"}' in text

@@ -6,6 +6,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from tests.conftest import encode
+from tests.labels import CATS
 
 PROBLEM = "application/problem+json"
 
@@ -16,13 +17,13 @@ def test_classify_chelsea_names_a_cat_first(client: TestClient, photos: dict[str
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert "cat" in body["predictions"][0]["label"]
+    assert body["predictions"][0]["label"] in CATS
     assert len(body["predictions"]) == 3
     scores = [p["score"] for p in body["predictions"]]
     assert scores == sorted(scores, reverse=True)
-    assert body["model"] == {"name": "classifier", "version": "v1", "precision": "fp32"}
+    assert body["model"] == {"name": "classifier", "version": "v2", "precision": "int8"}  # CV_PREFER_INT8
     assert body["image"]["width"] == 451 and body["image"]["height"] == 300
-    assert response.headers["X-Model-Version"] == "classifier:v1"
+    assert response.headers["X-Model-Version"] == "classifier:v2"
     assert set(body["timings_ms"]) >= {"decode", "preprocess", "predict", "postprocess", "total"}
 
 
@@ -89,10 +90,18 @@ def test_classify_unknown_version_is_404(client: TestClient, photos: dict[str, b
 
 def test_classify_pinned_version_answers(client: TestClient, photos: dict[str, bytes]) -> None:
     response = client.post(
-        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v1"}
+        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v2"}
     )
     assert response.status_code == 200
-    assert response.json()["model"]["version"] == "v1"
+    assert response.json()["model"]["version"] == "v2"
+
+
+def test_an_archived_version_is_not_loaded_so_pinning_it_is_404(client: TestClient, photos: dict[str, bytes]) -> None:
+    response = client.post(
+        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v1"}
+    )
+    assert response.status_code == 404
+    assert response.json()["type"].endswith("version-not-found")
 
 
 def test_classify_without_image_is_422(client: TestClient) -> None:
@@ -114,7 +123,7 @@ def test_batch_answers_each_item_and_isolates_a_corrupt_one(client: TestClient, 
     assert body["count"] == 3 and body["succeeded"] == 2
     statuses = [item["status"] for item in body["items"]]
     assert statuses == [200, 400, 200]
-    assert "cat" in body["items"][0]["result"]["predictions"][0]["label"]
+    assert body["items"][0]["result"]["predictions"][0]["label"] in CATS
     assert body["items"][1]["error"]["type"].endswith("invalid-image")
 
 

@@ -1,0 +1,65 @@
+"""A run folder becomes an artifact folder: ONNX FP32 + INT8, parity, metrics through the serving pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from services.config import get_settings
+from tests.unit.training.tree import WNIDS, make_tiny_imagenet
+from training.config import TrainConfig
+from training.data.tiny_imagenet import TinyImageNet
+from training.modules.lite0_net import build_classifier
+from training.release import eval_batch, main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A run folder as ``training.train`` writes it, over a three-class tree found through CV_DATA_DIR."""
+    make_tiny_imagenet(tmp_path / "data" / "datasets", per_class=4, val_per_class=3)
+    monkeypatch.setenv("CV_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    torch.save(build_classifier(len(WNIDS), WNIDS).state_dict(), run / "model.pt")
+    labels = [{"id": i, "wnid": w, "name": w, "words": w} for i, w in enumerate(WNIDS)]
+    (run / "labels.json").write_text(json.dumps(labels))
+    (run / "config.yaml").write_text(TrainConfig(name="t").to_yaml())
+    (run / "summary.json").write_text(json.dumps({"name": "t", "train_images_per_s": [1.0], "config": {}}))
+    yield run
+    get_settings.cache_clear()
+
+
+def test_release_writes_checked_fp32_and_int8_files_and_their_metrics(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    assert main(["--run", str(run_dir), "--out", str(out), "--threads", "1"]) == 0
+
+    export = json.loads((out / "export.json").read_text())
+    assert export["onnx"]["io"]["logits"] == ["batch", 3]
+    assert all(case["logits"] < 1e-3 for name, case in export["parity"].items() if name != "tolerance")
+    assert [e["wnid"] for e in json.loads((out / "labels.json").read_text())] == list(WNIDS)
+    assert yaml.safe_load((out / "train_config.yaml").read_text())["name"] == "t"
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    fp32, int8 = metrics["metrics"]["fp32"], metrics["metrics"]["int8"]
+    assert "9 images" in metrics["data"]["evaluation"]
+    assert 0.0 <= int8["top1"] <= int8["top5"] <= 1.0
+    assert len(metrics["failure_cases"]) == 2 and "->" in metrics["failure_cases"][1]
+    assert metrics["files"]["int8"]["bytes"] < metrics["files"]["fp32"]["bytes"] / 2
+    assert metrics["quantization"]["qdq_nodes"] > 0
+
+    # The served FP32 top-1 equals PyTorch's on the same images (same preprocessing, same weights).
+    model = build_classifier(len(WNIDS))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    val = TinyImageNet(tmp_path / "data" / "datasets" / "tiny-imagenet-200").val()
+    with torch.no_grad():
+        predicted = model.eval()(torch.from_numpy(eval_batch([s.path for s in val]))).argmax(1)
+    expected = sum(int(p) == s.label for p, s in zip(predicted, val, strict=True)) / len(val)
+    assert fp32["top1"] == pytest.approx(expected, abs=1e-4)
