@@ -345,10 +345,16 @@ def _first(*paths: Path | None) -> Path | None:
 
 
 def detector_files(settings: ServingSettings) -> tuple[Path, Path | None, list[str]]:
-    """The dynamic-batch YOLOX FP32 and INT8 files when they exist, else the batch-1 mirror file."""
+    """The dynamic-batch YOLOX FP32 and INT8 files when they exist, else the batch-1 mirror file.
+
+    First choice: the files the detector import built from the mirror file (what serving runs).
+    """
     import onnx
 
-    folders = [settings.artifacts_dir / YOLOX_DIR, settings.data_dir, settings.data_dir / YOLOX_DIR]
+    from bentos.detector.import_model import cache_key, int8_config
+
+    built = settings.data_dir / "models" / "detector" / cache_key(int8_config())
+    folders = [built, settings.artifacts_dir / YOLOX_DIR, settings.data_dir, settings.data_dir / YOLOX_DIR]
     found = sorted({p for folder in folders for p in folder.glob("yolox*.onnx")})
     int8 = next((p for p in found if "int8" in p.name), None)
 
