@@ -9,7 +9,6 @@ from each model's metrics JSON (training/model_card.py, with quantization.json m
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as metadata
 import logging
 import os
@@ -31,6 +30,7 @@ if str(REPO) not in sys.path:
 from benchmarks.formats_report import write_reports  # noqa: E402
 from services.config import ServingSettings  # noqa: E402
 from services.models.runtime import OrtRunner  # noqa: E402
+from services.models.store import sha256_file  # noqa: E402
 from training.tensorrt_options import latency_stats  # noqa: E402
 
 log = logging.getLogger("benchmarks.formats")
@@ -143,11 +143,7 @@ EAGER_BUILDERS: dict[str, Callable[[ModelPlan], Eager]] = {
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def file_facts(path: Path) -> dict[str, Any]:

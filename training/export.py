@@ -266,6 +266,21 @@ def versions() -> dict[str, str]:
     return found
 
 
+def preprocessing_info(resize: str) -> dict[str, Any]:
+    """The ``preprocessing`` block of an export report (what ``bentos/lite0_common.lite0_input`` reads)."""
+    return {
+        "input_size": lite0.INPUT_SIZE,
+        "color_order": "RGB",
+        "layout": "NCHW",
+        "dtype": "float32",
+        "mean": list(lite0.MEAN),
+        "std": list(lite0.STD),
+        "interpolation": "bicubic",
+        "value_range": "0-255 before normalisation",
+        "resize": resize,
+    }
+
+
 def build_metadata(onnx_path: Path, checks: dict[str, Any], opset: int) -> dict[str, Any]:
     """Assembles ``export.json``."""
     pth = lite0.source_weights_path()
@@ -286,17 +301,7 @@ def build_metadata(onnx_path: Path, checks: dict[str, Any], opset: int) -> dict[
             "opset": opset,
             **checks.pop("onnx"),
         },
-        "preprocessing": {
-            "input_size": lite0.INPUT_SIZE,
-            "color_order": "RGB",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "mean": list(lite0.MEAN),
-            "std": list(lite0.STD),
-            "interpolation": "bicubic",
-            "value_range": "0-255 before normalisation",
-            "resize": "direct to 224x224, no crop",
-        },
+        "preprocessing": preprocessing_info("direct to 224x224, no crop"),
         "outputs": {
             "logits": [None, lite0.NUM_CLASSES],
             "embeddings": {

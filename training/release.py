@@ -36,7 +36,7 @@ from training import lite0
 from training.data.augment import eval_transform, load_rgb
 from training.data.datasets import to_tensor
 from training.data.tiny_imagenet import TinyImageNet, locate
-from training.export import Lite0WithEmbeddings, check_onnx, export_onnx, parity, versions
+from training.export import Lite0WithEmbeddings, check_onnx, export_onnx, parity, preprocessing_info, versions
 from training.model_card import ModelReport
 from training.modules.lite0_net import build_classifier
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
@@ -114,17 +114,9 @@ def release(
         "onnx": {"file": fp32.name, "sha256": sha256_file(fp32), "bytes": fp32.stat().st_size, **onnx_info},
         "simplification": simplification,
         "parity": checks,
-        "preprocessing": {
-            "input_size": lite0.INPUT_SIZE,
-            "color_order": "RGB",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "mean": list(lite0.MEAN),
-            "std": list(lite0.STD),
-            "interpolation": "bicubic",
-            "value_range": "0-255 before normalisation",
-            "resize": "shorter side to 224, centre crop (a plain upscale for square 64x64 images)",
-        },
+        "preprocessing": preprocessing_info(
+            "shorter side to 224, centre crop (a plain upscale for square 64x64 images)"
+        ),
         "versions": versions(),
         "license": lite0.license_info(),
     }
