@@ -55,8 +55,8 @@ test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts
-	$(VENV)/bin/mypy services
+	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts gateway
+	$(VENV)/bin/mypy services gateway
 
 bench: import-models
 	$(PY) benchmarks/serving.py

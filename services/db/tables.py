@@ -182,3 +182,24 @@ class BatchJobPublic(BatchJobBase):
     started_at: datetime | None
     finished_at: datetime | None
     items: list[BatchJobItemPublic] = []
+
+
+class ApiKeyBase(SQLModel):
+    """An API key of the gateway (gateway/keys.py); the secret part is kept only as a keyed hash."""
+
+    prefix: str = Field(max_length=16, unique=True)  # the public part, shown in listings and logs
+    name: str = Field(max_length=128)
+    tier: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class ApiKey(ApiKeyBase, table=True):
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    key_hash: str = Field(max_length=64)  # HMAC-SHA256 of the secret part, hex
+
+
+class ApiKeyPublic(ApiKeyBase):
+    id: int

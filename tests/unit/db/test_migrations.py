@@ -12,7 +12,7 @@ from services.db import migrate
 from services.db.__main__ import main
 from services.db.session import create_db_engine
 
-TABLES = {"inference_log", "batch_job", "batch_job_item"}
+TABLES = {"inference_log", "batch_job", "batch_job_item", "api_key"}
 
 
 def test_upgrade_creates_every_table_at_head(engine: Engine) -> None:

@@ -1,0 +1,72 @@
+"""Command line: ``python -m gateway keys create --tier pro --name NAME``, ``keys list|revoke PREFIX``, ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.config import GatewaySettings, get_gateway_settings
+from gateway.keys import KeyStore
+from gateway.tiers import Tiers
+
+
+def _store(settings: GatewaySettings) -> KeyStore:
+    from services.db import migrate
+    from services.db.session import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    if settings.environment == "local":  # production migrates with `python -m services.db migrate`
+        migrate.upgrade(engine)
+    return KeyStore(engine, hash_key=settings.key_hash_secret.get_secret_value().encode())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--tier", required=True)
+    create.add_argument("--name", required=True)
+    keys.add_parser("list", help="list keys (prefixes only)")
+    revoke = keys.add_parser("revoke", help="revoke a key by its prefix")
+    revoke.add_argument("prefix")
+    commands.add_parser("serve", help="run the ForwardAuth service")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_gateway_settings()
+    if args.command == "serve":
+        import uvicorn
+
+        from gateway.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        return 0
+    store = _store(settings)
+    if args.action == "create":
+        tiers = Tiers.from_file(settings.tiers_file)
+        if args.tier not in tiers.names:
+            print(f"unknown tier {args.tier!r}; configured: {', '.join(tiers.names)}", file=sys.stderr)
+            return 2
+        key, record = store.create(name=args.name, tier=args.tier)
+        print(f"created {record.prefix} ({record.tier}, {record.name}); the key is shown only now:")
+        print(key)
+        return 0
+    if args.action == "list":
+        for record in store.list():
+            state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+            print(f"{record.prefix}\t{record.tier}\t{record.name}\t{record.created_at:%Y-%m-%d}\t{state}")
+        return 0
+    if not store.revoke(prefix=args.prefix):
+        print(f"no key with prefix {args.prefix!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.prefix}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The gateway's HTTP app: ``GET /auth`` for Traefik's ForwardAuth, and ``GET /health``.
+
+Traefik sends every client request's headers to ``/auth`` (with ``X-Forwarded-Uri`` and
+``X-Forwarded-Method``); a 2xx lets the request through with the headers named in
+``authResponseHeaders`` (``X-Client-Id``, ``X-Tier``, ``X-Request-ID``), anything else is
+returned to the client as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Protocol
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from gateway.config import GatewaySettings
+from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthenticated
+from gateway.keys import KeyStore
+from gateway.limiter import Decision, RedisLimiter
+from gateway.tiers import Tier, Tiers, UnknownTier
+from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
+
+logger = logging.getLogger("gateway")
+
+REQUEST_ID_MAX = 128
+
+
+class Limiter(Protocol):
+    def check(self, client_id: str, tier: Tier) -> Decision: ...
+
+    def ping(self) -> bool: ...
+
+
+def _api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if 0 < len(given) <= REQUEST_ID_MAX and given.isprintable() else uuid.uuid4().hex
+
+
+def _rate_headers(decision: Decision) -> dict[str, str]:
+    headers = {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_s),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(max(1, decision.retry_after_s))
+    return headers
+
+
+def _problem(error: ServiceError, *, uri: str, request_id: str, headers: dict[str, str]) -> JSONResponse:
+    body = problem_from_error(error, instance=uri, request_id=request_id)
+    headers = {**headers, "X-Request-ID": request_id}
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cv-api"'
+    return JSONResponse(body, status_code=error.status_code, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+class Gateway:
+    """Decides on one forwarded request: who it is, whether the tier allows the route, whether it is in limits."""
+
+    def __init__(self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool) -> None:
+        self.keys = keys
+        self.tiers = tiers
+        self.limiter = limiter
+        self.fail_open = fail_open
+
+    def authorize(self, request: Request) -> Response:
+        uri = request.headers.get("x-forwarded-uri") or "/"
+        request_id = _request_id(request)
+        try:
+            tier, client_id, decision = self._decide(request, uri)
+        except ServiceError as error:
+            headers = error.extra.pop("headers", {})
+            logger.info("refused %s %s: %s", request_id, uri, error.type_slug)
+            return _problem(error, uri=uri, request_id=request_id, headers=headers)
+        headers = {
+            **_rate_headers(decision),
+            "X-Client-Id": client_id,
+            "X-Tier": tier.name,
+            "X-Request-ID": request_id,
+            "X-Tier-Max-Batch": str(tier.max_batch),
+            "X-Tier-Max-Image-Bytes": str(tier.max_image_bytes),
+        }
+        return Response(status_code=200, headers=headers)
+
+    def _decide(self, request: Request, uri: str) -> tuple[Tier, str, Decision]:
+        key = _api_key(request)
+        if key is None:
+            raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
+        record = self.keys.authenticate(key)
+        if record is None:
+            raise Unauthenticated("Unknown API key.")
+        if record.revoked_at is not None:
+            raise Forbidden("This API key has been revoked.")
+        try:
+            tier = self.tiers.get(record.tier)
+        except UnknownTier:
+            raise Forbidden("This API key's tier is not configured.") from None
+        if not tier.allows(uri):
+            raise Forbidden(f"The {tier.name} tier does not allow this route.")
+        decision = self._limit(record.prefix, tier)
+        if not decision.allowed:
+            raise RateLimited("Rate limit or daily quota exceeded.", headers=_rate_headers(decision))
+        return tier, record.prefix, decision
+
+    def _limit(self, client_id: str, tier: Tier) -> Decision:
+        try:
+            return self.limiter.check(client_id, tier)
+        except redis.RedisError:
+            if not self.fail_open:
+                logger.warning("redis unreachable: failing closed")
+                raise LimiterUnavailable(
+                    "Rate limiting is unavailable; try again shortly.", headers={"Retry-After": "1"}
+                ) from None
+            logger.warning("redis unreachable: failing open")
+            return Decision(allowed=True, limit=tier.burst, remaining=tier.burst, reset_s=0, retry_after_s=0)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        redis_ok = self.limiter.ping()
+        fail_mode = "open" if self.fail_open else "closed"
+        status = "ok" if redis_ok else ("degraded" if self.fail_open else "unavailable")
+        return (200 if redis_ok or self.fail_open else 503), {
+            "status": status,
+            "redis": "ok" if redis_ok else "down",
+            "fail_mode": fail_mode,
+        }
+
+
+def build_app(gateway: Gateway) -> FastAPI:
+    """The FastAPI app around a :class:`Gateway`."""
+    app = FastAPI(title="cv-api gateway", openapi_url=None)
+
+    @app.get("/auth")
+    def auth(request: Request) -> Response:
+        """ForwardAuth decision for one client request."""
+        return gateway.authorize(request)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """Redis reachability and the fail mode."""
+        status, body = gateway.health()
+        return JSONResponse(body, status_code=status)
+
+    return app
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Composition root: the key store, tiers and Redis limiter from settings."""
+    from services.db.session import create_db_engine
+
+    gateway = Gateway(
+        keys=KeyStore(
+            create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
+        ),
+        tiers=Tiers.from_file(settings.tiers_file),
+        limiter=RedisLimiter.from_url(
+            settings.redis_url, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix
+        ),
+        fail_open=settings.fail_open,
+    )
+    return build_app(gateway)

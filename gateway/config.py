@@ -1,0 +1,65 @@
+"""Settings of the gateway process, read from ``CV_GATEWAY_*`` environment variables (STYLE.md, habit 1)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.config import DEFAULT_PASSWORDS, REPO_ROOT
+
+DEFAULT_KEY_HASH_SECRET = "changethis"
+
+
+class GatewaySettings(BaseSettings):
+    """Settings of the auth and tier service."""
+
+    model_config = SettingsConfigDict(env_prefix="CV_GATEWAY_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "production"] = "local"
+    # The HMAC key under which API-key secrets are hashed; changing it invalidates every key.
+    key_hash_secret: SecretStr = SecretStr(DEFAULT_KEY_HASH_SECRET)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    redis_prefix: str = "cv:gw:"
+    # Unset: the same embedded SQLite file as the api in local mode (services/config.py).
+    database_url: str | None = None
+    data_dir: Path = REPO_ROOT / ".data"
+    # When Redis is unreachable: true admits requests unlimited (fail open), false answers 503 (fail closed).
+    fail_open: bool = False
+    tiers_file: Path = Path(__file__).with_name("tiers.yaml")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, gt=0)
+
+    @model_validator(mode="after")
+    def _check_production(self) -> GatewaySettings:
+        if self.environment == "production" and self.key_hash_secret.get_secret_value() in (
+            DEFAULT_PASSWORDS | {DEFAULT_KEY_HASH_SECRET}
+        ):
+            raise ValueError("set CV_GATEWAY_KEY_HASH_SECRET: the default is refused outside local mode")
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("production needs CV_GATEWAY_DATABASE_URL (PostgreSQL)")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The key database as SQLAlchemy wants it: psycopg 3 for PostgreSQL, the api's SQLite by default."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'cv.sqlite3'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def fail_mode(self) -> str:
+        """``open`` or ``closed``: what happens to requests while Redis is unreachable."""
+        return "open" if self.fail_open else "closed"
+
+
+@lru_cache
+def get_gateway_settings() -> GatewaySettings:
+    """Return the process-wide settings, read once from the environment."""
+    return GatewaySettings()

@@ -1,0 +1,48 @@
+"""Fixtures of the gateway tests: a migrated SQLite key store; Redis fixtures from the integration suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from gateway.keys import KeyStore
+from gateway.tiers import Tier, Tiers
+from services.db import migrate
+from services.db.session import create_db_engine
+from tests.integration.conftest import redis_endpoint, redis_prefix, redis_proxy  # noqa: F401  (fixtures)
+
+HASH_KEY = b"test-hash-key"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'db' / 'cv.sqlite3'}")
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> KeyStore:
+    return KeyStore(engine, hash_key=HASH_KEY)
+
+
+def make_tier(**overrides: object) -> Tier:
+    values: dict[str, object] = {
+        "rps": 10,
+        "burst": 3,
+        "daily_quota": None,
+        "max_batch": 4,
+        "max_image_bytes": 1024,
+        "routes": ["/api/v1/*"],
+    }
+    values.update(overrides)
+    return Tier.model_validate(values)
+
+
+@pytest.fixture
+def tiers() -> Tiers:
+    return Tiers({"pro": make_tier(), "free": make_tier(routes=["/api/v1/classify"])})

@@ -1,0 +1,152 @@
+"""The ForwardAuth endpoint and health: 401, 403, 429 as problem+json, upstream headers, fail open/closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi.testclient import TestClient
+
+from gateway.app import Gateway, build_app, create_app
+from gateway.config import GatewaySettings
+from gateway.keys import KeyStore
+from gateway.limiter import Decision
+from gateway.tiers import Tier, Tiers
+from services.errors import PROBLEM_CONTENT_TYPE
+
+
+class FakeLimiter:
+    """Admits ``allow`` requests, then refuses; raises when ``down``."""
+
+    def __init__(self, allow: int = 100) -> None:
+        self.allow = allow
+        self.down = False
+        self.calls = 0
+
+    def check(self, client_id: str, tier: Tier) -> Decision:
+        if self.down:
+            raise redis.ConnectionError("down")
+        self.calls += 1
+        allowed = self.calls <= self.allow
+        return Decision(
+            allowed=allowed,
+            limit=tier.burst,
+            remaining=max(0, self.allow - self.calls),
+            reset_s=1,
+            retry_after_s=0 if allowed else 2,
+        )
+
+    def ping(self) -> bool:
+        return not self.down
+
+
+def _client(store: KeyStore, tiers: Tiers, limiter: FakeLimiter, *, fail_open: bool = False) -> TestClient:
+    return TestClient(build_app(Gateway(keys=store, tiers=tiers, limiter=limiter, fail_open=fail_open)))
+
+
+def _auth(client: TestClient, key: str | None, uri: str = "/api/v1/classify", **headers: str) -> Any:
+    if key is not None:
+        headers.setdefault("Authorization", f"Bearer {key}")
+    return client.get("/auth", headers={"X-Forwarded-Uri": uri, "X-Forwarded-Method": "POST", **headers})
+
+
+def _assert_problem(response: Any, status: int, slug: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    body = response.json()
+    assert body["status"] == status and body["type"].endswith(slug)
+    assert body["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_valid_key_passes_with_upstream_and_rate_headers(store: KeyStore, tiers: Tiers) -> None:
+    key, record = store.create(name="a", tier="pro")
+    response = _auth(_client(store, tiers, FakeLimiter()), key, **{"X-Request-ID": "req-1"})
+    assert response.status_code == 200
+    h = response.headers
+    assert h["X-Client-Id"] == record.prefix and h["X-Tier"] == "pro" and h["X-Request-ID"] == "req-1"
+    assert h["RateLimit-Limit"] == "3" and h["RateLimit-Remaining"] == "99" and h["RateLimit-Reset"] == "1"
+    assert h["X-Tier-Max-Batch"] == "4" and h["X-Tier-Max-Image-Bytes"] == "1024"
+    assert "Retry-After" not in h
+
+
+def test_x_api_key_header_is_accepted_and_a_request_id_is_made(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="pro")
+    response = _auth(_client(store, tiers, FakeLimiter()), None, **{"X-API-Key": key})
+    assert response.status_code == 200 and len(response.headers["X-Request-ID"]) == 32
+
+
+def test_missing_key_is_401(store: KeyStore, tiers: Tiers) -> None:
+    response = _auth(_client(store, tiers, FakeLimiter()), None)
+    _assert_problem(response, 401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_unknown_key_is_401(store: KeyStore, tiers: Tiers) -> None:
+    _assert_problem(_auth(_client(store, tiers, FakeLimiter()), "cvk_0123456789ab_nope"), 401, "unauthenticated")
+
+
+def test_revoked_key_is_403(store: KeyStore, tiers: Tiers) -> None:
+    key, record = store.create(name="a", tier="pro")
+    store.revoke(prefix=record.prefix)
+    _assert_problem(_auth(_client(store, tiers, FakeLimiter()), key), 403, "forbidden")
+
+
+def test_route_outside_the_tier_is_403(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="free")
+    client = _client(store, tiers, FakeLimiter())
+    assert _auth(client, key, "/api/v1/classify").status_code == 200
+    _assert_problem(_auth(client, key, "/api/v1/detect"), 403, "forbidden")
+
+
+def test_key_of_an_unconfigured_tier_is_403(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="gold")
+    _assert_problem(_auth(_client(store, tiers, FakeLimiter()), key), 403, "forbidden")
+
+
+def test_over_the_limit_is_429_with_retry_after(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="pro")
+    client = _client(store, tiers, FakeLimiter(allow=1))
+    assert _auth(client, key).status_code == 200
+    response = _auth(client, key)
+    _assert_problem(response, 429, "rate-limited")
+    assert response.headers["Retry-After"] == "2" and response.headers["RateLimit-Remaining"] == "0"
+    assert response.headers["RateLimit-Limit"] == "3"
+
+
+def test_redis_down_fails_closed_with_503(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="pro")
+    limiter = FakeLimiter()
+    limiter.down = True
+    client = _client(store, tiers, limiter)
+    response = _auth(client, key)
+    _assert_problem(response, 503, "rate-limiter-unavailable")
+    assert response.headers["Retry-After"] == "1"
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json() == {"status": "unavailable", "redis": "down", "fail_mode": "closed"}
+
+
+def test_redis_down_fails_open_when_configured(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="pro")
+    limiter = FakeLimiter()
+    limiter.down = True
+    client = _client(store, tiers, limiter, fail_open=True)
+    response = _auth(client, key)
+    assert response.status_code == 200 and response.headers["RateLimit-Remaining"] == "3"
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "degraded", "redis": "down", "fail_mode": "open"}
+
+
+def test_health_ok(store: KeyStore, tiers: Tiers) -> None:
+    health = _client(store, tiers, FakeLimiter()).get("/health")
+    assert health.json() == {"status": "ok", "redis": "ok", "fail_mode": "closed"}
+
+
+def test_create_app_wires_settings(tmp_path: Path) -> None:
+    settings = GatewaySettings(
+        _env_file=None, data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.2
+    )  # type: ignore[call-arg]
+    health = TestClient(create_app(settings)).get("/health")
+    assert health.json()["redis"] == "down"

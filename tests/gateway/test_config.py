@@ -1,0 +1,46 @@
+"""Gateway settings: default secret refused outside local mode, database URL, fail mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import GatewaySettings
+
+
+def _settings(**values: Any) -> GatewaySettings:
+    return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_local_mode_accepts_the_default_secret_and_uses_the_api_sqlite() -> None:
+    settings = _settings()
+    assert settings.sqlalchemy_url.startswith("sqlite:///") and settings.sqlalchemy_url.endswith("cv.sqlite3")
+    assert settings.fail_mode == "closed"
+
+
+def test_production_refuses_the_default_secret() -> None:
+    with pytest.raises(ValidationError, match="KEY_HASH_SECRET"):
+        _settings(environment="production", database_url="postgresql://cv@db/cv")
+
+
+def test_production_needs_a_database_url() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        _settings(environment="production", key_hash_secret="a-long-random-secret")
+
+
+def test_postgres_url_uses_psycopg_and_fail_open_is_reported() -> None:
+    settings = _settings(
+        environment="production",
+        key_hash_secret="a-long-random-secret",
+        database_url="postgresql://cv@db/cv",
+        fail_open=True,
+    )
+    assert settings.sqlalchemy_url == "postgresql+psycopg://cv@db/cv"
+    assert settings.fail_mode == "open"
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_GATEWAY_FAIL_OPEN", "true")
+    assert _settings().fail_open
