@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.config import DEFAULT_PASSWORDS, REPO_ROOT
+from services.config import DEFAULT_PASSWORDS, REPO_ROOT, sqlalchemy_database_url
 
 DEFAULT_KEY_HASH_SECRET = "changethis"
 
@@ -47,11 +47,7 @@ class GatewaySettings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The key database as SQLAlchemy wants it: psycopg 3 for PostgreSQL, the api's SQLite by default."""
-        url = self.database_url or f"sqlite:///{self.data_dir / 'cv.sqlite3'}"
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return sqlalchemy_database_url(self.database_url, self.data_dir)
 
     @property
     def fail_mode(self) -> str:

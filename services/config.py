@@ -32,6 +32,15 @@ class Stage(StrEnum):
 DEFAULT_PASSWORDS = frozenset({"changethis", "postgres", "password", "secret", "redis"})
 
 
+def sqlalchemy_database_url(database_url: str | None, data_dir: Path) -> str:
+    """A ``DATABASE_URL`` as SQLAlchemy wants it: psycopg 3 for PostgreSQL, ``<data_dir>/cv.sqlite3`` when unset."""
+    url = database_url or f"sqlite:///{data_dir / 'cv.sqlite3'}"
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 class ServingSettings(BaseSettings):
     """Settings shared by the api service and the model services."""
 
@@ -165,11 +174,7 @@ class ServingSettings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The inference-log database as SQLAlchemy wants it: psycopg 3 for PostgreSQL, SQLite by default."""
-        url = self.database_url or f"sqlite:///{self.data_dir / 'cv.sqlite3'}"
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return sqlalchemy_database_url(self.database_url, self.data_dir)
 
     @property
     def migrate_on_start(self) -> bool:

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import Engine
 
 from services.config import ServingSettings, get_settings
 
@@ -106,3 +107,15 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """An embedded SQLite database, migrated, per test (the data plane's, the jobs' and the gateway's tables)."""
+    from services.db import migrate
+    from services.db.session import create_db_engine
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'db' / 'cv.sqlite3'}")
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()

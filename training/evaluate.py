@@ -49,19 +49,27 @@ RETRIEVAL_K = 10
 Samples = Sequence[tuple[Path, int]]
 
 
+def top5_ids(model: Model[Any], samples: Samples, *, batch_size: int = 32) -> np.ndarray:
+    """The served top-5 class indices of every sample (decode, preprocess, run, postprocess), N x 5."""
+    params = ClassifyParams(top_k=5)
+    rows: list[list[int]] = []
+    for chunk in batched(samples, batch_size):
+        predictions = model.infer([read_rgb(path) for path, _ in chunk], [params] * len(chunk))
+        rows.extend([p["class_id"] for p in prediction.result["predictions"]] for prediction in predictions)
+    return np.asarray(rows)
+
+
 def classifier_accuracy(model: Model[Any], samples: Samples, *, batch_size: int = 32) -> dict[str, Any]:
     """Top-1 and top-5 accuracy (fractions) of a classification model over ``samples``."""
     if not samples:
         raise ValueError("no samples to evaluate")
-    params = ClassifyParams(top_k=5)
-    top1 = top5 = 0
-    for chunk in batched(samples, batch_size):
-        predictions = model.infer([read_rgb(path) for path, _ in chunk], [params] * len(chunk))
-        for (_, label), prediction in zip(chunk, predictions, strict=True):
-            ids = [p["class_id"] for p in prediction.result["predictions"]]
-            top1 += ids[0] == label
-            top5 += label in ids
-    return {"top1": top1 / len(samples), "top5": top5 / len(samples), "images": len(samples)}
+    truth = np.asarray([label for _, label in samples])
+    return {**top_k_accuracy(top5_ids(model, samples, batch_size=batch_size), truth), "images": len(samples)}
+
+
+def top_k_accuracy(top5: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (fractions) of N x 5 predicted class indices against N labels."""
+    return {"top1": float((top5[:, 0] == truth).mean()), "top5": float((top5 == truth[:, None]).any(1).mean())}
 
 
 def coco_map(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:

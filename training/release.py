@@ -29,18 +29,17 @@ import torch
 import yaml
 
 from services.config import ServingSettings, get_settings
-from services.models.classification import ClassifyParams
-from services.models.contract import Model
 from services.models.store import sha256_file
 from training import lite0
 from training.data.augment import eval_transform, load_rgb
 from training.data.datasets import to_tensor
 from training.data.tiny_imagenet import TinyImageNet, locate
+from training.evaluate import top5_ids, top_k_accuracy
 from training.export import Lite0WithEmbeddings, check_onnx, export_onnx, parity, preprocessing_info, versions
 from training.model_card import ModelReport
 from training.modules.lite0_net import build_classifier
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
-from training.serving import batched, build_model, read_rgb, serving_spec
+from training.serving import build_model, serving_spec
 
 log = logging.getLogger("training.release")
 
@@ -126,7 +125,7 @@ def release(
     quantization = quantize_model(fp32, int8, spec.input, calibration_pool("classifier", settings), INT8_CONFIG)
     samples = [(s.path, s.label) for s in val[:val_limit]]
     answers = {
-        precision: predict(build_model(spec, path, precision=precision, threads=threads), samples)
+        precision: top5_ids(build_model(spec, path, precision=precision, threads=threads), samples)
         for precision, path in (("fp32", fp32), ("int8", int8))
     }
     report = build_report(
@@ -145,23 +144,6 @@ def release(
     shutil.copyfile(run_dir / "config.yaml", out / "train_config.yaml")
     log.info("release ready: %s", json.dumps(report["metrics"]))
     return report
-
-
-def predict(model: Model[Any], samples: Sequence[tuple[Path, int]], batch_size: int = 32) -> np.ndarray:
-    """Top-5 class indices per sample, through the serving model (decode, preprocess, run, postprocess)."""
-    params = ClassifyParams(top_k=5)
-    rows: list[list[int]] = []
-    for chunk in batched(samples, batch_size):
-        predictions = model.infer([read_rgb(path) for path, _ in chunk], [params] * len(chunk))
-        rows.extend([p["class_id"] for p in prediction.result["predictions"]] for prediction in predictions)
-    return np.asarray(rows)
-
-
-def accuracy(top5: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    return {
-        "top1": round(float((top5[:, 0] == truth).mean()), 4),
-        "top5": round(float((top5 == truth[:, None]).any(1).mean()), 4),
-    }
 
 
 def failure_analysis(top5: np.ndarray, truth: np.ndarray, names: Sequence[str], n: int = 5) -> dict[str, list[str]]:
@@ -196,7 +178,10 @@ def build_report(
     """``metrics.json`` in the model-card schema (:class:`training.model_card.ModelReport`)."""
     truth = np.asarray([label for _, label in samples])
     names = [entry["name"] for entry in labels]
-    metrics = {precision: accuracy(top5, truth) for precision, top5 in answers.items()}
+    metrics = {
+        precision: {name: round(value, 4) for name, value in top_k_accuracy(top5, truth).items()}
+        for precision, top5 in answers.items()
+    }
     failures = failure_analysis(answers["fp32"], truth, names)
     agreement = float((answers["fp32"][:, 0] == answers["int8"][:, 0]).mean())
     trained = config["model"]["freeze_through"]

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine
 
 from gateway.keys import KeyStore
 from gateway.tiers import Tier, Tiers
-from services.db import migrate
-from services.db.session import create_db_engine
 from tests.integration.conftest import redis_endpoint, redis_prefix, redis_proxy  # noqa: F401  (fixtures)
 
 HASH_KEY = b"test-hash-key"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'db' / 'cv.sqlite3'}")
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

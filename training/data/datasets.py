@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from training import lite0
 from training.data.augment import load_rgb
 from training.data.tiny_imagenet import Sample
 
-# Lite0's normalisation, (x - 127) / 128, as the export report and the serving spec say.
-MEAN = np.float32(127.0)
-STD = np.float32(128.0)
+# Lite0's normalisation, (x - 127) / 128 (the same value on every channel), as the export writes it.
+MEAN = np.float32(lite0.MEAN[0])
+STD = np.float32(lite0.STD[0])
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +11,7 @@ from PIL import Image
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from services.db import migrate
 from services.db.logs import create_batch_job
-from services.db.session import create_db_engine
 from services.db.tables import BatchJobCreate, BatchJobItemCreate
 from services.errors import ServiceError, error_to_dict
 from services.jobs.processing import ChunkProcessor, ImageLimits, RetryPolicy
@@ -21,14 +19,6 @@ from services.jobs.store import ImageStore
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, Outcome
 from tests.unit.fakes import image_bytes
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'db' / 'cv.sqlite3'}")
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
