@@ -20,8 +20,11 @@ from services.models.worker import InferenceItem, ModelWorker, Outcome, build_po
 log = logging.getLogger(__name__)
 
 JOB_MODELS = ("classifier", "detector")
-# The transport bentoml.depends uses between services: the InferenceItem pixels travel as numpy arrays.
+# The media types bentoml.depends uses: pickle to the model services `bentoml serve` started beside the api
+# (the pixels travel as numpy arrays), JSON to a service deployed apart (a "main" server refuses pickle; the
+# pixels travel as base64, services/models/worker.py's RGBArray).
 PICKLE = "application/vnd.bentoml+pickle"
+JSON = "application/json"
 
 
 class ModelCaller(Protocol):
@@ -44,7 +47,7 @@ class InProcessCaller:
         return worker.run(items)
 
 
-def _bentoml_client(model: str, url: str) -> Any:
+def _bentoml_client(model: str, url: str, media_type: str = PICKLE) -> Any:
     # BentoML's own HTTP client with the media type bentoml.depends uses (the public SyncHTTPClient fixes JSON,
     # which cannot carry numpy pixels); bentoml is pinned (pyproject.toml), so this internal import is stable.
     from _bentoml_impl.client.http import SyncHTTPClient
@@ -53,7 +56,7 @@ def _bentoml_client(model: str, url: str) -> Any:
     from services.detector import Detector
 
     service = {"classifier": Classifier, "detector": Detector}[model]
-    return SyncHTTPClient(url, media_type=PICKLE, service=service, server_ready_timeout=0, timeout=300)
+    return SyncHTTPClient(url, media_type=media_type, service=service, server_ready_timeout=0, timeout=300)
 
 
 class ServiceCaller:
@@ -98,4 +101,8 @@ def model_caller(settings: ServingSettings) -> ModelCaller:
         log.info("job worker runs the models in process")
         return local
     log.info("job worker calls the model services", extra={"urls": urls})
-    return ServiceCaller(urls, fallback=local)
+
+    def client(model: str, url: str) -> Any:
+        return _bentoml_client(model, url, JSON if explicit[model] else PICKLE)
+
+    return ServiceCaller(urls, fallback=local, client_factory=client)

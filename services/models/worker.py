@@ -7,13 +7,15 @@ The BentoML services (classifier.py, detector.py, embedder.py) are thin shells a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import BaseModel, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
 
 from services.config import ServingSettings
 from services.errors import InvalidParameter, ServiceError, error_to_dict
@@ -29,15 +31,40 @@ log = logging.getLogger(__name__)
 
 
 def _rgb_array(value: Any) -> np.ndarray:
+    if isinstance(value, dict):  # the JSON form, from an api that reaches this service by URL
+        value = _from_json(value)
     if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 3 or value.shape[2] != 3:
         raise ValueError("image must be an H x W x 3 uint8 numpy array")
     return value
 
 
+def _from_json(value: dict[str, Any]) -> np.ndarray:
+    try:
+        shape = tuple(int(n) for n in value["shape"])
+        data = base64.b64decode(value["data"], validate=True)
+        return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ValueError(f"image is not a {{shape, data}} uint8 array: {exc}") from None
+
+
+def _to_json(value: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(value.shape), "data": base64.b64encode(np.ascontiguousarray(value).data).decode("ascii")}
+
+
+# In BentoML's pickle media type (its own dependencies) the pixels travel as the array; a model service deployed
+# apart is a main server, which accepts JSON only: there they are {"shape": [h, w, 3], "data": base64 of the bytes}.
 RGBArray = Annotated[
     np.ndarray,
     PlainValidator(_rgb_array),
-    WithJsonSchema({"type": "array", "description": "H x W x 3 uint8 RGB pixels (pickle transport)"}),
+    PlainSerializer(_to_json, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "H x W x 3 uint8 RGB pixels: shape and base64 of the row-major bytes",
+            "properties": {"shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "string"}},
+            "required": ["shape", "data"],
+        }
+    ),
 ]
 
 

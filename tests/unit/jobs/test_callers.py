@@ -109,3 +109,18 @@ def test_the_bentoml_client_speaks_pickle_to_the_service() -> None:
         assert client.media_type == callers.PICKLE
     finally:
         client.close()
+
+
+def test_services_deployed_apart_are_spoken_to_in_json() -> None:
+    """A service at an explicit URL is a BentoML main server, which refuses pickle; one it started takes it."""
+    chosen = model_caller(
+        settings(classifier_url="http://127.0.0.1:1", bentoml_runner_map={"detector": "http://127.0.0.1:2"})
+    )
+    assert isinstance(chosen, ServiceCaller)
+    clients = {model: chosen._factory(model, url) for model, url in chosen.urls.items()}
+    try:
+        assert clients["classifier"].media_type == callers.JSON
+        assert clients["detector"].media_type == callers.PICKLE
+    finally:
+        for client in clients.values():
+            client.close()

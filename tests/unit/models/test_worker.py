@@ -63,8 +63,8 @@ def test_inference_item_keeps_valid_array_as_is() -> None:
 
 
 def test_inference_item_json_schema_describes_image() -> None:
-    schema = InferenceItem.model_json_schema()
-    assert schema["properties"]["image"]["type"] == "array"
+    image = InferenceItem.model_json_schema()["properties"]["image"]
+    assert image["type"] == "object" and image["required"] == ["shape", "data"]
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -232,3 +232,28 @@ def test_build_pool_with_wrong_output_name_is_down(tiny_onnx: Path, monkeypatch:
     built = build_pool("tiny-bad", ServingSettings(_env_file=None, ort_providers=["CPUExecutionProvider"]))  # type: ignore[call-arg]
     assert built.status()["status"] == "down"
     assert "has no output 'logits'" in built.versions["v1"].errors["fp32"]
+
+
+def test_items_travel_as_json_to_services_deployed_apart() -> None:
+    """A main BentoML server takes JSON only: the pixels go as shape + base64 and come back the same array."""
+    pixels = np.random.default_rng(1).integers(0, 255, (7, 5, 3), dtype=np.uint8)[:, ::-1]  # not contiguous
+    item = InferenceItem(image=pixels, params={"top_k": 1}, request_id="r")
+    as_json = item.model_dump_json()
+    assert '"shape":[7,5,3]' in as_json
+    back = InferenceItem.model_validate_json(as_json)
+    assert back.image.dtype == np.uint8 and np.array_equal(back.image, pixels)
+    assert isinstance(item.model_dump()["image"], np.ndarray)  # the pickle path keeps the array
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        {"shape": [2, 2, 3], "data": "AAAA"},  # 3 bytes for 12 pixels' worth
+        {"shape": [1, 1, 3], "data": "not base64!"},
+        {"data": "AAAA"},
+        {"shape": [1, 1], "data": "AAA="},  # 2 dimensions
+    ],
+)
+def test_malformed_json_pixels_are_refused(image: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="image"):
+        InferenceItem.model_validate({"image": image})
