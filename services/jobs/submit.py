@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -73,7 +74,7 @@ def wait(client: httpx.Client, location: str, *, interval_s: float = 0.5, out: I
     """Poll the job until it ends, with a progress bar; its last state (counts only)."""
     from tqdm import tqdm
 
-    job: dict[str, Any] = client.get(location, params={"limit": 0}).raise_for_status().json()
+    job = _poll(client, location)
     with tqdm(total=job["item_count"], unit="img", file=out or sys.stderr, desc=job["status"]) as bar:
         while True:
             done = job["item_count"] - job["counts"]["pending"]
@@ -82,7 +83,17 @@ def wait(client: httpx.Client, location: str, *, interval_s: float = 0.5, out: I
             if job["status"] in TERMINAL:
                 return job
             time.sleep(interval_s)
-            job = client.get(location, params={"limit": 0}).raise_for_status().json()
+            job = _poll(client, location)
+
+
+def _poll(client: httpx.Client, location: str) -> dict[str, Any]:
+    """The job's state (counts only); behind the gateway, a 429 waits its Retry-After rather than failing."""
+    while True:
+        response = client.get(location, params={"limit": 0})
+        if response.status_code != 429:
+            job: dict[str, Any] = response.raise_for_status().json()
+            return job
+        time.sleep(float(response.headers.get("Retry-After", "1")))
 
 
 def items(client: httpx.Client, location: str, page: int = 500) -> Iterator[dict[str, Any]]:
@@ -104,6 +115,9 @@ def main(argv: Sequence[str] | None = None, client: httpx.Client | None = None) 
     parser.add_argument("folder", type=Path)
     parser.add_argument("--task", choices=["classify", "detect"], required=True)
     parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("CV_API_KEY"), help="behind the gateway (default: $CV_API_KEY)"
+    )
     parser.add_argument("--wait", action="store_true", help="follow the job until it ends")
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--confidence", type=float)
@@ -117,7 +131,8 @@ def main(argv: Sequence[str] | None = None, client: httpx.Client | None = None) 
         if getattr(args, name) is not None:
             fields[name] = str(getattr(args, name))
     own = client is None
-    client = client or httpx.Client(base_url=args.url, timeout=httpx.Timeout(60.0, connect=10.0))
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    client = client or httpx.Client(base_url=args.url, timeout=httpx.Timeout(60.0, connect=10.0), headers=headers)
     try:
         accepted = submit(client, args.folder, fields)
         print(f"job {accepted['id']} accepted: {accepted['item_count']} images; follow {accepted['location']}")

@@ -118,3 +118,24 @@ def test_main_makes_its_own_client(tmp_path: Path, monkeypatch: Any) -> None:
     except SystemExit as exc:
         assert "503" in str(exc)
     assert made == ["http://elsewhere:1"]
+
+
+def test_behind_the_gateway_the_key_is_sent_and_a_429_waits(tmp_path: Path, monkeypatch: Any) -> None:
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200, json=job("succeeded", 0))])
+    keys: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("authorization"))
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": "j", "item_count": 4, "location": "/api/v1/jobs/j"})
+        return next(answers)
+
+    class Client(httpx.Client):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(transport=httpx.MockTransport(handler), **kwargs)
+
+    monkeypatch.setattr(submit.httpx, "Client", Client)
+    monkeypatch.setenv("CV_API_KEY", "cvk_k")
+    (tmp_path / "a.png").write_bytes(b"x")
+    assert submit.main([str(tmp_path), "--task", "classify", "--wait", "--interval", "0"]) == 0
+    assert keys == ["Bearer cvk_k"] * 3
