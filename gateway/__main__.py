@@ -43,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from gateway.app import create_app
+        from services.logging import configure_logging
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        configure_logging(settings.log_level, json_logs=True, logger_name="gateway")
+        # Traefik writes the access log; the gateway logs its refusals (with the request id).
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, server_header=False)
         return 0
     store = _store(settings)
     if args.action == "create":

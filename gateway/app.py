@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -19,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from gateway.config import GatewaySettings
 from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthenticated
 from gateway.keys import KeyStore
-from gateway.limiter import Decision, RedisLimiter
+from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.tiers import Tier, Tiers, UnknownTier
 from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
 
@@ -34,16 +36,21 @@ class Limiter(Protocol):
     def ping(self) -> bool: ...
 
 
-def _api_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+# Set by the gateway for the api service (which trusts them only from the gateway); a caller's are dropped.
+UPSTREAM_HEADERS = ("X-Client-Id", "X-Tier", "X-Tier-Max-Batch", "X-Tier-Max-Image-Bytes")
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+def _api_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
+def _request_id(headers: Mapping[str, str]) -> str:
+    given = headers.get("x-request-id", "")
     return given if 0 < len(given) <= REQUEST_ID_MAX and given.isprintable() else uuid.uuid4().hex
 
 
@@ -58,16 +65,41 @@ def _rate_headers(decision: Decision) -> dict[str, str]:
     return headers
 
 
-def _problem(error: ServiceError, *, uri: str, request_id: str, headers: dict[str, str]) -> JSONResponse:
+@dataclass(frozen=True)
+class Verdict:
+    """The gateway's answer to one request: 200 and the upstream headers, or a refusal with its problem body."""
+
+    status: int
+    headers: dict[str, str]
+    problem: dict[str, Any] | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.problem is None
+
+    def response(self) -> Response:
+        """As an HTTP response (ForwardAuth's answer, or the in-process middleware's refusal)."""
+        if self.problem is None:
+            return Response(status_code=self.status, headers=self.headers)
+        return JSONResponse(
+            self.problem, status_code=self.status, headers=self.headers, media_type=PROBLEM_CONTENT_TYPE
+        )
+
+
+def _refusal(error: ServiceError, *, uri: str, request_id: str, headers: dict[str, str]) -> Verdict:
     body = problem_from_error(error, instance=uri, request_id=request_id)
     headers = {**headers, "X-Request-ID": request_id}
     if error.status_code == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="cv-api"'
-    return JSONResponse(body, status_code=error.status_code, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+    return Verdict(status=error.status_code, headers=headers, problem=body)
 
 
 class Gateway:
-    """Decides on one forwarded request: who it is, whether the tier allows the route, whether it is in limits."""
+    """Decides on one request: who it is, whether the tier allows the route, whether it is in limits.
+
+    The same object answers Traefik's ForwardAuth (``/auth``) and, in local mode, runs inside the api
+    process (gateway/inprocess.py): one policy, two ways in.
+    """
 
     def __init__(self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool) -> None:
         self.keys = keys
@@ -75,15 +107,15 @@ class Gateway:
         self.limiter = limiter
         self.fail_open = fail_open
 
-    def authorize(self, request: Request) -> Response:
-        uri = request.headers.get("x-forwarded-uri") or "/"
-        request_id = _request_id(request)
+    def decide(self, headers: Mapping[str, str], uri: str) -> Verdict:
+        """The verdict on a request to ``uri`` (path and query) with ``headers`` (lower-case names)."""
+        request_id = _request_id(headers)
         try:
-            tier, client_id, decision = self._decide(request, uri)
+            tier, client_id, decision = self._decide(headers, uri)
         except ServiceError as error:
-            headers = error.extra.pop("headers", {})
-            logger.info("refused %s %s: %s", request_id, uri, error.type_slug)
-            return _problem(error, uri=uri, request_id=request_id, headers=headers)
+            extra = error.extra.pop("headers", {})
+            logger.info("refused", extra={"request_id": request_id, "uri": uri, "problem": error.type_slug})
+            return _refusal(error, uri=uri, request_id=request_id, headers=extra)
         headers = {
             **_rate_headers(decision),
             "X-Client-Id": client_id,
@@ -92,10 +124,15 @@ class Gateway:
             "X-Tier-Max-Batch": str(tier.max_batch),
             "X-Tier-Max-Image-Bytes": str(tier.max_image_bytes),
         }
-        return Response(status_code=200, headers=headers)
+        return Verdict(status=200, headers=headers)
 
-    def _decide(self, request: Request, uri: str) -> tuple[Tier, str, Decision]:
-        key = _api_key(request)
+    def authorize(self, request: Request) -> Response:
+        """ForwardAuth: Traefik sends the client's headers and the original URI as ``X-Forwarded-Uri``."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return self.decide(headers, request.headers.get("x-forwarded-uri") or "/").response()
+
+    def _decide(self, headers: Mapping[str, str], uri: str) -> tuple[Tier, str, Decision]:
+        key = _api_key(headers)
         if key is None:
             raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
         record = self.keys.authenticate(key)
@@ -127,14 +164,14 @@ class Gateway:
             return Decision(allowed=True, limit=tier.burst, remaining=tier.burst, reset_s=0, retry_after_s=0)
 
     def health(self) -> tuple[int, dict[str, Any]]:
+        """Whether the limiter's store answers, and what happens to requests when it does not."""
+        backend = getattr(self.limiter, "backend", "redis")
         redis_ok = self.limiter.ping()
-        fail_mode = "open" if self.fail_open else "closed"
         status = "ok" if redis_ok else ("degraded" if self.fail_open else "unavailable")
-        return (200 if redis_ok or self.fail_open else 503), {
-            "status": status,
-            "redis": "ok" if redis_ok else "down",
-            "fail_mode": fail_mode,
-        }
+        body = {"status": status, "limiter": backend, "fail_mode": "open" if self.fail_open else "closed"}
+        if backend == "redis":
+            body["redis"] = "ok" if redis_ok else "down"
+        return (200 if redis_ok or self.fail_open else 503), body
 
 
 def build_app(gateway: Gateway) -> FastAPI:
@@ -155,18 +192,24 @@ def build_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
-    """Composition root: the key store, tiers and Redis limiter from settings."""
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    """The key store, tiers and Redis limiter from settings."""
     from services.db.session import create_db_engine
 
-    gateway = Gateway(
+    return Gateway(
         keys=KeyStore(
             create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
         ),
         tiers=Tiers.from_file(settings.tiers_file),
-        limiter=RedisLimiter.from_url(
-            settings.redis_url, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix
+        limiter=(
+            RedisLimiter.from_url(settings.redis_url, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix)
+            if settings.redis_url
+            else MemoryLimiter()
         ),
         fail_open=settings.fail_open,
     )
-    return build_app(gateway)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Composition root of the auth service."""
+    return build_app(build_gateway(settings))

@@ -22,7 +22,8 @@ class GatewaySettings(BaseSettings):
     environment: Literal["local", "production"] = "local"
     # The HMAC key under which API-key secrets are hashed; changing it invalidates every key.
     key_hash_secret: SecretStr = SecretStr(DEFAULT_KEY_HASH_SECRET)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where the rate limits live, shared by every replica; unset (local mode only): in this process.
+    redis_url: str | None = None
     redis_timeout_s: float = Field(default=0.5, gt=0)
     redis_prefix: str = "cv:gw:"
     # Unset: the same embedded SQLite file as the api in local mode (services/config.py).
@@ -31,6 +32,7 @@ class GatewaySettings(BaseSettings):
     # When Redis is unreachable: true admits requests unlimited (fail open), false answers 503 (fail closed).
     fail_open: bool = False
     tiers_file: Path = Path(__file__).with_name("tiers.yaml")
+    log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8081, gt=0)
 
@@ -42,6 +44,8 @@ class GatewaySettings(BaseSettings):
             raise ValueError("set CV_GATEWAY_KEY_HASH_SECRET: the default is refused outside local mode")
         if self.environment == "production" and not self.database_url:
             raise ValueError("production needs CV_GATEWAY_DATABASE_URL (PostgreSQL)")
+        if self.environment == "production" and not self.redis_url:
+            raise ValueError("production needs CV_GATEWAY_REDIS_URL: replicas share their limits there")
         return self
 
     @property

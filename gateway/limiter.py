@@ -8,6 +8,9 @@ clock is Redis' own ``TIME`` (one clock for all replicas); tests inject ``now_us
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -76,8 +79,66 @@ def emission_interval_us(rps: float) -> int:
     return max(1, round(US / rps))
 
 
+class MemoryLimiter:
+    """The same GCRA and daily quota in this process: local mode without Redis, one replica only.
+
+    A line-for-line port of :data:`GCRA_SCRIPT` (tests/gateway/test_limiter_redis.py feeds both the same
+    request times and compares every decision). Production refuses it (gateway/config.py): replicas would
+    each hold their own counts.
+    """
+
+    backend = "memory"
+
+    def __init__(self, clock_us: Callable[[], int] | None = None) -> None:
+        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
+        self._tat: dict[str, int] = {}
+        self._used: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client_id: str, tier: Tier, *, now_us: int | None = None) -> Decision:
+        """Count one request of ``client_id`` against its tier."""
+        now = self._clock_us() if now_us is None else now_us
+        interval, burst, quota = emission_interval_us(tier.rps), tier.burst, tier.daily_quota or 0
+        window = interval * burst
+        with self._lock:
+            tat = max(self._tat.get(client_id, now), now)
+            new_tat = tat + interval
+            allow_at = new_tat - window
+            if allow_at > now:
+                return _decision(tier, 0, 0, tat - now, allow_at - now, -1)
+            day = (client_id, now // (DAY_S * US))
+            used = 0
+            if quota > 0:
+                used = self._used.get(day, 0)
+                if used >= quota:
+                    to_midnight = DAY_S * US - now % (DAY_S * US)
+                    return _decision(tier, 0, 0, to_midnight, to_midnight, used)
+            self._tat[client_id] = new_tat
+            if quota > 0:
+                used = self._used[day] = used + 1
+            return _decision(tier, 1, (window - (new_tat - now)) // interval, new_tat - now, 0, used)
+
+    def ping(self) -> bool:
+        return True
+
+
+def _decision(tier: Tier, allowed: int, remaining: int, reset_us: int, retry_us: int, used: int) -> Decision:
+    """The script's reply as a :class:`Decision` (one conversion for both limiters)."""
+    return Decision(
+        allowed=bool(allowed),
+        limit=tier.burst,
+        remaining=max(0, remaining),
+        reset_s=math.ceil(reset_us / US),
+        retry_after_s=math.ceil(retry_us / US),
+        quota_used=used if used >= 0 and tier.daily_quota else None,
+        retry_after_us=retry_us,
+    )
+
+
 class RedisLimiter:
     """GCRA plus daily quota per client, shared through Redis by every gateway replica."""
+
+    backend = "redis"
 
     def __init__(self, client: redis.Redis, *, prefix: str = "cv:gw:") -> None:
         self._client = client
@@ -103,15 +164,7 @@ class RedisLimiter:
             tier.daily_quota or 0,
         ]
         allowed, remaining, reset_us, retry_us, used = (int(v) for v in self._script(keys=keys, args=args))
-        return Decision(
-            allowed=bool(allowed),
-            limit=tier.burst,
-            remaining=max(0, remaining),
-            reset_s=math.ceil(reset_us / US),
-            retry_after_s=math.ceil(retry_us / US),
-            quota_used=used if used >= 0 and tier.daily_quota else None,
-            retry_after_us=retry_us,
-        )
+        return _decision(tier, allowed, remaining, reset_us, retry_us, used)
 
     def ping(self) -> bool:
         """Whether Redis answers."""

@@ -10,7 +10,7 @@ the job worker it starts beside itself (services/jobs/embedded.py).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 
@@ -24,6 +24,9 @@ from services.http.dataplane import DataPlane
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
 from services.logging import configure_logging
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 settings = get_settings()
 
@@ -43,7 +46,26 @@ def _current_jobs() -> JobQueue | None:
     return jobs
 
 
-app = create_app(settings, backend=_current_backend, data_plane=_current_data_plane, jobs=_current_jobs)
+def _in_process_gateway() -> Gateway:
+    """The gateway of local mode, in this process; its keys live in the api's database unless configured apart."""
+    from gateway.app import build_gateway
+    from gateway.config import GatewaySettings
+
+    gateway_settings = GatewaySettings()
+    if gateway_settings.database_url is None:
+        gateway_settings = gateway_settings.model_copy(
+            update={"database_url": settings.database_url, "data_dir": settings.data_dir}
+        )
+    return build_gateway(gateway_settings)
+
+
+app = create_app(
+    settings,
+    backend=_current_backend,
+    data_plane=_current_data_plane,
+    jobs=_current_jobs,
+    gateway=_in_process_gateway if settings.auth_in_process else None,
+)
 
 
 def _depends(service: Any, url: str | None) -> Any:

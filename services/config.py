@@ -32,6 +32,13 @@ class Stage(StrEnum):
 DEFAULT_PASSWORDS = frozenset({"changethis", "postgres", "password", "secret", "redis"})
 
 
+# Headers the gateway sets for the api service (gateway/app.py); read only when they can be trusted.
+CLIENT_ID_HEADER = "x-client-id"
+TIER_HEADER = "x-tier"
+TIER_MAX_BATCH_HEADER = "x-tier-max-batch"
+TIER_MAX_IMAGE_BYTES_HEADER = "x-tier-max-image-bytes"
+
+
 def sqlalchemy_database_url(database_url: str | None, data_dir: Path) -> str:
     """A ``DATABASE_URL`` as SQLAlchemy wants it: psycopg 3 for PostgreSQL, ``<data_dir>/cv.sqlite3`` when unset."""
     url = database_url or f"sqlite:///{data_dir / 'cv.sqlite3'}"
@@ -120,8 +127,12 @@ class ServingSettings(BaseSettings):
     # Inference-log writes are buffered and flushed in bulk: at this many records or this often.
     log_buffer_size: int = Field(default=256, gt=0)
     log_flush_interval_s: float = Field(default=1.0, gt=0)
-    # X-Client-Id and X-Tier are recorded only when the gateway in front sets them (and strips the caller's).
+    # The gateway's X-Client-Id, X-Tier, X-Tier-Max-* and RateLimit-* headers are read (and the caller's tier
+    # limits applied) only when the gateway in front sets them and strips the caller's: behind Traefik.
     trust_gateway_headers: bool = False
+    # Local mode without Traefik: run the gateway's policy (API keys, tiers, rate limits) inside the api process,
+    # configured by the CV_GATEWAY_* settings (gateway/config.py); keys in this database unless those say otherwise.
+    auth_in_process: bool = False
 
     # Batch jobs (docs/adr/0005-job-broker.md). Unset broker: Redis at CV_REDIS_URL in production; in local mode
     # a SQLite file under data_dir through services/jobs/broker.py, which needs no server.
@@ -165,6 +176,11 @@ class ServingSettings(BaseSettings):
             if url and urlsplit(url).password in DEFAULT_PASSWORDS:
                 raise ValueError(f"refusing a default password in {urlsplit(url).scheme} URL outside local mode")
         return self
+
+    @property
+    def gateway_headers_trusted(self) -> bool:
+        """Whether the gateway's headers on a request come from the gateway (Traefik in front, or in process)."""
+        return self.trust_gateway_headers or self.auth_in_process
 
     @property
     def gallery_path(self) -> Path:

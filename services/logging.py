@@ -65,9 +65,9 @@ class JsonFormatter(logging.Formatter):
 _HANDLER_NAME = "cv-api-json"
 
 
-def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
-    """Install the JSON handler on the ``services`` logger tree (idempotent)."""
-    logger = logging.getLogger("services")
+def configure_logging(level: str = "INFO", json_logs: bool = True, logger_name: str = "services") -> None:
+    """Install the JSON handler on the ``logger_name`` logger tree (idempotent)."""
+    logger = logging.getLogger(logger_name)
     logger.setLevel(level.upper())
     if any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
         return

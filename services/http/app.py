@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.config import ServingSettings
+from services.config import CLIENT_ID_HEADER, TIER_HEADER, ServingSettings
 from services.errors import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
@@ -40,11 +40,15 @@ from services.logging import (
 )
 from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
 
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
 log = logging.getLogger("services.http")
 API_PREFIX = "/api/v1"
-# Set by the gateway in front (and stripped from callers); read only with CV_TRUST_GATEWAY_HEADERS.
-CLIENT_ID_HEADER = "x-client-id"
-TIER_HEADER = "x-tier"
+# Without Traefik, what it publishes without a key: the spec; and Prometheus scrapes /metrics directly.
+IN_PROCESS_PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/metrics"})
+# The gateway's rate-limit state for this client; behind Traefik the api hands it on to the caller.
+RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
 def _route_template(scope: Scope) -> str:
@@ -82,6 +86,12 @@ class RequestContextMiddleware:
         trace_token = bind_trace(trace)
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500, "problem": None}
+        # ForwardAuth can only add headers to the request: the gateway's RateLimit-* go back to the caller from here.
+        echoed = [
+            (name.encode(), headers[name].encode())
+            for name in RATE_LIMIT_HEADERS
+            if self.trust_gateway_headers and name in headers
+        ]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -91,6 +101,7 @@ class RequestContextMiddleware:
                     if key == b"x-problem-type":
                         status["problem"] = value.decode("latin-1")
                 message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message["headers"].extend(echoed)
             await send(message)
 
         limit = self.batch_max_body_bytes if scope["path"].endswith("/batch") else self.max_body_bytes
@@ -116,6 +127,7 @@ class RequestContextMiddleware:
                     "route": route,
                     "status": status["code"],
                     "duration_ms": round(elapsed * 1000, 2),
+                    **trace.caller(),
                 },
             )
             if route in RECORDED_ROUTES:
@@ -238,8 +250,13 @@ def create_app(
     backend: BackendProvider,
     data_plane: DataPlaneProvider | None = None,
     jobs: JobsProvider | None = None,
+    gateway: Callable[[], Gateway] | None = None,
 ) -> FastAPI:
-    """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane and jobs."""
+    """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane and jobs.
+
+    ``gateway`` (local mode, ``CV_AUTH_IN_PROCESS``): builds the gateway whose policy runs in front of every
+    route but the public ones, as Traefik's ForwardAuth does in production.
+    """
     app = FastAPI(
         title="Computer-vision API",
         version="1.0.0",
@@ -262,6 +279,10 @@ def create_app(
         max_body_bytes=max_body,
         batch_max_body_bytes=max(max_body, settings.job_max_request_bytes),
         data_plane=data_plane,
-        trust_gateway_headers=settings.trust_gateway_headers,
+        trust_gateway_headers=settings.gateway_headers_trusted,
     )
+    if gateway is not None:  # outermost, as Traefik is: refusals never reach the routes
+        from gateway.inprocess import GatewayMiddleware
+
+        app.add_middleware(GatewayMiddleware, gateway=gateway, public_paths=IN_PROCESS_PUBLIC_PATHS)
     return app

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from services.config import ServingSettings
+from services.config import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER, ServingSettings
 from services.errors import PayloadTooLarge, ServiceError
 from services.http.backend import Backend
 from services.http.dataplane import DataPlane
@@ -55,25 +56,57 @@ def _jobs(request: Request) -> JobQueue | None:
     return jobs
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The input limits of one request: the server's, tightened by the caller's tier when the gateway says so."""
+
+    max_image_bytes: int
+    max_image_pixels: int
+    max_batch_items: int
+
+    @classmethod
+    def of(cls, settings: ServingSettings, headers: Mapping[str, str] | None = None) -> Limits:
+        """``settings``' limits, lowered to ``X-Tier-Max-Image-Bytes`` / ``X-Tier-Max-Batch`` when trusted."""
+        limits = cls(settings.max_image_bytes, settings.max_image_pixels, settings.max_batch_items)
+        if headers is None or not settings.gateway_headers_trusted:
+            return limits
+        image_bytes = _positive(headers.get(TIER_MAX_IMAGE_BYTES_HEADER))
+        batch = _positive(headers.get(TIER_MAX_BATCH_HEADER))
+        return cls(
+            min(limits.max_image_bytes, image_bytes or limits.max_image_bytes),
+            limits.max_image_pixels,
+            min(limits.max_batch_items, batch or limits.max_batch_items),
+        )
+
+
+def _positive(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
+
+
+def _limits(request: Request) -> Limits:
+    return Limits.of(_settings(request), request.headers)
+
+
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]
+LimitsDep = Annotated[Limits, Depends(_limits)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 
-async def read_image(upload: UploadFile, settings: ServingSettings) -> DecodedImage:
+async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
     """Read one uploaded part within the byte limit and decode it off the event loop (noted in the request's trace)."""
     trace = current_trace()
     try:
-        data = await upload.read(settings.max_image_bytes + 1)
-        if len(data) > settings.max_image_bytes:
-            raise PayloadTooLarge(f"image {upload.filename!r} exceeds {settings.max_image_bytes} bytes")
+        data = await upload.read(limits.max_image_bytes + 1)
+        if len(data) > limits.max_image_bytes:
+            raise PayloadTooLarge(f"image {upload.filename!r} exceeds {limits.max_image_bytes} bytes")
         image = await run_in_threadpool(
             decode_image,
             data,
             declared_type=upload.content_type,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
+            max_bytes=limits.max_image_bytes,
+            max_pixels=limits.max_image_pixels,
         )
     except ServiceError as exc:
         trace.image_refused(exc)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Response
 
 from services.errors import InvalidParameter, NotFound, error_from_dict
-from services.http.deps import BackendDep, SettingsDep, read_image
+from services.http.deps import BackendDep, LimitsDep, read_image
 from services.http.inference import ImageFile, image_info
 from services.http.recording import current_trace
 from services.http.schemas import GalleryItemResponse, GallerySizeResponse, SearchResponse
@@ -22,11 +22,11 @@ router = APIRouter(tags=["similarity search"])
 
 @router.post("/search", response_model=SearchResponse)
 async def search(
-    settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: Annotated[int, Form(ge=1, le=100)] = 5
+    limits: LimitsDep, backend: BackendDep, image: ImageFile, top_k: Annotated[int, Form(ge=1, le=100)] = 5
 ) -> dict[str, Any]:
     """Find the gallery images most similar to this one (cosine similarity)."""
     started = time.perf_counter()
-    decoded = await read_image(image, settings)
+    decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
     item = SearchItem(image=decoded.pixels, top_k=top_k, request_id=get_request_id())
     (outcome,) = await backend.search([item])
@@ -59,14 +59,14 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
 
 @router.post("/gallery", response_model=GalleryItemResponse, status_code=201)
 async def gallery_add(
-    settings: SettingsDep,
+    limits: LimitsDep,
     backend: BackendDep,
     image: ImageFile,
     metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None,
 ) -> dict[str, Any]:
     """Add an image and its metadata to the search gallery."""
     meta = parse_metadata(metadata)
-    decoded = await read_image(image, settings)
+    decoded = await read_image(image, limits)
     meta.setdefault("filename", image.filename)
     meta.setdefault("sha256", decoded.sha256)
     added = await backend.gallery_add(InferenceItem(image=decoded.pixels, request_id=get_request_id()), meta)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from services.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
-from services.http.deps import BackendDep, JobsDep, SettingsDep, read_image
+from services.http.deps import BackendDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
 from services.http.jobs import submit_job
 from services.http.recording import current_trace
 from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse, JobResponse
@@ -97,11 +97,11 @@ def _with_version_header(body: dict[str, Any]) -> JSONResponse:
 
 @router.post("/classify", response_model=ClassifyResponse)
 async def classify(
-    settings: SettingsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5, version: Version = None
+    limits: LimitsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5, version: Version = None
 ) -> JSONResponse:
     """Classify one image: the top-k labels with their probabilities."""
     started = time.perf_counter()
-    decoded = await read_image(image, settings)
+    decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
     outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
     return _with_version_header(answer(outcome, decoded, started, decode_ms))
@@ -109,7 +109,7 @@ async def classify(
 
 @router.post("/detect", response_model=DetectResponse)
 async def detect(
-    settings: SettingsDep,
+    limits: LimitsDep,
     backend: BackendDep,
     image: ImageFile,
     confidence: Confidence = 0.25,
@@ -121,7 +121,7 @@ async def detect(
     """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
     started = time.perf_counter()
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
-    decoded = await read_image(image, settings)
+    decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
     outcome = await run_one(backend, "detector", decoded, params, version)
     return _with_version_header(answer(outcome, decoded, started, decode_ms))
@@ -134,6 +134,7 @@ async def detect(
 )
 async def batch(
     settings: SettingsDep,
+    limits: LimitsDep,
     backend: BackendDep,
     jobs: JobsDep,
     images: Annotated[list[UploadFile], File(description="Several images for one task")],
@@ -153,20 +154,20 @@ async def batch(
         if task == "classify"
         else {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
     )
-    as_job = mode == "job" or (mode == "auto" and len(images) > settings.max_batch_items and jobs is not None)
+    as_job = mode == "job" or (mode == "auto" and len(images) > limits.max_batch_items and jobs is not None)
     if as_job:
         if len(images) > settings.job_max_items:
             raise PayloadTooLarge(f"{len(images)} images; a job takes at most {settings.job_max_items}")
         return await submit_job(jobs, task=task, params=params, version=version, uploads=images)
-    if len(images) > settings.max_batch_items:
+    if len(images) > limits.max_batch_items:
         raise PayloadTooLarge(
-            f"{len(images)} images; at most {settings.max_batch_items} are answered inline (send mode=job)"
+            f"{len(images)} images; at most {limits.max_batch_items} are answered inline (send mode=job)"
         )
-    return await _inline_batch(settings, backend, images, task, params, version)
+    return await _inline_batch(limits, backend, images, task, params, version)
 
 
 async def _inline_batch(
-    settings: SettingsDep,
+    limits: Limits,
     backend: BackendDep,
     images: list[UploadFile],
     task: str,
@@ -177,7 +178,7 @@ async def _inline_batch(
     decoded: list[DecodedImage | ServiceError] = []
     for upload in images:
         try:
-            decoded.append(await read_image(upload, settings))
+            decoded.append(await read_image(upload, limits))
         except ServiceError as exc:
             decoded.append(exc)
     valid = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]

@@ -49,6 +49,10 @@ class RequestTrace:
     # Set when the request became a batch job: its images are logged by the worker, one row per item.
     job_id: str | None = None
 
+    def caller(self) -> dict[str, str]:
+        """Who called, as the gateway said (for log lines): empty without a trusted gateway."""
+        return {k: v for k, v in (("client_id", self.client_id), ("tier", self.tier)) if v}
+
     def image_read(self, image: DecodedImage) -> None:
         self.entries.append(ImageEntry(image=image))
 

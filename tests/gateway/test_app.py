@@ -124,7 +124,7 @@ def test_redis_down_fails_closed_with_503(store: KeyStore, tiers: Tiers) -> None
     assert response.headers["Retry-After"] == "1"
     health = client.get("/health")
     assert health.status_code == 503
-    assert health.json() == {"status": "unavailable", "redis": "down", "fail_mode": "closed"}
+    assert health.json() == {"status": "unavailable", "limiter": "redis", "redis": "down", "fail_mode": "closed"}
 
 
 def test_redis_down_fails_open_when_configured(store: KeyStore, tiers: Tiers) -> None:
@@ -136,12 +136,12 @@ def test_redis_down_fails_open_when_configured(store: KeyStore, tiers: Tiers) ->
     assert response.status_code == 200 and response.headers["RateLimit-Remaining"] == "3"
     health = client.get("/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "degraded", "redis": "down", "fail_mode": "open"}
+    assert health.json() == {"status": "degraded", "limiter": "redis", "redis": "down", "fail_mode": "open"}
 
 
 def test_health_ok(store: KeyStore, tiers: Tiers) -> None:
     health = _client(store, tiers, FakeLimiter()).get("/health")
-    assert health.json() == {"status": "ok", "redis": "ok", "fail_mode": "closed"}
+    assert health.json() == {"status": "ok", "limiter": "redis", "redis": "ok", "fail_mode": "closed"}
 
 
 def test_create_app_wires_settings(tmp_path: Path) -> None:
@@ -150,3 +150,16 @@ def test_create_app_wires_settings(tmp_path: Path) -> None:
     )  # type: ignore[call-arg]
     health = TestClient(create_app(settings)).get("/health")
     assert health.json()["redis"] == "down"
+
+
+def test_without_a_redis_url_local_mode_limits_in_process(tmp_path: Path) -> None:
+    settings = GatewaySettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    from services.db import migrate
+    from services.db.session import create_db_engine
+
+    migrate.upgrade(create_db_engine(settings.sqlalchemy_url))
+    key, _ = KeyStore(create_db_engine(settings.sqlalchemy_url), hash_key=b"changethis").create(name="a", tier="free")
+    client = TestClient(create_app(settings))
+    assert client.get("/health").json() == {"status": "ok", "limiter": "memory", "fail_mode": "closed"}
+    statuses = [_auth(client, key, uri="/api/v1/models").status_code for _ in range(7)]
+    assert statuses[:5] == [200] * 5 and statuses[-1] == 429  # free: burst 5 (gateway/tiers.yaml)

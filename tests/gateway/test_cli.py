@@ -47,6 +47,6 @@ def test_serve_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(host=host, port=port))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     assert main(["serve"]) == 0
-    assert seen == {"host": "127.0.0.1", "port": 8081}
+    assert seen == {"host": "127.0.0.1", "port": 8081, "access_log": False, "server_header": False}

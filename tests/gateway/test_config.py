@@ -35,6 +35,7 @@ def test_postgres_url_uses_psycopg_and_fail_open_is_reported() -> None:
         environment="production",
         key_hash_secret="a-long-random-secret",
         database_url="postgresql://cv@db/cv",
+        redis_url="redis://redis:6379/0",
         fail_open=True,
     )
     assert settings.sqlalchemy_url == "postgresql+psycopg://cv@db/cv"
@@ -44,3 +45,10 @@ def test_postgres_url_uses_psycopg_and_fail_open_is_reported() -> None:
 def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CV_GATEWAY_FAIL_OPEN", "true")
     assert _settings().fail_open
+
+
+def test_production_needs_a_shared_redis() -> None:
+    with pytest.raises(ValidationError, match="REDIS_URL"):
+        _settings(
+            environment="production", key_hash_secret="a-long-random-secret", database_url="postgresql://cv@db/cv"
+        )

@@ -1,4 +1,5 @@
-"""GCRA and daily-quota arithmetic of the Lua script, with an injected clock, against the real Redis."""
+"""GCRA and daily-quota arithmetic, with an injected clock: the Lua script on the real Redis, and its in-process
+port (local mode without Redis), each test run against both, so the two cannot drift apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from gateway.limiter import DAY_S, US, RedisLimiter, emission_interval_us
+from gateway.limiter import DAY_S, US, MemoryLimiter, RedisLimiter, emission_interval_us
 from tests.gateway.conftest import make_tier
 from tests.integration.conftest import REDIS_URL
 
@@ -17,11 +18,17 @@ pytestmark = pytest.mark.integration
 T0 = 1_795_737_600 * US
 
 
-@pytest.fixture
-def limiter(redis_prefix: str) -> Iterator[RedisLimiter]:
+@pytest.fixture(params=["redis", "memory"])
+def limiter(request: pytest.FixtureRequest) -> Iterator[RedisLimiter | MemoryLimiter]:
+    if request.param == "memory":
+        yield MemoryLimiter()
+        return
     client = redis.Redis.from_url(REDIS_URL)
-    yield RedisLimiter(client, prefix=redis_prefix)
+    yield RedisLimiter(client, prefix=request.getfixturevalue("redis_prefix"))
     client.close()
+
+
+Limiter = RedisLimiter | MemoryLimiter
 
 
 def test_emission_interval() -> None:
@@ -30,7 +37,7 @@ def test_emission_interval() -> None:
     assert emission_interval_us(10**9) == 1
 
 
-def test_burst_is_admitted_at_once_then_refused(limiter: RedisLimiter) -> None:
+def test_burst_is_admitted_at_once_then_refused(limiter: Limiter) -> None:
     tier = make_tier(rps=10, burst=3)
     decisions = [limiter.check("c", tier, now_us=T0) for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
@@ -40,7 +47,7 @@ def test_burst_is_admitted_at_once_then_refused(limiter: RedisLimiter) -> None:
     assert refused.retry_after_us == 100_000 and refused.retry_after_s == 1
 
 
-def test_one_request_per_interval_after_the_burst(limiter: RedisLimiter) -> None:
+def test_one_request_per_interval_after_the_burst(limiter: Limiter) -> None:
     tier = make_tier(rps=10, burst=3)
     for _ in range(3):
         limiter.check("c", tier, now_us=T0)
@@ -50,7 +57,7 @@ def test_one_request_per_interval_after_the_burst(limiter: RedisLimiter) -> None
     assert limiter.check("c", tier, now_us=T0 + 200_000).allowed
 
 
-def test_bucket_refills_fully_after_burst_intervals(limiter: RedisLimiter) -> None:
+def test_bucket_refills_fully_after_burst_intervals(limiter: Limiter) -> None:
     tier = make_tier(rps=10, burst=3)
     for _ in range(3):
         limiter.check("c", tier, now_us=T0)
@@ -58,14 +65,14 @@ def test_bucket_refills_fully_after_burst_intervals(limiter: RedisLimiter) -> No
     assert [limiter.check("c", tier, now_us=later).allowed for _ in range(4)] == [True, True, True, False]
 
 
-def test_clients_are_limited_separately(limiter: RedisLimiter) -> None:
+def test_clients_are_limited_separately(limiter: Limiter) -> None:
     tier = make_tier(rps=1, burst=1)
     assert limiter.check("a", tier, now_us=T0).allowed
     assert not limiter.check("a", tier, now_us=T0).allowed
     assert limiter.check("b", tier, now_us=T0).allowed
 
 
-def test_daily_quota_refuses_until_midnight_and_resets_the_next_day(limiter: RedisLimiter) -> None:
+def test_daily_quota_refuses_until_midnight_and_resets_the_next_day(limiter: Limiter) -> None:
     tier = make_tier(rps=1000, burst=1000, daily_quota=2)
     noon = T0 + DAY_S // 2 * US
     assert limiter.check("c", tier, now_us=noon).quota_used == 1
@@ -75,7 +82,7 @@ def test_daily_quota_refuses_until_midnight_and_resets_the_next_day(limiter: Red
     assert limiter.check("c", tier, now_us=T0 + DAY_S * US).allowed
 
 
-def test_rate_refusal_does_not_spend_quota(limiter: RedisLimiter) -> None:
+def test_rate_refusal_does_not_spend_quota(limiter: Limiter) -> None:
     tier = make_tier(rps=1, burst=1, daily_quota=10)
     assert limiter.check("c", tier, now_us=T0).quota_used == 1
     refused = limiter.check("c", tier, now_us=T0)
@@ -83,7 +90,7 @@ def test_rate_refusal_does_not_spend_quota(limiter: RedisLimiter) -> None:
     assert limiter.check("c", tier, now_us=T0 + US).quota_used == 2
 
 
-def test_redis_clock_is_used_without_an_injected_one(limiter: RedisLimiter) -> None:
+def test_the_limiters_clock_is_used_without_an_injected_one(limiter: Limiter) -> None:
     tier = make_tier(rps=1, burst=2)
     assert limiter.check("c", tier).allowed and limiter.check("c", tier).allowed
     assert not limiter.check("c", tier).allowed
@@ -95,3 +102,26 @@ def test_unreachable_redis_raises_and_ping_says_down() -> None:
     with pytest.raises(redis.RedisError):
         dead.check("c", make_tier())
     assert not dead.ping()
+
+
+def test_random_traffic_gets_the_same_decisions_from_both() -> None:
+    """Bursty arrivals over two days, two clients, a quota: the Lua script and its port agree on every field."""
+    import random
+    import uuid
+
+    rng = random.Random(7)
+    tier = make_tier(rps=5, burst=4, daily_quota=300)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        prefix = f"cvtest:{uuid.uuid4().hex[:12]}:"
+        redis_limiter = RedisLimiter(client, prefix=prefix)
+        memory = MemoryLimiter()
+        now = T0 + DAY_S * US - 30 * US  # across a UTC midnight
+        for _ in range(2000):
+            now += int(rng.expovariate(1 / 40_000))
+            who = rng.choice(["a", "b"])
+            assert redis_limiter.check(who, tier, now_us=now) == memory.check(who, tier, now_us=now)
+    finally:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+        client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
@@ -10,6 +10,7 @@ from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from gateway.app import Gateway
 from services.config import ServingSettings
 from services.db.logs import list_inference_logs
 from services.db.tables import InferenceLog
@@ -21,12 +22,15 @@ from services.http.deps import JobsProvider
 
 @contextmanager
 def data_plane_client(
-    backend: Backend, settings: ServingSettings, jobs: JobsProvider | None = None
+    backend: Backend,
+    settings: ServingSettings,
+    jobs: JobsProvider | None = None,
+    gateway: Callable[[], Gateway] | None = None,
 ) -> Iterator[tuple[TestClient, DataPlane]]:
     """A test client for ``/api/v1`` over ``backend`` wrapped by a fresh data plane (and ``jobs``); closed after."""
     plane = DataPlane.from_settings(settings)
     wrapped = plane.wrap(backend)
-    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane, jobs=jobs)
+    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane, jobs=jobs, gateway=gateway)
     parent = Starlette(routes=[Mount("/api/v1", app=app)])
     with TestClient(parent, base_url="http://testserver/api/v1", raise_server_exceptions=False) as client:
         try:

@@ -1,0 +1,68 @@
+"""The gateway's policy inside the api process: local mode without Traefik (``CV_AUTH_IN_PROCESS=true``).
+
+The same :meth:`Gateway.decide` that answers Traefik's ForwardAuth runs here as ASGI middleware in
+front of the api's routes, doing what Traefik does with its answer: a refusal goes back to the caller
+as is; on success the caller's identity headers are replaced by the gateway's (so the api reads them
+as it does behind Traefik) and the ``RateLimit-*`` headers are added to the response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.app import RATE_HEADERS, UPSTREAM_HEADERS, Gateway
+
+_STRIPPED = {name.lower().encode() for name in (*UPSTREAM_HEADERS, *RATE_HEADERS, "X-Request-ID")}
+_RATE = {name.lower() for name in RATE_HEADERS}
+
+
+def full_path(scope: Scope) -> str:
+    """The request path as the client sent it, also inside a mounted app (``root_path`` + path)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path if not root or path.startswith(root) else root + path
+
+
+class GatewayMiddleware:
+    """Pure ASGI middleware: the gateway's verdict before every route but ``public_paths``."""
+
+    def __init__(self, app: ASGIApp, gateway: Callable[[], Gateway], public_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self._factory = gateway
+        self._gateway: Gateway | None = None
+        self.public_paths = frozenset(public_paths)
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:  # built on the first request, in the process that serves
+            self._gateway = self._factory()
+        return self._gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = full_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
+        verdict = await run_in_threadpool(self.gateway.decide, headers, f"{path}?{query}" if query else path)
+        if not verdict.allowed:
+            await verdict.response()(scope, receive, send)
+            return
+        upstream = [
+            (name.lower().encode(), value.encode("latin-1"))
+            for name, value in verdict.headers.items()
+            if name.lower() not in _RATE
+        ]
+        kept = [(k, v) for k, v in scope["headers"] if k.lower() not in _STRIPPED]
+        rate = [(name.encode(), value.encode()) for name, value in verdict.headers.items() if name.lower() in _RATE]
+
+        async def send_with_rate(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *rate]
+            await send(message)
+
+        await self.app({**scope, "headers": kept + upstream}, receive, send_with_rate)
