@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,12 +51,20 @@ serve: gallery
 worker: import-models
 	$(PY) -m celery --app services.jobs.celery_app worker --loglevel INFO --without-gossip --without-mingle --without-heartbeat
 
+# The production topology natively on loopback, as docker-compose.prod.yml runs it: Traefik on :8080 (metrics and
+# ping on :8081), the auth service, 2 api replicas, the 3 model services, a Celery worker, on this machine's
+# PostgreSQL and Redis. Ctrl-C stops it. Keys: .venv/bin/python -m deploy keys create --tier pro --name me
+PROD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PROD_REDIS_URL ?= redis://127.0.0.1:6379/0
+prod-native: import-models
+	$(PY) -m deploy up --database-url $(PROD_DATABASE_URL) --redis-url $(PROD_REDIS_URL)
+
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts gateway
-	$(VENV)/bin/mypy services gateway
+	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts gateway deploy
+	$(VENV)/bin/mypy services gateway deploy
 
 bench: import-models
 	$(PY) benchmarks/serving.py

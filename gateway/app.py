@@ -2,14 +2,14 @@
 
 Traefik sends every client request's headers to ``/auth`` (with ``X-Forwarded-Uri`` and
 ``X-Forwarded-Method``); a 2xx lets the request through with the headers named in
-``authResponseHeaders`` (``X-Client-Id``, ``X-Tier``, ``X-Request-ID``), anything else is
-returned to the client as is.
+``authResponseHeaders`` (identity, tier limits, request id, rate-limit state), anything else is
+returned to the client as is. :class:`Gateway` is the policy; gateway/inprocess.py runs it inside the
+api in local mode.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,10 +24,9 @@ from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.tiers import Tier, Tiers, UnknownTier
 from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
+from services.logging import clean_request_id
 
 logger = logging.getLogger("gateway")
-
-REQUEST_ID_MAX = 128
 
 
 class Limiter(Protocol):
@@ -47,11 +46,6 @@ def _api_key(headers: Mapping[str, str]) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return headers.get("x-api-key") or None
-
-
-def _request_id(headers: Mapping[str, str]) -> str:
-    given = headers.get("x-request-id", "")
-    return given if 0 < len(given) <= REQUEST_ID_MAX and given.isprintable() else uuid.uuid4().hex
 
 
 def _rate_headers(decision: Decision) -> dict[str, str]:
@@ -109,13 +103,22 @@ class Gateway:
 
     def decide(self, headers: Mapping[str, str], uri: str) -> Verdict:
         """The verdict on a request to ``uri`` (path and query) with ``headers`` (lower-case names)."""
-        request_id = _request_id(headers)
+        request_id = clean_request_id(headers.get("x-request-id"))  # the api's rule: it keeps what the gateway kept
         try:
             tier, client_id, decision = self._decide(headers, uri)
         except ServiceError as error:
             extra = error.extra.pop("headers", {})
             logger.info("refused", extra={"request_id": request_id, "uri": uri, "problem": error.type_slug})
             return _refusal(error, uri=uri, request_id=request_id, headers=extra)
+        logger.debug(
+            "admitted",
+            extra={
+                "request_id": request_id,
+                "client_id": client_id,
+                "tier": tier.name,
+                "remaining": decision.remaining,
+            },
+        )
         headers = {
             **_rate_headers(decision),
             "X-Client-Id": client_id,

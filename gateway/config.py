@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.config import DEFAULT_PASSWORDS, REPO_ROOT, sqlalchemy_database_url
@@ -17,7 +17,7 @@ DEFAULT_KEY_HASH_SECRET = "changethis"
 class GatewaySettings(BaseSettings):
     """Settings of the auth and tier service."""
 
-    model_config = SettingsConfigDict(env_prefix="CV_GATEWAY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CV_GATEWAY_", env_file=".env", extra="ignore", populate_by_name=True)
 
     environment: Literal["local", "production"] = "local"
     # The HMAC key under which API-key secrets are hashed; changing it invalidates every key.
@@ -26,9 +26,14 @@ class GatewaySettings(BaseSettings):
     redis_url: str | None = None
     redis_timeout_s: float = Field(default=0.5, gt=0)
     redis_prefix: str = "cv:gw:"
-    # Unset: the same embedded SQLite file as the api in local mode (services/config.py).
-    database_url: str | None = None
-    data_dir: Path = REPO_ROOT / ".data"
+    # The api's database unless set apart (CV_GATEWAY_DATABASE_URL, else CV_DATABASE_URL); unset: the api's embedded
+    # SQLite file under CV_GATEWAY_DATA_DIR, else CV_DATA_DIR, else .data (services/config.py).
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CV_GATEWAY_DATABASE_URL", "CV_DATABASE_URL")
+    )
+    data_dir: Path = Field(
+        default=REPO_ROOT / ".data", validation_alias=AliasChoices("CV_GATEWAY_DATA_DIR", "CV_DATA_DIR")
+    )
     # When Redis is unreachable: true admits requests unlimited (fail open), false answers 503 (fail closed).
     fail_open: bool = False
     tiers_file: Path = Path(__file__).with_name("tiers.yaml")

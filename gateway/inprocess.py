@@ -13,10 +13,20 @@ from collections.abc import Callable, Iterable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.app import RATE_HEADERS, UPSTREAM_HEADERS, Gateway
+from gateway.app import RATE_HEADERS, UPSTREAM_HEADERS, Gateway, build_gateway
+from gateway.config import GatewaySettings
+from services.config import ServingSettings
 
 _STRIPPED = {name.lower().encode() for name in (*UPSTREAM_HEADERS, *RATE_HEADERS, "X-Request-ID")}
 _RATE = {name.lower() for name in RATE_HEADERS}
+
+
+def in_process_gateway(api: ServingSettings, settings: GatewaySettings | None = None) -> Gateway:
+    """The gateway an api process runs (``CV_GATEWAY_*`` settings); keys in the api's database unless set apart."""
+    settings = settings or GatewaySettings()
+    if settings.database_url is None:
+        settings = settings.model_copy(update={"database_url": api.database_url, "data_dir": api.data_dir})
+    return build_gateway(settings)
 
 
 def full_path(scope: Scope) -> str:

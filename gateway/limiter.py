@@ -156,7 +156,9 @@ class RedisLimiter:
         Raises:
             redis.RedisError: Redis is unreachable; the caller applies the fail-open/closed setting.
         """
-        keys = [f"{self._prefix}rate:{client_id}", f"{self._prefix}quota:{client_id}:"]
+        # One hash tag for both keys: the script also touches the day's quota key it derives from KEYS[2], which
+        # Redis Cluster allows only in the slot of the declared keys.
+        keys = [f"{self._prefix}rate:{{{client_id}}}", f"{self._prefix}quota:{{{client_id}}}:"]
         args: list[str | int] = [
             "" if now_us is None else str(now_us),
             emission_interval_us(tier.rps),

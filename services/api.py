@@ -10,10 +10,12 @@ the job worker it starts beside itself (services/jobs/embedded.py).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 import bentoml
 
+from gateway.inprocess import in_process_gateway
 from services.classifier import Classifier
 from services.config import get_settings
 from services.detector import Detector
@@ -24,9 +26,6 @@ from services.http.dataplane import DataPlane
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
 from services.logging import configure_logging
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 settings = get_settings()
 
@@ -46,25 +45,12 @@ def _current_jobs() -> JobQueue | None:
     return jobs
 
 
-def _in_process_gateway() -> Gateway:
-    """The gateway of local mode, in this process; its keys live in the api's database unless configured apart."""
-    from gateway.app import build_gateway
-    from gateway.config import GatewaySettings
-
-    gateway_settings = GatewaySettings()
-    if gateway_settings.database_url is None:
-        gateway_settings = gateway_settings.model_copy(
-            update={"database_url": settings.database_url, "data_dir": settings.data_dir}
-        )
-    return build_gateway(gateway_settings)
-
-
 app = create_app(
     settings,
     backend=_current_backend,
     data_plane=_current_data_plane,
     jobs=_current_jobs,
-    gateway=_in_process_gateway if settings.auth_in_process else None,
+    gateway=partial(in_process_gateway, settings) if settings.auth_in_process else None,
 )
 
 

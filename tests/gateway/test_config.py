@@ -52,3 +52,12 @@ def test_production_needs_a_shared_redis() -> None:
         _settings(
             environment="production", key_hash_secret="a-long-random-secret", database_url="postgresql://cv@db/cv"
         )
+
+
+def test_keys_default_to_the_apis_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("CV_DATA_DIR", str(tmp_path))
+    assert _settings().sqlalchemy_url == f"sqlite:///{tmp_path}/cv.sqlite3"
+    monkeypatch.setenv("CV_DATABASE_URL", "postgresql://api@db/cv")
+    assert _settings().sqlalchemy_url == "postgresql+psycopg://api@db/cv"
+    monkeypatch.setenv("CV_GATEWAY_DATABASE_URL", "postgresql://gw@db/keys")  # set apart: the gateway's own wins
+    assert _settings().sqlalchemy_url == "postgresql+psycopg://gw@db/keys"

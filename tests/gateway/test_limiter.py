@@ -125,3 +125,13 @@ def test_random_traffic_gets_the_same_decisions_from_both() -> None:
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def test_a_clients_keys_share_one_cluster_slot(redis_prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        RedisLimiter(client, prefix=redis_prefix).check("abc", make_tier(daily_quota=10), now_us=T0)
+        keys = sorted(k.decode() for k in client.scan_iter(match=f"{redis_prefix}*"))
+    finally:
+        client.close()
+    assert keys == [f"{redis_prefix}quota:{{abc}}:{T0 // (DAY_S * US)}", f"{redis_prefix}rate:{{abc}}"]

