@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from deploy.runner import own_bentoml_home
+from deploy.topology import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -41,20 +37,6 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def _own_home(shared: Path, own: Path) -> Path:
-    """A BentoML home of this server's own that shares ``shared``'s model store.
-
-    `bentoml serve` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so two servers on
-    one home (the session server and a module's own) would wipe each other's metrics.
-    """
-    own.mkdir(parents=True, exist_ok=True)
-    for name in ("models", "bentos"):
-        (shared / name).mkdir(parents=True, exist_ok=True)
-        if not (own / name).exists():
-            (own / name).symlink_to(shared / name, target_is_directory=True)
-    return own
-
-
 def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) -> Server:
     """Start the api service (and its model services) and wait until health says ok.
 
@@ -72,7 +54,9 @@ def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) ->
     }
     full_env = {**os.environ, **defaults, **env}
     if "BENTOML_HOME" in full_env:
-        full_env["BENTOML_HOME"] = str(_own_home(Path(full_env["BENTOML_HOME"]), log_path.parent / f"bentoml-{port}"))
+        full_env["BENTOML_HOME"] = str(
+            own_bentoml_home(Path(full_env["BENTOML_HOME"]), log_path.parent / f"bentoml-{port}")
+        )
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [bentoml, "serve", "services.api:Api", "--host", "127.0.0.1", "--port", str(port)],
