@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ PROD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PROD_REDIS_URL ?= redis://127.0.0.1:6379/0
 prod-native: import-models
 	$(PY) -m deploy up --database-url $(PROD_DATABASE_URL) --redis-url $(PROD_REDIS_URL)
+
+# The end-to-end run alone: the production topology through Traefik, printing the limit-accuracy and replica-kill
+# figures (`make test` runs it too). Needs PostgreSQL and Redis (TEST_POSTGRES_URL, TEST_REDIS_URL).
+e2e: install-train
+	$(PY) -m pytest tests/e2e -v -s
 
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
