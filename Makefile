@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ lint: install
 
 bench: import-models
 	$(PY) benchmarks/serving.py
+
+# Direct to an api replica vs through Traefik + ForwardAuth, on the native topology -> benchmarks/reports/gateway.md
+bench-gateway: import-models
+	$(PY) benchmarks/gateway.py
 
 # PyTorch eager vs ONNX FP32 vs INT8 (vs TensorRT on a GPU) at batch 1/8/32 -> benchmarks/reports/formats.{md,json,png},
 # then the model cards pick up its latency. The eager columns need the `train` extra; FORMATS_ARGS=--quick for a smoke run.
