@@ -93,108 +93,88 @@ def _bentoml(target: str, port: int) -> list[str]:
     return [exe, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
 
 
-def plan(config: TopologyConfig) -> Plan:
-    """The processes of the topology, their commands, settings and ports (nothing is started)."""
-    names = [
-        "traefik",
-        "traefik-internal",
-        "auth",
-        *MODEL_SERVICES,
-        *(f"api-{i + 1}" for i in range(config.api_replicas)),
-    ]
-    port = dict(zip(names, _ports(config, len(names)), strict=True))
-    data = config.run_dir / "data"
+def _local(port: int, path: str = "") -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def _serving_env(config: TopologyConfig) -> dict[str, str]:
+    """What every serving process reads (compose: ``x-serving-env``)."""
     ns = config.namespace
-    serving = {
+    return {
         "CV_ENVIRONMENT": "production",
         "CV_LOG_JSON": "true",
         "CV_DATABASE_URL": config.database_url,
         "CV_REDIS_URL": config.redis_url,
-        "CV_DATA_DIR": str(data),  # the gallery index and job uploads: a shared volume in compose
+        "CV_DATA_DIR": str(config.run_dir / "data"),  # the gallery index and job uploads: a shared volume in compose
         "CV_CACHE_PREFIX": f"{ns}:result:",
         "CV_JOBS_QUEUE": f"{ns}-jobs",
         "CV_JOBS_BROKER_URL": config.redis_url,
         "BENTOML_DO_NOT_TRACK": "true",
         **{k: v for k, v in config.extra_env.items() if not k.startswith("CV_GATEWAY_")},
     }
-    models = {f"CV_{m.upper()}_URL": f"http://127.0.0.1:{port[m]}" for m in MODEL_SERVICES}
-    python = sys.executable
-    processes = [
-        ProcessSpec("migrate", [python, "-m", "services.db", "migrate"], serving, oneshot=True),
-    ]
-    for model, cls in MODEL_SERVICES.items():
-        processes.append(
-            ProcessSpec(
-                model,
-                _bentoml(f"services.{model}:{cls}", port[model]),
-                serving,
-                health_url=f"http://127.0.0.1:{port[model]}/readyz",
-                port=port[model],
-            )
-        )
-    gateway = {
+
+
+def _auth(config: TopologyConfig, port: int) -> ProcessSpec:
+    env = {
         "CV_GATEWAY_ENVIRONMENT": "production",
         "CV_GATEWAY_DATABASE_URL": config.database_url,
         "CV_GATEWAY_REDIS_URL": config.redis_url,
-        "CV_GATEWAY_REDIS_PREFIX": f"{ns}:gw:",
+        "CV_GATEWAY_REDIS_PREFIX": f"{config.namespace}:gw:",
         "CV_GATEWAY_KEY_HASH_SECRET": config.key_hash_secret,
         "CV_GATEWAY_HOST": "127.0.0.1",
-        "CV_GATEWAY_PORT": str(port["auth"]),
+        "CV_GATEWAY_PORT": str(port),
         **{k: v for k, v in config.extra_env.items() if k.startswith("CV_GATEWAY_")},
     }
-    processes.append(
-        ProcessSpec(
-            "auth",
-            [python, "-m", "gateway", "serve"],
-            gateway,
-            health_url=f"http://127.0.0.1:{port['auth']}/health",
-            port=port["auth"],
-        )
-    )
-    api_env = {**serving, **models, "CV_TRUST_GATEWAY_HEADERS": "true", "CV_JOBS_EMBEDDED_WORKER": "false"}
-    replicas = [f"api-{i + 1}" for i in range(config.api_replicas)]
-    for name in replicas:
-        processes.append(
-            ProcessSpec(
-                name,
-                _bentoml("services.api:Api", port[name]),
-                api_env,
-                health_url=f"http://127.0.0.1:{port[name]}/api/v1/health",
-                port=port[name],
-            )
-        )
-    if config.worker:
-        from services.config import ServingSettings
-        from services.jobs.embedded import worker_command
+    command = [sys.executable, "-m", "gateway", "serve"]
+    return ProcessSpec("auth", command, env, health_url=_local(port, "/health"), port=port)
 
-        settings = ServingSettings(_env_file=None, jobs_queue=serving["CV_JOBS_QUEUE"])  # type: ignore[call-arg]
-        processes.append(
-            ProcessSpec(
-                "worker",
-                worker_command(settings, hostname=f"{ns}-worker@%h"),
-                {**serving, **models},
-                ready_log=" ready.",
-            )
-        )
-    edge = {
-        "CV_EDGE_AUTH_URL": f"http://127.0.0.1:{port['auth']}/auth",
-        "CV_EDGE_API_SERVERS": ",".join(f"http://127.0.0.1:{port[n]}" for n in replicas),
+
+def _worker(config: TopologyConfig, env: dict[str, str]) -> ProcessSpec:
+    from services.config import ServingSettings
+    from services.jobs.embedded import worker_command
+
+    settings = ServingSettings(_env_file=None, jobs_queue=env["CV_JOBS_QUEUE"])  # type: ignore[call-arg]
+    command = worker_command(settings, hostname=f"{config.namespace}-worker@%h")
+    return ProcessSpec("worker", command, env, ready_log=" ready.")
+
+
+def _traefik(config: TopologyConfig, port: int, internal: int, auth: int, replicas: list[int]) -> ProcessSpec:
+    env = {
+        "CV_EDGE_AUTH_URL": _local(auth, "/auth"),
+        "CV_EDGE_API_SERVERS": ",".join(_local(p) for p in replicas),
     }
-    static = config.run_dir / "traefik" / "traefik.yml"
-    processes.append(
-        ProcessSpec(
-            "traefik",
-            [str(Path(sys.executable).with_name("traefik")), f"--configFile={static}"],
-            edge,
-            health_url=f"http://127.0.0.1:{port['traefik-internal']}/ping",
-            port=port["traefik"],
-        )
-    )
-    return Plan(
-        processes=processes,
-        edge_url=f"http://127.0.0.1:{port['traefik']}",
-        internal_url=f"http://127.0.0.1:{port['traefik-internal']}",
-    )
+    command = [
+        str(Path(sys.executable).with_name("traefik")),
+        f"--configFile={config.run_dir / 'traefik' / 'traefik.yml'}",
+    ]
+    return ProcessSpec("traefik", command, env, health_url=_local(internal, "/ping"), port=port)
+
+
+def plan(config: TopologyConfig) -> Plan:
+    """The processes of the topology, their commands, settings and ports (nothing is started)."""
+    replicas = [f"api-{i + 1}" for i in range(config.api_replicas)]
+    names = ["traefik", "traefik-internal", "auth", *MODEL_SERVICES, *replicas]
+    port = dict(zip(names, _ports(config, len(names)), strict=True))
+    serving = _serving_env(config)
+    models = {f"CV_{m.upper()}_URL": _local(port[m]) for m in MODEL_SERVICES}
+    api_env = {**serving, **models, "CV_TRUST_GATEWAY_HEADERS": "true", "CV_JOBS_EMBEDDED_WORKER": "false"}
+    processes = [
+        ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
+        *(
+            ProcessSpec(m, _bentoml(f"services.{m}:{c}", port[m]), serving, _local(port[m], "/readyz"), port=port[m])
+            for m, c in MODEL_SERVICES.items()
+        ),
+        _auth(config, port["auth"]),
+        *(
+            ProcessSpec(
+                r, _bentoml("services.api:Api", port[r]), api_env, _local(port[r], "/api/v1/health"), port=port[r]
+            )
+            for r in replicas
+        ),
+        *([_worker(config, {**serving, **models})] if config.worker else []),
+        _traefik(config, port["traefik"], port["traefik-internal"], port["auth"], [port[r] for r in replicas]),
+    ]
+    return Plan(processes, edge_url=_local(port["traefik"]), internal_url=_local(port["traefik-internal"]))
 
 
 def render_traefik(config: TopologyConfig, plan: Plan) -> Path:
