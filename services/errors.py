@@ -116,6 +116,14 @@ class JobsUnavailable(ServiceError):
     title = "Batch jobs unavailable"
 
 
+class GalleryModelMismatch(ServiceError):
+    """The gallery's vectors come from another embedder version than the one answering: not comparable."""
+
+    status_code = 409
+    type_slug = "gallery-model-mismatch"
+    title = "Gallery built with another embedder version"
+
+
 ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
     cls.type_slug: cls
     for cls in (
@@ -132,6 +140,7 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         WorkerLost,
         ImageMissing,
         JobsUnavailable,
+        GalleryModelMismatch,
     )
 }
 

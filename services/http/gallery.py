@@ -24,7 +24,10 @@ router = APIRouter(tags=["similarity search"])
 async def search(
     limits: LimitsDep, backend: BackendDep, image: ImageFile, top_k: Annotated[int, Form(ge=1, le=100)] = 5
 ) -> dict[str, Any]:
-    """Find the gallery images most similar to this one (cosine similarity)."""
+    """Find the gallery images most similar to this one (cosine similarity).
+
+    409 when the gallery was built by another embedder version: its vectors are not comparable.
+    """
     started = time.perf_counter()
     decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
@@ -64,7 +67,7 @@ async def gallery_add(
     image: ImageFile,
     metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None,
 ) -> dict[str, Any]:
-    """Add an image and its metadata to the search gallery."""
+    """Add an image and its metadata to the search gallery (409 if the gallery holds another embedder's vectors)."""
     meta = parse_metadata(metadata)
     decoded = await read_image(image, limits)
     meta.setdefault("filename", image.filename)

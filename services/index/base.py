@@ -20,8 +20,24 @@ class Hit:
 class VectorIndex(Protocol):
     """Add, remove and search L2-normalised vectors by cosine similarity."""
 
-    def add(self, vectors: np.ndarray, metadata: list[dict[str, Any]], ids: list[str] | None = None) -> list[str]:
-        """Store vectors (N x D) with their metadata; returns their ids."""
+    @property
+    def embedder(self) -> str | None:
+        """The ``model:version`` whose embedding space the stored vectors are in (None: empty or unknown)."""
+        ...
+
+    def add(
+        self,
+        vectors: np.ndarray,
+        metadata: list[dict[str, Any]],
+        ids: list[str] | None = None,
+        *,
+        embedder: str | None = None,
+    ) -> list[str]:
+        """Store vectors (N x D) with their metadata; returns their ids.
+
+        Raises:
+            GalleryModelMismatch: ``embedder`` differs from the one that made the stored vectors.
+        """
         ...
 
     def contains(self, item_id: str) -> bool:

@@ -24,7 +24,7 @@ from services.config import ServingSettings, get_settings
 from services.errors import ServiceError
 from services.imaging import decode_image
 from services.index.gallery import GalleryIndex
-from services.index.search import SearchEngine
+from services.index.search import SearchEngine, embedding_space
 from services.logging import configure_logging
 from services.models.worker import InferenceItem, ModelWorker, build_pool
 
@@ -109,7 +109,8 @@ def _flush(engine: SearchEngine, pending: list[tuple[Any, dict[str, Any]]]) -> i
     metas = [m for (_, m), o in zip(pending, outcomes, strict=True) if o.prediction]
     if vectors:
         ids = [m["sha256"][:32] for m in metas]
-        engine.index.add(np.asarray(vectors, dtype=np.float32), metas, ids=ids)
+        (space,) = {embedding_space(o.prediction) for o in outcomes if o.prediction}  # one version per batch
+        engine.index.add(np.asarray(vectors, dtype=np.float32), metas, ids=ids, embedder=space)
     log.info("indexed", extra={"batch": len(vectors), "gallery_size": engine.size()})
     return len(vectors)
 
@@ -121,10 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--tiny-imagenet-val", action="store_true", help="the Tiny-ImageNet val split from the mirror")
     parser.add_argument("--limit", type=int, default=0, help="index at most N images (0 = all)")
     parser.add_argument("--if-empty", action="store_true", help="do nothing when the gallery already has images")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="empty the gallery first (after a new embedder version: 409 otherwise)"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     index = GalleryIndex(settings.gallery_path, settings.gallery_dim)
+    if args.rebuild:
+        log.info("emptying the gallery", extra={"gallery_size": len(index), "embedder": index.embedder})
+        index.clear()
     if args.if_empty and len(index):
         log.info("gallery already populated; nothing to do", extra={"gallery_size": len(index)})
         return 0

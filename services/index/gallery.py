@@ -18,7 +18,22 @@ from typing import Any
 import faiss
 import numpy as np
 
+from services.errors import GalleryModelMismatch
 from services.index.base import Hit
+
+
+def _mismatch(gallery: str | None, query: str) -> str:
+    return (
+        f"the gallery holds vectors of {gallery}, this image was embedded by {query}: their similarities mean "
+        "nothing; rebuild the gallery with the new version (python -m services.index.build_gallery) or pin "
+        f"the embedder to {gallery}"
+    )
+
+
+def check_embedder(gallery: str | None, query: str) -> None:
+    """Raise :class:`GalleryModelMismatch` when a query from ``query`` cannot be compared with the gallery."""
+    if gallery is not None and gallery != query:
+        raise GalleryModelMismatch(_mismatch(gallery, query), gallery=gallery)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gallery (
@@ -28,6 +43,8 @@ CREATE TABLE IF NOT EXISTS gallery (
     metadata TEXT NOT NULL
 )
 """
+# Facts about the whole gallery; "embedder": the model:version whose embedding space the vectors are in.
+_INFO_SCHEMA = "CREATE TABLE IF NOT EXISTS gallery_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
 class GalleryIndex:
@@ -41,6 +58,7 @@ class GalleryIndex:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_INFO_SCHEMA)
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ids: dict[int, str] = {}
         self._meta: dict[int, dict[str, Any]] = {}
@@ -58,7 +76,20 @@ class GalleryIndex:
         self._ids = {r[0]: r[1] for r in rows}
         self._meta = {r[0]: json.loads(r[3]) for r in rows}
 
-    def add(self, vectors: np.ndarray, metadata: list[dict[str, Any]], ids: list[str] | None = None) -> list[str]:
+    @property
+    def embedder(self) -> str | None:
+        """The ``model:version`` that embedded the stored vectors; None for an empty (or pre-stamp) gallery."""
+        row = self._db.execute("SELECT value FROM gallery_info WHERE key = 'embedder'").fetchone()
+        return str(row[0]) if row else None
+
+    def add(
+        self,
+        vectors: np.ndarray,
+        metadata: list[dict[str, Any]],
+        ids: list[str] | None = None,
+        *,
+        embedder: str | None = None,
+    ) -> list[str]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(metadata) != len(vectors):
             raise ValueError("one metadata dict per vector")
@@ -66,6 +97,10 @@ class GalleryIndex:
         with self._lock:
             self._db.execute("BEGIN")
             try:
+                if embedder is not None and self._index.ntotal == 0:
+                    self._db.execute("INSERT OR REPLACE INTO gallery_info VALUES ('embedder', ?)", (embedder,))
+                elif embedder is not None:
+                    check_embedder(self.embedder, embedder)
                 row_ids = []
                 for item_id, vector, meta in zip(new_ids, vectors, metadata, strict=True):
                     cursor = self._db.execute(
@@ -93,10 +128,21 @@ class GalleryIndex:
             if row is None:
                 return False
             self._db.execute("DELETE FROM gallery WHERE row_id = ?", (row[0],))
+            if self._index.ntotal == 1:  # the last one: the next image may come from any embedder
+                self._db.execute("DELETE FROM gallery_info WHERE key = 'embedder'")
             self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))  # type: ignore[arg-type]
             self._ids.pop(row[0], None)
             self._meta.pop(row[0], None)
             return True
+
+    def clear(self) -> None:
+        """Remove every entry (and the embedder stamp)."""
+        with self._lock:
+            self._db.execute("DELETE FROM gallery")
+            self._db.execute("DELETE FROM gallery_info")
+            self._index.reset()
+            self._ids.clear()
+            self._meta.clear()
 
     def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from services.errors import ServiceError, error_from_dict
+from services.errors import ServiceError, error_from_dict, error_to_dict
 from services.index.base import VectorIndex
+from services.index.gallery import check_embedder
 from services.metrics import GALLERY_SIZE
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, ModelWorker, Outcome
@@ -45,7 +46,7 @@ class SearchEngine:
 
     def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
         """Nearest gallery images for each item; errors stay per item."""
-        outcomes = self.worker.run(list(items))
+        outcomes = [self._comparable(o) for o in self.worker.run(list(items))]
         answered = [i for i, o in enumerate(outcomes) if o.prediction is not None]
         results = [SearchOutcome(error=o.error) for o in outcomes]
         if not answered:
@@ -67,9 +68,20 @@ class SearchEngine:
         (outcome,) = self.worker.run([item])
         if outcome.prediction is None:
             raise error_from_dict(outcome.error or {})
-        (item_id,) = self.index.add(np.asarray([_vector(outcome)], dtype=np.float32), [metadata])
+        vector = np.asarray([_vector(outcome)], dtype=np.float32)
+        (item_id,) = self.index.add(vector, [metadata], embedder=embedding_space(outcome.prediction))
         GALLERY_SIZE.set(len(self.index))
         return {"id": item_id, "model": outcome.prediction.model, "version": outcome.prediction.version}
+
+    def _comparable(self, outcome: Outcome) -> Outcome:
+        """The outcome, or a 409 in its place when its vector is not in the gallery's embedding space."""
+        if outcome.prediction is None:
+            return outcome
+        try:
+            check_embedder(self.index.embedder, embedding_space(outcome.prediction))
+        except ServiceError as exc:
+            return Outcome(error=error_to_dict(exc))
+        return outcome
 
     def remove(self, item_id: str) -> bool:
         removed = self.index.remove(item_id)
@@ -84,3 +96,8 @@ def _vector(outcome: Outcome) -> list[float]:
     if outcome.prediction is None:
         raise ServiceError("embedding missing")
     return list(outcome.prediction.result["embedding"])
+
+
+def embedding_space(prediction: Prediction) -> str:
+    """The embedding space of a vector: the model version (INT8 and FP32 files of one version share it)."""
+    return f"{prediction.model}:{prediction.version}"

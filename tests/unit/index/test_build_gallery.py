@@ -291,3 +291,19 @@ def test_main_requires_a_source(cli_env: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main([])
     assert caught.value.code == 2
+
+
+def test_main_stamps_the_gallery_and_rebuild_starts_over(tmp_path: Path, cli_env: list[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for v in range(2):
+        (folder / f"{v}.png").write_bytes(png(v))
+    assert main(["--folder", str(folder)]) == 0
+    index = GalleryIndex(tmp_path / "data" / "gallery.sqlite3", DIM)
+    stamp = index.embedder
+    assert stamp is not None and stamp.startswith("embedder:")
+    index.add(np.zeros((1, DIM), dtype=np.float32), [{}], ids=["stray"])  # an unstamped extra
+    index.close()
+    (folder / "1.png").unlink()
+    assert main(["--folder", str(folder), "--rebuild"]) == 0
+    assert gallery_size(tmp_path) == 1  # the stray and the deleted photo are gone

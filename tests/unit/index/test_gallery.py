@@ -122,3 +122,32 @@ def test_add_duplicate_id_rolls_back_the_whole_batch(gallery: GalleryIndex, path
     assert not gallery.contains("new")
     gallery.close()
     assert len(GalleryIndex(path, dim=3)) == 3
+
+
+# --- the embedding space the vectors are in ---------------------------------------------------
+
+
+def test_the_first_stamped_add_names_the_embedder_and_others_are_refused(tmp_path: Path) -> None:
+    from services.errors import GalleryModelMismatch
+
+    index = GalleryIndex(tmp_path / "g.sqlite3", dim=3)
+    assert index.embedder is None
+    index.add(np.eye(3, dtype=np.float32)[:1], [{}], embedder="embedder:v1")
+    index.add(np.eye(3, dtype=np.float32)[1:2], [{}], embedder="embedder:v1")
+    with pytest.raises(GalleryModelMismatch, match=r"embedder:v1.*embedder:v2") as refused:
+        index.add(np.eye(3, dtype=np.float32)[2:], [{}], embedder="embedder:v2")
+    assert refused.value.status_code == 409 and len(index) == 2  # nothing written
+    index.close()
+    assert GalleryIndex(tmp_path / "g.sqlite3", dim=3).embedder == "embedder:v1"  # kept on disk
+
+
+def test_an_emptied_gallery_takes_any_embedder(tmp_path: Path) -> None:
+    index = GalleryIndex(tmp_path / "g.sqlite3", dim=3)
+    index.add(np.eye(3, dtype=np.float32)[:1], [{}], ids=["a"], embedder="embedder:v1")
+    index.remove("a")
+    assert index.embedder is None
+    index.add(np.eye(3, dtype=np.float32)[:2], [{}, {}], embedder="embedder:v2")
+    index.clear()
+    assert len(index) == 0 and index.embedder is None and index.search(np.eye(3)[:1], 1) == [[]]
+    index.add(np.eye(3, dtype=np.float32)[:1], [{}], embedder="embedder:v3")
+    assert index.embedder == "embedder:v3"

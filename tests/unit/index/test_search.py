@@ -127,3 +127,21 @@ def test_search_item_rejects_top_k_out_of_range(top_k: int) -> None:
 def test_vector_of_outcome_without_prediction_raises() -> None:
     with pytest.raises(ServiceError, match="embedding missing"):
         search_module._vector(Outcome(error={"type": "x"}))
+
+
+def test_a_query_from_another_embedder_version_gets_409_not_meaningless_neighbours(tmp_path: Path) -> None:
+    entry = make_entry(name="embedder", version="v4", task="embedding")
+    pool = ModelPool("embedder", [entry], FakeFactory({("v4", "fp32"): FakeRunner(fn=embed_by_pixel_value)}))
+    index = GalleryIndex(tmp_path / "gallery.sqlite3", dim=3)
+    index.add(np.eye(3, dtype=np.float32)[:1], [{}], embedder="embedder:v3")
+    engine = SearchEngine(ModelWorker(pool), index)
+    (result,) = engine.search([SearchItem(image=image(0))])
+    assert result.hits == [] and result.error is not None
+    assert result.error["type"] == "gallery-model-mismatch" and "embedder:v3" in result.error["detail"]
+    with pytest.raises(ServiceError, match="embedder:v3"):
+        engine.add(InferenceItem(image=image(1)), {})
+    index.clear()
+    assert engine.add(InferenceItem(image=image(1)), {})["version"] == "v4"
+    assert index.embedder == "embedder:v4"
+    assert engine.search([SearchItem(image=image(1))])[0].hits[0]["score"] == pytest.approx(1.0)
+    index.close()
