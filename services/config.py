@@ -154,6 +154,8 @@ class ServingSettings(BaseSettings):
     jobs_visibility_timeout_s: float = Field(default=300.0, gt=0)
     jobs_poll_interval_s: float = Field(default=0.5, gt=0)  # the local broker is polled
     jobs_worker_concurrency: int = Field(default=2, gt=0)
+    # Workers write a heartbeat this often; health counts one dead after 3 missed beats.
+    jobs_heartbeat_interval_s: float = Field(default=10.0, gt=0)
     # The api starts (and stops) a worker beside itself; unset: on in local mode.
     jobs_embedded_worker: bool | None = None
 

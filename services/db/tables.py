@@ -203,3 +203,14 @@ class ApiKey(ApiKeyBase, table=True):
 
 class ApiKeyPublic(ApiKeyBase):
     id: int
+
+
+class JobWorker(SQLModel, table=True):
+    """A batch-job worker that is alive: it rewrites ``seen_at`` every few seconds (services/jobs/heartbeat.py)."""
+
+    __tablename__ = "job_worker"
+
+    hostname: str = Field(primary_key=True, max_length=255)  # Celery's node name, e.g. cv-jobs@host
+    queue: str = Field(max_length=128)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)

@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from services.errors import ServiceError
 from services.http.backend import MODEL_NAMES
-from services.http.deps import BackendDep, DataPlaneDep, SettingsDep
+from services.http.deps import BackendDep, DataPlaneDep, JobsDep, SettingsDep
 from services.metrics import render_metrics
 
 router = APIRouter(tags=["operations"])
@@ -34,11 +35,13 @@ async def models(backend: BackendDep) -> dict[str, Any]:
 
 
 @router.get("/health")
-async def health(backend: BackendDep, data_plane: DataPlaneDep, response: Response) -> dict[str, Any]:
-    """Liveness; readiness of each model, the log sink and the cache; 503 when no model can serve."""
+async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, response: Response) -> dict[str, Any]:
+    """Liveness; readiness of each model, the log sink, the cache and the job workers; 503 when no model can serve."""
     statuses = await _statuses(backend)
     states = {name: s["status"] for name, s in statuses.items()}
     data = await data_plane.health() if data_plane is not None else {}
+    if jobs is not None:
+        data["jobs"] = await run_in_threadpool(jobs.health)
     if all(s == "down" for s in states.values()):
         overall = "down"
     elif all(s == "ok" for s in [*states.values(), *(part["status"] for part in data.values())]):

@@ -14,6 +14,7 @@ from celery import Celery, signals
 
 from services.config import ServingSettings, get_settings
 from services.jobs.broker import ALIAS
+from services.jobs.heartbeat import Heartbeat
 from services.logging import configure_logging
 
 TASK_NAME = "cv.jobs.process_chunk"
@@ -59,6 +60,28 @@ def create_celery(settings: ServingSettings) -> Celery:
 def _json_logs(**_: Any) -> None:
     """The services' JSON logs in the worker (pool processes inherit them), with the job's request id."""
     configure_logging(settings.log_level, settings.log_json)
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Tell the api's health this worker is alive (after the pool forked: no engine crosses a fork)."""
+    global _heartbeat
+    from services.db.session import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s)
+    hostname = str(getattr(sender, "hostname", None) or "worker")
+    _heartbeat = Heartbeat(
+        engine, hostname=hostname, queue=settings.jobs_queue, interval_s=settings.jobs_heartbeat_interval_s
+    ).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
 
 
 settings = get_settings()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from services.config import ServingSettings
@@ -22,6 +23,7 @@ from services.db.jobs import JobProgress
 from services.db.logs import create_batch_job
 from services.db.tables import BatchJobCreate, BatchJobItemCreate
 from services.errors import JobsUnavailable
+from services.jobs.heartbeat import workers_health
 from services.jobs.store import ImageStore
 from services.metrics import JOBS_SUBMITTED
 
@@ -68,11 +70,20 @@ class StagedImage:
 class JobQueue:
     """Accepts, reports and cancels jobs (the api's composition root builds one)."""
 
-    def __init__(self, *, engine: Engine, store: ImageStore, dispatcher: Dispatcher, chunk_size: int) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: ImageStore,
+        dispatcher: Dispatcher,
+        chunk_size: int,
+        heartbeat_interval_s: float = 10.0,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.dispatcher = dispatcher
         self.chunk_size = chunk_size
+        self.heartbeat_interval_s = heartbeat_interval_s
 
     @classmethod
     def from_settings(cls, settings: ServingSettings, *, engine: Engine) -> JobQueue:
@@ -84,7 +95,15 @@ class JobQueue:
             store=ImageStore(settings.job_store),
             dispatcher=dispatcher,
             chunk_size=settings.jobs_chunk_size,
+            heartbeat_interval_s=settings.jobs_heartbeat_interval_s,
         )
+
+    def health(self) -> dict[str, Any]:
+        """Live workers and active jobs (``degraded``: jobs wait and nobody works them, or no database)."""
+        try:
+            return workers_health(self.engine, interval_s=self.heartbeat_interval_s)
+        except SQLAlchemyError:
+            return {"status": "degraded", "error": "the job database is unreachable"}
 
     def submit(
         self,

@@ -247,7 +247,9 @@ def test_a_batch_job_runs_on_the_worker_through_the_edge(
     by_name = {item["filename"]: item for item in items}
     top = by_name["0-chelsea.jpg"]["result"]["predictions"][0]["label"]
     assert top in CATS, top
-    assert "job" in topology.log("worker")
+    with _edge(topology) as edge:  # the api's health sees the worker's heartbeat in PostgreSQL
+        jobs = edge.get("/api/v1/health", headers=_bearer(key)).json()["data"]["jobs"]
+    assert jobs["status"] == "ok" and jobs["workers"] == 1 and jobs["active_jobs"] == 0, jobs
 
 
 def test_a_killed_replica_is_taken_out_and_traffic_goes_on(topology: Topology, new_key: NewKey) -> None:

@@ -27,6 +27,7 @@ from services.config import ServingSettings
 from services.db import migrate
 from services.db.session import create_db_engine
 from services.http.app import create_app
+from services.jobs.heartbeat import workers_health
 from services.jobs.queue import JobQueue
 from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url
 from tests.integration.worker import Worker, settings_from, start_worker
@@ -107,6 +108,7 @@ def stack(
             "CV_JOBS_POLL_INTERVAL_S": "0.1",
             "CV_JOBS_WORKER_CONCURRENCY": "1",
             "CV_ORT_INTRA_OP_THREADS": "1",
+            "CV_JOBS_HEARTBEAT_INTERVAL_S": "0.5",  # a killed worker counts as gone 1.5 s later
         }
         settings = settings_from(env)
         engine = create_db_engine(settings.sqlalchemy_url)
@@ -178,8 +180,13 @@ def test_a_worker_killed_mid_job_loses_no_item_and_repeats_none(
     at_kill = answered(stack, job_id)
     assert at_kill < len(images), "the job ended before the kill; make it bigger"
     assert stack.job(job_id, limit=0)["status"] == "running"
+    # Health sees a running job that nobody works: the dead worker's heartbeat went stale.
+    interval = stack.settings.jobs_heartbeat_interval_s
+    gone = {"status": "degraded", "workers": 0, "active_jobs": 1}
+    wait_for(lambda: workers_health(stack.engine, interval_s=interval) == gone, 30, "health to miss the worker", stack)
 
     stack.start_worker("survivor")
+    wait_for(lambda: workers_health(stack.engine, interval_s=interval)["workers"] == 1, 60, "a heartbeat", stack)
     wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 240, "the job to end", stack)
     job = stack.job(job_id, limit=1000)
     assert job["status"] == "succeeded", job["counts"]

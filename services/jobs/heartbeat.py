@@ -1,0 +1,81 @@
+"""Who works the batch-job queue: each worker rewrites its row in ``job_worker`` every few seconds.
+
+The api's health reads the rows (:func:`workers_health`): accepted jobs with no live worker are
+work that will not move, and health says ``degraded`` until a worker comes. The database is the
+one store both modes have (SQLite locally, PostgreSQL in production); Celery's own remote control
+is off (the local broker has no fanout exchange) and a broadcast ping would be too slow for a health
+check Traefik calls every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, delete, select
+
+from services.db.tables import BatchJob, JobStatus, JobWorker, utcnow
+
+log = logging.getLogger(__name__)
+# A worker not heard from for this many intervals is taken for dead.
+STALE_AFTER_BEATS = 3
+
+
+def beat(engine: Engine, *, hostname: str, queue: str) -> None:
+    """Record that ``hostname`` is alive now (insert or update its row)."""
+    with Session(engine) as session:
+        row = session.get(JobWorker, hostname) or JobWorker(hostname=hostname, queue=queue)
+        row.seen_at = utcnow()
+        session.add(row)
+        session.commit()
+
+
+def forget(engine: Engine, *, hostname: str) -> None:
+    """Remove ``hostname``'s row (a clean shutdown)."""
+    with Session(engine) as session:
+        session.exec(delete(JobWorker).where(col(JobWorker.hostname) == hostname))
+        session.commit()
+
+
+class Heartbeat:
+    """A daemon thread beating every ``interval_s`` until :meth:`stop` (which also forgets the worker)."""
+
+    def __init__(self, engine: Engine, *, hostname: str, queue: str, interval_s: float) -> None:
+        self.engine, self.hostname, self.queue, self.interval_s = engine, hostname, queue, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-worker-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            try:
+                beat(self.engine, hostname=self.hostname, queue=self.queue)
+            except Exception:  # the database may be away for a while; the worker goes on, health will say so
+                log.warning("worker heartbeat failed", exc_info=True)
+            if self._stop.wait(self.interval_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            forget(self.engine, hostname=self.hostname)
+        except Exception:
+            log.warning("could not remove the worker's heartbeat row", exc_info=True)
+
+
+def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
+    """Live workers and active jobs; ``degraded`` when jobs wait and no worker is alive."""
+    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
+    active = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+    with Session(engine) as session:
+        workers = session.exec(select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)).one()
+        jobs = session.exec(select(func.count()).select_from(BatchJob).where(col(BatchJob.status).in_(active))).one()
+    status = "degraded" if jobs and not workers else "ok"
+    return {"status": status, "workers": int(workers), "active_jobs": int(jobs)}
