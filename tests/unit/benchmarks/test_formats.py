@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import formats, formats_report
+from benchmarks import formats, formats_eager, formats_report
 from tests.unit.conftest import write_tiny_onnx
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -74,14 +74,14 @@ class MeanModule:
 
 
 def mean_eager(offset: float = 0.0) -> Any:
-    def build(plan: formats.ModelPlan) -> formats.Eager:
-        return formats.Eager(MeanModule(offset))
+    def build(plan: formats_eager.ModelPlan) -> formats_eager.Eager:
+        return formats_eager.Eager(MeanModule(offset))
 
     return build
 
 
-def refuse(plan: formats.ModelPlan) -> formats.Eager:
-    raise formats.NotMeasured("no PyTorch model in this test")
+def refuse(plan: formats_eager.ModelPlan) -> formats_eager.Eager:
+    raise formats_eager.NotMeasured("no PyTorch model in this test")
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def quick_run(hermetic: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     det_metrics = metrics_file(hermetic / "det" / "metrics.json", "detector", "detection", {"map50_95": 0.3}, {})
     builders = {
         "classifier": mean_eager() if HAVE_TORCH else refuse,
-        "detector": formats.eager_from_onnx,
+        "detector": formats_eager.eager_from_onnx,
         "embedder": refuse,
     }
     monkeypatch.setattr(formats, "EAGER_BUILDERS", builders)
@@ -237,7 +237,7 @@ def test_eager_that_disagrees_with_onnx_is_not_reported(hermetic: Path, monkeypa
 
 
 def test_eager_without_the_train_extra_is_not_measured(hermetic: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(plan: formats.ModelPlan) -> formats.Eager:
+    def missing(plan: formats_eager.ModelPlan) -> formats_eager.Eager:
         raise ModuleNotFoundError("No module named 'timm'", name="timm")
 
     monkeypatch.setattr(formats, "EAGER_BUILDERS", {**formats.EAGER_BUILDERS, "classifier": missing})
@@ -338,12 +338,12 @@ def fine_tuned_state(tmp_path: Path) -> Path:
 
 
 def test_eager_lite0_loads_a_fine_tuned_state_dict(fine_tuned_state: Path) -> None:
-    plan = formats.ModelPlan("classifier", Path("unused.onnx"), torch_state=fine_tuned_state)
+    plan = formats_eager.ModelPlan("classifier", Path("unused.onnx"), torch_state=fine_tuned_state)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
-    classifier = formats.eager_classifier(plan)
+    classifier = formats_eager.eager_classifier(plan)
     assert classifier(x).shape == (2, 200)
     assert classifier.weights_bytes > 10_000_000  # 4.65 M parameters in float32, less the 1000-class head
-    embeddings = formats.eager_embedder(plan)(x)
+    embeddings = formats_eager.eager_embedder(plan)(x)
     assert embeddings.shape == (2, 1280)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
 
@@ -368,5 +368,5 @@ def test_tensorrt_column_wiring_with_a_fake_builder(tmp_path: Path, monkeypatch:
     fixed = formats.measure_tensorrt(tmp_path / "m.int8.onnx", "int8", inputs, 1, args)
     assert set(fixed["batches"]) == {1} and fixed["note"] == "batch fixed at 1: only batch 1 measured"
     assert built == [("fp16", [1, 8]), ("int8", [1])]
-    with pytest.raises(formats.NotMeasured, match="fixed at 1"):
+    with pytest.raises(formats_eager.NotMeasured, match="fixed at 1"):
         formats.measure_tensorrt(tmp_path / "m.onnx", "fp16", {8: inputs[8]}, 1, args)
