@@ -236,21 +236,24 @@ def gallery_size(tmp_path: Path) -> int:
         index.close()
 
 
-def test_main_indexes_a_folder(tmp_path: Path, cli_env: list[str]) -> None:
+def photo_folder(tmp_path: Path, count: int) -> Path:
+    """``tmp_path/photos`` with ``count`` PNGs named 0.png, 1.png, ..."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    for v in range(3):
+    for v in range(count):
         (folder / f"{v}.png").write_bytes(png(v))
+    return folder
+
+
+def test_main_indexes_a_folder(tmp_path: Path, cli_env: list[str]) -> None:
+    folder = photo_folder(tmp_path, 3)
     assert main(["--folder", str(folder)]) == 0
     assert cli_env == ["embedder"]
     assert gallery_size(tmp_path) == 3
 
 
 def test_main_folder_with_limit(tmp_path: Path, cli_env: list[str]) -> None:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for v in range(3):
-        (folder / f"{v}.png").write_bytes(png(v))
+    folder = photo_folder(tmp_path, 3)
     assert main(["--folder", str(folder), "--limit", "1"]) == 0
     assert gallery_size(tmp_path) == 1
 
@@ -294,10 +297,7 @@ def test_main_requires_a_source(cli_env: list[str]) -> None:
 
 
 def test_main_stamps_the_gallery_and_rebuild_starts_over(tmp_path: Path, cli_env: list[str]) -> None:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for v in range(2):
-        (folder / f"{v}.png").write_bytes(png(v))
+    folder = photo_folder(tmp_path, 2)
     assert main(["--folder", str(folder)]) == 0
     index = GalleryIndex(tmp_path / "data" / "gallery.sqlite3", DIM)
     stamp = index.embedder
