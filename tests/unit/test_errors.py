@@ -7,6 +7,7 @@ import pytest
 from services.errors import (
     ERRORS_BY_SLUG,
     PROBLEM_CONTENT_TYPE,
+    GalleryModelMismatch,
     ImageMissing,
     ImageTooLarge,
     InferenceFailed,
@@ -40,6 +41,7 @@ ALL_ERRORS = [
     WorkerLost,
     ImageMissing,
     JobsUnavailable,
+    GalleryModelMismatch,
 ]
 EXPECTED_STATUS = {
     ServiceError: 500,
@@ -55,6 +57,7 @@ EXPECTED_STATUS = {
     WorkerLost: 500,
     ImageMissing: 500,
     JobsUnavailable: 503,
+    GalleryModelMismatch: 409,
 }
 
 
