@@ -61,9 +61,12 @@ def count_inference_logs(*, session: Session, **equal: Any) -> int:
     return int(session.exec(query).one())
 
 
-def create_batch_job(*, session: Session, job: BatchJobCreate, items: Sequence[BatchJobItemCreate]) -> BatchJob:
-    """Store a job and its items in one transaction (the caller commits)."""
-    row = BatchJob.model_validate(job, update={"item_count": len(items)})
+def create_batch_job(
+    *, session: Session, job: BatchJobCreate, items: Sequence[BatchJobItemCreate], job_id: str | None = None
+) -> BatchJob:
+    """Store a job and its items in one transaction (the caller commits); ``job_id`` or a new one."""
+    update: dict[str, object] = {"item_count": len(items)} | ({"id": job_id} if job_id else {})
+    row = BatchJob.model_validate(job, update=update)
     session.add(row)
     session.flush()  # the id exists before the items refer to it
     session.add_all(BatchJobItem.model_validate(item, update={"job_id": row.id}) for item in items)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.db.jobs import JobProgress
+from services.db.tables import new_id
 from services.errors import JobsUnavailable, NotFound
 from services.http.deps import JobsDep
 from services.http.recording import current_trace
@@ -71,13 +72,15 @@ async def submit_job(
 ) -> JSONResponse:
     """Store the uploads in the job store, create the job and answer 202 with where to follow it."""
     queue = _require(jobs)
+    job_id = new_id()  # the images go to the job's own folder, released when the job ends
     staged = []
     for upload in uploads:
-        key, sha256 = await run_in_threadpool(queue.store.put_file, upload.file)
+        key, sha256 = await run_in_threadpool(partial(queue.store.put_file, upload.file, job_id=job_id))
         staged.append(StagedImage(filename=upload.filename, content_type=upload.content_type, key=key, sha256=sha256))
     trace = current_trace()
     submit = partial(
         queue.submit,
+        job_id=job_id,
         task=task,
         params=params,
         version=version,

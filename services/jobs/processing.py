@@ -31,7 +31,7 @@ from sqlmodel import Session
 from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import ItemResult
-from services.db.tables import BatchJob, BatchJobItem, InferenceLogCreate
+from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, InferenceLogCreate
 from services.errors import (
     ImageMissing,
     InferenceFailed,
@@ -296,9 +296,13 @@ class ChunkProcessor:
         with Session(self.engine) as session:
             answered = jobs_db.record_results(session=session, job_id=job.id, results=results)
             session.commit()
+            finished = session.get(BatchJob, job.id, populate_existing=True)
+            ended = finished is not None and finished.status not in ACTIVE_JOB_STATUSES
         for result in answered:
             JOB_ITEMS.labels(job.task, result.status).inc()
         log.info("job items answered", extra={"job_id": job.id, "items": len(results), "new": len(answered)})
+        if ended and self.store.release(job.id):  # every item is answered: nothing reads these images again
+            log.info("job images released", extra={"job_id": job.id})
 
     def _attempts(self, job_id: str, indices: list[int], delta: int) -> None:
         with Session(self.engine) as session:

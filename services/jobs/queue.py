@@ -115,8 +115,12 @@ class JobQueue:
         request_id: str | None,
         client_id: str | None = None,
         tier: str | None = None,
+        job_id: str | None = None,
     ) -> JobProgress:
         """Store the job and send its chunks; the job as accepted.
+
+        ``job_id``: the id the images were stored under (``ImageStore.put_file``); they are released if the job
+        cannot be taken.
 
         Raises:
             JobsUnavailable: The database or the broker cannot take it (nothing is left queued).
@@ -136,10 +140,12 @@ class JobQueue:
         ]
         try:
             with Session(self.engine) as session:
-                job_id = create_batch_job(session=session, job=job, items=items).id
+                job_id = create_batch_job(session=session, job=job, items=items, job_id=job_id).id
                 session.commit()
         except Exception as exc:
             log.error("job not stored", extra={"error": repr(exc)})
+            if job_id:
+                self.store.release(job_id)
             raise JobsUnavailable("the job database is unavailable; try again later") from exc
         chunks = [list(range(k, min(k + self.chunk_size, len(items)))) for k in range(0, len(items), self.chunk_size)]
         try:
@@ -147,6 +153,7 @@ class JobQueue:
         except Exception as exc:
             log.error("job not queued", extra={"job_id": job_id, "error": repr(exc)})
             self._cancel_unqueued(job_id)
+            self.store.release(job_id)
             raise JobsUnavailable("the job broker is unavailable; try again later") from exc
         JOBS_SUBMITTED.labels(task).inc()
         log.info("job accepted", extra={"job_id": job_id, "items": len(items), "chunks": len(chunks)})
@@ -177,4 +184,7 @@ class JobQueue:
             session.commit()
         if cancelled:
             log.info("job cancelled", extra={"job_id": job_id})
+            # A worker in the middle of one of its chunks finds an image gone: its answer is dropped anyway
+            # (items are answered only while pending, and these are cancelled now).
+            self.store.release(job_id)
         return self.progress(job_id, limit=0), cancelled

@@ -1,8 +1,13 @@
-"""Where job images wait for the workers: a folder both the api and the workers mount, content-addressed.
+"""Where job images wait for the workers: a folder both the api and the workers mount, one folder per job.
 
-An image is stored once under ``sha256/<first two hex>/<sha256>`` however many jobs send it; the
-broker message names items, never bytes. Writes go to a temporary file renamed into place, so a
-reader never sees half an image, and two api replicas storing the same image at once are harmless.
+A job's images live under ``jobs/<job id>/<sha256>`` (content-addressed within the job: an image sent
+twice is stored once) until the job ends; then :meth:`ImageStore.release` deletes the folder: the
+results are in the database and nothing reads the images again. A folder per job, rather than one
+file per content shared by every job, is what makes that deletion safe: no other job can be relying
+on the file (ADR 0005). The broker message names items, never bytes. Writes go to a temporary file
+renamed into place, so a reader never sees half an image.
+
+Keys from before this layout (``sha256/<2 hex>/<sha256>``) are still read; they are never released.
 """
 
 from __future__ import annotations
@@ -10,9 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")  # services/db/tables.py: new_id()
 
 
 class ImageStore:
@@ -22,8 +31,18 @@ class ImageStore:
         self.root = root
 
     @staticmethod
-    def key_for(sha256: str) -> str:
-        return f"sha256/{sha256[:2]}/{sha256}"
+    def key_for(sha256: str, job_id: str) -> str:
+        if not _JOB_ID.fullmatch(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return f"jobs/{job_id}/{sha256}"
+
+    def release(self, job_id: str) -> bool:
+        """Delete a finished job's images; False when there were none (released already, or never stored)."""
+        folder = self.path(f"jobs/{job_id}") if _JOB_ID.fullmatch(job_id) else None
+        if folder is None or not folder.is_dir():
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
 
     def path(self, key: str) -> Path:
         """The file of ``key``; refuses keys that would leave the store."""
@@ -32,12 +51,12 @@ class ImageStore:
             raise ValueError(f"key {key!r} is outside the job store")
         return path
 
-    def put(self, data: bytes) -> tuple[str, str]:
-        """Store ``data``; returns its key and SHA-256."""
-        return self.put_file(io.BytesIO(data))
+    def put(self, data: bytes, *, job_id: str) -> tuple[str, str]:
+        """Store ``data`` for job ``job_id``; returns its key and SHA-256."""
+        return self.put_file(io.BytesIO(data), job_id=job_id)
 
-    def put_file(self, source: BinaryIO, chunk_bytes: int = 1 << 20) -> tuple[str, str]:
-        """Store what ``source`` holds from its current position, copied in chunks; returns its key and SHA-256."""
+    def put_file(self, source: BinaryIO, *, job_id: str, chunk_bytes: int = 1 << 20) -> tuple[str, str]:
+        """Store what ``source`` holds from its current position for job ``job_id``; returns its key and SHA-256."""
         self.root.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
@@ -49,7 +68,7 @@ class ImageStore:
                 handle.flush()
                 os.fsync(handle.fileno())  # accepted work survives a crash of the machine, not only of the process
             sha256 = digest.hexdigest()
-            key = self.key_for(sha256)
+            key = self.key_for(sha256, job_id)
             path = self.path(key)
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)  # atomic; the same bytes stored twice at once end as one file

@@ -191,6 +191,7 @@ def test_a_worker_killed_mid_job_loses_no_item_and_repeats_none(
     job = stack.job(job_id, limit=1000)
     assert job["status"] == "succeeded", job["counts"]
     assert job["counts"]["succeeded"] == len(images) and job["progress"] == 1.0
+    assert not stack.settings.job_store.joinpath("jobs", job_id).exists()  # the images went with the last answer
     assert [i["index"] for i in job["items"]] == list(range(len(images)))
     assert all(i["result"]["predictions"] and i["http_status"] == 200 for i in job["items"])
     # Exactly once: one item row and one inference-log row per (job, index).

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from services.db.logs import create_batch_job
-from services.db.tables import BatchJobCreate, BatchJobItemCreate
+from services.db.tables import BatchJobCreate, BatchJobItemCreate, new_id
 from services.errors import ServiceError, error_to_dict
 from services.jobs.processing import ChunkProcessor, ImageLimits, RetryPolicy
 from services.jobs.store import ImageStore
@@ -66,8 +66,9 @@ def make_job(engine: Engine, store: ImageStore) -> MakeJob:
 
     def make(images: list[bytes], *, task: str = "classify", request_id: str = "req-1") -> str:
         items = []
+        job_id = new_id()
         for index, data in enumerate(images):
-            key, sha256 = store.put(data)
+            key, sha256 = store.put(data, job_id=job_id)
             items.append(
                 BatchJobItemCreate(
                     item_index=index,
@@ -82,6 +83,7 @@ def make_job(engine: Engine, store: ImageStore) -> MakeJob:
                 session=session,
                 job=BatchJobCreate(task=task, params={"top_k": 1}, request_id=request_id),
                 items=items,
+                job_id=job_id,
             )
             session.commit()
             return job.id

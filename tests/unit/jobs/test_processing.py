@@ -254,3 +254,15 @@ def test_an_unexpected_error_from_the_model_call_fails_the_items(
     assert processor.process(job_id, [0]) is None
     item = item_rows(engine, job_id)[0]
     assert item.http_status == 500 and item.error is not None and item.error["type"].endswith("inference-failed")
+
+
+def test_the_images_are_released_once_every_item_is_answered(
+    processor: ChunkProcessor, make_job: MakeJob, engine: Engine, store: ImageStore
+) -> None:
+    job_id = make_job([png(1), png(2), png(3)])
+    folder = store.path(f"jobs/{job_id}")
+    processor.process(job_id, [0, 1])
+    assert folder.is_dir() and job_row(engine, job_id).status == "running"  # item 2 still needs its image
+    processor.process(job_id, [2])
+    assert job_row(engine, job_id).status == "succeeded" and not folder.exists()
+    assert processor.process(job_id, [2]) is None  # a late redelivery finds nothing pending: no image is read

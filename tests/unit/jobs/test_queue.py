@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from services.config import ServingSettings
+from services.db.tables import new_id
 from services.errors import JobsUnavailable
 from services.jobs.celery_app import TASK_NAME, create_celery
 from services.jobs.queue import CeleryDispatcher, JobQueue, StagedImage
@@ -29,12 +30,14 @@ class RecordingDispatcher:
         self.sent.append((job_id, chunks, request_id))
 
 
-def staged(store: ImageStore, n: int) -> list[StagedImage]:
+def job_images(store: ImageStore, n: int) -> dict[str, Any]:
+    """``n`` images stored for a new job id, as the route stores them: ``submit(**job_images(...))``."""
+    job_id = new_id()
     images = []
     for i in range(n):
-        key, sha = store.put(png(i))
+        key, sha = store.put(png(i), job_id=job_id)
         images.append(StagedImage(filename=f"{i}.png", content_type="image/png", key=key, sha256=sha))
-    return images
+    return {"images": images, "job_id": job_id}
 
 
 def queue_with(engine: Engine, store: ImageStore, dispatcher: Any, chunk_size: int = 2) -> JobQueue:
@@ -45,7 +48,7 @@ def test_submit_stores_the_job_then_sends_its_chunks(engine: Engine, store: Imag
     dispatcher = RecordingDispatcher()
     before = sample("cv_jobs_submitted_total", {"task": "detect"})
     progress = queue_with(engine, store, dispatcher).submit(
-        task="detect", params={"confidence": 0.5}, version="v1", images=staged(store, 5), request_id="r1"
+        task="detect", params={"confidence": 0.5}, version="v1", **job_images(store, 5), request_id="r1"
     )
     job = progress.job
     assert (job.task, job.status, job.item_count, job.params, job.version) == (
@@ -62,7 +65,7 @@ def test_submit_stores_the_job_then_sends_its_chunks(engine: Engine, store: Imag
 
 def test_progress_pages_through_the_items(engine: Engine, store: ImageStore) -> None:
     queue = queue_with(engine, store, RecordingDispatcher())
-    job_id = queue.submit(task="classify", params={}, version=None, images=staged(store, 5), request_id=None).job.id
+    job_id = queue.submit(task="classify", params={}, version=None, **job_images(store, 5), request_id=None).job.id
     page = queue.progress(job_id, offset=3, limit=10)
     assert page is not None and [i.item_index for i in page.items] == [3, 4]
     assert page.items[0].filename == "3.png" and page.items[0].content_type == "image/png"
@@ -71,7 +74,7 @@ def test_progress_pages_through_the_items(engine: Engine, store: ImageStore) -> 
 
 def test_cancel_cancels_pending_items_once(engine: Engine, store: ImageStore) -> None:
     queue = queue_with(engine, store, RecordingDispatcher())
-    job_id = queue.submit(task="classify", params={}, version=None, images=staged(store, 3), request_id=None).job.id
+    job_id = queue.submit(task="classify", params={}, version=None, **job_images(store, 3), request_id=None).job.id
     progress, cancelled = queue.cancel(job_id)
     assert cancelled and progress is not None
     assert progress.job.status == "cancelled" and progress.counts["cancelled"] == 3 and progress.done == 3
@@ -82,20 +85,24 @@ def test_cancel_cancels_pending_items_once(engine: Engine, store: ImageStore) ->
 
 def test_a_broker_that_is_down_withdraws_the_job(engine: Engine, store: ImageStore) -> None:
     queue = queue_with(engine, store, RecordingDispatcher(ConnectionRefusedError("no broker")))
+    staged = job_images(store, 1)
     with pytest.raises(JobsUnavailable, match="broker"):
-        queue.submit(task="classify", params={}, version=None, images=staged(store, 1), request_id=None)
+        queue.submit(task="classify", params={}, version=None, **staged, request_id=None)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT status FROM batch_job")).scalar_one() == "cancelled"
+    assert not store.path(f"jobs/{staged['job_id']}").exists()  # its images go with it
 
 
 def test_a_database_that_is_down_refuses_the_job(tmp_path: Path, store: ImageStore) -> None:
     dispatcher = RecordingDispatcher()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'not-migrated.sqlite3'}")  # no tables
+    staged = job_images(store, 1)
     with pytest.raises(JobsUnavailable, match="database"):
         queue_with(engine, store, dispatcher).submit(
-            task="classify", params={}, version=None, images=staged(store, 1), request_id=None
+            task="classify", params={}, version=None, **staged, request_id=None
         )
     assert dispatcher.sent == []
+    assert not store.path(f"jobs/{staged['job_id']}").exists()
 
 
 def test_the_celery_dispatcher_sends_one_message_per_chunk_naming_only_ids(tmp_path: Path) -> None:
@@ -118,3 +125,11 @@ def test_from_settings_uses_the_job_store_and_chunk_size(tmp_path: Path, engine:
     queue = JobQueue.from_settings(settings, engine=engine)
     assert queue.store.root == tmp_path / "jobs" and queue.chunk_size == 3
     assert isinstance(queue.dispatcher, CeleryDispatcher) and queue.dispatcher.queue == "cv-jobs"
+
+
+def test_a_cancelled_job_releases_its_images(engine: Engine, store: ImageStore) -> None:
+    queue = queue_with(engine, store, RecordingDispatcher())
+    job_id = queue.submit(task="classify", params={}, version=None, **job_images(store, 2), request_id=None).job.id
+    assert store.path(f"jobs/{job_id}").is_dir()
+    assert queue.cancel(job_id)[1] is True
+    assert not store.path(f"jobs/{job_id}").exists()
