@@ -23,8 +23,9 @@ from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthent
 from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.tiers import Tier, Tiers, UnknownTier
+from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
 from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
-from services.logging import clean_request_id
+from services.logging import REQUEST_ID_HEADER, clean_request_id
 
 logger = logging.getLogger("gateway")
 
@@ -33,11 +34,6 @@ class Limiter(Protocol):
     def check(self, client_id: str, tier: Tier) -> Decision: ...
 
     def ping(self) -> bool: ...
-
-
-# Set by the gateway for the api service (which trusts them only from the gateway); a caller's are dropped.
-UPSTREAM_HEADERS = ("X-Client-Id", "X-Tier", "X-Tier-Max-Batch", "X-Tier-Max-Image-Bytes")
-RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 def _api_key(headers: Mapping[str, str]) -> str | None:
@@ -49,11 +45,9 @@ def _api_key(headers: Mapping[str, str]) -> str | None:
 
 
 def _rate_headers(decision: Decision) -> dict[str, str]:
-    headers = {
-        "RateLimit-Limit": str(decision.limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(decision.reset_s),
-    }
+    headers = dict(
+        zip(RATE_LIMIT_HEADERS, map(str, (decision.limit, decision.remaining, decision.reset_s)), strict=True)
+    )
     if not decision.allowed:
         headers["Retry-After"] = str(max(1, decision.retry_after_s))
     return headers
@@ -82,7 +76,7 @@ class Verdict:
 
 def _refusal(error: ServiceError, *, uri: str, request_id: str, headers: dict[str, str]) -> Verdict:
     body = problem_from_error(error, instance=uri, request_id=request_id)
-    headers = {**headers, "X-Request-ID": request_id}
+    headers = {**headers, REQUEST_ID_HEADER: request_id}
     if error.status_code == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="cv-api"'
     return Verdict(status=error.status_code, headers=headers, problem=body)
@@ -119,13 +113,12 @@ class Gateway:
                 "remaining": decision.remaining,
             },
         )
+        # Header names are case-insensitive (and lower-case on the wire): services/config.py names them once.
+        upstream = (client_id, tier.name, str(tier.max_batch), str(tier.max_image_bytes))
         headers = {
             **_rate_headers(decision),
-            "X-Client-Id": client_id,
-            "X-Tier": tier.name,
-            "X-Request-ID": request_id,
-            "X-Tier-Max-Batch": str(tier.max_batch),
-            "X-Tier-Max-Image-Bytes": str(tier.max_image_bytes),
+            **dict(zip(GATEWAY_HEADERS, upstream, strict=True)),
+            REQUEST_ID_HEADER: request_id,
         }
         return Verdict(status=200, headers=headers)
 

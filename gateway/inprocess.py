@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.app import RATE_HEADERS, UPSTREAM_HEADERS, Gateway, build_gateway
+from gateway.app import Gateway, build_gateway
 from gateway.config import GatewaySettings
-from services.config import ServingSettings
+from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS, ServingSettings
+from services.logging import REQUEST_ID_HEADER
 
-_STRIPPED = {name.lower().encode() for name in (*UPSTREAM_HEADERS, *RATE_HEADERS, "X-Request-ID")}
-_RATE = {name.lower() for name in RATE_HEADERS}
+# What the gateway says about a request; a caller's own copies never reach the api.
+_STRIPPED = {name.lower().encode() for name in (*GATEWAY_HEADERS, *RATE_LIMIT_HEADERS, REQUEST_ID_HEADER)}
+_RATE = set(RATE_LIMIT_HEADERS)
 
 
 def in_process_gateway(api: ServingSettings, settings: GatewaySettings | None = None) -> Gateway:

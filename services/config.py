@@ -37,6 +37,9 @@ CLIENT_ID_HEADER = "x-client-id"
 TIER_HEADER = "x-tier"
 TIER_MAX_BATCH_HEADER = "x-tier-max-batch"
 TIER_MAX_IMAGE_BYTES_HEADER = "x-tier-max-image-bytes"
+GATEWAY_HEADERS = (CLIENT_ID_HEADER, TIER_HEADER, TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER)
+# The client's rate-limit state (IETF draft names): on the gateway's answers, and handed on by the api behind it.
+RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
 def sqlalchemy_database_url(database_url: str | None, data_dir: Path) -> str:

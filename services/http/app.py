@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.config import CLIENT_ID_HEADER, TIER_HEADER, ServingSettings
+from services.config import CLIENT_ID_HEADER, RATE_LIMIT_HEADERS, TIER_HEADER, ServingSettings
 from services.errors import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
@@ -47,8 +47,6 @@ log = logging.getLogger("services.http")
 API_PREFIX = "/api/v1"
 # Without Traefik, what it publishes without a key: the spec; and Prometheus scrapes /metrics directly.
 IN_PROCESS_PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/metrics"})
-# The gateway's rate-limit state for this client; behind Traefik the api hands it on to the caller.
-RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
 def _route_template(scope: Scope) -> str:
