@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
-from services.db.tables import BatchJob, JobStatus, JobWorker, utcnow
+from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, JobWorker, utcnow
 
 log = logging.getLogger(__name__)
 # A worker not heard from for this many intervals is taken for dead.
@@ -73,9 +73,10 @@ class Heartbeat:
 def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
     """Live workers and active jobs; ``degraded`` when jobs wait and no worker is alive."""
     since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
-    active = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
     with Session(engine) as session:
         workers = session.exec(select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)).one()
-        jobs = session.exec(select(func.count()).select_from(BatchJob).where(col(BatchJob.status).in_(active))).one()
+        jobs = session.exec(
+            select(func.count()).select_from(BatchJob).where(col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))
+        ).one()
     status = "degraded" if jobs and not workers else "ok"
     return {"status": status, "workers": int(workers), "active_jobs": int(jobs)}
