@@ -70,7 +70,7 @@ def _post_image(client: httpx.Client, url: str, headers: dict[str, str], image: 
     client.post(url, headers=headers, files={"image": ("cat.jpg", image, "image/jpeg")}).raise_for_status()
 
 
-def measure(args: argparse.Namespace, topology: Any, key: str) -> dict[str, Any]:
+def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> dict[str, Any]:
     edge, direct = topology.plan.edge_url, topology.plan.get("api-1").url
     auth = topology.plan.get("auth").url
     cat = photos()["chelsea"]
@@ -97,23 +97,27 @@ def measure(args: argparse.Namespace, topology: Any, key: str) -> dict[str, Any]
     results["concurrent"]["auth alone c=16"] = asyncio.run(
         _concurrent(lambda c: c.get("/auth", headers=forward), auth, 16, args.calls * 4)
     )
-    results["decision"] = decision_parts(topology, key, n)
+    results["decision"] = decision_parts(topology, store, key, n)
     return results
 
 
-def decision_parts(topology: Any, key: str, calls: int) -> dict[str, Any]:
-    """The auth service's two lookups, timed in this process against the same PostgreSQL and Redis."""
+def key_store(topology: Any) -> Any:
+    """The topology's key store, as its auth service opens it (same database, same hash secret)."""
     from gateway.keys import KeyStore
-    from gateway.limiter import RedisLimiter
-    from gateway.tiers import Tiers
     from services.config import sqlalchemy_database_url
     from services.db.session import create_db_engine
 
     env = topology.plan.gateway_env
-    store = KeyStore(
-        create_db_engine(sqlalchemy_database_url(env["CV_GATEWAY_DATABASE_URL"], REPO)),
-        hash_key=env["CV_GATEWAY_KEY_HASH_SECRET"].encode(),
-    )
+    engine = create_db_engine(sqlalchemy_database_url(env["CV_GATEWAY_DATABASE_URL"], REPO))
+    return KeyStore(engine, hash_key=env["CV_GATEWAY_KEY_HASH_SECRET"].encode())
+
+
+def decision_parts(topology: Any, store: Any, key: str, calls: int) -> dict[str, Any]:
+    """The auth service's two lookups, timed in this process against the same PostgreSQL and Redis."""
+    from gateway.limiter import RedisLimiter
+    from gateway.tiers import Tiers
+
+    env = topology.plan.gateway_env
     limiter = RedisLimiter.from_url(
         env["CV_GATEWAY_REDIS_URL"], timeout_s=1, prefix=f"{env['CV_GATEWAY_REDIS_PREFIX']}bench:"
     )
@@ -187,9 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from deploy.runner import Topology
     from deploy.topology import TopologyConfig, plan
-    from gateway.keys import KeyStore
-    from services.config import sqlalchemy_database_url
-    from services.db.session import create_db_engine
     from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url, redis_keys
 
     os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
@@ -205,13 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             extra_env={"CV_CACHE_ENABLED": "false"},
         )
         with Topology(config, plan(config)) as topology:
-            env = topology.plan.gateway_env
-            store = KeyStore(
-                create_db_engine(sqlalchemy_database_url(env["CV_GATEWAY_DATABASE_URL"], REPO)),
-                hash_key=config.key_hash_secret.encode(),
-            )
+            store = key_store(topology)
             key, _ = store.create(name="benchmark", tier="enterprise")
-            results = measure(args, topology, key)
+            results = measure(args, topology, store, key)
     results.update(machine=machine_facts(), quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway.json").write_text(json.dumps(results, indent=2) + "\n")
