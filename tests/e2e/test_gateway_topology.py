@@ -29,6 +29,7 @@ from services.errors import PROBLEM_CONTENT_TYPE
 from tests.conftest import encode
 from tests.e2e.conftest import gateway_cli, json_lines
 from tests.labels import CATS
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 NewKey = Callable[[str], tuple[str, str]]
@@ -52,13 +53,15 @@ def _api_lines(topology: Topology, request_id: str) -> dict[str, list[dict[str, 
     }
 
 
-def _wait_for_log(topology: Topology, request_id: str, timeout_s: float = 5.0) -> dict[str, list[dict[str, Any]]]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        lines = _api_lines(topology, request_id)
-        if any(lines.values()) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.1)
+def _request_lines(topology: Topology, request_id: str) -> list[dict[str, Any]]:
+    """The api's access lines ("request") for one request id, waited for: they are written after the answer."""
+
+    def found() -> list[dict[str, Any]]:
+        lines = [line for lines in _api_lines(topology, request_id).values() for line in lines]
+        return [line for line in lines if line.get("message") == "request"]
+
+    wait_for(found, 10, f"the api's request line for {request_id}")
+    return found()
 
 
 def test_no_key_is_401_problem_json(topology: Topology) -> None:
@@ -137,17 +140,20 @@ def test_request_id_and_identity_reach_the_api_logs(
         generated = edge.get("/api/v1/models", headers=_bearer(key))
     assert response.status_code == 200, response.text
     assert response.headers["X-Request-ID"] == request_id == response.json()["request_id"]
-    lines = [line for found in _wait_for_log(topology, request_id).values() for line in found]
-    access = [line for line in lines if line.get("message") == "request"]
-    assert len(access) == 1, lines
+    access = _request_lines(topology, request_id)
+    assert len(access) == 1, access
     assert access[0]["client_id"] == prefix and access[0]["tier"] == "pro" and access[0]["status"] == 200
     # Without a caller's id the gateway makes one, and it is the one the api logs.
     made = generated.headers["X-Request-ID"]
     assert len(made) == 32
-    assert any(_wait_for_log(topology, made).values())
-    # Traefik's JSON access log carries it too.
-    edge_log = json_lines((topology.log_dir / "access.log").read_text())
-    assert any(line.get("request_X-Request-Id") == request_id for line in edge_log)
+    assert _request_lines(topology, made)
+    # Traefik's JSON access log carries it too (also written after the answer).
+    access_log = topology.log_dir / "access.log"
+    wait_for(
+        lambda: any(line.get("request_X-Request-Id") == request_id for line in json_lines(access_log.read_text())),
+        10,
+        "Traefik's access line",
+    )
 
 
 def test_openapi_is_public_and_metrics_are_not_published(topology: Topology) -> None:
@@ -177,9 +183,8 @@ def test_load_is_spread_over_both_replicas(topology: Topology, new_key: NewKey) 
     with _edge(topology) as edge:
         statuses = [edge.get("/api/v1/models", headers=_bearer(key, **{"X-Request-ID": i})).status_code for i in ids]
     assert statuses == [200] * len(ids)
-    time.sleep(0.5)
+    wait_for(lambda: _served_by(topology, ids).total() == len(ids), 10, "a request line for each id")
     served = _served_by(topology, ids)
-    assert sum(served.values()) == len(ids)
     assert served["api-1"] >= 10 and served["api-2"] >= 10, served  # round robin: about 20 each
 
 
@@ -294,8 +299,9 @@ def test_a_killed_replica_is_taken_out_and_traffic_goes_on(topology: Topology, n
     )
     assert set(before) == {200} and len(after) >= 20
     assert all(status == 200 for _, status in after), after
-    time.sleep(0.5)
-    assert _served_by(topology, [request_id for request_id, _ in after]) == Counter({"api-2": len(after)})
+    sent_after = [request_id for request_id, _ in after]
+    wait_for(lambda: _served_by(topology, sent_after).total() == len(after), 10, "a request line for each id")
+    assert _served_by(topology, sent_after) == Counter({"api-2": len(after)})
 
 
 def _status(edge: httpx.Client, key: str, request_id: str | None = None) -> int:

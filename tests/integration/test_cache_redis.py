@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from services.http.backend import LocalBackend
 from tests.http.apps import data_plane_client
 from tests.integration.conftest import REDIS_URL
 from tests.integration.proxy import TcpProxy
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +41,6 @@ def keys(prefix: str) -> list[bytes]:
         return list(client.scan_iter(match=f"{prefix}*"))
     finally:
         client.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def test_redis_cache_round_trip_with_ttl(tmp_path: Path, redis_proxy: TcpProxy, redis_prefix: str) -> None:

@@ -6,8 +6,7 @@ through proxies the tests cut. Each test filters rows by its own request ids.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from services.db.tables import InferenceLog
 from tests.integration.conftest import fresh_schema, postgres_url, redis_keys
 from tests.integration.proxy import TcpProxy
 from tests.integration.server import Server, start_server
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,14 +78,6 @@ def rows(stack: Stack, prefix: str) -> list[InferenceLog]:
         return list(session.exec(query.order_by(col(InferenceLog.id))))
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def health(stack: Stack) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(f"{stack.server.url}/api/v1/health", timeout=10).json()
     return body
@@ -119,7 +111,7 @@ def test_logs_match_the_requests_sent(stack: Stack, photos: dict[str, bytes]) ->
         timeout=30,
     )
     assert batch.status_code == 200
-    wait_for(lambda: len(rows(stack, "logs-")) == 4, what="4 rows")
+    wait_for(lambda: len(rows(stack, "logs-")) == 4, 60, what="4 rows")
     found = {(r.request_id, r.item_index): r for r in rows(stack, "logs-")}
     for request_id, body in sent.items():
         row = found[(request_id, 0)]
@@ -139,7 +131,7 @@ def test_repeated_image_is_a_cache_hit(stack: Stack, photos: dict[str, bytes]) -
     metrics = httpx.get(f"{stack.server.url}/api/v1/metrics", timeout=10).text
     hits = [line for line in metrics.splitlines() if line.startswith('cv_cache_hits_total{model="classifier"}')]
     assert hits and float(hits[0].split()[-1]) >= 1
-    wait_for(lambda: len(rows(stack, "cache-")) == 2, what="2 rows")
+    wait_for(lambda: len(rows(stack, "cache-")) == 2, 60, what="2 rows")
     assert [r.cached for r in rows(stack, "cache-")] == [False, True]
 
 
@@ -149,14 +141,14 @@ def test_database_down_during_traffic_then_replayed(stack: Stack, photos: dict[s
         for i in range(15):
             response = classify(stack, photos["coffee.jpg" if i % 2 else "chelsea.jpg"], f"dbdown-{i}")
             assert response.status_code == 200, response.text
-        wait_for(lambda: spooled(stack) == 15, what="15 spooled records")
+        wait_for(lambda: spooled(stack) == 15, 60, what="15 spooled records")
         body = health(stack)
         assert body["status"] == "degraded" and rows(stack, "dbdown-") == []
         assert body["data"]["inference_log"]["status"] == "degraded"
     finally:
         stack.pg_proxy.start()
-    wait_for(lambda: len(rows(stack, "dbdown-")) == 15, what="15 replayed rows")
-    wait_for(lambda: health(stack)["status"] == "ok", what="health ok")
+    wait_for(lambda: len(rows(stack, "dbdown-")) == 15, 60, what="15 replayed rows")
+    wait_for(lambda: health(stack)["status"] == "ok", 60, what="health ok")
     assert {r.request_id for r in rows(stack, "dbdown-")} == {f"dbdown-{i}" for i in range(15)}
     assert not list((stack.data_dir / "spool").glob("*.jsonl"))
 
@@ -172,6 +164,6 @@ def test_redis_down_then_back(stack: Stack, photos: dict[str, bytes]) -> None:
         assert body["data"]["cache"]["status"] == "degraded"
     finally:
         stack.redis_proxy.start()
-    wait_for(lambda: health(stack)["status"] == "ok", what="health ok")
+    wait_for(lambda: health(stack)["status"] == "ok", 60, what="health ok")
     log = stack.server.log()
     assert "redis unreachable; serving from the in-process cache" in log and "redis is back" in log

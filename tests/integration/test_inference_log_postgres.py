@@ -6,8 +6,6 @@ machine's PostgreSQL keeps running for everyone else.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from tests.http.apps import data_plane_client, logged_rows
 from tests.integration.conftest import postgres_url
 from tests.integration.proxy import TcpProxy
 from tests.unit.fakes import sample
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +39,6 @@ def settings_for(tmp_path: Path, pg_proxy: TcpProxy, pg_schema: str) -> ServingS
             "reconnect_interval_s": 0.5,
         }
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def direct_url(endpoint: tuple[str, int], schema: str) -> str:

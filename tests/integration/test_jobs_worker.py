@@ -12,7 +12,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from services.jobs.heartbeat import workers_health
 from services.jobs.queue import JobQueue
 from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url
 from tests.integration.worker import Worker, settings_from, start_worker
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +73,6 @@ class JobStack:
 
     def logs(self) -> str:
         return "\n".join(w.log()[-3000:] for w in self.workers)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, stack: JobStack, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; worker logs:\n{stack.logs()}")
-        time.sleep(interval)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -169,8 +162,8 @@ def test_a_worker_killed_mid_job_loses_no_item_and_repeats_none(
     for attempt in range(3):  # the kill must land while a chunk runs; after it, the database shows which did
         worker = stack.start_worker(f"doomed-{attempt}")
         goal = 8 * (attempt + 1)
-        wait_for(lambda: answered(stack, job_id) >= goal, 180, "answers", stack)  # noqa: B023
-        wait_for(lambda: in_flight(stack, job_id) > 0, 60, "a chunk in flight", stack, interval=0.005)
+        wait_for(lambda: answered(stack, job_id) >= goal, 180, "answers", context=stack.logs)  # noqa: B023
+        wait_for(lambda: in_flight(stack, job_id) > 0, 60, "a chunk in flight", interval_s=0.005, context=stack.logs)
         worker.kill()
         query = "SELECT item_index FROM batch_job_item WHERE job_id = :id AND status = 'pending' AND attempts > 0"
         killed = [row[0] for row in stack.sql(query, id=job_id)]
@@ -183,11 +176,18 @@ def test_a_worker_killed_mid_job_loses_no_item_and_repeats_none(
     # Health sees a running job that nobody works: the dead worker's heartbeat went stale.
     interval = stack.settings.jobs_heartbeat_interval_s
     gone = {"status": "degraded", "workers": 0, "active_jobs": 1}
-    wait_for(lambda: workers_health(stack.engine, interval_s=interval) == gone, 30, "health to miss the worker", stack)
+    wait_for(
+        lambda: workers_health(stack.engine, interval_s=interval) == gone,
+        30,
+        "health to miss the worker",
+        context=stack.logs,
+    )
 
     stack.start_worker("survivor")
-    wait_for(lambda: workers_health(stack.engine, interval_s=interval)["workers"] == 1, 60, "a heartbeat", stack)
-    wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 240, "the job to end", stack)
+    wait_for(
+        lambda: workers_health(stack.engine, interval_s=interval)["workers"] == 1, 60, "a heartbeat", context=stack.logs
+    )
+    wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 240, "the job to end", context=stack.logs)
     job = stack.job(job_id, limit=1000)
     assert job["status"] == "succeeded", job["counts"]
     assert job["counts"]["succeeded"] == len(images) and job["progress"] == 1.0
@@ -217,7 +217,7 @@ def test_a_poison_item_fails_alone_and_a_cancelled_job_stops(
         ("bomb.png", bomb()),
     ]
     job_id = stack.submit(images)
-    wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 120, "the poison job to end", stack)
+    wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 120, "the poison job to end", context=stack.logs)
     job = stack.job(job_id)
     assert job["status"] == "partial"
     assert [i["http_status"] for i in job["items"]] == [200, 400, 200, 413]
@@ -225,7 +225,7 @@ def test_a_poison_item_fails_alone_and_a_cancelled_job_stops(
     assert job["items"][3]["error"]["type"].endswith("image-too-large")
 
     big = stack.submit(tiny_imagenet_val[:200])
-    wait_for(lambda: answered(stack, big) >= 1, 120, "the big job to start", stack)
+    wait_for(lambda: answered(stack, big) >= 1, 120, "the big job to start", context=stack.logs)
     response = stack.client.delete(f"/jobs/{big}")
     assert response.status_code == 202 and response.json()["status"] == "cancelled"
     time.sleep(2)  # the chunk in flight ends; later chunks are skipped

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.server import Server
 from tests.labels import CATS
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,10 +94,15 @@ def test_request_id_reaches_the_model_service_logs(server: Server, photos: dict[
     )
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == request_id
-    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
-    tagged = [line for line in lines if line.get("request_id") == request_id]
-    assert any(line["logger"] == "services.http" for line in tagged)  # the api process
-    assert any(line["logger"] == "services.models.worker" for line in tagged)  # the classifier process
+
+    def loggers() -> set[str]:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        return {line["logger"] for line in lines if line.get("request_id") == request_id}
+
+    # The api writes its request line once the answer has gone out, so the client can read the log
+    # before it is there (CI saw that once): wait for it rather than read once.
+    wanted = {"services.http", "services.models.worker"}  # the api process, the classifier process
+    wait_for(lambda: wanted <= loggers(), 10, f"{sorted(wanted)} lines with the request id", context=loggers)
 
 
 def test_openapi_ui_lists_the_public_routes(server: Server) -> None:
