@@ -117,6 +117,11 @@ JOB_ITEMS = Counter(
     "Batch-job items answered by the workers (succeeded, failed) or put back for a retry (retried).",
     ["task", "outcome"],
 )
+JOB_HOUSEKEEPING = Counter(
+    "cv_job_housekeeping_deleted_total",
+    "What the workers' housekeeping deleted: orphan image folders, cut-off uploads, expired jobs.",
+    ["kind"],
+)
 
 
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:

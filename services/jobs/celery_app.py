@@ -15,6 +15,7 @@ from celery import Celery, signals
 from services.config import ServingSettings, get_settings
 from services.jobs.broker import ALIAS
 from services.jobs.heartbeat import Heartbeat
+from services.jobs.periodic import Periodic
 from services.logging import configure_logging
 
 TASK_NAME = "cv.jobs.process_chunk"
@@ -63,23 +64,35 @@ def _json_logs(**_: Any) -> None:
 
 
 _heartbeat: Heartbeat | None = None
+_housekeeping: Periodic | None = None
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Tell the api's health this worker is alive (after the pool forked: no engine crosses a fork)."""
-    global _heartbeat
+def _start_background(sender: Any = None, **_: Any) -> None:
+    """The heartbeat the api's health reads, and the housekeeping of old jobs (after the pool forked: no
+    engine crosses a fork)."""
+    global _heartbeat, _housekeeping
     from services.db.session import create_db_engine
+    from services.jobs.retention import sweep
+    from services.jobs.store import ImageStore
 
     engine = create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s)
     hostname = str(getattr(sender, "hostname", None) or "worker")
     _heartbeat = Heartbeat(
         engine, hostname=hostname, queue=settings.jobs_queue, interval_s=settings.jobs_heartbeat_interval_s
     ).start()
+    store = ImageStore(settings.job_store)
+    _housekeeping = Periodic(
+        "job-housekeeping",
+        lambda: sweep(engine, store, retention_days=settings.jobs_retention_days, grace_s=settings.jobs_orphan_grace_s),
+        interval_s=settings.jobs_sweep_interval_s,
+    ).start()
 
 
 @signals.worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
+def _stop_background(**_: Any) -> None:
+    if _housekeeping is not None:
+        _housekeeping.stop()
     if _heartbeat is not None:
         _heartbeat.stop()
 

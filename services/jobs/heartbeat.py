@@ -10,7 +10,6 @@ check Traefik calls every second.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
 from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, JobWorker, utcnow
+from services.jobs.periodic import Periodic
 
 log = logging.getLogger(__name__)
 # A worker not heard from for this many intervals is taken for dead.
@@ -41,29 +41,20 @@ def forget(engine: Engine, *, hostname: str) -> None:
 
 
 class Heartbeat:
-    """A daemon thread beating every ``interval_s`` until :meth:`stop` (which also forgets the worker)."""
+    """Beats every ``interval_s`` on a thread of its own until :meth:`stop` (which also forgets the worker)."""
 
     def __init__(self, engine: Engine, *, hostname: str, queue: str, interval_s: float) -> None:
         self.engine, self.hostname, self.queue, self.interval_s = engine, hostname, queue, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="job-worker-heartbeat", daemon=True)
+        self._periodic = Periodic(
+            "job-worker-heartbeat", lambda: beat(engine, hostname=hostname, queue=queue), interval_s=interval_s
+        )
 
     def start(self) -> Heartbeat:
-        self._thread.start()
+        self._periodic.start()
         return self
 
-    def _run(self) -> None:
-        while True:
-            try:
-                beat(self.engine, hostname=self.hostname, queue=self.queue)
-            except Exception:  # the database may be away for a while; the worker goes on, health will say so
-                log.warning("worker heartbeat failed", exc_info=True)
-            if self._stop.wait(self.interval_s):
-                return
-
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._periodic.stop()
         try:
             forget(self.engine, hostname=self.hostname)
         except Exception:

@@ -44,6 +44,33 @@ class ImageStore:
         shutil.rmtree(folder, ignore_errors=True)
         return True
 
+    def job_folders(self) -> dict[str, float]:
+        """Every job folder in the store: job id -> the folder's modification time (seconds since the epoch)."""
+        jobs = self.root / "jobs"
+        if not jobs.is_dir():
+            return {}
+        folders = {}
+        for entry in jobs.iterdir():
+            if _JOB_ID.fullmatch(entry.name) and entry.is_dir():
+                try:
+                    folders[entry.name] = entry.stat().st_mtime
+                except FileNotFoundError:  # released meanwhile
+                    continue
+        return folders
+
+    def incoming_before(self, cutoff: float) -> list[Path]:
+        """Temporary files of writes cut off mid-way (a process killed while storing) older than ``cutoff``."""
+        if not self.root.is_dir():
+            return []
+        stale = []
+        for path in self.root.glob(".incoming-*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    stale.append(path)
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+        return stale
+
     def path(self, key: str) -> Path:
         """The file of ``key``; refuses keys that would leave the store."""
         path = (self.root / key).resolve()

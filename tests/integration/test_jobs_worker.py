@@ -8,27 +8,32 @@ file, as ``make serve`` uses) or Redis (a queue of the test's own).
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from services.config import ServingSettings
 from services.db import migrate
 from services.db.session import create_db_engine
+from services.db.tables import BatchJob, new_id, utcnow
 from services.http.app import create_app
 from services.jobs.heartbeat import workers_health
 from services.jobs.queue import JobQueue
+from services.jobs.store import ImageStore
 from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url
 from tests.integration.worker import Worker, settings_from, start_worker
 from tests.waiting import wait_for
@@ -234,3 +239,28 @@ def test_a_poison_item_fails_alone_and_a_cancelled_job_stops(
     (logged,) = stack.sql("SELECT count(*) FROM inference_log WHERE job_id = :id", id=big)
     assert logged[0] == job["counts"]["succeeded"] + job["counts"]["failed"] < 200
     assert stack.client.delete(f"/jobs/{big}").status_code == 200  # already over: left as it is
+
+
+@pytest.mark.parametrize("stack", ["local"], indirect=True)  # housekeeping is the same on every broker
+def test_a_worker_sweeps_orphan_images_and_expired_jobs_at_start(stack: JobStack) -> None:
+    """An api that died between storing a job's images and committing the job left a folder no job names;
+    a job ended 31 days ago is past the 30-day retention. The worker's housekeeping, on PostgreSQL, removes both."""
+    store = ImageStore(stack.settings.job_store)
+    orphan = new_id()
+    store.put(b"an image nobody will read", job_id=orphan)
+    two_hours_ago = time.time() - 7200
+    os.utime(store.root / "jobs" / orphan, (two_hours_ago, two_hours_ago))
+    kept = new_id()
+    store.put(b"a job waiting for its worker", job_id=kept)
+    os.utime(store.root / "jobs" / kept, (two_hours_ago, two_hours_ago))
+    with Session(stack.engine) as session:
+        session.add(BatchJob(id=kept, task="classify"))
+        session.add(BatchJob(task="classify", status="succeeded", finished_at=utcnow() - timedelta(days=31)))
+        session.commit()
+
+    stack.env |= {"CV_JOBS_ORPHAN_GRACE_S": "3600", "CV_JOBS_RETENTION_DAYS": "30"}
+    stack.start_worker("sweeper")
+    wait_for(lambda: orphan not in store.job_folders(), 60, "the worker's first sweep", context=stack.logs)
+    assert stack.sql("SELECT id FROM batch_job ORDER BY id") == [(kept,)]
+    assert kept in store.job_folders()
+    assert '"message": "job housekeeping"' in stack.logs()

@@ -67,3 +67,11 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk gone"):
         store.put_file(Broken(), job_id=JOB)
     assert not [p for p in (tmp_path / "jobs").rglob("*") if p.is_file()]
+
+
+def test_the_housekeeping_listings_of_a_store_that_holds_nothing_yet(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "never-written")
+    assert store.job_folders() == {} and store.incoming_before(float("inf")) == []
+    store.put(b"x", job_id=JOB)
+    (store.root / "jobs" / "not-a-job-id").mkdir()  # only folders named like job ids are jobs
+    assert list(store.job_folders()) == [JOB]

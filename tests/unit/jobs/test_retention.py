@@ -1,0 +1,191 @@
+"""Housekeeping of batch jobs: orphan image folders, cut-off uploads and expired job rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from services.db.logs import insert_inference_logs
+from services.db.tables import (
+    BatchJob,
+    BatchJobItem,
+    InferenceLog,
+    InferenceLogCreate,
+    JobStatus,
+    new_id,
+    utcnow,
+)
+from services.jobs import retention
+from services.jobs.periodic import Periodic
+from services.jobs.retention import sweep
+from services.jobs.store import ImageStore
+from tests.unit.jobs.conftest import MakeJob, png
+
+HOUR = 3600.0
+
+
+def _age(path: Path, seconds: float, now: datetime) -> None:
+    """Make ``path`` look ``seconds`` old at ``now``."""
+    then = now.timestamp() - seconds
+    os.utime(path, (then, then))
+
+
+def _orphan(store: ImageStore, age_s: float, now: datetime) -> str:
+    """Images stored for a job whose row was never committed (the api died in between)."""
+    job_id = new_id()
+    store.put(png(1), job_id=job_id)
+    _age(store.root / "jobs" / job_id, age_s, now)
+    return job_id
+
+
+def _set(engine: Engine, job_id: str, status: JobStatus, ended: datetime | None) -> None:
+    with Session(engine) as session:
+        job = session.get(BatchJob, job_id)
+        assert job is not None
+        job.status, job.finished_at = status.value, ended
+        session.add(job)
+        session.commit()
+
+
+def _jobs(engine: Engine) -> set[str]:
+    with Session(engine) as session:
+        return set(session.exec(select(BatchJob.id)).all())
+
+
+def _items(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(BatchJobItem)).one())
+
+
+def test_orphan_folders_go_after_the_grace_and_live_jobs_keep_theirs(
+    engine: Engine, store: ImageStore, make_job: MakeJob
+) -> None:
+    now = utcnow()
+    old_orphan, young_orphan = _orphan(store, 2 * HOUR, now), _orphan(store, 10.0, now)
+    queued = make_job([png(2)])  # waiting for a worker: its images are needed however old
+    ended = make_job([png(3)])  # succeeded, but the worker died before it released the images
+    _set(engine, ended, JobStatus.SUCCEEDED, now)
+    for job_id in (queued, ended):
+        _age(store.root / "jobs" / job_id, 2 * HOUR, now)
+
+    report = sweep(engine, store, retention_days=0, grace_s=HOUR, now=now)
+
+    assert sorted(report.orphan_folders) == sorted([old_orphan, ended])
+    assert set(store.job_folders()) == {young_orphan, queued}
+    assert report.expired_jobs == [] and _jobs(engine) == {queued, ended}  # retention 0: rows kept for ever
+
+
+def test_cut_off_uploads_go_after_the_grace(store: ImageStore, engine: Engine) -> None:
+    now = utcnow()
+    store.root.mkdir(parents=True)
+    old, fresh = store.root / ".incoming-old", store.root / ".incoming-fresh"
+    old.write_bytes(b"half an image")
+    fresh.write_bytes(b"being written")
+    _age(old, 2 * HOUR, now)
+    report = sweep(engine, store, retention_days=0, grace_s=HOUR, now=now)
+    assert report.incoming_files == 1 and not old.exists() and fresh.exists()
+
+
+def test_jobs_that_ended_before_the_retention_go_with_their_items_and_images(
+    engine: Engine, store: ImageStore, make_job: MakeJob
+) -> None:
+    now = utcnow()
+    expired = make_job([png(1), png(2)])
+    _set(engine, expired, JobStatus.PARTIAL, now - timedelta(days=31))
+    cancelled = make_job([png(3)])  # its images were released at cancel time already
+    _set(engine, cancelled, JobStatus.CANCELLED, now - timedelta(days=40))
+    store.release(cancelled)
+    recent = make_job([png(4)])
+    _set(engine, recent, JobStatus.SUCCEEDED, now - timedelta(days=29))
+    old_but_running = make_job([png(5)])
+    _set(engine, old_but_running, JobStatus.RUNNING, None)
+    with Session(engine) as session:  # created long ago, still running: never expires
+        job = session.get(BatchJob, old_but_running)
+        assert job is not None
+        job.created_at = now - timedelta(days=90)
+        session.add(job)
+        session.commit()
+    # The inference-log row of an expired job's item is the audit trail: it stays.
+    with Session(engine) as session:
+        record = InferenceLogCreate(route="/api/v1/batch", job_id=expired, status=200, latency_ms=1.0)
+        insert_inference_logs(session=session, records=[record])
+        session.commit()
+
+    report = sweep(engine, store, retention_days=30, grace_s=HOUR, now=now)
+
+    assert sorted(report.expired_jobs) == sorted([expired, cancelled])
+    assert _jobs(engine) == {recent, old_but_running}
+    assert _items(engine) == 2  # one each
+    assert expired not in store.job_folders() and {recent, old_but_running} <= set(store.job_folders())
+    with Session(engine) as session:
+        assert session.exec(select(InferenceLog.job_id)).all() == [expired]
+
+
+def test_a_dry_run_lists_and_deletes_nothing(engine: Engine, store: ImageStore, make_job: MakeJob) -> None:
+    now = utcnow()
+    orphan = _orphan(store, 2 * HOUR, now)
+    expired = make_job([png(1)])
+    _set(engine, expired, JobStatus.FAILED, now - timedelta(days=60))
+    report = sweep(engine, store, retention_days=30, grace_s=HOUR, now=now, dry_run=True)
+    assert report.orphan_folders == [orphan] and report.expired_jobs == [expired] and report.dry_run
+    assert set(store.job_folders()) == {orphan, expired} and _jobs(engine) == {expired}
+
+
+def test_more_jobs_than_one_statement_takes(engine: Engine, store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "_BATCH", 7)
+    now = utcnow()
+    orphans = {_orphan(store, 2 * HOUR, now) for _ in range(20)}
+    with Session(engine) as session:
+        for _ in range(20):
+            session.add(BatchJob(task="classify", status="succeeded", finished_at=now - timedelta(days=2)))
+        session.commit()
+    report = sweep(engine, store, retention_days=1, grace_s=HOUR, now=now)
+    assert set(report.orphan_folders) == orphans and len(report.expired_jobs) == 20
+    assert store.job_folders() == {} and _jobs(engine) == set()
+
+
+@pytest.mark.usefixtures("restore_services_logger")  # the command configures logging onto captured stdout
+def test_the_command_sweeps_with_the_configured_settings(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.config import get_settings
+    from services.db import migrate
+    from services.db.session import create_db_engine
+
+    monkeypatch.setenv("CV_JOBS_ORPHAN_GRACE_S", "60")
+    settings = get_settings()
+    migrate.upgrade(create_db_engine(settings.sqlalchemy_url))
+    store = ImageStore(settings.job_store)
+    orphan = _orphan(store, 120, utcnow())
+    assert retention.main(["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["orphan_folders"] == [orphan]
+    assert orphan in store.job_folders()
+    assert retention.main([]) == 0
+    assert json.loads(capsys.readouterr().out)["orphan_folders"] == [orphan]
+    assert store.job_folders() == {}
+
+
+def test_a_periodic_action_that_fails_is_logged_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+    done = threading.Event()
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) >= 3:
+            done.set()
+        raise RuntimeError("database away")
+
+    with caplog.at_level(logging.WARNING, logger="services.jobs.periodic"):
+        periodic = Periodic("flaky-housekeeping", flaky, interval_s=0.01).start()
+        assert done.wait(5)
+        periodic.stop()
+    assert len(calls) >= 3
+    assert "flaky-housekeeping failed" in caplog.text
