@@ -52,8 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-url", default=os.environ.get("CV_REDIS_URL", "redis://127.0.0.1:6379/0"))
     up.add_argument("--bentoml-home", type=Path, default=Path(os.environ.get("BENTOML_HOME", REPO / ".bentoml")))
     up.add_argument("--api-replicas", type=int, default=2)
-    up.add_argument("--base-port", type=int, default=8080, help="Traefik listens here; the rest on the next ports")
+    up.add_argument(
+        "--base-port", type=int, default=8080, help="Traefik listens here; the rest on the next ports (0: any free)"
+    )
     up.add_argument("--no-worker", action="store_true", help="leave out the Celery worker")
+    up.add_argument(
+        "--namespace", default="cv", help="prefix of this topology's Redis keys and queue (two topologies, one Redis)"
+    )
     keys = commands.add_parser("keys", help="the gateway's key CLI with this topology's settings")
     keys.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         api_replicas=args.api_replicas,
         worker=not args.no_worker,
         base_port=args.base_port,
+        namespace=args.namespace,
     )
     the_plan = plan(config)
     _write_env(env_file, the_plan.gateway_env)
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 1
     edge = the_plan.edge_url
+    # Flushed: under a supervisor or a pipe stdout is block-buffered, and this process then only waits.
     print(f"ready: {edge}/ (OpenAPI UI), {edge}/api/v1/...; Traefik metrics {the_plan.internal_url}/metrics")
-    print("create a key: python -m deploy keys create --tier pro --name me")
+    print("create a key: python -m deploy keys create --tier pro --name me", flush=True)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started: they keep theirs
     try:

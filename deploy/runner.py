@@ -5,6 +5,7 @@ log file under ``run_dir/logs/`` and, for BentoML processes, its own ``BENTOML_H
 model store (``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
 processes on one home would wipe each other's metrics). Nothing is restarted: a process that dies
 stays dead, which is what the replica-kill test needs; compose's ``restart:`` is the production answer.
+Each process gets SIGTERM from the kernel if the runner dies without stopping them (services/process.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 import psutil
 
 from deploy.topology import REPO, Plan, ProcessSpec, TopologyConfig, render_traefik
+from services.process import die_with_parent
 
 
 class TopologyError(RuntimeError):
@@ -101,7 +103,13 @@ class Topology:
         log_path = self.log_dir / f"{spec.name}.log"
         handle = log_path.open("ab")
         process = subprocess.Popen(
-            spec.argv, cwd=REPO, env=self._env(spec), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            spec.argv,
+            cwd=REPO,
+            env=self._env(spec),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # a runner killed outright takes its processes with it
         )
         return Running(spec, process, log_path, handle)
 

@@ -4,26 +4,22 @@
 the worker inherits ``BENTOML_RUNNER_MAP`` (where ``bentoml serve`` put the model services) and
 calls the model services like the api does. A worker that dies is started again after
 ``restart_delay_s``; the api's shutdown stops it (SIGTERM, then SIGKILL), and on Linux the kernel
-sends it SIGTERM if the api process dies without a shutdown (``PR_SET_DEATHSIG``). In production
+sends it SIGTERM if the api process dies without a shutdown (``PR_SET_DEATHSIG``, services/process.py). In production
 the workers are their own containers and this is off (``CV_JOBS_EMBEDDED_WORKER``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from services.config import ServingSettings
+from services.process import die_with_parent
 
 log = logging.getLogger(__name__)
-_PR_SET_DEATHSIG = 1
 
 
 def worker_command(settings: ServingSettings, *, hostname: str = "cv-jobs@%h") -> list[str]:
@@ -49,18 +45,6 @@ def worker_command(settings: ServingSettings, *, hostname: str = "cv-jobs@%h") -
         "--without-mingle",
         "--without-heartbeat",
     ]
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel for SIGTERM when the parent dies (Linux); None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # loaded before the fork
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_DEATHSIG, signal.SIGTERM)
-
-    return preexec
 
 
 class EmbeddedWorker:
@@ -91,7 +75,7 @@ class EmbeddedWorker:
         return self
 
     def _supervise(self) -> None:
-        preexec = _die_with_parent()
+        preexec = die_with_parent()
         while not self._stopping.is_set():
             with self._lock:
                 if self._stopping.is_set():
