@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from PIL import Image
 
 from bentos.detector.import_model import int8_config
 from services.config import get_settings
-from tests.unit.training.tiny_onnx import tiny_model
+from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantization_study as study
 from training.quantize import YOLOX_HEAD, QuantizeConfig
 
@@ -36,13 +35,8 @@ def test_run_study_reports_each_variant_against_fp32(tmp_path: Path) -> None:
     src = tiny_model(tmp_path / "tiny.onnx")
     report = {"preprocessing": {"input_size": 16, "color_order": "RGB", "mean": [0, 0, 0], "std": [255, 255, 255]}}
     (tmp_path / "export.json").write_text(json.dumps(report))
-    rng = np.random.default_rng(0)
-    pool = []
-    for i in range(4):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
-        pool.append(path)
-    batch = rng.uniform(0, 1, (8, 3, 16, 16)).astype(np.float32)
+    pool = noise_images(tmp_path, 4)
+    batch = np.random.default_rng(0).uniform(0, 1, (8, 3, 16, 16)).astype(np.float32)
 
     def metric(path: Path, precision: str) -> dict[str, object]:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

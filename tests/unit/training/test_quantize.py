@@ -10,13 +10,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
-from PIL import Image
 
 from services.config import get_settings
 from services.models.preprocessing import prepare
 from services.models.spec import InputSpec
 from services.models.store import sha256_file
-from tests.unit.training.tiny_onnx import tiny_model
+from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantize
 from training.quantize import QuantizeConfig
 
@@ -25,14 +24,7 @@ SPEC = InputSpec(name="images", height=16, width=16, scale=1 / 255)
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("calibration")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(6):
-        path = folder / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return noise_images(tmp_path_factory.mktemp("calibration"), 6, height=20, width=24, seed=1)
 
 
 @pytest.fixture(scope="module")

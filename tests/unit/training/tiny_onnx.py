@@ -1,4 +1,4 @@
-"""A tiny two-convolution ONNX graph for the quantization tests."""
+"""A tiny two-convolution ONNX graph for the quantization tests, and noise images to calibrate it on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 
 def tiny_model(path: Path, opset: int = 11) -> Path:
@@ -36,3 +37,14 @@ def tiny_model(path: Path, opset: int = 11) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def noise_images(folder: Path, count: int, height: int = 16, width: int = 16, seed: int = 0) -> list[Path]:
+    """``count`` PNGs of uniform RGB noise in ``folder`` (``0.png``, ``1.png``, ...): calibration images."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
