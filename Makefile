@@ -69,6 +69,7 @@ test: install-train
 
 lint: install
 	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts gateway deploy
+	$(VENV)/bin/ruff format --check services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy services gateway deploy
 
 bench: import-models

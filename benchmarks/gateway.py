@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.serving import machine_facts, photos, stats, table, timed  # noqa: E402
+from benchmarks.common import machine_facts, photos, stats, table, timed  # noqa: E402
 
 log = logging.getLogger("benchmarks.gateway")
 REPORTS = REPO / "benchmarks" / "reports"

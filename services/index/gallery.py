@@ -35,6 +35,7 @@ def check_embedder(gallery: str | None, query: str) -> None:
     if gallery is not None and gallery != query:
         raise GalleryModelMismatch(_mismatch(gallery, query), gallery=gallery)
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gallery (
     row_id INTEGER PRIMARY KEY AUTOINCREMENT,

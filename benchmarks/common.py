@@ -1,0 +1,65 @@
+"""What the benchmarks share: latency statistics, a timing loop, the two photos, machine facts, Markdown tables."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    """p50, p99 and mean of latencies in milliseconds."""
+    a = np.asarray(samples_ms or [float("nan")])
+    return {"n": len(samples_ms), "mean": float(a.mean()), **{f"p{q}": float(np.percentile(a, q)) for q in (50, 99)}}
+
+
+def timed(call: Callable[[], object], calls: int, warmup: int = 10) -> dict[str, float]:
+    samples = []
+    for i in range(warmup + calls):
+        t0 = time.perf_counter()
+        call()
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1000)
+    return stats(samples)
+
+
+def photos() -> dict[str, bytes]:
+    """scikit-image's chelsea and astronaut, JPEG-encoded once (quality 90)."""
+    from skimage import data
+
+    buffers = {name: io.BytesIO() for name in ("chelsea", "astronaut")}
+    for name, buffer in buffers.items():
+        Image.fromarray(getattr(data, name)()).save(buffer, "JPEG", quality=90)
+    return {name: buffer.getvalue() for name, buffer in buffers.items()}
+
+
+def machine_facts() -> dict[str, Any]:
+    import bentoml
+    import onnxruntime
+
+    from services.config import ServingSettings
+
+    cpu = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+    s = ServingSettings()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "nproc": os.cpu_count(),
+        "cpu": (cpu or ["unknown"])[0],
+        "python": sys.version.split()[0],
+        "onnxruntime": onnxruntime.__version__,
+        "bentoml": bentoml.__version__,
+        "serving settings": f"max_batch_size={s.max_batch_size}, max_latency_ms={s.max_latency_ms}, "
+        f"ort_intra_op_threads={s.ort_intra_op_threads}, log_level={s.log_level}",
+    }
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    body = ["| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *body])
