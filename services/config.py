@@ -157,11 +157,12 @@ class ServingSettings(BaseSettings):
     jobs_visibility_timeout_s: float = Field(default=300.0, gt=0)
     jobs_poll_interval_s: float = Field(default=0.5, gt=0)  # the local broker is polled
     jobs_worker_concurrency: int = Field(default=2, gt=0)
-    # Housekeeping (services/jobs/retention.py), run by every worker every jobs_sweep_interval_s: rows of jobs that
-    # ended more than jobs_retention_days ago are deleted (0: kept for ever; their inference-log rows stay), and so
-    # are job image folders nothing will read again and cut-off uploads, once older than jobs_orphan_grace_s.
+    # Housekeeping (services/jobs/housekeeping.py), run by every worker every jobs_sweep_interval_s: jobs stalled for
+    # twice the visibility timeout with an empty queue (lost messages) are sent again; rows of jobs that ended more
+    # than jobs_retention_days ago are deleted (0: kept for ever; their inference-log rows stay), and so are job image
+    # folders nothing will read again and cut-off uploads, once older than jobs_orphan_grace_s.
     jobs_retention_days: float = Field(default=30.0, ge=0)
-    jobs_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    jobs_sweep_interval_s: float = Field(default=300.0, gt=0)
     jobs_orphan_grace_s: float = Field(default=3600.0, gt=0)
     # Workers write a heartbeat this often; health counts one dead after 3 missed beats.
     jobs_heartbeat_interval_s: float = Field(default=10.0, gt=0)

@@ -118,9 +118,10 @@ JOB_ITEMS = Counter(
     ["task", "outcome"],
 )
 JOB_HOUSEKEEPING = Counter(
-    "cv_job_housekeeping_deleted_total",
-    "What the workers' housekeeping deleted: orphan image folders, cut-off uploads, expired jobs.",
-    ["kind"],
+    "cv_job_housekeeping_total",
+    "What the workers' housekeeping did: stalled jobs sent again; orphan image folders, cut-off uploads, expired "
+    "jobs deleted.",
+    ["action"],
 )
 
 

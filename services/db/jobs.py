@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, update
@@ -78,7 +79,10 @@ def pending_items(*, session: Session, job_id: str, indices: Sequence[int]) -> l
 
 
 def add_attempts(*, session: Session, job_id: str, indices: Sequence[int], delta: int) -> None:
-    """Count a worker starting (``delta=1``) or cleanly leaving (``delta=-1``) pending items."""
+    """Count a worker starting (``delta=1``) or cleanly leaving (``delta=-1``) pending items.
+
+    Either is activity: ``updated_at`` moves, so housekeeping never takes a job being worked for stalled.
+    """
     session.connection().execute(
         update(BatchJobItem)
         .where(
@@ -86,8 +90,39 @@ def add_attempts(*, session: Session, job_id: str, indices: Sequence[int], delta
             col(BatchJobItem.item_index).in_(list(indices)),
             col(BatchJobItem.status) == ItemStatus.PENDING.value,
         )
-        .values(attempts=col(BatchJobItem.attempts) + delta)
+        .values(attempts=col(BatchJobItem.attempts) + delta, updated_at=utcnow())
     )
+
+
+def stalled_jobs(*, session: Session, before: datetime) -> list[str]:
+    """Active jobs none of whose items has changed since ``before`` (no answer, no worker starting a chunk)."""
+    query = (
+        select(BatchJobItem.job_id)
+        .join(BatchJob, col(BatchJob.id) == col(BatchJobItem.job_id))
+        .where(col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))
+        .group_by(col(BatchJobItem.job_id))
+        .having(func.max(col(BatchJobItem.updated_at)) < before)
+    )
+    return list(session.exec(query))
+
+
+def claim_stalled(*, session: Session, job_id: str, before: datetime) -> list[int]:
+    """Stamp a stalled job's pending items as touched now; their indices, or none if another sweep claimed them.
+
+    The condition is re-checked on each row as it is updated, so of two workers sweeping at once only
+    the first gets the indices (on PostgreSQL the second waits for the first's commit, then matches nothing).
+    """
+    claimed = session.connection().execute(
+        update(BatchJobItem)
+        .where(
+            col(BatchJobItem.job_id) == job_id,
+            col(BatchJobItem.status) == ItemStatus.PENDING.value,
+            col(BatchJobItem.updated_at) < before,
+        )
+        .values(updated_at=utcnow())
+        .returning(col(BatchJobItem.item_index))
+    )
+    return sorted(row[0] for row in claimed)
 
 
 def record_results(*, session: Session, job_id: str, results: Sequence[ItemResult]) -> list[ItemResult]:

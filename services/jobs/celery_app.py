@@ -69,11 +69,12 @@ _housekeeping: Periodic | None = None
 
 @signals.worker_ready.connect
 def _start_background(sender: Any = None, **_: Any) -> None:
-    """The heartbeat the api's health reads, and the housekeeping of old jobs (after the pool forked: no
-    engine crosses a fork)."""
+    """The heartbeat the api's health reads, and job housekeeping: stalled jobs sent again, old ones deleted
+    (services/jobs/housekeeping.py). After the pool forked: no engine crosses a fork."""
     global _heartbeat, _housekeeping
     from services.db.session import create_db_engine
-    from services.jobs.retention import sweep
+    from services.jobs.housekeeping import Policy, sweep
+    from services.jobs.queue import CeleryDispatcher
     from services.jobs.store import ImageStore
 
     engine = create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s)
@@ -81,10 +82,11 @@ def _start_background(sender: Any = None, **_: Any) -> None:
     _heartbeat = Heartbeat(
         engine, hostname=hostname, queue=settings.jobs_queue, interval_s=settings.jobs_heartbeat_interval_s
     ).start()
-    store = ImageStore(settings.job_store)
+    store, policy = ImageStore(settings.job_store), Policy.from_settings(settings)
+    dispatcher = CeleryDispatcher(app, settings.jobs_queue)
     _housekeeping = Periodic(
         "job-housekeeping",
-        lambda: sweep(engine, store, retention_days=settings.jobs_retention_days, grace_s=settings.jobs_orphan_grace_s),
+        lambda: sweep(engine, store, policy, dispatcher=dispatcher),
         interval_s=settings.jobs_sweep_interval_s,
     ).start()
 

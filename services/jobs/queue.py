@@ -35,6 +35,10 @@ class Dispatcher(Protocol):
 
     def send(self, job_id: str, chunks: list[list[int]], request_id: str | None) -> None: ...
 
+    def waiting(self) -> int:
+        """Messages in the queue that no worker has taken yet."""
+        ...
+
 
 class CeleryDispatcher:
     """Publishes one ``process_chunk`` message per chunk, by task name (the api does not import the task code)."""
@@ -55,6 +59,12 @@ class CeleryDispatcher:
                     producer=producer,
                     headers={"request_id": request_id},
                 )
+
+    def waiting(self) -> int:
+        # Delivered but unacknowledged messages (held by a worker, or by a dead one until the visibility
+        # timeout restores them) are not counted, on Redis as on the local broker.
+        with self.app.connection_for_write() as connection:
+            return int(connection.default_channel.queue_declare(queue=self.queue).message_count)
 
 
 @dataclass(frozen=True)

@@ -264,3 +264,33 @@ def test_a_worker_sweeps_orphan_images_and_expired_jobs_at_start(stack: JobStack
     assert stack.sql("SELECT id FROM batch_job ORDER BY id") == [(kept,)]
     assert kept in store.job_folders()
     assert '"message": "job housekeeping"' in stack.logs()
+
+
+def _lose_redis_queue(name: str) -> int:
+    """Delete the queue's messages as a Redis restart without persistence would (the bindings stay)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{name}*"))
+    lost = sum(int(client.llen(key)) for key in keys)
+    if keys:
+        client.delete(*keys)
+    client.close()
+    return lost
+
+
+@pytest.mark.parametrize("stack", ["redis"], indirect=True)  # the broker that keeps nothing on disk here
+def test_a_job_whose_messages_the_broker_lost_is_sent_again_and_finishes(
+    stack: JobStack, tiny_imagenet_val: list[tuple[str, bytes]]
+) -> None:
+    job_id = stack.submit(tiny_imagenet_val[:6])  # chunks of 4: two messages, waiting in Redis for a worker
+    assert _lose_redis_queue(stack.env["CV_JOBS_QUEUE"]) == 2
+    # Visibility timeout 5 s: a job untouched for 10 s with an empty queue is stalled; sweep every second.
+    stack.env |= {"CV_JOBS_SWEEP_INTERVAL_S": "1"}
+    stack.start_worker("rescuer")
+    wait_for(lambda: stack.job(job_id, limit=0)["status"] in TERMINAL, 120, "the lost job to end", context=stack.logs)
+    job = stack.job(job_id)
+    assert job["status"] == "succeeded" and job["counts"]["succeeded"] == 6, job["counts"]
+    assert '"message": "stalled job sent again"' in stack.logs()
+    query = "SELECT count(DISTINCT item_index), count(*) FROM inference_log WHERE job_id = :id"
+    assert tuple(stack.sql(query, id=job_id)[0]) == (6, 6)  # each item answered once

@@ -1,4 +1,4 @@
-"""Housekeeping of batch jobs: orphan image folders, cut-off uploads and expired job rows."""
+"""Housekeeping of batch jobs: stalled jobs sent again, orphan image folders, cut-off uploads, expired job rows."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, col, select
 
+from services.db.jobs import ItemResult, add_attempts, record_results
 from services.db.logs import insert_inference_logs
 from services.db.tables import (
     BatchJob,
@@ -23,13 +24,17 @@ from services.db.tables import (
     new_id,
     utcnow,
 )
-from services.jobs import retention
+from services.jobs import housekeeping
+from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
-from services.jobs.retention import sweep
 from services.jobs.store import ImageStore
 from tests.unit.jobs.conftest import MakeJob, png
 
 HOUR = 3600.0
+
+
+def _policy(retention_days: float = 0, stalled_after_s: float = 600.0) -> Policy:
+    return Policy(retention_days=retention_days, orphan_grace_s=HOUR, stalled_after_s=stalled_after_s, chunk_size=2)
 
 
 def _age(path: Path, seconds: float, now: datetime) -> None:
@@ -65,6 +70,85 @@ def _items(engine: Engine) -> int:
         return int(session.exec(select(func.count()).select_from(BatchJobItem)).one())
 
 
+class Broker:
+    """Records what is sent; ``queued`` is how many messages wait in the queue."""
+
+    def __init__(self, queued: int = 0) -> None:
+        self.queued = queued
+        self.sent: list[tuple[str, list[list[int]], str | None]] = []
+
+    def send(self, job_id: str, chunks: list[list[int]], request_id: str | None) -> None:
+        self.sent.append((job_id, chunks, request_id))
+
+    def waiting(self) -> int:
+        return self.queued
+
+
+def _quiet_since(engine: Engine, job_id: str, when: datetime) -> None:
+    """Nothing has happened to the job's items since ``when``."""
+    with Session(engine) as session:
+        session.connection().execute(
+            update(BatchJobItem).where(col(BatchJobItem.job_id) == job_id).values(updated_at=when)
+        )
+        session.commit()
+
+
+def _answer(engine: Engine, job_id: str, index: int) -> None:
+    with Session(engine) as session:
+        record_results(session=session, job_id=job_id, results=[ItemResult(index, 200, result={"ok": True})])
+        session.commit()
+
+
+def test_a_stalled_job_is_sent_again_once_and_only_its_pending_items(engine: Engine, make_job: MakeJob) -> None:
+    now = utcnow()
+    stalled = make_job([png(i) for i in range(5)], request_id="req-lost")
+    _answer(engine, stalled, 1)  # answered before the messages were lost
+    _quiet_since(engine, stalled, now - timedelta(hours=2))
+    busy = make_job([png(9)])  # a worker touched it a minute ago
+    _quiet_since(engine, busy, now - timedelta(minutes=1))
+    ended = make_job([png(8)])
+    _set(engine, ended, JobStatus.SUCCEEDED, now - timedelta(hours=3))
+    _quiet_since(engine, ended, now - timedelta(hours=3))
+    broker = Broker()
+
+    report = sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=broker, now=now)
+
+    assert report.redispatched_jobs == [stalled]
+    assert broker.sent == [(stalled, [[0, 2], [3, 4]], "req-lost")]  # chunks of 2, item 1 left out
+    # Claimed: the items count as touched now, so the next sweep (another worker's) sends nothing.
+    again = Broker()
+    assert sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=again).redispatched_jobs == []
+    assert again.sent == []
+
+
+def test_nothing_is_sent_again_while_messages_wait_in_the_queue(engine: Engine, make_job: MakeJob) -> None:
+    now = utcnow()
+    job = make_job([png(1)])
+    _quiet_since(engine, job, now - timedelta(hours=2))
+    busy_queue = Broker(queued=3)  # a backlog: its messages may be this job's, waiting their turn
+    assert (
+        sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=busy_queue, now=now).redispatched_jobs
+        == []
+    )
+    assert busy_queue.sent == []
+    dry = Broker()
+    report = sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=dry, now=now, dry_run=True)
+    assert report.redispatched_jobs == [job] and dry.sent == []
+
+
+def test_a_worker_starting_a_chunk_counts_as_activity(engine: Engine, make_job: MakeJob) -> None:
+    now = utcnow()
+    job = make_job([png(1), png(2)])
+    _quiet_since(engine, job, now - timedelta(hours=2))
+    with Session(engine) as session:
+        add_attempts(session=session, job_id=job, indices=[0], delta=1)
+        session.commit()
+    broker = Broker()
+    assert (
+        sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=broker, now=now).redispatched_jobs == []
+    )
+
+
 def test_orphan_folders_go_after_the_grace_and_live_jobs_keep_theirs(
     engine: Engine, store: ImageStore, make_job: MakeJob
 ) -> None:
@@ -76,7 +160,7 @@ def test_orphan_folders_go_after_the_grace_and_live_jobs_keep_theirs(
     for job_id in (queued, ended):
         _age(store.root / "jobs" / job_id, 2 * HOUR, now)
 
-    report = sweep(engine, store, retention_days=0, grace_s=HOUR, now=now)
+    report = sweep(engine, store, _policy(0), now=now)
 
     assert sorted(report.orphan_folders) == sorted([old_orphan, ended])
     assert set(store.job_folders()) == {young_orphan, queued}
@@ -90,7 +174,7 @@ def test_cut_off_uploads_go_after_the_grace(store: ImageStore, engine: Engine) -
     old.write_bytes(b"half an image")
     fresh.write_bytes(b"being written")
     _age(old, 2 * HOUR, now)
-    report = sweep(engine, store, retention_days=0, grace_s=HOUR, now=now)
+    report = sweep(engine, store, _policy(0), now=now)
     assert report.incoming_files == 1 and not old.exists() and fresh.exists()
 
 
@@ -119,7 +203,7 @@ def test_jobs_that_ended_before_the_retention_go_with_their_items_and_images(
         insert_inference_logs(session=session, records=[record])
         session.commit()
 
-    report = sweep(engine, store, retention_days=30, grace_s=HOUR, now=now)
+    report = sweep(engine, store, _policy(30), now=now)
 
     assert sorted(report.expired_jobs) == sorted([expired, cancelled])
     assert _jobs(engine) == {recent, old_but_running}
@@ -134,20 +218,20 @@ def test_a_dry_run_lists_and_deletes_nothing(engine: Engine, store: ImageStore, 
     orphan = _orphan(store, 2 * HOUR, now)
     expired = make_job([png(1)])
     _set(engine, expired, JobStatus.FAILED, now - timedelta(days=60))
-    report = sweep(engine, store, retention_days=30, grace_s=HOUR, now=now, dry_run=True)
+    report = sweep(engine, store, _policy(30), now=now, dry_run=True)
     assert report.orphan_folders == [orphan] and report.expired_jobs == [expired] and report.dry_run
     assert set(store.job_folders()) == {orphan, expired} and _jobs(engine) == {expired}
 
 
 def test_more_jobs_than_one_statement_takes(engine: Engine, store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retention, "_BATCH", 7)
+    monkeypatch.setattr(housekeeping, "_BATCH", 7)
     now = utcnow()
     orphans = {_orphan(store, 2 * HOUR, now) for _ in range(20)}
     with Session(engine) as session:
         for _ in range(20):
             session.add(BatchJob(task="classify", status="succeeded", finished_at=now - timedelta(days=2)))
         session.commit()
-    report = sweep(engine, store, retention_days=1, grace_s=HOUR, now=now)
+    report = sweep(engine, store, _policy(1), now=now)
     assert set(report.orphan_folders) == orphans and len(report.expired_jobs) == 20
     assert store.job_folders() == {} and _jobs(engine) == set()
 
@@ -165,10 +249,10 @@ def test_the_command_sweeps_with_the_configured_settings(
     migrate.upgrade(create_db_engine(settings.sqlalchemy_url))
     store = ImageStore(settings.job_store)
     orphan = _orphan(store, 120, utcnow())
-    assert retention.main(["--dry-run"]) == 0
+    assert housekeeping.main(["--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["orphan_folders"] == [orphan]
     assert orphan in store.job_folders()
-    assert retention.main([]) == 0
+    assert housekeeping.main([]) == 0
     assert json.loads(capsys.readouterr().out)["orphan_folders"] == [orphan]
     assert store.job_folders() == {}
 
