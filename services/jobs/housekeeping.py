@@ -93,7 +93,10 @@ def sweep(
     now = now or utcnow()
     report = SweepReport(dry_run=dry_run)
     if dispatcher is not None:
-        report.redispatched_jobs = _redispatch_stalled(engine, dispatcher, policy, now=now, dry_run=dry_run)
+        try:
+            report.redispatched_jobs = _redispatch_stalled(engine, dispatcher, policy, now=now, dry_run=dry_run)
+        except Exception:  # a broker outage must not stop the clean-up below; the next sweep tries again
+            log.warning("could not look for stalled jobs", exc_info=True)
     if policy.retention_days > 0:
         before = now - timedelta(days=policy.retention_days)
         report.expired_jobs = _expire_jobs(engine, store, before=before, dry_run=dry_run)
@@ -146,6 +149,7 @@ def _redispatch_stalled(
             session.commit()
         if not indices:
             continue  # claimed by another worker's sweep, or it moved meanwhile
+        # Should the send fail now, the claim only delays the job: it stalls again and the next sweep sends it.
         size = policy.chunk_size
         dispatcher.send(job_id, [indices[k : k + size] for k in range(0, len(indices), size)], request_id)
         log.warning("stalled job sent again", extra={"job_id": job_id, "items": len(indices), "request_id": request_id})

@@ -136,6 +136,21 @@ def test_nothing_is_sent_again_while_messages_wait_in_the_queue(engine: Engine, 
     assert report.redispatched_jobs == [job] and dry.sent == []
 
 
+def test_a_broker_outage_skips_the_stalled_jobs_and_cleans_up_the_rest(
+    engine: Engine, store: ImageStore, make_job: MakeJob
+) -> None:
+    class Down(Broker):
+        def waiting(self) -> int:
+            raise ConnectionError("broker unreachable")
+
+    now = utcnow()
+    orphan = _orphan(store, 2 * HOUR, now)
+    job = make_job([png(1)])
+    _quiet_since(engine, job, now - timedelta(hours=2))
+    report = sweep(engine, store, _policy(), dispatcher=Down(), now=now)
+    assert report.redispatched_jobs == [] and report.orphan_folders == [orphan]
+
+
 def test_a_worker_starting_a_chunk_counts_as_activity(engine: Engine, make_job: MakeJob) -> None:
     now = utcnow()
     job = make_job([png(1), png(2)])
