@@ -28,7 +28,7 @@ def test_fifty_concurrent_clients_on_one_key_are_admitted_within_one_percent(red
     tier = make_tier(rps=200, burst=50)
     # Two "replicas": separate connection pools, one shared Redis.
     replicas = [RedisLimiter(redis.Redis.from_url(REDIS_URL), prefix=redis_prefix) for _ in range(2)]
-    admitted = [0] * CLIENTS
+    admitted: list[list[int]] = [[] for _ in range(CLIENTS)]  # the limiter's clock at each admission (us)
     sent = [0] * CLIENTS
     start = threading.Barrier(CLIENTS + 1)
     deadline = [0.0]
@@ -38,20 +38,28 @@ def test_fifty_concurrent_clients_on_one_key_are_admitted_within_one_percent(red
         start.wait()
         while time.monotonic() < deadline[0]:
             sent[i] += 1
-            admitted[i] += limiter.check("one-key", tier).allowed
+            now_us = time.time_ns() // 1000  # the clock the script uses: this one rather than Redis TIME
+            if limiter.check("one-key", tier, now_us=now_us).allowed:
+                admitted[i].append(now_us)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     for thread in threads:
         thread.start()
-    began = time.monotonic()
-    deadline[0] = began + DURATION_S
+    deadline[0] = time.monotonic() + DURATION_S
     start.wait()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - began
-    expected = tier.rps * elapsed + tier.burst
-    total = sum(admitted)
+    # The window the limiter saw, on its own clock: its first and last admission. Timing the test from outside
+    # counted the barrier and the joins too, which a loaded machine stretches (CI once: 2,032 admitted against
+    # 2,052.8), and times taken in the client threads lag the decisions by GIL waits of up to 0.15 s. So the
+    # clients give the script its clock (``now_us``, as the unit tests do); Redis TIME is what tests/e2e runs on.
+    times = sorted(t for client_times in admitted for t in client_times)
+    window_s = (times[-1] - times[0]) / 1e6
+    expected = tier.burst + tier.rps * window_s
+    total = len(times)
+    assert window_s > 0.9 * DURATION_S
     assert sum(sent) > 2 * expected, "the clients must offer more than the tier allows"
+    print(f"limiter accuracy: admitted {total} in {window_s:.3f} s; expected {expected:.1f}")
     assert abs(total - expected) <= 0.01 * expected, (total, expected, sum(sent))
 
 
