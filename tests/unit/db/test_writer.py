@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from services.db.spool import Spool
 from services.db.tables import InferenceLogCreate
 from services.db.writer import DatabaseSink, InferenceLogWriter, RowsRejected
 from tests.unit.fakes import sample
+from tests.waiting import wait_for
 
 
 class FlakySink:
@@ -133,9 +133,9 @@ def test_the_thread_flushes_by_size_and_by_interval(tmp_path: Path) -> None:
     writer.start()
     try:
         writer.submit([record(i) for i in range(3)])  # a full buffer wakes the thread
-        _wait(lambda: len(sink.rows) == 3)
+        wait_for(lambda: len(sink.rows) == 3, 10, "3 rows", interval_s=0.02)
         writer.submit([record(3)])  # one record waits for the interval
-        _wait(lambda: len(sink.rows) == 4)
+        wait_for(lambda: len(sink.rows) == 4, 10, "4 rows", interval_s=0.02)
     finally:
         writer.close()
 
@@ -164,12 +164,3 @@ def test_database_sink_reports_bad_rows_as_rejected(engine: Engine) -> None:
     bad = InferenceLogCreate.model_construct(**{**record().model_dump(), "route": None})
     with pytest.raises(RowsRejected):
         DatabaseSink(engine).write([bad])
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
