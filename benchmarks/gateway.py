@@ -62,12 +62,31 @@ async def _concurrent(
     return {**stats(latencies), "throughput": total / seconds, "statuses": dict(statuses)}
 
 
-def _get(client: httpx.Client, url: str, headers: dict[str, str]) -> None:
-    client.get(url, headers=headers).raise_for_status()
+Headers = Callable[[str, str], dict[str, str]]  # (method, path) -> the headers of one request
 
 
-def _post_image(client: httpx.Client, url: str, headers: dict[str, str], image: bytes) -> None:
-    client.post(url, headers=headers, files={"image": ("cat.jpg", image, "image/jpeg")}).raise_for_status()
+def _signed_as_the_gateway(topology: Any) -> Headers:
+    """What the auth service would add, signed now: direct calls to a replica must carry it (services/signing.py)."""
+    from services.signing import SIGNATURE_HEADER, sign
+
+    secret = topology.plan.gateway_env["CV_GATEWAY_SIGNING_SECRET"]
+    identity = {"x-client-id": "bench", "x-tier": "enterprise"}
+
+    def headers(method: str, path: str) -> dict[str, str]:
+        request_id = uuid.uuid4().hex
+        signature = sign(secret, method=method, uri=path, request_id=request_id, headers=identity)
+        return {**identity, "x-request-id": request_id, SIGNATURE_HEADER: signature}
+
+    return headers
+
+
+def _get(client: httpx.Client, base: str, path: str, headers: Headers) -> None:
+    client.get(base + path, headers=headers("GET", path)).raise_for_status()
+
+
+def _post_image(client: httpx.Client, base: str, path: str, headers: Headers, image: bytes) -> None:
+    files = {"image": ("cat.jpg", image, "image/jpeg")}
+    client.post(base + path, headers=headers("POST", path), files=files).raise_for_status()
 
 
 def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> dict[str, Any]:
@@ -75,22 +94,25 @@ def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> di
     auth = topology.plan.get("auth").url
     cat = photos()["chelsea"]
     bearer = {"Authorization": f"Bearer {key}"}
+    signed = _signed_as_the_gateway(topology)
     n, n_infer = args.calls, max(20, args.calls // 3)
     results: dict[str, Any] = {"sequential": {}, "concurrent": {}}
+    ways: list[tuple[str, str, Headers]] = [("direct", direct, signed), ("edge", edge, lambda _m, _p: bearer)]
     with httpx.Client(timeout=60) as client:
-        for name, base, headers in (("direct", direct, {}), ("edge", edge, bearer)):
-            results["sequential"][f"models {name}"] = timed(partial(_get, client, f"{base}/api/v1/models", headers), n)
-            classify = partial(_post_image, client, f"{base}/api/v1/classify", headers, cat)
+        for name, base, headers in ways:
+            results["sequential"][f"models {name}"] = timed(partial(_get, client, base, "/api/v1/models", headers), n)
+            classify = partial(_post_image, client, base, "/api/v1/classify", headers, cat)
             results["sequential"][f"classify {name}"] = timed(classify, n_infer)
         forward = {**bearer, "X-Forwarded-Uri": "/api/v1/classify", "X-Forwarded-Method": "POST"}
         results["sequential"]["auth alone"] = timed(
             lambda: client.get(f"{auth}/auth", headers=forward).raise_for_status(), n
         )
 
-    def classify_async(headers: dict[str, str]) -> Callable[[httpx.AsyncClient], Any]:
-        return lambda c: c.post("/api/v1/classify", headers=headers, files={"image": ("cat.jpg", cat, "image/jpeg")})
+    def classify_async(headers: Headers) -> Callable[[httpx.AsyncClient], Any]:
+        path = "/api/v1/classify"
+        return lambda c: c.post(path, headers=headers("POST", path), files={"image": ("cat.jpg", cat, "image/jpeg")})
 
-    for name, base, headers in (("direct", direct, {}), ("edge", edge, bearer)):
+    for name, base, headers in ways:
         results["concurrent"][f"classify {name} c=8"] = asyncio.run(
             _concurrent(classify_async(headers), base, 8, args.concurrent_calls)
         )
@@ -132,10 +154,18 @@ def render(r: dict[str, Any]) -> str:
     seq, conc, parts = r["sequential"], r["concurrent"], r["decision"]
     rows = [[name, s["n"], s["p50"], s["p99"]] for name, s in seq.items()]
     overhead = {route: seq[f"{route} edge"]["p50"] - seq[f"{route} direct"]["p50"] for route in ("models", "classify")}
-    conc_rows = [[name, s["throughput"], s["p50"], s["p99"], s["statuses"]] for name, s in conc.items()]
+    statuses = {name: {int(code): n for code, n in s["statuses"].items()} for name, s in conc.items()}  # JSON: str keys
+    conc_rows = [[name, s["throughput"], s["p50"], s["p99"], statuses[name]] for name, s in conc.items()]
     ratio = conc["classify edge c=8"]["throughput"] / conc["classify direct c=8"]["throughput"]
     part_rows = [[name, s["n"], s["p50"], s["p99"]] for name, s in parts.items()]
     facts = "\n".join(f"- {k}: {v}" for k, v in r["machine"].items())
+    refused = statuses["auth alone c=16"].get(429, 0)
+    refusals = (
+        f"`/auth` alone at concurrency 16 went past the enterprise tier (200/s, burst 400): {refused} answers were 429,"
+        " each a full decision all the same."
+        if refused
+        else "`/auth` alone at concurrency 16 stayed within the enterprise tier (200/s, burst 400): all 200."
+    )
     return f"""# The edge's cost: direct to an api replica vs through Traefik + ForwardAuth
 
 Generated by `python benchmarks/gateway.py{" --quick" if r["quick"] else ""}` on {r["machine"]["date"]}. Every process
@@ -148,15 +178,14 @@ model services, a Celery worker, PostgreSQL and Redis. Compare ratios within thi
 
 The edge adds **{overhead["models"]:.1f} ms** at p50 to `GET /api/v1/models` and **{overhead["classify"]:.1f} ms**
 to `POST /api/v1/classify`: one Traefik hop, one ForwardAuth round trip (key lookup + Lua script), the
-api's tier-limit check; `/auth` alone answers in {seq["auth alone"]["p50"]:.1f} ms, so the rest is Traefik's own
-hops.
+api's signature and tier-limit checks; `/auth` alone answers in {seq["auth alone"]["p50"]:.1f} ms, so the rest is
+Traefik's own hops. Direct calls carry a signature made as the auth service makes it.
 
 ## Concurrent
 
 {table(["request", "req/s", "p50 ms", "p99 ms", "statuses"], conc_rows)}
 
-`/auth` alone at concurrency 16 offers more than the enterprise tier allows (200/s, burst 400), so some answers
-are 429: each is a full decision all the same.
+{refusals}
 
 Through the edge, classify at concurrency 8 keeps **{ratio:.2f}x** of the direct throughput (the model
 services are the bottleneck on 2 cores; the edge competes with them for the same cores).

@@ -9,6 +9,7 @@ commands, the same ``CV_*`` settings, loopback ports in place of container names
 
 from __future__ import annotations
 
+import secrets
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class TopologyConfig:
     # Redis keys of this topology (rate limits, cache) and its job queue, so two topologies can share a Redis.
     namespace: str = "cv"
     extra_env: dict[str, str] = field(default_factory=dict)  # CV_GATEWAY_* go to the auth service, the rest to the rest
+    # What the auth service signs the identity it forwards with, and the api replicas check (services/signing.py).
+    # Only those two processes hold it, and they start together: a fresh one per run unless given.
+    signing_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ def _auth(config: TopologyConfig, port: int) -> ProcessSpec:
         "CV_GATEWAY_REDIS_URL": config.redis_url,
         "CV_GATEWAY_REDIS_PREFIX": f"{config.namespace}:gw:",
         "CV_GATEWAY_KEY_HASH_SECRET": config.key_hash_secret,
+        "CV_GATEWAY_SIGNING_SECRET": config.signing_secret,
         "CV_GATEWAY_HOST": "127.0.0.1",
         "CV_GATEWAY_PORT": str(port),
         **{k: v for k, v in config.extra_env.items() if k.startswith("CV_GATEWAY_")},
@@ -157,7 +162,13 @@ def plan(config: TopologyConfig) -> Plan:
     port = dict(zip(names, _ports(config, len(names)), strict=True))
     serving = _serving_env(config)
     models = {f"CV_{m.upper()}_URL": _local(port[m]) for m in MODEL_SERVICES}
-    api_env = {**serving, **models, "CV_TRUST_GATEWAY_HEADERS": "true", "CV_JOBS_EMBEDDED_WORKER": "false"}
+    api_env = {
+        **serving,
+        **models,
+        "CV_TRUST_GATEWAY_HEADERS": "true",
+        "CV_GATEWAY_SIGNING_SECRET": config.signing_secret,
+        "CV_JOBS_EMBEDDED_WORKER": "false",
+    }
     processes = [
         ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
         *(

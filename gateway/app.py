@@ -26,6 +26,7 @@ from gateway.tiers import Tier, Tiers, UnknownTier
 from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
 from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
 from services.logging import REQUEST_ID_HEADER, clean_request_id
+from services.signing import SIGNATURE_HEADER, sign
 
 logger = logging.getLogger("gateway")
 
@@ -89,11 +90,14 @@ class Gateway:
     process (gateway/inprocess.py): one policy, two ways in.
     """
 
-    def __init__(self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool) -> None:
+    def __init__(
+        self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool, signing_secret: str | None = None
+    ) -> None:
         self.keys = keys
         self.tiers = tiers
         self.limiter = limiter
         self.fail_open = fail_open
+        self.signing_secret = signing_secret
 
     def decide(self, headers: Mapping[str, str], uri: str) -> Verdict:
         """The verdict on a request to ``uri`` (path and query) with ``headers`` (lower-case names)."""
@@ -115,12 +119,14 @@ class Gateway:
         )
         # Header names are case-insensitive (and lower-case on the wire): services/config.py names them once.
         upstream = (client_id, tier.name, str(tier.max_batch), str(tier.max_image_bytes))
-        headers = {
-            **_rate_headers(decision),
-            **dict(zip(GATEWAY_HEADERS, upstream, strict=True)),
-            REQUEST_ID_HEADER: request_id,
-        }
-        return Verdict(status=200, headers=headers)
+        identity = dict(zip(GATEWAY_HEADERS, upstream, strict=True))
+        forwarded = {**_rate_headers(decision), **identity, REQUEST_ID_HEADER: request_id}
+        if self.signing_secret:  # Traefik says which method; the in-process middleware passes its own
+            method = headers.get("x-forwarded-method", "GET")
+            forwarded[SIGNATURE_HEADER] = sign(
+                self.signing_secret, method=method, uri=uri, request_id=request_id, headers=identity
+            )
+        return Verdict(status=200, headers=forwarded)
 
     def authorize(self, request: Request) -> Response:
         """ForwardAuth: Traefik sends the client's headers and the original URI as ``X-Forwarded-Uri``."""
@@ -203,6 +209,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
             else MemoryLimiter()
         ),
         fail_open=settings.fail_open,
+        signing_secret=settings.signing_secret.get_secret_value() if settings.signing_secret else None,
     )
 
 

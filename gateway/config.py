@@ -22,6 +22,9 @@ class GatewaySettings(BaseSettings):
     environment: Literal["local", "production"] = "local"
     # The HMAC key under which API-key secrets are hashed; changing it invalidates every key.
     key_hash_secret: SecretStr = SecretStr(DEFAULT_KEY_HASH_SECRET)
+    # Signs what the gateway tells the api about an admitted request (services/signing.py); the api holds the same
+    # secret (CV_GATEWAY_SIGNING_SECRET for both). Unset: no signature, the api trusts the network alone.
+    signing_secret: SecretStr | None = None
     # Where the rate limits live, shared by every replica; unset (local mode only): in this process.
     redis_url: str | None = None
     redis_timeout_s: float = Field(default=0.5, gt=0)
@@ -47,6 +50,9 @@ class GatewaySettings(BaseSettings):
             DEFAULT_PASSWORDS | {DEFAULT_KEY_HASH_SECRET}
         ):
             raise ValueError("set CV_GATEWAY_KEY_HASH_SECRET: the default is refused outside local mode")
+        signing = self.signing_secret.get_secret_value() if self.signing_secret else ""
+        if self.environment == "production" and (len(signing) < 16 or signing in DEFAULT_PASSWORDS):
+            raise ValueError("set CV_GATEWAY_SIGNING_SECRET (16+ characters): the api checks what the gateway signs")
         if self.environment == "production" and not self.database_url:
             raise ValueError("production needs CV_GATEWAY_DATABASE_URL (PostgreSQL)")
         if self.environment == "production" and not self.redis_url:

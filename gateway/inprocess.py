@@ -16,10 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.app import Gateway, build_gateway
 from gateway.config import GatewaySettings
 from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS, ServingSettings
+from services.http.app import full_path
 from services.logging import REQUEST_ID_HEADER
+from services.signing import SIGNATURE_HEADER
 
 # What the gateway says about a request; a caller's own copies never reach the api.
-_STRIPPED = {name.lower().encode() for name in (*GATEWAY_HEADERS, *RATE_LIMIT_HEADERS, REQUEST_ID_HEADER)}
+_STRIPPED = {
+    name.lower().encode() for name in (*GATEWAY_HEADERS, *RATE_LIMIT_HEADERS, REQUEST_ID_HEADER, SIGNATURE_HEADER)
+}
 _RATE = set(RATE_LIMIT_HEADERS)
 
 
@@ -29,13 +33,6 @@ def in_process_gateway(api: ServingSettings, settings: GatewaySettings | None = 
     if settings.database_url is None:
         settings = settings.model_copy(update={"database_url": api.database_url, "data_dir": api.data_dir})
     return build_gateway(settings)
-
-
-def full_path(scope: Scope) -> str:
-    """The request path as the client sent it, also inside a mounted app (``root_path`` + path)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path if not root or path.startswith(root) else root + path
 
 
 class GatewayMiddleware:

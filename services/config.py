@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +133,9 @@ class ServingSettings(BaseSettings):
     # The gateway's X-Client-Id, X-Tier, X-Tier-Max-* and RateLimit-* headers are read (and the caller's tier
     # limits applied) only when the gateway in front sets them and strips the caller's: behind Traefik.
     trust_gateway_headers: bool = False
+    # With the headers trusted behind Traefik: the secret the auth service signs them with (services/signing.py);
+    # protected routes then refuse requests without a valid signature. Required in production behind Traefik.
+    gateway_signing_secret: SecretStr | None = None
     # Local mode without Traefik: run the gateway's policy (API keys, tiers, rate limits) inside the api process,
     # configured by the CV_GATEWAY_* settings (gateway/config.py); keys in this database unless those say otherwise.
     auth_in_process: bool = False
@@ -187,12 +190,23 @@ class ServingSettings(BaseSettings):
         for url in (self.database_url, self.redis_url, self.jobs_broker_url):
             if url and urlsplit(url).password in DEFAULT_PASSWORDS:
                 raise ValueError(f"refusing a default password in {urlsplit(url).scheme} URL outside local mode")
+        if self.trust_gateway_headers and not self.auth_in_process:
+            secret = self.gateway_signing_secret.get_secret_value() if self.gateway_signing_secret else ""
+            if len(secret) < 16 or secret in DEFAULT_PASSWORDS:
+                raise ValueError("behind the gateway, production needs CV_GATEWAY_SIGNING_SECRET (16+ characters)")
         return self
 
     @property
     def gateway_headers_trusted(self) -> bool:
         """Whether the gateway's headers on a request come from the gateway (Traefik in front, or in process)."""
         return self.trust_gateway_headers or self.auth_in_process
+
+    @property
+    def gateway_signature_required(self) -> str | None:
+        """The secret to check the gateway's signature with: behind Traefik with a secret set, else None."""
+        if not self.trust_gateway_headers or self.auth_in_process or self.gateway_signing_secret is None:
+            return None
+        return self.gateway_signing_secret.get_secret_value()
 
     @property
     def gallery_path(self) -> Path:

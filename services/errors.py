@@ -116,6 +116,14 @@ class JobsUnavailable(ServiceError):
     title = "Batch jobs unavailable"
 
 
+class GatewaySignatureInvalid(ServiceError):
+    """Behind the gateway, a protected route reached without the gateway's valid signature (services/signing.py)."""
+
+    status_code = 401
+    type_slug = "gateway-signature-invalid"
+    title = "Not through the gateway"
+
+
 class GalleryModelMismatch(ServiceError):
     """The gallery's vectors come from another embedder version than the one answering: not comparable."""
 

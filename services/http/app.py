@@ -22,6 +22,7 @@ from services.config import CLIENT_ID_HEADER, RATE_LIMIT_HEADERS, TIER_HEADER, S
 from services.errors import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
+    GatewaySignatureInvalid,
     PayloadTooLarge,
     ServiceError,
     problem_body,
@@ -39,6 +40,7 @@ from services.logging import (
     reset_request_id,
 )
 from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
+from services.signing import SIGNATURE_HEADER, verify
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -47,12 +49,22 @@ log = logging.getLogger("services.http")
 API_PREFIX = "/api/v1"
 # Without Traefik, what it publishes without a key: the spec; and Prometheus scrapes /metrics directly.
 IN_PROCESS_PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/metrics"})
+# Behind Traefik, what reaches a replica without ForwardAuth: the spec (public), the load balancer's health
+# check and Prometheus. Everything else must carry the gateway's signature when one is configured.
+SIGNATURE_EXEMPT_PATHS = IN_PROCESS_PUBLIC_PATHS | {f"{API_PREFIX}/health"}
 
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return f"{API_PREFIX}{path}" if path else "unmatched"
+
+
+def full_path(scope: Scope) -> str:
+    """The request path as the client sent it, also inside a mounted app (``root_path`` + path)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path if not root or path.startswith(root) else root + path
 
 
 class RequestContextMiddleware:
@@ -65,8 +77,11 @@ class RequestContextMiddleware:
         data_plane: DataPlaneProvider | None = None,
         trust_gateway_headers: bool = False,
         batch_max_body_bytes: int | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.app = app
+        # Behind Traefik with a secret: protected routes need the gateway's signature (services/signing.py).
+        self.signing_secret = signing_secret
         self.max_body_bytes = max_body_bytes
         # POST /batch may carry a whole batch job's images.
         self.batch_max_body_bytes = batch_max_body_bytes or max_body_bytes
@@ -80,7 +95,8 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = clean_request_id(headers.get(REQUEST_ID_HEADER.lower()))
         token = bind_request_id(request_id)
-        trace = self._trace(request_id, headers)
+        refused = self.signing_secret is not None and not self._signed(scope, headers, request_id)
+        trace = RequestTrace(request_id=request_id) if refused else self._trace(request_id, headers)
         trace_token = bind_trace(trace)
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500, "problem": None}
@@ -88,7 +104,7 @@ class RequestContextMiddleware:
         echoed = [
             (name.encode(), headers[name].encode())
             for name in RATE_LIMIT_HEADERS
-            if self.trust_gateway_headers and name in headers
+            if self.trust_gateway_headers and not refused and name in headers
         ]
 
         async def send_with_id(message: Message) -> None:
@@ -105,7 +121,11 @@ class RequestContextMiddleware:
         limit = self.batch_max_body_bytes if scope["path"].endswith("/batch") else self.max_body_bytes
         try:
             declared = int(headers.get("content-length", "0") or 0)
-            if declared > limit:
+            if refused:
+                await _send_problem(
+                    scope, send_with_id, GatewaySignatureInvalid("Send requests through the gateway, with an API key.")
+                )
+            elif declared > limit:
                 await _send_problem(
                     scope,
                     send_with_id,
@@ -132,6 +152,23 @@ class RequestContextMiddleware:
                 self._record(trace, route, status["code"], status["problem"], elapsed * 1000)
             reset_trace(trace_token)
             reset_request_id(token)
+
+    def _signed(self, scope: Scope, headers: dict[str, str], request_id: str) -> bool:
+        """Whether the request carries the gateway's signature; routes the gateway does not guard pass."""
+        path = full_path(scope)
+        if path in SIGNATURE_EXEMPT_PATHS or self.signing_secret is None:
+            return True
+        raw = scope.get("raw_path")
+        uri = raw.decode("latin-1") if raw else path  # as the client sent it, which is what the gateway signed
+        query = scope.get("query_string", b"").decode("latin-1")
+        return verify(
+            self.signing_secret,
+            headers.get(SIGNATURE_HEADER),
+            method=scope["method"],
+            uri=f"{uri}?{query}" if query else uri,
+            request_id=request_id,
+            headers=headers,
+        )
 
     def _trace(self, request_id: str, headers: dict[str, str]) -> RequestTrace:
         if not self.trust_gateway_headers:
@@ -278,6 +315,7 @@ def create_app(
         batch_max_body_bytes=max(max_body, settings.job_max_request_bytes),
         data_plane=data_plane,
         trust_gateway_headers=settings.gateway_headers_trusted,
+        signing_secret=settings.gateway_signature_required,
     )
     if gateway is not None:  # outermost, as Traefik is: refusals never reach the routes
         from gateway.inprocess import GatewayMiddleware

@@ -167,6 +167,16 @@ def test_openapi_is_public_and_metrics_are_not_published(topology: Topology) -> 
     assert 'traefik_service_requests_total{code="200"' in traefik_metrics
 
 
+def test_a_caller_that_reaches_a_replica_directly_cannot_claim_a_tier(topology: Topology) -> None:
+    """Past Traefik the identity headers are not enough: the auth service signs them and the api checks."""
+    replica = topology.plan.get("api-2").url
+    forged = {"X-Client-Id": "somebody", "X-Tier": "enterprise", "X-Tier-Max-Image-Bytes": "999999999"}
+    response = httpx.get(f"{replica}/api/v1/models", headers=forged, timeout=10)
+    assert response.status_code == 401 and response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert response.json()["type"].endswith("gateway-signature-invalid")
+    assert httpx.get(f"{replica}/api/v1/health", timeout=10).status_code == 200  # Traefik's health check
+
+
 def _served_by(topology: Topology, request_ids: list[str]) -> Counter[str]:
     served: Counter[str] = Counter()
     wanted = set(request_ids)

@@ -14,6 +14,7 @@ from gateway.keys import KeyStore
 from gateway.limiter import Decision
 from gateway.tiers import Tier, Tiers
 from services.errors import PROBLEM_CONTENT_TYPE
+from services.signing import verify
 
 
 class FakeLimiter:
@@ -68,6 +69,18 @@ def test_valid_key_passes_with_upstream_and_rate_headers(store: KeyStore, tiers:
     assert h["RateLimit-Limit"] == "3" and h["RateLimit-Remaining"] == "99" and h["RateLimit-Reset"] == "1"
     assert h["X-Tier-Max-Batch"] == "4" and h["X-Tier-Max-Image-Bytes"] == "1024"
     assert "Retry-After" not in h
+
+
+def test_with_a_signing_secret_the_upstream_headers_are_signed_for_the_api(store: KeyStore, tiers: Tiers) -> None:
+    key, _ = store.create(name="a", tier="pro")
+    gateway = Gateway(keys=store, tiers=tiers, limiter=FakeLimiter(), fail_open=False, signing_secret="s" * 32)
+    response = _auth(TestClient(build_app(gateway)), key, "/api/v1/classify?top_k=3", **{"X-Request-ID": "req-9"})
+    h = {k.lower(): v for k, v in response.headers.items()}
+    request = {"method": "POST", "uri": "/api/v1/classify?top_k=3", "request_id": "req-9"}
+    assert verify("s" * 32, h["x-gateway-signature"], **request, headers=h)
+    assert not verify("s" * 32, h["x-gateway-signature"], **{**request, "method": "GET"}, headers=h)
+    # Without a secret nothing is signed (the api then trusts the network alone).
+    assert "X-Gateway-Signature" not in _auth(_client(store, tiers, FakeLimiter()), key).headers
 
 
 def test_x_api_key_header_is_accepted_and_a_request_id_is_made(store: KeyStore, tiers: Tiers) -> None:

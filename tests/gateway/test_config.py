@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 
+SIGNING = "another-long-random-secret"
+
 
 def _settings(**values: Any) -> GatewaySettings:
     return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -25,15 +27,22 @@ def test_production_refuses_the_default_secret() -> None:
         _settings(environment="production", database_url="postgresql://cv@db/cv")
 
 
+@pytest.mark.parametrize("signing", [None, "short", "changethis"])
+def test_production_needs_a_signing_secret_for_the_api(signing: str | None) -> None:
+    with pytest.raises(ValidationError, match="SIGNING_SECRET"):
+        _settings(environment="production", key_hash_secret="a-long-random-secret", signing_secret=signing)
+
+
 def test_production_needs_a_database_url() -> None:
     with pytest.raises(ValidationError, match="DATABASE_URL"):
-        _settings(environment="production", key_hash_secret="a-long-random-secret")
+        _settings(environment="production", key_hash_secret="a-long-random-secret", signing_secret=SIGNING)
 
 
 def test_postgres_url_uses_psycopg_and_fail_open_is_reported() -> None:
     settings = _settings(
         environment="production",
         key_hash_secret="a-long-random-secret",
+        signing_secret=SIGNING,
         database_url="postgresql://cv@db/cv",
         redis_url="redis://redis:6379/0",
         fail_open=True,
@@ -50,7 +59,10 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_production_needs_a_shared_redis() -> None:
     with pytest.raises(ValidationError, match="REDIS_URL"):
         _settings(
-            environment="production", key_hash_secret="a-long-random-secret", database_url="postgresql://cv@db/cv"
+            environment="production",
+            key_hash_secret="a-long-random-secret",
+            signing_secret=SIGNING,
+            database_url="postgresql://cv@db/cv",
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -21,6 +22,7 @@ from services.config import get_settings
 from services.http.app import create_app
 from services.http.backend import LocalBackend
 from services.http.deps import Limits
+from services.signing import sign
 from tests.conftest import encode
 
 TIER = {"X-Client-Id": "acme", "X-Tier": "free", "X-Tier-Max-Batch": "2", "X-Tier-Max-Image-Bytes": "2000"}
@@ -104,3 +106,52 @@ def test_limits_arithmetic(headers: dict[str, str], expected: tuple[int, int]) -
     limits = Limits.of(settings, headers)
     assert (limits.max_image_bytes, limits.max_batch_items) == expected
     assert limits.max_image_pixels == settings.max_image_pixels
+
+
+SIGNING_SECRET = "a-signing-secret-of-the-gateway"
+
+
+@pytest.fixture
+def signed(backend: LocalBackend, tmp_path: Path) -> Iterator[TestClient]:
+    settings = get_settings().model_copy(
+        update={
+            "data_dir": tmp_path,
+            "trust_gateway_headers": True,
+            "gateway_signing_secret": SecretStr(SIGNING_SECRET),
+        }
+    )
+    parent = Starlette(routes=[Mount("/api/v1", app=create_app(settings, backend=lambda: backend))])
+    with TestClient(parent, base_url="http://testserver/api/v1", raise_server_exceptions=False) as client:
+        yield client
+
+
+def _signature(method: str, uri: str, request_id: str, tier: dict[str, str] = TIER) -> dict[str, str]:
+    identity = {name.lower(): value for name, value in tier.items()}
+    value = sign(SIGNING_SECRET, method=method, uri=uri, request_id=request_id, headers=identity)
+    return {**tier, "X-Request-ID": request_id, "X-Gateway-Signature": value}
+
+
+def test_with_a_signing_secret_protected_routes_need_the_gateways_signature(
+    signed: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {"image": ("x.png", encode(np.zeros((8, 8, 3), np.uint8), "PNG"), "image/png")}
+    # Someone who reaches the replica without Traefik: identity headers alone are not enough.
+    with caplog.at_level(logging.INFO, logger="services.http"):
+        forged = signed.post("/classify?top_k=1", files=files, headers={**TIER, "X-Request-ID": "forged-1"})
+    assert forged.status_code == 401 and forged.json()["type"].endswith("gateway-signature-invalid")
+    assert forged.headers["content-type"] == "application/problem+json"
+    line = next(r for r in caplog.records if r.getMessage() == "request")
+    assert getattr(line, "client_id", None) is None  # an unverified claim is not logged as the client
+    # Signed for another tier, another route or another request: refused too.
+    for headers in (
+        {**_signature("POST", "/api/v1/classify?top_k=1", "r-2"), "X-Tier": "enterprise"},
+        _signature("POST", "/api/v1/detect", "r-3"),
+        {**_signature("POST", "/api/v1/classify?top_k=1", "r-4"), "X-Request-ID": "r-5"},
+    ):
+        assert signed.post("/classify?top_k=1", files=files, headers=headers).status_code == 401
+    # What the gateway signed goes through, with the tier's limits and RateLimit-* as before.
+    ok = signed.post("/classify?top_k=1", files=files, headers=_signature("POST", "/api/v1/classify?top_k=1", "r-6"))
+    assert ok.status_code == 200, ok.text
+    # The load balancer's health check, Prometheus and the spec reach the replica without the gateway.
+    for path in ("/health", "/metrics", "/openapi.json"):
+        assert signed.get(path).status_code == 200, path

@@ -16,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway.app import Gateway
-from gateway.inprocess import full_path
 from gateway.keys import KeyStore
 from gateway.tiers import Tiers
 from services.config import get_settings
 from services.errors import PROBLEM_CONTENT_TYPE
+from services.http.app import full_path
 from services.http.backend import LocalBackend
 from tests.conftest import encode
 from tests.gateway.conftest import make_tier

@@ -80,6 +80,22 @@ def test_production_with_json_logs_and_servers_is_accepted(monkeypatch: pytest.M
     assert s.environment == "production" and s.migrate_on_start is False
 
 
+def test_production_behind_the_gateway_needs_its_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    monkeypatch.setenv("CV_DATABASE_URL", "postgresql://cv:s3cret-from-vault@db:5432/cv")
+    monkeypatch.setenv("CV_REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("CV_TRUST_GATEWAY_HEADERS", "true")
+    with pytest.raises(ValidationError, match="CV_GATEWAY_SIGNING_SECRET"):
+        settings()
+    monkeypatch.setenv("CV_GATEWAY_SIGNING_SECRET", "changethis")
+    with pytest.raises(ValidationError, match="CV_GATEWAY_SIGNING_SECRET"):
+        settings()
+    monkeypatch.setenv("CV_GATEWAY_SIGNING_SECRET", "a-long-random-signing-secret")
+    assert settings().gateway_signature_required == "a-long-random-signing-secret"
+    monkeypatch.setenv("CV_AUTH_IN_PROCESS", "true")  # the gateway in the api's own process: nothing to check
+    assert settings().gateway_signature_required is None
+
+
 @pytest.mark.parametrize("missing", ["CV_DATABASE_URL", "CV_REDIS_URL"])
 def test_production_refuses_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
     monkeypatch.setenv("CV_ENVIRONMENT", "production")
