@@ -37,8 +37,9 @@ from services.models.classification import ClassifyParams
 from services.models.contract import Model
 from services.models.detection import DetectParams
 from services.models.embedding import EmbedParams
+from services.sequences import batched
 from training.data.coco import locate_coco128, yolo_ground_truth
-from training.serving import DEFAULT_THREADS, KINDS, Kind, batched, build_model, read_rgb, serving_spec
+from training.serving import DEFAULT_THREADS, KINDS, Kind, build_model, read_rgb, serving_spec
 
 log = logging.getLogger("training.evaluate")
 

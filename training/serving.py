@@ -8,7 +8,6 @@ images are decoded by the upload decoder, so what is measured here is what is se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,11 +81,3 @@ def build_model(spec: ModelSpec, path: Path, *, precision: str = "fp32", threads
         threads=threads,
     )
     return family_for(spec.task, spec.arch)(spec, runner, precision=precision)
-
-
-def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of ``items`` of at most ``size``."""
-    if size < 1:
-        raise ValueError("batch size must be >= 1")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

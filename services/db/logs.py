@@ -20,6 +20,7 @@ from services.db.tables import (
     InferenceLog,
     InferenceLogCreate,
 )
+from services.sequences import batched
 
 # Rows per executemany call: bounds the memory of one call.
 INSERT_CHUNK = 500
@@ -37,9 +38,8 @@ def insert_inference_logs(*, session: Session, records: Sequence[InferenceLogCre
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(InferenceLog).on_conflict_do_nothing(index_elements=["event_id"])
-    for start in range(0, len(records), INSERT_CHUNK):
-        rows = [r.model_dump() for r in records[start : start + INSERT_CHUNK]]
-        session.connection().execute(statement, rows)
+    for chunk in batched(records, INSERT_CHUNK):
+        session.connection().execute(statement, [r.model_dump() for r in chunk])
 
 
 def list_inference_logs(

@@ -28,7 +28,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,6 +41,7 @@ from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, utcn
 from services.jobs.queue import Dispatcher
 from services.jobs.store import ImageStore
 from services.metrics import JOB_HOUSEKEEPING
+from services.sequences import batched
 
 log = logging.getLogger(__name__)
 _BATCH = 500  # ids per statement: far below every driver's parameter limit
@@ -150,23 +151,17 @@ def _redispatch_stalled(
         if not indices:
             continue  # claimed by another worker's sweep, or it moved meanwhile
         # Should the send fail now, the claim only delays the job: it stalls again and the next sweep sends it.
-        size = policy.chunk_size
-        dispatcher.send(job_id, [indices[k : k + size] for k in range(0, len(indices), size)], request_id)
+        dispatcher.send(job_id, [list(chunk) for chunk in batched(indices, policy.chunk_size)], request_id)
         log.warning("stalled job sent again", extra={"job_id": job_id, "items": len(indices), "request_id": request_id})
         sent.append(job_id)
     return sent
-
-
-def _batches(ids: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(ids), _BATCH):
-        yield ids[start : start + _BATCH]
 
 
 def _active(engine: Engine, job_ids: Sequence[str]) -> set[str]:
     """Those of ``job_ids`` whose job is still queued or running (their images are still needed)."""
     active: set[str] = set()
     with Session(engine) as session:
-        for batch in _batches(job_ids):
+        for batch in batched(job_ids, _BATCH):
             ids = col(BatchJob.id).in_(batch)
             active.update(session.exec(select(BatchJob.id).where(ids, col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))))
     return active
@@ -183,7 +178,7 @@ def _expire_jobs(engine: Engine, store: ImageStore, *, before: datetime, dry_run
         )
         if dry_run:
             return expired
-        for batch in _batches(expired):
+        for batch in batched(expired, _BATCH):
             # Items first (the foreign key), then their jobs, one transaction per batch. An ended job never
             # becomes active again, so nothing can start between the select and the delete.
             session.exec(delete(BatchJobItem).where(col(BatchJobItem.job_id).in_(batch)))

@@ -26,6 +26,7 @@ from services.errors import JobsUnavailable
 from services.jobs.heartbeat import workers_health
 from services.jobs.store import ImageStore
 from services.metrics import JOBS_SUBMITTED
+from services.sequences import batched
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class JobQueue:
             if job_id:
                 self.store.release(job_id)
             raise JobsUnavailable("the job database is unavailable; try again later") from exc
-        chunks = [list(range(k, min(k + self.chunk_size, len(items)))) for k in range(0, len(items), self.chunk_size)]
+        chunks = [list(chunk) for chunk in batched(range(len(items)), self.chunk_size)]
         try:
             self.dispatcher.send(job_id, chunks, request_id)
         except Exception as exc:

@@ -71,9 +71,3 @@ def test_build_model_gives_the_registry_family_over_onnx_runtime(kind: Kind, fam
     assert type(model) is family and model.precision == "int8"
     (prediction,) = model.infer([np.full((60, 80, 3), 128, np.uint8)], [model.params_type()])
     assert prediction.precision == "int8"
-
-
-def test_batched_slices_and_refuses_empty_batches() -> None:
-    assert [list(b) for b in serving.batched([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
-    with pytest.raises(ValueError, match=">= 1"):
-        list(serving.batched([1], 0))
