@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.config import DEFAULT_PASSWORDS, REPO_ROOT, sqlalchemy_database_url
+from services.config import DEFAULT_PASSWORDS, REPO_ROOT, sqlalchemy_database_url, weak_signing_secret
 
 DEFAULT_KEY_HASH_SECRET = "changethis"
 
@@ -50,8 +50,7 @@ class GatewaySettings(BaseSettings):
             DEFAULT_PASSWORDS | {DEFAULT_KEY_HASH_SECRET}
         ):
             raise ValueError("set CV_GATEWAY_KEY_HASH_SECRET: the default is refused outside local mode")
-        signing = self.signing_secret.get_secret_value() if self.signing_secret else ""
-        if self.environment == "production" and (len(signing) < 16 or signing in DEFAULT_PASSWORDS):
+        if self.environment == "production" and weak_signing_secret(self.signing_secret):
             raise ValueError("set CV_GATEWAY_SIGNING_SECRET (16+ characters): the api checks what the gateway signs")
         if self.environment == "production" and not self.database_url:
             raise ValueError("production needs CV_GATEWAY_DATABASE_URL (PostgreSQL)")

@@ -30,6 +30,13 @@ class Stage(StrEnum):
 
 # Passwords from examples and compose files; refused in production URLs.
 DEFAULT_PASSWORDS = frozenset({"changethis", "postgres", "password", "secret", "redis"})
+MIN_SIGNING_SECRET_CHARS = 16
+
+
+def weak_signing_secret(secret: SecretStr | None) -> bool:
+    """Whether a CV_GATEWAY_SIGNING_SECRET is missing, short or a default (refused in production by both sides)."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return len(value) < MIN_SIGNING_SECRET_CHARS or value in DEFAULT_PASSWORDS
 
 
 # Headers the gateway sets for the api service (gateway/app.py); read only when they can be trusted.
@@ -190,10 +197,8 @@ class ServingSettings(BaseSettings):
         for url in (self.database_url, self.redis_url, self.jobs_broker_url):
             if url and urlsplit(url).password in DEFAULT_PASSWORDS:
                 raise ValueError(f"refusing a default password in {urlsplit(url).scheme} URL outside local mode")
-        if self.trust_gateway_headers and not self.auth_in_process:
-            secret = self.gateway_signing_secret.get_secret_value() if self.gateway_signing_secret else ""
-            if len(secret) < 16 or secret in DEFAULT_PASSWORDS:
-                raise ValueError("behind the gateway, production needs CV_GATEWAY_SIGNING_SECRET (16+ characters)")
+        if self.behind_traefik and weak_signing_secret(self.gateway_signing_secret):
+            raise ValueError("behind the gateway, production needs CV_GATEWAY_SIGNING_SECRET (16+ characters)")
         return self
 
     @property
@@ -202,9 +207,14 @@ class ServingSettings(BaseSettings):
         return self.trust_gateway_headers or self.auth_in_process
 
     @property
+    def behind_traefik(self) -> bool:
+        """The gateway's headers come from another process (Traefik's ForwardAuth), not the in-process gateway."""
+        return self.trust_gateway_headers and not self.auth_in_process
+
+    @property
     def gateway_signature_required(self) -> str | None:
         """The secret to check the gateway's signature with: behind Traefik with a secret set, else None."""
-        if not self.trust_gateway_headers or self.auth_in_process or self.gateway_signing_secret is None:
+        if not self.behind_traefik or self.gateway_signing_secret is None:
             return None
         return self.gateway_signing_secret.get_secret_value()
 
