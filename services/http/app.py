@@ -95,7 +95,7 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = clean_request_id(headers.get(REQUEST_ID_HEADER.lower()))
         token = bind_request_id(request_id)
-        refused = self.signing_secret is not None and not self._signed(scope, headers, request_id)
+        refused = not self._signed(scope, headers, request_id)
         trace = RequestTrace(request_id=request_id) if refused else self._trace(request_id, headers)
         trace_token = bind_trace(trace)
         started = time.perf_counter()
@@ -154,9 +154,11 @@ class RequestContextMiddleware:
             reset_request_id(token)
 
     def _signed(self, scope: Scope, headers: dict[str, str], request_id: str) -> bool:
-        """Whether the request carries the gateway's signature; routes the gateway does not guard pass."""
+        """Whether the request may go on: no signature is asked for, the route is exempt, or the gateway's is valid."""
+        if self.signing_secret is None:
+            return True
         path = full_path(scope)
-        if path in SIGNATURE_EXEMPT_PATHS or self.signing_secret is None:
+        if path in SIGNATURE_EXEMPT_PATHS:
             return True
         raw = scope.get("raw_path")
         uri = raw.decode("latin-1") if raw else path  # as the client sent it, which is what the gateway signed
