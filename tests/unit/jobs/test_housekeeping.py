@@ -99,7 +99,9 @@ def _answer(engine: Engine, job_id: str, index: int) -> None:
         session.commit()
 
 
-def test_a_stalled_job_is_sent_again_once_and_only_its_pending_items(engine: Engine, make_job: MakeJob) -> None:
+def test_a_stalled_job_is_sent_again_once_and_only_its_pending_items(
+    engine: Engine, store: ImageStore, make_job: MakeJob
+) -> None:
     now = utcnow()
     stalled = make_job([png(i) for i in range(5)], request_id="req-lost")
     _answer(engine, stalled, 1)  # answered before the messages were lost
@@ -111,28 +113,27 @@ def test_a_stalled_job_is_sent_again_once_and_only_its_pending_items(engine: Eng
     _quiet_since(engine, ended, now - timedelta(hours=3))
     broker = Broker()
 
-    report = sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=broker, now=now)
+    report = sweep(engine, store, _policy(), dispatcher=broker, now=now)
 
     assert report.redispatched_jobs == [stalled]
     assert broker.sent == [(stalled, [[0, 2], [3, 4]], "req-lost")]  # chunks of 2, item 1 left out
     # Claimed: the items count as touched now, so the next sweep (another worker's) sends nothing.
     again = Broker()
-    assert sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=again).redispatched_jobs == []
+    assert sweep(engine, store, _policy(), dispatcher=again).redispatched_jobs == []
     assert again.sent == []
 
 
-def test_nothing_is_sent_again_while_messages_wait_in_the_queue(engine: Engine, make_job: MakeJob) -> None:
+def test_nothing_is_sent_again_while_messages_wait_in_the_queue(
+    engine: Engine, store: ImageStore, make_job: MakeJob
+) -> None:
     now = utcnow()
     job = make_job([png(1)])
     _quiet_since(engine, job, now - timedelta(hours=2))
     busy_queue = Broker(queued=3)  # a backlog: its messages may be this job's, waiting their turn
-    assert (
-        sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=busy_queue, now=now).redispatched_jobs
-        == []
-    )
+    assert sweep(engine, store, _policy(), dispatcher=busy_queue, now=now).redispatched_jobs == []
     assert busy_queue.sent == []
     dry = Broker()
-    report = sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=dry, now=now, dry_run=True)
+    report = sweep(engine, store, _policy(), dispatcher=dry, now=now, dry_run=True)
     assert report.redispatched_jobs == [job] and dry.sent == []
 
 
@@ -151,7 +152,7 @@ def test_a_broker_outage_skips_the_stalled_jobs_and_cleans_up_the_rest(
     assert report.redispatched_jobs == [] and report.orphan_folders == [orphan]
 
 
-def test_a_worker_starting_a_chunk_counts_as_activity(engine: Engine, make_job: MakeJob) -> None:
+def test_a_worker_starting_a_chunk_counts_as_activity(engine: Engine, store: ImageStore, make_job: MakeJob) -> None:
     now = utcnow()
     job = make_job([png(1), png(2)])
     _quiet_since(engine, job, now - timedelta(hours=2))
@@ -159,9 +160,7 @@ def test_a_worker_starting_a_chunk_counts_as_activity(engine: Engine, make_job: 
         add_attempts(session=session, job_id=job, indices=[0], delta=1)
         session.commit()
     broker = Broker()
-    assert (
-        sweep(engine, ImageStore(Path("/nonexistent")), _policy(), dispatcher=broker, now=now).redispatched_jobs == []
-    )
+    assert sweep(engine, store, _policy(), dispatcher=broker, now=now).redispatched_jobs == []
 
 
 def test_orphan_folders_go_after_the_grace_and_live_jobs_keep_theirs(
