@@ -44,7 +44,7 @@ class Heartbeat:
     """Beats every ``interval_s`` on a thread of its own until :meth:`stop` (which also forgets the worker)."""
 
     def __init__(self, engine: Engine, *, hostname: str, queue: str, interval_s: float) -> None:
-        self.engine, self.hostname, self.queue, self.interval_s = engine, hostname, queue, interval_s
+        self.engine, self.hostname = engine, hostname  # stop() forgets this worker
         self._periodic = Periodic(
             "job-worker-heartbeat", lambda: beat(engine, hostname=hostname, queue=queue), interval_s=interval_s
         )
