@@ -22,7 +22,7 @@ DAY_S = 86_400
 
 # KEYS[1]: the GCRA key (theoretical arrival time, TAT); KEYS[2]: the daily-quota key's stem (the day is appended).
 # ARGV: now_us ("" = Redis TIME), emission interval T in us, burst, daily quota (0 = none).
-# Returns {allowed, remaining, reset_us, retry_after_us, quota_used}.
+# Returns {allowed, remaining, reset_us, retry_after_us, quota_used, now_us}.
 GCRA_SCRIPT = """
 local now
 if ARGV[1] == '' then
@@ -40,7 +40,7 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - window
 if allow_at > now then
-  return {0, 0, tat - now, allow_at - now, -1}
+  return {0, 0, tat - now, allow_at - now, -1, now}
 end
 local used = 0
 local day_key = ''
@@ -49,7 +49,7 @@ if quota > 0 then
   used = tonumber(redis.call('GET', day_key) or 0)
   if used >= quota then
     local to_midnight = 86400000000 - (now % 86400000000)
-    return {0, 0, to_midnight, to_midnight, used}
+    return {0, 0, to_midnight, to_midnight, used, now}
   end
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', math.ceil(window / 1000) + 1))
@@ -57,7 +57,7 @@ if quota > 0 then
   used = redis.call('INCR', day_key)
   if used == 1 then redis.call('EXPIRE', day_key, 90000) end
 end
-return {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, 0, used}
+return {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, 0, used, now}
 """
 
 
@@ -72,6 +72,7 @@ class Decision:
     retry_after_s: int  # 0 when allowed
     quota_used: int | None = None  # requests counted today; None without a daily quota or when refused by rate
     retry_after_us: int = 0  # the exact wait, for callers that want better than whole seconds
+    decided_at_us: int = 0  # the limiter's clock when it decided (Redis TIME): decisions in the order they took effect
 
 
 def emission_interval_us(rps: float) -> int:
@@ -105,24 +106,26 @@ class MemoryLimiter:
             new_tat = tat + interval
             allow_at = new_tat - window
             if allow_at > now:
-                return _decision(tier, 0, 0, tat - now, allow_at - now, -1)
+                return _decision(tier, 0, 0, tat - now, allow_at - now, -1, now)
             day = (client_id, now // (DAY_S * US))
             used = 0
             if quota > 0:
                 used = self._used.get(day, 0)
                 if used >= quota:
                     to_midnight = DAY_S * US - now % (DAY_S * US)
-                    return _decision(tier, 0, 0, to_midnight, to_midnight, used)
+                    return _decision(tier, 0, 0, to_midnight, to_midnight, used, now)
             self._tat[client_id] = new_tat
             if quota > 0:
                 used = self._used[day] = used + 1
-            return _decision(tier, 1, (window - (new_tat - now)) // interval, new_tat - now, 0, used)
+            return _decision(tier, 1, (window - (new_tat - now)) // interval, new_tat - now, 0, used, now)
 
     def ping(self) -> bool:
         return True
 
 
-def _decision(tier: Tier, allowed: int, remaining: int, reset_us: int, retry_us: int, used: int) -> Decision:
+def _decision(
+    tier: Tier, allowed: int, remaining: int, reset_us: int, retry_us: int, used: int, now_us: int
+) -> Decision:
     """The script's reply as a :class:`Decision` (one conversion for both limiters)."""
     return Decision(
         allowed=bool(allowed),
@@ -132,6 +135,7 @@ def _decision(tier: Tier, allowed: int, remaining: int, reset_us: int, retry_us:
         retry_after_s=math.ceil(retry_us / US),
         quota_used=used if used >= 0 and tier.daily_quota else None,
         retry_after_us=retry_us,
+        decided_at_us=now_us,
     )
 
 
@@ -165,8 +169,8 @@ class RedisLimiter:
             tier.burst,
             tier.daily_quota or 0,
         ]
-        allowed, remaining, reset_us, retry_us, used = (int(v) for v in self._script(keys=keys, args=args))
-        return _decision(tier, allowed, remaining, reset_us, retry_us, used)
+        allowed, remaining, reset_us, retry_us, used, now = (int(v) for v in self._script(keys=keys, args=args))
+        return _decision(tier, allowed, remaining, reset_us, retry_us, used, now)
 
     def ping(self) -> bool:
         """Whether Redis answers."""
