@@ -18,6 +18,7 @@ RUN apt-get update \
 
 WORKDIR /srv/app
 COPY pyproject.toml README.md ./
+COPY kernel kernel
 COPY services services
 COPY gateway gateway
 COPY deploy deploy

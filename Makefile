@@ -68,9 +68,9 @@ test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check services bentos training tests benchmarks scripts gateway deploy
-	$(VENV)/bin/ruff format --check services bentos training tests benchmarks scripts gateway deploy
-	$(VENV)/bin/mypy services gateway deploy
+	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
+	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
+	$(VENV)/bin/mypy kernel services gateway deploy
 
 bench: import-models
 	$(PY) benchmarks/serving.py

@@ -66,8 +66,8 @@ Headers = Callable[[str, str], dict[str, str]]  # (method, path) -> the headers 
 
 
 def _signed_as_the_gateway(topology: Any) -> Headers:
-    """What the auth service would add, signed now: direct calls to a replica must carry it (services/signing.py)."""
-    from services.signing import SIGNATURE_HEADER, sign
+    """What the auth service would add, signed now: direct calls to a replica must carry it (kernel/signing.py)."""
+    from kernel.signing import SIGNATURE_HEADER, sign
 
     secret = topology.plan.gateway_env["CV_GATEWAY_SIGNING_SECRET"]
     identity = {"x-client-id": "bench", "x-tier": "enterprise"}
@@ -126,8 +126,8 @@ def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> di
 def key_store(topology: Any) -> Any:
     """The topology's key store, as its auth service opens it (same database, same hash secret)."""
     from gateway.keys import KeyStore
-    from services.config import sqlalchemy_database_url
-    from services.db.session import create_db_engine
+    from kernel.db.session import create_db_engine
+    from kernel.db.url import sqlalchemy_database_url
 
     env = topology.plan.gateway_env
     engine = create_db_engine(sqlalchemy_database_url(env["CV_GATEWAY_DATABASE_URL"], REPO))

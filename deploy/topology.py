@@ -44,7 +44,7 @@ class TopologyConfig:
     # Redis keys of this topology (rate limits, cache) and its job queue, so two topologies can share a Redis.
     namespace: str = "cv"
     extra_env: dict[str, str] = field(default_factory=dict)  # CV_GATEWAY_* go to the auth service, the rest to the rest
-    # What the auth service signs the identity it forwards with, and the api replicas check (services/signing.py).
+    # What the auth service signs the identity it forwards with, and the api replicas check (kernel/signing.py).
     # Only those two processes hold it, and they start together: a fresh one per run unless given.
     signing_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 

@@ -11,8 +11,8 @@ from gateway.tiers import Tiers
 
 
 def _store(settings: GatewaySettings) -> KeyStore:
-    from services.db import migrate
-    from services.db.session import create_db_engine
+    from kernel.db import migrate
+    from kernel.db.session import create_db_engine
 
     engine = create_db_engine(settings.sqlalchemy_url)
     if settings.environment == "local":  # production migrates with `python -m services.db migrate`
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from gateway.app import create_app
-        from services.logging import configure_logging
+        from kernel.logging import configure_logging
 
         configure_logging(settings.log_level, json_logs=True, logger_name="gateway")
         # Traefik writes the access log; the gateway logs its refusals (with the request id).

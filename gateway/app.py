@@ -23,10 +23,10 @@ from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthent
 from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.tiers import Tier, Tiers, UnknownTier
-from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
-from services.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
-from services.logging import REQUEST_ID_HEADER, clean_request_id
-from services.signing import SIGNATURE_HEADER, sign
+from kernel.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
+from kernel.headers import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
+from kernel.logging import REQUEST_ID_HEADER, clean_request_id
+from kernel.signing import SIGNATURE_HEADER, sign
 
 logger = logging.getLogger("gateway")
 
@@ -196,7 +196,7 @@ def build_app(gateway: Gateway) -> FastAPI:
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
     """The key store, tiers and Redis limiter from settings."""
-    from services.db.session import create_db_engine
+    from kernel.db.session import create_db_engine
 
     return Gateway(
         keys=KeyStore(

@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.config import DEFAULT_PASSWORDS, REPO_ROOT, sqlalchemy_database_url, weak_signing_secret
+from kernel.credentials import DEFAULT_PASSWORDS, weak_signing_secret
+from kernel.db.url import sqlalchemy_database_url
+from kernel.paths import REPO_ROOT
 
 DEFAULT_KEY_HASH_SECRET = "changethis"
 
@@ -22,7 +24,7 @@ class GatewaySettings(BaseSettings):
     environment: Literal["local", "production"] = "local"
     # The HMAC key under which API-key secrets are hashed; changing it invalidates every key.
     key_hash_secret: SecretStr = SecretStr(DEFAULT_KEY_HASH_SECRET)
-    # Signs what the gateway tells the api about an admitted request (services/signing.py); the api holds the same
+    # Signs what the gateway tells the api about an admitted request (kernel/signing.py); the api holds the same
     # secret (CV_GATEWAY_SIGNING_SECRET for both). Unset: no signature, the api trusts the network alone.
     signing_secret: SecretStr | None = None
     # Where the rate limits live, shared by every replica; unset (local mode only): in this process.

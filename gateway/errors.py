@@ -1,8 +1,8 @@
-"""The gateway's refusals, in the service-wide problem+json hierarchy (services/errors.py)."""
+"""The gateway's refusals, in the service-wide problem+json hierarchy (kernel/errors.py)."""
 
 from __future__ import annotations
 
-from services.errors import ServiceError
+from kernel.errors import ServiceError
 
 
 class Unauthenticated(ServiceError):

@@ -9,16 +9,18 @@ as it does behind Traefik) and the ``RateLimit-*`` headers are added to the resp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import Gateway, build_gateway
 from gateway.config import GatewaySettings
-from services.config import GATEWAY_HEADERS, RATE_LIMIT_HEADERS, ServingSettings
-from services.http.app import full_path
-from services.logging import REQUEST_ID_HEADER
-from services.signing import SIGNATURE_HEADER
+from kernel.asgi import full_path
+from kernel.headers import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
+from kernel.logging import REQUEST_ID_HEADER
+from kernel.signing import SIGNATURE_HEADER
 
 # What the gateway says about a request; a caller's own copies never reach the api.
 _STRIPPED = {
@@ -27,12 +29,22 @@ _STRIPPED = {
 _RATE = set(RATE_LIMIT_HEADERS)
 
 
-def in_process_gateway(api: ServingSettings, settings: GatewaySettings | None = None) -> Gateway:
+def in_process_gateway(
+    api_database_url: str | None, api_data_dir: Path, settings: GatewaySettings | None = None
+) -> Gateway:
     """The gateway an api process runs (``CV_GATEWAY_*`` settings); keys in the api's database unless set apart."""
     settings = settings or GatewaySettings()
     if settings.database_url is None:
-        settings = settings.model_copy(update={"database_url": api.database_url, "data_dir": api.data_dir})
+        settings = settings.model_copy(update={"database_url": api_database_url, "data_dir": api_data_dir})
     return build_gateway(settings)
+
+
+def install_gateway(app: FastAPI, gateway: Callable[[], Gateway], public_paths: Iterable[str]) -> None:
+    """Put the gateway's policy in front of every route of ``app`` but ``public_paths``.
+
+    Added last, so outermost, as Traefik is: refusals never reach the api's own middleware or routes.
+    """
+    app.add_middleware(GatewayMiddleware, gateway=gateway, public_paths=public_paths)
 
 
 class GatewayMiddleware:

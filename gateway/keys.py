@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from services.db.tables import ApiKey, ApiKeyPublic, utcnow
+from kernel.db.tables import ApiKey, ApiKeyPublic, utcnow
 
 KEY_SCHEME = "cvk"
 PREFIX_BYTES = 6  # 12 hex characters

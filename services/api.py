@@ -15,17 +15,17 @@ from typing import Any
 
 import bentoml
 
-from gateway.inprocess import in_process_gateway
+from gateway.inprocess import in_process_gateway, install_gateway
+from kernel.logging import configure_logging
 from services.classifier import Classifier
 from services.config import get_settings
 from services.detector import Detector
 from services.embedder import Embedder
-from services.http.app import create_app
+from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 from services.http.backend import Backend, RemoteBackend
 from services.http.dataplane import DataPlane
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
-from services.logging import configure_logging
 
 settings = get_settings()
 
@@ -50,8 +50,9 @@ app = create_app(
     backend=_current_backend,
     data_plane=_current_data_plane,
     jobs=_current_jobs,
-    gateway=partial(in_process_gateway, settings) if settings.auth_in_process else None,
 )
+if settings.auth_in_process:  # local mode: the gateway's policy in process, as Traefik's ForwardAuth in production
+    install_gateway(app, partial(in_process_gateway, settings.database_url, settings.data_dir), IN_PROCESS_PUBLIC_PATHS)
 
 
 def _depends(service: Any, url: str | None) -> Any:

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from kernel.credentials import DEFAULT_PASSWORDS, weak_signing_secret
+from kernel.db.url import sqlalchemy_database_url
+from kernel.paths import REPO_ROOT
 
 
 class Stage(StrEnum):
@@ -26,36 +28,6 @@ class Stage(StrEnum):
     CANARY = "canary"
     SHADOW = "shadow"
     ARCHIVED = "archived"
-
-
-# Passwords from examples and compose files; refused in production URLs.
-DEFAULT_PASSWORDS = frozenset({"changethis", "postgres", "password", "secret", "redis"})
-MIN_SIGNING_SECRET_CHARS = 16
-
-
-def weak_signing_secret(secret: SecretStr | None) -> bool:
-    """Whether a CV_GATEWAY_SIGNING_SECRET is missing, short or a default (refused in production by both sides)."""
-    value = secret.get_secret_value() if secret is not None else ""
-    return len(value) < MIN_SIGNING_SECRET_CHARS or value in DEFAULT_PASSWORDS
-
-
-# Headers the gateway sets for the api service (gateway/app.py); read only when they can be trusted.
-CLIENT_ID_HEADER = "x-client-id"
-TIER_HEADER = "x-tier"
-TIER_MAX_BATCH_HEADER = "x-tier-max-batch"
-TIER_MAX_IMAGE_BYTES_HEADER = "x-tier-max-image-bytes"
-GATEWAY_HEADERS = (CLIENT_ID_HEADER, TIER_HEADER, TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER)
-# The client's rate-limit state (IETF draft names): on the gateway's answers, and handed on by the api behind it.
-RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
-
-
-def sqlalchemy_database_url(database_url: str | None, data_dir: Path) -> str:
-    """A ``DATABASE_URL`` as SQLAlchemy wants it: psycopg 3 for PostgreSQL, ``<data_dir>/cv.sqlite3`` when unset."""
-    url = database_url or f"sqlite:///{data_dir / 'cv.sqlite3'}"
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 class ServingSettings(BaseSettings):
@@ -140,7 +112,7 @@ class ServingSettings(BaseSettings):
     # The gateway's X-Client-Id, X-Tier, X-Tier-Max-* and RateLimit-* headers are read (and the caller's tier
     # limits applied) only when the gateway in front sets them and strips the caller's: behind Traefik.
     trust_gateway_headers: bool = False
-    # With the headers trusted behind Traefik: the secret the auth service signs them with (services/signing.py);
+    # With the headers trusted behind Traefik: the secret the auth service signs them with (kernel/signing.py);
     # protected routes then refuse requests without a valid signature. Required in production behind Traefik.
     gateway_signing_secret: SecretStr | None = None
     # Local mode without Traefik: run the gateway's policy (API keys, tiers, rate limits) inside the api process,

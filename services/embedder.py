@@ -6,7 +6,7 @@ from typing import Any
 
 import bentoml
 
-from services.errors import ServiceError, error_to_dict
+from kernel.errors import ServiceError, error_to_dict
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
 from services.model_service import BATCHING, SERVICE_CONFIG, SETTINGS, ModelService

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from services.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from kernel.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
 # Pillow format name -> the content types a client may declare for it.
 ALLOWED_FORMATS: dict[str, frozenset[str]] = {

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import bentoml
 
+from kernel.logging import configure_logging
 from services.config import get_settings
-from services.logging import configure_logging
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 
 SETTINGS = get_settings()

@@ -112,8 +112,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """An embedded SQLite database, migrated, per test (the data plane's, the jobs' and the gateway's tables)."""
-    from services.db import migrate
-    from services.db.session import create_db_engine
+    from kernel.db import migrate
+    from kernel.db.session import create_db_engine
 
     engine = create_db_engine(f"sqlite:///{tmp_path / 'db' / 'cv.sqlite3'}")
     migrate.upgrade(engine)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from alembic import command
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
 from services.config import get_settings
-from services.db import migrate
-from services.db.session import create_db_engine
 
 
 def main(argv: Sequence[str] | None = None) -> int:

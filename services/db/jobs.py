@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
-from services.db.logs import insert_inference_logs
-from services.db.tables import (
+from kernel.db.tables import (
     ACTIVE_JOB_STATUSES,
     BatchJob,
     BatchJobItem,
@@ -27,6 +26,7 @@ from services.db.tables import (
     JobStatus,
     utcnow,
 )
+from services.db.logs import insert_inference_logs
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from services.db.tables import (
+from kernel.db.tables import (
     BatchJob,
     BatchJobCreate,
     BatchJobItem,

@@ -18,7 +18,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from services.db.tables import InferenceLogCreate
+from kernel.db.tables import InferenceLogCreate
 
 log = logging.getLogger(__name__)
 

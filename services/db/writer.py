@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session
 
+from kernel.db.tables import InferenceLogCreate
 from services.db.logs import insert_inference_logs
 from services.db.spool import Spool
-from services.db.tables import InferenceLogCreate
 from services.metrics import INFERENCE_LOG_RECORDS, INFERENCE_LOG_SINK_UP, INFERENCE_LOG_SPOOLED
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.config import CLIENT_ID_HEADER, RATE_LIMIT_HEADERS, TIER_HEADER, ServingSettings
-from services.errors import (
+from kernel.asgi import full_path
+from kernel.errors import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
     GatewaySignatureInvalid,
@@ -28,22 +28,21 @@ from services.errors import (
     problem_body,
     problem_from_error,
 )
-from services.http import gallery, inference, ops
-from services.http import jobs as job_routes
-from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
-from services.http.recording import RECORDED_ROUTES, RequestTrace, bind_trace, reset_trace
-from services.logging import (
+from kernel.headers import CLIENT_ID_HEADER, RATE_LIMIT_HEADERS, TIER_HEADER
+from kernel.logging import (
     REQUEST_ID_HEADER,
     bind_request_id,
     clean_request_id,
     get_request_id,
     reset_request_id,
 )
+from kernel.signing import SIGNATURE_HEADER, verify
+from services.config import ServingSettings
+from services.http import gallery, inference, ops
+from services.http import jobs as job_routes
+from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
+from services.http.recording import RECORDED_ROUTES, RequestTrace, bind_trace, reset_trace
 from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
-from services.signing import SIGNATURE_HEADER, verify
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger("services.http")
 API_PREFIX = "/api/v1"
@@ -60,13 +59,6 @@ def _route_template(scope: Scope) -> str:
     return f"{API_PREFIX}{path}" if path else "unmatched"
 
 
-def full_path(scope: Scope) -> str:
-    """The request path as the client sent it, also inside a mounted app (``root_path`` + path)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path if not root or path.startswith(root) else root + path
-
-
 class RequestContextMiddleware:
     """Request id in and out, body-size guard, access log, HTTP metrics and inference logs (pure ASGI)."""
 
@@ -80,7 +72,7 @@ class RequestContextMiddleware:
         signing_secret: str | None = None,
     ) -> None:
         self.app = app
-        # Behind Traefik with a secret: protected routes need the gateway's signature (services/signing.py).
+        # Behind Traefik with a secret: protected routes need the gateway's signature (kernel/signing.py).
         self.signing_secret = signing_secret
         self.max_body_bytes = max_body_bytes
         # POST /batch may carry a whole batch job's images.
@@ -287,12 +279,11 @@ def create_app(
     backend: BackendProvider,
     data_plane: DataPlaneProvider | None = None,
     jobs: JobsProvider | None = None,
-    gateway: Callable[[], Gateway] | None = None,
 ) -> FastAPI:
     """Build the public API around a backend provider (remote or in-process) and, optionally, a data plane and jobs.
 
-    ``gateway`` (local mode, ``CV_AUTH_IN_PROCESS``): builds the gateway whose policy runs in front of every
-    route but the public ones, as Traefik's ForwardAuth does in production.
+    In local mode with ``CV_AUTH_IN_PROCESS`` the composition root (services/api.py) adds the gateway's
+    middleware in front of it (gateway/inprocess.py), leaving ``IN_PROCESS_PUBLIC_PATHS`` open.
     """
     app = FastAPI(
         title="Computer-vision API",
@@ -319,8 +310,4 @@ def create_app(
         trust_gateway_headers=settings.gateway_headers_trusted,
         signing_secret=settings.gateway_signature_required,
     )
-    if gateway is not None:  # outermost, as Traefik is: refusals never reach the routes
-        from gateway.inprocess import GatewayMiddleware
-
-        app.add_middleware(GatewayMiddleware, gateway=gateway, public_paths=IN_PROCESS_PUBLIC_PATHS)
     return app

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
+from kernel.errors import ModelUnavailable, ServiceError, error_from_dict
 from services.config import ServingSettings
-from services.errors import ModelUnavailable, ServiceError, error_from_dict
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool

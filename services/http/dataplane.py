@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
 from services.cache import Cache, build_cache
 from services.config import ServingSettings
-from services.db import migrate
-from services.db.session import create_db_engine
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
 from services.http.backend import Backend

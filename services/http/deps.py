@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from services.config import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER, ServingSettings
-from services.errors import PayloadTooLarge, ServiceError
+from kernel.errors import PayloadTooLarge, ServiceError
+from kernel.headers import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER
+from services.config import ServingSettings
 from services.http.backend import Backend
 from services.http.dataplane import DataPlane
 from services.http.recording import current_trace

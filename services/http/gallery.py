@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
 
-from services.errors import InvalidParameter, NotFound, error_from_dict
+from kernel.errors import InvalidParameter, NotFound, error_from_dict
+from kernel.logging import get_request_id
 from services.http.deps import BackendDep, LimitsDep, read_image
 from services.http.inference import ImageFile, image_info
 from services.http.recording import current_trace
 from services.http.schemas import GalleryItemResponse, GallerySizeResponse, SearchResponse
 from services.index.search import SearchItem
-from services.logging import get_request_id
 from services.models.worker import InferenceItem
 
 router = APIRouter(tags=["similarity search"])

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
-from services.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
+from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
+from kernel.logging import get_request_id
 from services.http.deps import BackendDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
 from services.http.jobs import submit_job
 from services.http.recording import current_trace
 from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse, JobResponse
 from services.imaging import DecodedImage
-from services.logging import get_request_id
 from services.models.worker import InferenceItem, Outcome
 
 router = APIRouter(tags=["inference"])

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from kernel.db.tables import new_id
+from kernel.errors import JobsUnavailable, NotFound
+from kernel.logging import get_request_id
 from services.db.jobs import JobProgress
-from services.db.tables import new_id
-from services.errors import JobsUnavailable, NotFound
 from services.http.deps import JobsDep
 from services.http.recording import current_trace
 from services.http.schemas import JobResponse
 from services.jobs.queue import JobQueue, StagedImage
-from services.logging import get_request_id
 
 router = APIRouter(tags=["jobs"])
 JOBS_PATH = "/api/v1/jobs"

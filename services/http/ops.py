@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from services.errors import ServiceError
+from kernel.errors import ServiceError
 from services.http.backend import MODEL_NAMES
 from services.http.deps import BackendDep, DataPlaneDep, JobsDep, SettingsDep
 from services.metrics import render_metrics

@@ -12,8 +12,8 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.db.tables import InferenceLogCreate
-from services.errors import ServiceError
+from kernel.db.tables import InferenceLogCreate
+from kernel.errors import ServiceError
 from services.imaging import DecodedImage
 from services.models.contract import Prediction
 

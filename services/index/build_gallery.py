@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from kernel.errors import ServiceError
+from kernel.logging import configure_logging
 from services.config import ServingSettings, get_settings
-from services.errors import ServiceError
 from services.imaging import decode_image
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, embedding_space
-from services.logging import configure_logging
 from services.models.worker import InferenceItem, ModelWorker, build_pool
 
 log = logging.getLogger("services.index.build_gallery")  # also when run as __main__

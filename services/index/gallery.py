@@ -18,7 +18,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from services.errors import GalleryModelMismatch
+from kernel.errors import GalleryModelMismatch
 from services.index.base import Hit
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from services.errors import ServiceError, error_from_dict, error_to_dict
+from kernel.errors import ServiceError, error_from_dict, error_to_dict
 from services.index.base import VectorIndex
 from services.index.gallery import check_embedder
 from services.metrics import GALLERY_SIZE

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from kernel.errors import ModelUnavailable, ServiceError
 from services.config import ServingSettings
-from services.errors import ModelUnavailable, ServiceError
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 
 log = logging.getLogger(__name__)

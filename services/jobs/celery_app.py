@@ -12,11 +12,11 @@ from typing import Any
 
 from celery import Celery, signals
 
+from kernel.logging import configure_logging
 from services.config import ServingSettings, get_settings
 from services.jobs.broker import ALIAS
 from services.jobs.heartbeat import Heartbeat
 from services.jobs.periodic import Periodic
-from services.logging import configure_logging
 
 TASK_NAME = "cv.jobs.process_chunk"
 
@@ -72,7 +72,7 @@ def _start_background(sender: Any = None, **_: Any) -> None:
     """The heartbeat the api's health reads, and job housekeeping: stalled jobs sent again, old ones deleted
     (services/jobs/housekeeping.py). After the pool forked: no engine crosses a fork."""
     global _heartbeat, _housekeeping
-    from services.db.session import create_db_engine
+    from kernel.db.session import create_db_engine
     from services.jobs.housekeeping import Policy, sweep
     from services.jobs.queue import CeleryDispatcher
     from services.jobs.store import ImageStore

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
-from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, JobWorker, utcnow
+from kernel.db.tables import ACTIVE_JOB_STATUSES, BatchJob, JobWorker, utcnow
 from services.jobs.periodic import Periodic
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
+from kernel.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, utcnow
 from services.config import ServingSettings
 from services.db import jobs as jobs_db
-from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, utcnow
 from services.jobs.queue import Dispatcher
 from services.jobs.store import ImageStore
 from services.metrics import JOB_HOUSEKEEPING
@@ -191,11 +191,11 @@ def _expire_jobs(engine: Engine, store: ImageStore, *, before: datetime, dry_run
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m services.jobs.housekeeping [--dry-run]``: one sweep with the configured settings."""
+    from kernel.db.session import create_db_engine
+    from kernel.logging import configure_logging
     from services.config import get_settings
-    from services.db.session import create_db_engine
     from services.jobs.celery_app import create_celery
     from services.jobs.queue import CeleryDispatcher
-    from services.logging import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m services.jobs.housekeeping", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing")

@@ -28,11 +28,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from services.config import ServingSettings
-from services.db import jobs as jobs_db
-from services.db.jobs import ItemResult
-from services.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, InferenceLogCreate
-from services.errors import (
+from kernel.db.tables import ACTIVE_JOB_STATUSES, BatchJob, BatchJobItem, InferenceLogCreate
+from kernel.errors import (
     ImageMissing,
     InferenceFailed,
     ModelUnavailable,
@@ -41,11 +38,14 @@ from services.errors import (
     error_from_dict,
     problem_from_error,
 )
+from kernel.logging import bind_request_id, reset_request_id
+from services.config import ServingSettings
+from services.db import jobs as jobs_db
+from services.db.jobs import ItemResult
 from services.http.recording import summarize
 from services.imaging import DecodedImage, decode_image
 from services.jobs.callers import ModelCaller
 from services.jobs.store import ImageStore
-from services.logging import bind_request_id, reset_request_id
 from services.metrics import JOB_ITEMS
 from services.models.worker import InferenceItem, Outcome
 

@@ -17,12 +17,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from kernel.db.tables import BatchJobCreate, BatchJobItemCreate
+from kernel.errors import JobsUnavailable
 from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import JobProgress
 from services.db.logs import create_batch_job
-from services.db.tables import BatchJobCreate, BatchJobItemCreate
-from services.errors import JobsUnavailable
 from services.jobs.heartbeat import workers_health
 from services.jobs.store import ImageStore
 from services.metrics import JOBS_SUBMITTED

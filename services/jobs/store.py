@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-_JOB_ID = re.compile(r"[0-9a-f]{32}")  # services/db/tables.py: new_id()
+_JOB_ID = re.compile(r"[0-9a-f]{32}")  # kernel/db/tables.py: new_id()
 
 
 class ImageStore:

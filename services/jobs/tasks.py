@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from kernel.db.session import create_db_engine
 from services.config import get_settings
-from services.db.session import create_db_engine
 from services.jobs.callers import model_caller
 from services.jobs.celery_app import TASK_NAME, app
 from services.jobs.processing import ChunkProcessor, ImageLimits, backoff_s, settings_policy

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from kernel.logging import configure_logging
 from services.config import ServingSettings, Stage, get_settings
-from services.logging import configure_logging
 from services.models.spec import ModelSpec
 from services.models.store import import_model, sha256_file
 

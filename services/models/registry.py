@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from kernel.errors import ModelUnavailable, ServiceError, VersionNotFound
 from services.config import Stage
-from services.errors import ModelUnavailable, ServiceError, VersionNotFound
 from services.metrics import FALLBACKS, INFERENCE_ERRORS, INFERENCE_ITEMS, MODEL_LOADED
 from services.models.classification import Classifier
 from services.models.contract import Model, Params, Prediction, Runner

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
 
+from kernel.errors import InvalidParameter, ServiceError, error_to_dict
+from kernel.logging import bind_request_id, reset_request_id
 from services.config import ServingSettings
-from services.errors import InvalidParameter, ServiceError, error_to_dict
-from services.logging import bind_request_id, reset_request_id
 from services.metrics import INFERENCE_ITEMS
 from services.models.contract import Params, Prediction
 from services.models.registry import ModelPool

@@ -25,7 +25,7 @@ import pytest
 
 from deploy.runner import Topology
 from deploy.topology import REPO
-from services.errors import PROBLEM_CONTENT_TYPE
+from kernel.errors import PROBLEM_CONTENT_TYPE
 from tests.conftest import encode
 from tests.e2e.conftest import gateway_cli, json_lines
 from tests.labels import CATS

@@ -13,8 +13,8 @@ from gateway.config import GatewaySettings
 from gateway.keys import KeyStore
 from gateway.limiter import Decision
 from gateway.tiers import Tier, Tiers
-from services.errors import PROBLEM_CONTENT_TYPE
-from services.signing import verify
+from kernel.errors import PROBLEM_CONTENT_TYPE
+from kernel.signing import verify
 
 
 class FakeLimiter:
@@ -167,8 +167,8 @@ def test_create_app_wires_settings(tmp_path: Path) -> None:
 
 def test_without_a_redis_url_local_mode_limits_in_process(tmp_path: Path) -> None:
     settings = GatewaySettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
-    from services.db import migrate
-    from services.db.session import create_db_engine
+    from kernel.db import migrate
+    from kernel.db.session import create_db_engine
 
     migrate.upgrade(create_db_engine(settings.sqlalchemy_url))
     key, _ = KeyStore(create_db_engine(settings.sqlalchemy_url), hash_key=b"changethis").create(name="a", tier="free")

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from gateway import keys
 from gateway.keys import InvalidKeyFormat, KeyStore, generate_key, hash_secret, parse_key, secret_matches
-from services.db.tables import ApiKey
+from kernel.db.tables import ApiKey
 from tests.gateway.conftest import HASH_KEY
 
 

@@ -11,10 +11,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway.app import Gateway
+from gateway.inprocess import install_gateway
+from kernel.db.tables import InferenceLog
 from services.config import ServingSettings
 from services.db.logs import list_inference_logs
-from services.db.tables import InferenceLog
-from services.http.app import create_app
+from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 from services.http.backend import Backend
 from services.http.dataplane import DataPlane
 from services.http.deps import JobsProvider
@@ -30,7 +31,9 @@ def data_plane_client(
     """A test client for ``/api/v1`` over ``backend`` wrapped by a fresh data plane (and ``jobs``); closed after."""
     plane = DataPlane.from_settings(settings)
     wrapped = plane.wrap(backend)
-    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane, jobs=jobs, gateway=gateway)
+    app = create_app(settings, backend=lambda: wrapped, data_plane=lambda: plane, jobs=jobs)
+    if gateway is not None:
+        install_gateway(app, gateway, IN_PROCESS_PUBLIC_PATHS)
     parent = Starlette(routes=[Mount("/api/v1", app=app)])
     with TestClient(parent, base_url="http://testserver/api/v1", raise_server_exceptions=False) as client:
         try:

@@ -18,11 +18,11 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from kernel.signing import sign
 from services.config import get_settings
 from services.http.app import create_app
 from services.http.backend import LocalBackend
 from services.http.deps import Limits
-from services.signing import sign
 from tests.conftest import encode
 
 TIER = {"X-Client-Id": "acme", "X-Tier": "free", "X-Tier-Max-Batch": "2", "X-Tier-Max-Image-Bytes": "2000"}
@@ -85,7 +85,7 @@ def test_the_access_log_line_names_the_client_and_tier(trusted: TestClient, capl
         trusted.get("/models", headers={**TIER, "X-Request-ID": "req-42"})
     (line,) = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "route", "") == "/api/v1/models"]
     assert (line.client_id, line.tier) == ("acme", "free")  # type: ignore[attr-defined]
-    from services.logging import JsonFormatter
+    from kernel.logging import JsonFormatter
 
     assert json.loads(JsonFormatter().format(line))["client_id"] == "acme"
 

@@ -18,9 +18,9 @@ from starlette.routing import Mount
 from gateway.app import Gateway
 from gateway.keys import KeyStore
 from gateway.tiers import Tiers
+from kernel.asgi import full_path
+from kernel.errors import PROBLEM_CONTENT_TYPE
 from services.config import get_settings
-from services.errors import PROBLEM_CONTENT_TYPE
-from services.http.app import full_path
 from services.http.backend import LocalBackend
 from tests.conftest import encode
 from tests.gateway.conftest import make_tier
@@ -48,9 +48,11 @@ def client(backend: LocalBackend, keys: KeyStore, limiter: FakeLimiter, tmp_path
     )
     gateway = Gateway(keys=keys, tiers=tiers, limiter=limiter, fail_open=False)
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "auth_in_process": True})
-    from services.http.app import create_app
+    from gateway.inprocess import install_gateway
+    from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 
-    app = create_app(settings, backend=lambda: backend, gateway=lambda: gateway)
+    app = create_app(settings, backend=lambda: backend)
+    install_gateway(app, lambda: gateway, IN_PROCESS_PUBLIC_PATHS)
     parent = Starlette(routes=[Mount("/api/v1", app=app)])
     with TestClient(parent, base_url="http://testserver/api/v1", raise_server_exceptions=False) as test_client:
         yield test_client
@@ -134,10 +136,10 @@ def test_the_api_processes_gateway_keeps_keys_in_the_apis_database(tmp_path: Pat
     from gateway.config import GatewaySettings
     from gateway.inprocess import in_process_gateway
     from gateway.limiter import MemoryLimiter
-    from services.db import migrate
+    from kernel.db import migrate
 
     api = get_settings().model_copy(update={"data_dir": tmp_path})
-    gateway = in_process_gateway(api, GatewaySettings(_env_file=None))  # type: ignore[call-arg]
+    gateway = in_process_gateway(api.database_url, api.data_dir, GatewaySettings(_env_file=None))  # type: ignore[call-arg]
     migrate.upgrade(gateway.keys._engine)
     gateway.keys.create(name="a", tier="free")
     assert (tmp_path / "cv.sqlite3").is_file()  # the api's own SQLite file, not the gateway's default

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from kernel.errors import ModelUnavailable
 from services.config import get_settings
-from services.errors import ModelUnavailable
 from services.http.app import create_app
 
 

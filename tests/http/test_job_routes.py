@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
+from kernel.db.tables import InferenceLog
 from services.config import get_settings
-from services.db.tables import InferenceLog
 from services.http.backend import LocalBackend
 from services.http.dataplane import DataPlane
 from services.jobs import submit as submit_cli

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
+from kernel.db.session import create_db_engine
 from services.config import ServingSettings, get_settings
-from services.db.session import create_db_engine
 from services.http.backend import LocalBackend
 from tests.integration.proxy import TcpProxy
 from tests.integration.server import Server, start_server

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from kernel.db.session import create_db_engine
+from kernel.db.tables import InferenceLog
 from services.config import ServingSettings
-from services.db.session import create_db_engine
-from services.db.tables import InferenceLog
 from tests.integration.conftest import fresh_schema, postgres_url, redis_keys
 from tests.integration.proxy import TcpProxy
 from tests.integration.server import Server, start_server

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
+from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings, get_settings
-from services.db import migrate
 from services.db.logs import count_inference_logs
-from services.db.session import create_db_engine
 from services.db.spool import Spool
-from services.db.tables import InferenceLogCreate
 from services.db.writer import DatabaseSink, InferenceLogWriter
 from services.http.backend import LocalBackend
 from tests.http.apps import data_plane_client, logged_rows

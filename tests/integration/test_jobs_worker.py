@@ -26,10 +26,10 @@ from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
+from kernel.db.tables import BatchJob, new_id, utcnow
 from services.config import ServingSettings
-from services.db import migrate
-from services.db.session import create_db_engine
-from services.db.tables import BatchJob, new_id, utcnow
 from services.http.app import create_app
 from services.jobs.heartbeat import workers_health
 from services.jobs.queue import JobQueue

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.errors import ModelUnavailable, NotFound, error_to_dict
+from kernel.errors import ModelUnavailable, NotFound, error_to_dict
 from services.http.backend import RemoteBackend
 from services.index.search import SearchItem
 from services.models.worker import InferenceItem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.errors import (
+from kernel.errors import (
     ERRORS_BY_SLUG,
     PROBLEM_CONTENT_TYPE,
     GalleryModelMismatch,

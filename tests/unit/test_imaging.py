@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from kernel.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from services import imaging
-from services.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from services.imaging import DecodedImage, decode_image, to_rgb
 from tests.unit.fakes import image_bytes
 

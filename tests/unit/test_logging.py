@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.logging import (
+from kernel.logging import (
     JsonFormatter,
     bind_request_id,
     clean_request_id,

@@ -1,4 +1,4 @@
-"""The gateway's signature over the identity it forwards (services/signing.py)."""
+"""The gateway's signature over the identity it forwards (kernel/signing.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.signing import MAX_AGE_S, sign, verify
+from kernel.signing import MAX_AGE_S, sign, verify
 
 SECRET = "a-secret-only-the-gateway-and-the-api-hold"
 IDENTITY = {"x-client-id": "a1b2c3", "x-tier": "pro", "x-tier-max-batch": "32", "x-tier-max-image-bytes": "5242880"}

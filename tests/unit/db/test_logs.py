@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from kernel.db.tables import BatchJobCreate, BatchJobItemCreate, InferenceLogCreate, JobStatus
 from services.db import logs
-from services.db.tables import BatchJobCreate, BatchJobItemCreate, InferenceLogCreate, JobStatus
 
 
 def record(**kwargs: object) -> InferenceLogCreate:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
 from services.config import get_settings
-from services.db import migrate
 from services.db.__main__ import main
-from services.db.session import create_db_engine
 
 TABLES = {"inference_log", "batch_job", "batch_job_item", "api_key"}
 

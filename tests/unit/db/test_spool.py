@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kernel.db.tables import InferenceLogCreate
 from services.db.spool import REJECTED_FILE, Spool
-from services.db.tables import InferenceLogCreate
 
 
 def record(i: int = 0) -> InferenceLogCreate:

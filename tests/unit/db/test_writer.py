@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from kernel.db.tables import InferenceLogCreate
 from services.db.logs import count_inference_logs
 from services.db.spool import Spool
-from services.db.tables import InferenceLogCreate
 from services.db.writer import DatabaseSink, InferenceLogWriter, RowsRejected
 from tests.unit.fakes import sample
 from tests.waiting import wait_for

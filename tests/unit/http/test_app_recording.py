@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings
-from services.db.tables import InferenceLogCreate
 from services.http.app import create_app
 from tests.unit.http.test_caching import FakeModels
 

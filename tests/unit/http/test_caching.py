@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from kernel.errors import ModelUnavailable, error_to_dict
 from services.cache import MemoryCache
-from services.errors import ModelUnavailable, error_to_dict
 from services.http.caching import CachingBackend, cache_key, version_digest
 from services.index.search import SearchItem, SearchOutcome
 from services.models.contract import Prediction

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from kernel.db.tables import InferenceLogCreate
 from services.cache import MemoryCache, RedisCache
 from services.config import ServingSettings
-from services.db.tables import InferenceLogCreate
 from services.http.caching import CachingBackend
 from services.http.dataplane import DataPlane
 from tests.unit.http.test_caching import FakeModels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.errors import InvalidImage, ModelUnavailable
+from kernel.errors import InvalidImage, ModelUnavailable
 from services.http.recording import RequestTrace, current_trace, summarize
 from services.imaging import DecodedImage
 from services.models.contract import Prediction

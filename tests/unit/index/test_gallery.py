@@ -128,7 +128,7 @@ def test_add_duplicate_id_rolls_back_the_whole_batch(gallery: GalleryIndex, path
 
 
 def test_the_first_stamped_add_names_the_embedder_and_others_are_refused(tmp_path: Path) -> None:
-    from services.errors import GalleryModelMismatch
+    from kernel.errors import GalleryModelMismatch
 
     index = GalleryIndex(tmp_path / "g.sqlite3", dim=3)
     assert index.embedder is None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from services.errors import InvalidParameter, ModelUnavailable, ServiceError
+from kernel.errors import InvalidParameter, ModelUnavailable, ServiceError
 from services.index import search as search_module
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem

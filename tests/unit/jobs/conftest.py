@@ -11,9 +11,9 @@ from PIL import Image
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from kernel.db.tables import BatchJobCreate, BatchJobItemCreate, new_id
+from kernel.errors import ServiceError, error_to_dict
 from services.db.logs import create_batch_job
-from services.db.tables import BatchJobCreate, BatchJobItemCreate, new_id
-from services.errors import ServiceError, error_to_dict
 from services.jobs.processing import ChunkProcessor, ImageLimits, RetryPolicy
 from services.jobs.store import ImageStore
 from services.models.contract import Prediction

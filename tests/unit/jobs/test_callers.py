@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kernel.errors import InvalidParameter, ModelUnavailable
 from services.config import ServingSettings
-from services.errors import InvalidParameter, ModelUnavailable
 from services.jobs import callers
 from services.jobs.callers import InProcessCaller, ServiceCaller, model_caller
 from services.models.worker import InferenceItem, Outcome

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, create_engine
 from sqlmodel import Session, select
 
-from services.db.tables import BatchJob, JobStatus, JobWorker, utcnow
+from kernel.db.tables import BatchJob, JobStatus, JobWorker, utcnow
 from services.jobs.heartbeat import Heartbeat, beat, forget, workers_health
 from services.jobs.queue import JobQueue
 from services.jobs.store import ImageStore

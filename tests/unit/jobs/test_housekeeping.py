@@ -13,9 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
-from services.db.jobs import ItemResult, add_attempts, record_results
-from services.db.logs import insert_inference_logs
-from services.db.tables import (
+from kernel.db.tables import (
     BatchJob,
     BatchJobItem,
     InferenceLog,
@@ -24,6 +22,8 @@ from services.db.tables import (
     new_id,
     utcnow,
 )
+from services.db.jobs import ItemResult, add_attempts, record_results
+from services.db.logs import insert_inference_logs
 from services.jobs import housekeeping
 from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
@@ -254,9 +254,9 @@ def test_more_jobs_than_one_statement_takes(engine: Engine, store: ImageStore, m
 def test_the_command_sweeps_with_the_configured_settings(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from kernel.db import migrate
+    from kernel.db.session import create_db_engine
     from services.config import get_settings
-    from services.db import migrate
-    from services.db.session import create_db_engine
 
     monkeypatch.setenv("CV_JOBS_ORPHAN_GRACE_S", "60")
     settings = get_settings()

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from services.db.tables import BatchJob, BatchJobItem, InferenceLog
-from services.errors import InferenceFailed, InvalidParameter, ModelUnavailable
+from kernel.db.tables import BatchJob, BatchJobItem, InferenceLog
+from kernel.errors import InferenceFailed, InvalidParameter, ModelUnavailable
 from services.jobs.processing import ChunkProcessor, backoff_s, is_transient, item_event_id
 from services.jobs.store import ImageStore
 from tests.unit.fakes import sample
@@ -95,7 +95,7 @@ def test_a_corrupt_image_fails_alone_with_its_problem(
 
 
 def test_a_mislabelled_image_is_415_as_inline(processor: ChunkProcessor, make_job: MakeJob, engine: Engine) -> None:
-    from services.db.tables import BatchJobItem as Item
+    from kernel.db.tables import BatchJobItem as Item
 
     job_id = make_job([png(1)])
     with Session(engine) as session:

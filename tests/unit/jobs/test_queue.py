@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from kernel.db.tables import new_id
+from kernel.errors import JobsUnavailable
 from services.config import ServingSettings
-from services.db.tables import new_id
-from services.errors import JobsUnavailable
 from services.jobs.celery_app import TASK_NAME, create_celery
 from services.jobs.queue import CeleryDispatcher, JobQueue, StagedImage
 from services.jobs.store import ImageStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kernel.errors import InvalidParameter, ModelUnavailable, VersionNotFound
 from services.config import Stage
-from services.errors import InvalidParameter, ModelUnavailable, VersionNotFound
 from services.models.classification import Classifier, ClassifyParams
 from services.models.detection import YoloxDetector
 from services.models.embedding import Embedder

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from kernel.logging import get_request_id
 from services.config import ServingSettings, Stage
-from services.logging import get_request_id
 from services.models import worker as worker_module
 from services.models.classification import ClassifyParams
 from services.models.contract import Params

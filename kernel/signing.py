@@ -17,7 +17,7 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from services.config import GATEWAY_HEADERS
+from kernel.headers import GATEWAY_HEADERS
 
 SIGNATURE_HEADER = "x-gateway-signature"
 MAX_AGE_S = 60  # clock skew between the auth service and the api, plus the time a request waits in Traefik

@@ -1,4 +1,4 @@
-"""Alembic environment: the tables come from services.db.tables; the connection from services.db.migrate."""
+"""Alembic environment: the tables come from kernel.db.tables; the connection from kernel.db.migrate."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
-import services.db.tables  # noqa: F401  (registers every table on SQLModel.metadata)
-from services.db.session import create_db_engine
+import kernel.db.tables  # noqa: F401  (registers every table on SQLModel.metadata)
+from kernel.db.session import create_db_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -33,7 +33,7 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:  # services.db.migrate passes one (with its search_path, in one transaction)
+    if connection is not None:  # kernel.db.migrate passes one (with its search_path, in one transaction)
         _run(connection)
         return
     url = config.get_main_option("sqlalchemy.url")

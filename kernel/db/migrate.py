@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, text
 from sqlmodel import SQLModel
 
-import services.db.tables  # noqa: F401  (registers every table on SQLModel.metadata)
+import kernel.db.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant: PostgreSQL serialises concurrent start-ups that migrate on this advisory lock.

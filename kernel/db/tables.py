@@ -1,6 +1,6 @@
 """The database tables, as SQLModel families: ``XBase`` (shared fields), ``X`` (the table), ``XPublic``.
 
-Every schema change goes through an Alembic migration in ``services/db/migrations/versions``;
+Every schema change goes through an Alembic migration in ``kernel/db/migrations/versions``;
 ``tests/unit/db/test_migrations.py`` fails when these classes and the migrations disagree.
 """
 

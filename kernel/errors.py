@@ -117,7 +117,7 @@ class JobsUnavailable(ServiceError):
 
 
 class GatewaySignatureInvalid(ServiceError):
-    """Behind the gateway, a protected route reached without the gateway's valid signature (services/signing.py)."""
+    """Behind the gateway, a protected route reached without the gateway's valid signature (kernel/signing.py)."""
 
     status_code = 401
     type_slug = "gateway-signature-invalid"
