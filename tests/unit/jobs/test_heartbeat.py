@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
 from kernel.db.tables import BatchJob, JobStatus, JobWorker, utcnow
 from services.jobs.heartbeat import Heartbeat, beat, forget, workers_health
 from services.jobs.queue import JobQueue
 from services.jobs.store import ImageStore
+from tests.waiting import wait_for
 
 
 def _rows(engine: Engine) -> dict[str, JobWorker]:
@@ -63,16 +71,59 @@ def test_the_heartbeat_thread_beats_until_stopped_then_leaves(engine: Engine) ->
     assert _rows(engine) == {}
 
 
-def test_a_heartbeat_survives_a_missing_database(tmp_path: object) -> None:
+def _failed_beats(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(record.getMessage() == "job-worker-heartbeat failed" for record in list(caplog.records))
+
+
+def _heartbeat_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "job-worker-heartbeat"]
+
+
+def _rows_or_none(engine: Engine) -> dict[str, JobWorker] | None:
+    try:
+        return _rows(engine)
+    except OperationalError:
+        return None
+
+
+def test_a_heartbeat_survives_a_missing_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beats go on while the database is away (each failure logged, nothing escapes) and land once it is back."""
+    escaped: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    caplog.set_level(logging.WARNING, logger="services.jobs.periodic")
+    database = tmp_path / "db" / "cv.sqlite3"  # its folder is not there yet: SQLite cannot open the file
+    # A plain engine: create_db_engine would make the folder and so bring the database.
+    away = create_engine(f"sqlite:///{database}", connect_args={"check_same_thread": False})
+    heartbeat = Heartbeat(away, hostname="t@a", queue="q", interval_s=0.01).start()
+    try:
+        wait_for(lambda: _failed_beats(caplog) >= 3, timeout_s=5, what="three failed beats, each logged")
+        assert [thread.is_alive() for thread in _heartbeat_threads()] == [True]
+        assert _rows_or_none(away) is None  # still away: nothing could be written
+
+        back = create_db_engine(f"sqlite:///{database}")  # the database comes (folder, file, tables)
+        migrate.upgrade(back)
+        wait_for(lambda: "t@a" in _rows(back), timeout_s=5, what="a beat written once the database is back")
+        first = _rows(back)["t@a"].seen_at
+        wait_for(lambda: _rows(back)["t@a"].seen_at > first, timeout_s=5, what="the next beat")
+    finally:
+        heartbeat.stop()
+    assert _rows(back) == {}  # a clean stop still forgets the worker
+    assert escaped == []
+    away.dispose()
+    back.dispose()
+
+
+def test_stopping_a_heartbeat_without_its_database_logs_and_returns(caplog: pytest.LogCaptureFixture) -> None:
     broken = create_engine("sqlite:////nonexistent-dir/x.sqlite3")
     heartbeat = Heartbeat(broken, hostname="t@a", queue="q", interval_s=0.01).start()
-    time.sleep(0.05)
-    heartbeat.stop()  # no exception: logged, and the worker goes on
+    heartbeat.stop()  # forget() fails: logged, and the worker's shutdown goes on
+    assert "could not remove the worker's heartbeat row" in caplog.text
+    assert _heartbeat_threads() == []
 
 
 def test_job_queue_health_reports_an_unreachable_database(tmp_path: object) -> None:
-    from pathlib import Path
-
     queue = JobQueue(
         engine=create_engine("sqlite:////nonexistent-dir/x.sqlite3"),
         store=ImageStore(Path(str(tmp_path))),
