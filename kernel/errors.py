@@ -148,6 +148,7 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         WorkerLost,
         ImageMissing,
         JobsUnavailable,
+        GatewaySignatureInvalid,
         GalleryModelMismatch,
     )
 }
