@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import MISSING
 from starlette.concurrency import run_in_threadpool
 
@@ -61,7 +62,7 @@ async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, r
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # the spec says text, as Prometheus' exposition is
 async def metrics(settings: SettingsDep) -> Response:
     """Prometheus exposition of every serving process."""
     body, content_type = render_metrics(settings.prometheus_multiproc_dir)
