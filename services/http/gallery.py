@@ -13,7 +13,13 @@ from kernel.logging import get_request_id
 from services.http.deps import BackendDep, LimitsDep, read_image
 from services.http.inference import ImageFile, image_info
 from services.http.recording import current_trace
-from services.http.schemas import GalleryItemResponse, GallerySizeResponse, SearchResponse
+from services.http.schemas import (
+    GalleryItemResponse,
+    GallerySizeResponse,
+    ModelRef,
+    SearchHit,
+    SearchResponse,
+)
 from services.index.search import SearchItem
 from services.models.worker import InferenceItem
 
@@ -23,7 +29,7 @@ router = APIRouter(tags=["similarity search"])
 @router.post("/search", response_model=SearchResponse)
 async def search(
     limits: LimitsDep, backend: BackendDep, image: ImageFile, top_k: Annotated[int, Form(ge=1, le=100)] = 5
-) -> dict[str, Any]:
+) -> SearchResponse:
     """Find the gallery images most similar to this one (cosine similarity).
 
     409 when the gallery was built by another embedder version: its vectors are not comparable.
@@ -37,14 +43,14 @@ async def search(
         raise error_from_dict(outcome.error or {})
     prediction = outcome.prediction
     current_trace().answered(decoded, prediction, {"results": outcome.hits}, cached=False)
-    return {
-        "request_id": get_request_id(),
-        "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
-        "image": image_info(decoded),
-        "results": outcome.hits,
-        "gallery_size": outcome.gallery_size,
-        "timings_ms": {"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000},
-    }
+    return SearchResponse(
+        request_id=get_request_id(),
+        model=ModelRef(name=prediction.model, version=prediction.version, precision=prediction.precision),
+        image=image_info(decoded),
+        results=[SearchHit.model_validate(hit) for hit in outcome.hits],
+        gallery_size=outcome.gallery_size,
+        timings_ms={"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000},
+    )
 
 
 def parse_metadata(raw: str | None) -> dict[str, Any]:
@@ -66,24 +72,22 @@ async def gallery_add(
     backend: BackendDep,
     image: ImageFile,
     metadata: Annotated[str | None, Form(description="A JSON object stored with the image")] = None,
-) -> dict[str, Any]:
+) -> GalleryItemResponse:
     """Add an image and its metadata to the search gallery (409 if the gallery holds another embedder's vectors)."""
     meta = parse_metadata(metadata)
     decoded = await read_image(image, limits)
     meta.setdefault("filename", image.filename)
     meta.setdefault("sha256", decoded.sha256)
     added = await backend.gallery_add(InferenceItem(image=decoded.pixels, request_id=get_request_id()), meta)
-    return {
-        "id": added["id"],
-        "model": {"name": added["model"], "version": added["version"], "precision": "fp32"},
-        "metadata": meta,
-    }
+    return GalleryItemResponse(
+        id=added["id"], model=ModelRef(name=added["model"], version=added["version"], precision="fp32"), metadata=meta
+    )
 
 
 @router.get("/gallery", response_model=GallerySizeResponse)
-async def gallery_size(backend: BackendDep) -> dict[str, int]:
+async def gallery_size(backend: BackendDep) -> GallerySizeResponse:
     """How many images the gallery holds."""
-    return {"size": await backend.gallery_size()}
+    return GallerySizeResponse(size=await backend.gallery_size())
 
 
 @router.delete("/gallery/{item_id}", status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
@@ -13,7 +13,18 @@ from kernel.logging import get_request_id
 from services.http.deps import BackendDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
 from services.http.jobs import submit_job
 from services.http.recording import current_trace
-from services.http.schemas import BatchResponse, ClassifyResponse, DetectResponse, JobResponse
+from services.http.schemas import (
+    BatchItem,
+    BatchResponse,
+    BatchTask,
+    ClassifyResponse,
+    DetectResponse,
+    ImageInfo,
+    JobResponse,
+    ModelRef,
+    Problem,
+    TaskAnswer,
+)
 from services.imaging import DecodedImage
 from services.models.worker import InferenceItem, Outcome
 
@@ -31,6 +42,7 @@ BatchMode = Annotated[
 ]
 
 TASK_MODELS = {"classify": "classifier", "detect": "detector"}
+TASK_ANSWERS: dict[str, type[TaskAnswer]] = {"classify": ClassifyResponse, "detect": DetectResponse}
 
 
 def parse_classes(raw: str | None) -> list[int] | None:
@@ -46,14 +58,10 @@ def parse_classes(raw: str | None) -> list[int] | None:
     return values
 
 
-def image_info(image: DecodedImage) -> dict[str, Any]:
-    return {
-        "width": image.width,
-        "height": image.height,
-        "format": image.format,
-        "sha256": image.sha256,
-        "bytes": image.byte_size,
-    }
+def image_info(image: DecodedImage) -> ImageInfo:
+    return ImageInfo(
+        width=image.width, height=image.height, format=image.format, sha256=image.sha256, bytes=image.byte_size
+    )
 
 
 def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: float) -> dict[str, Any]:
@@ -85,46 +93,53 @@ async def run_one(
     return outcome
 
 
-def _with_version_header(body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(
-        body,
-        headers={
-            "X-Model-Version": f"{body['model']['name']}:{body['model']['version']}",
-            "X-Cache": "hit" if body["cached"] else "miss",
-        },
-    )
+def _version_headers(response: Response, model: ModelRef, cached: bool) -> None:
+    response.headers["X-Model-Version"] = f"{model.name}:{model.version}"
+    response.headers["X-Cache"] = "hit" if cached else "miss"
 
 
-@router.post("/classify", response_model=ClassifyResponse)
+# classify and detect are written by json.dumps, as they always were: pydantic's own JSON writer spells a
+# score of 1e-05 as 0.00001, the same number in other digits.
+@router.post("/classify", response_model=ClassifyResponse, response_class=JSONResponse)
 async def classify(
-    limits: LimitsDep, backend: BackendDep, image: ImageFile, top_k: TopK = 5, version: Version = None
-) -> JSONResponse:
+    limits: LimitsDep,
+    backend: BackendDep,
+    response: Response,
+    image: ImageFile,
+    top_k: TopK = 5,
+    version: Version = None,
+) -> ClassifyResponse:
     """Classify one image: the top-k labels with their probabilities."""
     started = time.perf_counter()
     decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
     outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
-    return _with_version_header(answer(outcome, decoded, started, decode_ms))
+    body = ClassifyResponse.model_validate(answer(outcome, decoded, started, decode_ms))
+    _version_headers(response, body.model, body.cached)
+    return body
 
 
-@router.post("/detect", response_model=DetectResponse)
+@router.post("/detect", response_model=DetectResponse, response_class=JSONResponse)
 async def detect(
     limits: LimitsDep,
     backend: BackendDep,
+    response: Response,
     image: ImageFile,
     confidence: Confidence = 0.25,
     iou: Iou = 0.45,
     max_detections: MaxDetections = 100,
     classes: Classes = None,
     version: Version = None,
-) -> JSONResponse:
+) -> DetectResponse:
     """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
     started = time.perf_counter()
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
     decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
     outcome = await run_one(backend, "detector", decoded, params, version)
-    return _with_version_header(answer(outcome, decoded, started, decode_ms))
+    body = DetectResponse.model_validate(answer(outcome, decoded, started, decode_ms))
+    _version_headers(response, body.model, body.cached)
+    return body
 
 
 @router.post(
@@ -138,7 +153,7 @@ async def batch(
     backend: BackendDep,
     jobs: JobsDep,
     images: Annotated[list[UploadFile], File(description="Several images for one task")],
-    task: Annotated[Literal["classify", "detect"], Form()],
+    task: Annotated[BatchTask, Form()],
     top_k: TopK = 5,
     confidence: Confidence = 0.25,
     iou: Iou = 0.45,
@@ -146,7 +161,7 @@ async def batch(
     classes: Classes = None,
     version: Version = None,
     mode: BatchMode = "auto",
-) -> Any:
+) -> BatchResponse | JSONResponse:
     """Run one task over several images: inline (each item its result or problem), or as a job (202)."""
     current_trace().model = TASK_MODELS[task]
     params: dict[str, Any] = (
@@ -170,10 +185,10 @@ async def _inline_batch(
     limits: Limits,
     backend: BackendDep,
     images: list[UploadFile],
-    task: str,
+    task: BatchTask,
     params: dict[str, Any],
     version: str | None,
-) -> dict[str, Any]:
+) -> BatchResponse:
     started = time.perf_counter()
     decoded: list[DecodedImage | ServiceError] = []
     for upload in images:
@@ -190,26 +205,36 @@ async def _inline_batch(
     ]
     outcomes = await backend.infer(TASK_MODELS[task], items) if items else []
     by_index = dict(zip([i for i, _ in valid], outcomes, strict=True))
-    results = [_batch_item(i, images[i].filename, decoded[i], by_index.get(i), started) for i in range(len(images))]
-    return {
-        "request_id": get_request_id(),
-        "task": task,
-        "count": len(results),
-        "succeeded": sum(1 for r in results if r["status"] == 200),
-        "items": results,
-        "timings_ms": {"total": (time.perf_counter() - started) * 1000},
-    }
+    answers = TASK_ANSWERS[task]
+    results = [
+        _batch_item(i, images[i].filename, decoded[i], by_index.get(i), started, answers) for i in range(len(images))
+    ]
+    return BatchResponse(
+        request_id=get_request_id(),
+        task=task,
+        count=len(results),
+        succeeded=sum(1 for r in results if r.status == 200),
+        items=results,
+        timings_ms={"total": (time.perf_counter() - started) * 1000},
+    )
 
 
 def _batch_item(
-    index: int, filename: str | None, decoded: DecodedImage | ServiceError, outcome: Outcome | None, started: float
-) -> dict[str, Any]:
+    index: int,
+    filename: str | None,
+    decoded: DecodedImage | ServiceError,
+    outcome: Outcome | None,
+    started: float,
+    answers: type[TaskAnswer],
+) -> BatchItem:
     try:
         if isinstance(decoded, ServiceError):
             raise decoded
         assert outcome is not None
         result = answer(outcome, decoded, started, 0.0)
-        return {"index": index, "filename": filename, "status": 200, "result": result}
+        return BatchItem(index=index, filename=filename, status=200, result=answers.model_validate(result), error=None)
     except ServiceError as exc:
         problem = problem_from_error(exc, instance=f"/api/v1/batch#{index}", request_id=get_request_id())
-        return {"index": index, "filename": filename, "status": exc.status_code, "error": problem}
+        return BatchItem(
+            index=index, filename=filename, status=exc.status_code, result=None, error=Problem.model_validate(problem)
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, UploadFile
+from fastapi import APIRouter, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["jobs"])
 JOBS_PATH = "/api/v1/jobs"
 
 
-def job_body(progress: JobProgress, *, offset: int) -> dict[str, Any]:
+def job_body(progress: JobProgress, *, offset: int) -> JobResponse:
     """A job as ``GET /jobs/{id}`` shows it, with the page of items ``progress`` holds."""
     job = progress.job
     total = job.item_count
@@ -53,7 +53,7 @@ def job_body(progress: JobProgress, *, offset: int) -> dict[str, Any]:
         "items": items,
         "next_offset": end if progress.items and end < total else None,
     }
-    return JobResponse.model_validate(body).model_dump(mode="json")
+    return JobResponse.model_validate(body)
 
 
 def _require(jobs: JobQueue | None) -> JobQueue:
@@ -92,7 +92,7 @@ async def submit_job(
     progress = await run_in_threadpool(submit)
     trace.job_id = progress.job.id  # the worker logs each image; the api logs nothing for this request
     body = job_body(progress, offset=0)
-    return JSONResponse(body, status_code=202, headers={"Location": body["location"]})
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": body.location})
 
 
 @router.get("/jobs/{job_id}", response_model=JobResponse)
@@ -101,7 +101,7 @@ async def get_job(
     job_id: str,
     offset: Annotated[int, Query(ge=0, description="First item of the page")] = 0,
     limit: Annotated[int, Query(ge=0, le=1000, description="Items per page (0: counts only)")] = 100,
-) -> dict[str, Any]:
+) -> JobResponse:
     """A batch job: status, counts, progress, and a page of per-item results or problems."""
     queue = _require(jobs)
     progress = await run_in_threadpool(partial(queue.progress, job_id, offset=offset, limit=limit))
@@ -110,11 +110,17 @@ async def get_job(
     return job_body(progress, offset=offset)
 
 
-@router.delete("/jobs/{job_id}", response_model=JobResponse, status_code=202)
-async def cancel_job(jobs: JobsDep, job_id: str) -> JSONResponse:
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobResponse,
+    status_code=202,
+    responses={200: {"model": JobResponse, "description": "The job had already ended: left as it was"}},
+)
+async def cancel_job(jobs: JobsDep, job_id: str, response: Response) -> JobResponse:
     """Cancel a batch job: pending items are skipped (202); a finished job is left as it is (200)."""
     queue = _require(jobs)
     progress, cancelled = await run_in_threadpool(queue.cancel, job_id)
     if progress is None:
         raise NotFound(f"no job {job_id!r}")
-    return JSONResponse(job_body(progress, offset=0), status_code=202 if cancelled else 200)
+    response.status_code = 202 if cancelled else 200
+    return job_body(progress, offset=0)

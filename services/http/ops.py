@@ -3,45 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import MISSING
 from starlette.concurrency import run_in_threadpool
 
 from kernel.errors import ServiceError
 from services.http.backend import MODEL_NAMES
 from services.http.deps import BackendDep, DataPlaneDep, JobsDep, SettingsDep
+from services.http.schemas import HealthData, HealthResponse, ModelsResponse, ModelStatus, State
 from services.metrics import render_metrics
 
 router = APIRouter(tags=["operations"])
 
 
-async def _statuses(backend: BackendDep) -> dict[str, dict[str, Any]]:
-    async def one(name: str) -> dict[str, Any]:
+async def _statuses(backend: BackendDep) -> dict[str, ModelStatus]:
+    async def one(name: str) -> ModelStatus:
         try:
-            return await backend.status(name)
+            return ModelStatus.model_validate(await backend.status(name))
         except ServiceError as exc:
-            return {"model": name, "status": "down", "error": exc.public_message, "versions": []}
+            return ModelStatus(model=name, status="down", error=exc.public_message, versions=[])
 
     results = await asyncio.gather(*(one(n) for n in MODEL_NAMES))
     return dict(zip(MODEL_NAMES, results, strict=True))
 
 
-@router.get("/models")
-async def models(backend: BackendDep) -> dict[str, Any]:
+@router.get("/models", response_model=ModelsResponse)
+async def models(backend: BackendDep) -> ModelsResponse:
     """Every model: versions, stage, metadata and load state."""
     statuses = await _statuses(backend)
-    return {"models": list(statuses.values())}
+    return ModelsResponse(models=list(statuses.values()))
 
 
-@router.get("/health")
-async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, response: Response) -> dict[str, Any]:
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "No model can serve"}},
+)
+async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, response: Response) -> HealthResponse:
     """Liveness; readiness of each model, the log sink, the cache and the job workers; 503 when no model can serve."""
     statuses = await _statuses(backend)
-    states = {name: s["status"] for name, s in statuses.items()}
+    states = {name: s.status for name, s in statuses.items()}
     data = await data_plane.health() if data_plane is not None else {}
     if jobs is not None:
         data["jobs"] = await run_in_threadpool(jobs.health)
+    overall: State
     if all(s == "down" for s in states.values()):
         overall = "down"
     elif all(s == "ok" for s in [*states.values(), *(part["status"] for part in data.values())]):
@@ -50,13 +57,12 @@ async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, r
         overall = "degraded"
     if overall == "down":
         response.status_code = 503
-    body: dict[str, Any] = {"status": overall, "live": True, "models": states}
-    if data:
-        body["data"] = data
-    return body
+    return HealthResponse(
+        status=overall, live=True, models=states, data=HealthData.model_validate(data) if data else MISSING
+    )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # the spec says text, as Prometheus' exposition is
 async def metrics(settings: SettingsDep) -> Response:
     """Prometheus exposition of every serving process."""
     body, content_type = render_metrics(settings.prometheus_multiproc_dir)

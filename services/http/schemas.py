@@ -1,20 +1,40 @@
-"""Response bodies of the public routes (they document the OpenAPI spec)."""
+"""Response bodies of the public routes: the routes build them, FastAPI validates them, the OpenAPI spec shows them.
+
+Every body derives from :class:`ResponseBody`, which refuses undeclared fields: the spec says
+``additionalProperties: false``, and a field sent without being declared here fails the response
+(and tests/http/test_openapi_contract.py). A field that is sometimes left out of a body, rather than
+sent as null, is typed ``X | MISSING = MISSING``: optional in the spec, absent on the wire. Every other
+field is required, so the spec's ``required`` lists what every body carries. Fields are declared in the
+order they go out.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import MISSING, BaseModel, ConfigDict
+
+from kernel.db.tables import ItemStatus, JobStatus
+from services.config import Stage
+
+State = Literal["ok", "degraded", "down"]
+BatchTask = Literal["classify", "detect"]
 
 
-class ModelRef(BaseModel):
+class ResponseBody(BaseModel):
+    """Base of every response body: a field not declared is an error, not a silent extra."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(ResponseBody):
     name: str
     version: str
     precision: str
 
 
-class ImageInfo(BaseModel):
+class ImageInfo(ResponseBody):
     width: int
     height: int
     format: str
@@ -22,52 +42,68 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
-class ClassPrediction(BaseModel):
+class ClassPrediction(ResponseBody):
     class_id: int
     label: str
+    label_id: str | MISSING = MISSING  # e.g. the WordNet id, where the model's labels have one
     score: float
-    label_id: str | None = None
 
 
-class Box(BaseModel):
+class Box(ResponseBody):
     x1: float
     y1: float
     x2: float
     y2: float
 
 
-class Detection(BaseModel):
+class Detection(ResponseBody):
     box: Box
     class_id: int
     label: str
     score: float
 
 
-class ClassifyResponse(BaseModel):
-    request_id: str | None
-    model: ModelRef
-    image: ImageInfo
+class ClassifyResponse(ResponseBody):
     predictions: list[ClassPrediction]
-    cached: bool = False  # answered from the result cache
-    timings_ms: dict[str, float]
-
-
-class DetectResponse(BaseModel):
     request_id: str | None
     model: ModelRef
     image: ImageInfo
-    detections: list[Detection]
-    cached: bool = False  # answered from the result cache
+    cached: bool  # answered from the result cache
     timings_ms: dict[str, float]
 
 
-class SearchHit(BaseModel):
+class DetectResponse(ResponseBody):
+    detections: list[Detection]
+    request_id: str | None
+    model: ModelRef
+    image: ImageInfo
+    cached: bool  # answered from the result cache
+    timings_ms: dict[str, float]
+
+
+TaskAnswer = ClassifyResponse | DetectResponse  # one image's answer in a batch or a job
+
+
+class Problem(ResponseBody):
+    """An RFC 9457 problem, as a batch or job item's error; extension members are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None
+
+
+class SearchHit(ResponseBody):
     id: str
     score: float
     metadata: dict[str, Any]
 
 
-class SearchResponse(BaseModel):
+class SearchResponse(ResponseBody):
     request_id: str | None
     model: ModelRef
     image: ImageInfo
@@ -76,53 +112,118 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-class GalleryItemResponse(BaseModel):
+class GalleryItemResponse(ResponseBody):
     id: str
-    model: ModelRef | None = None
+    model: ModelRef
     metadata: dict[str, Any]
 
 
-class GallerySizeResponse(BaseModel):
+class GallerySizeResponse(ResponseBody):
     size: int
 
 
-class BatchItem(BaseModel):
+class BatchItem(ResponseBody):
     index: int
     filename: str | None
-    status: int
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    status: int  # the HTTP status this image alone would have had
+    result: TaskAnswer | None
+    error: Problem | None
 
 
-class BatchResponse(BaseModel):
+class BatchResponse(ResponseBody):
     request_id: str | None
-    task: str
+    task: BatchTask
     count: int
     succeeded: int
     items: list[BatchItem]
     timings_ms: dict[str, float]
 
 
-class JobItem(BaseModel):
+class JobItem(ResponseBody):
     index: int
     filename: str | None
-    status: str  # pending, succeeded, failed, cancelled
-    http_status: int | None = None
-    result: dict[str, Any] | None = None  # as an inline /batch item's result
-    error: dict[str, Any] | None = None  # an RFC 9457 problem
+    status: ItemStatus
+    http_status: int | None
+    result: TaskAnswer | None  # as an inline /batch item's result
+    error: Problem | None
 
 
-class JobResponse(BaseModel):
+class JobCounts(ResponseBody):
+    """Items by status."""
+
+    pending: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class JobResponse(ResponseBody):
     id: str
     location: str  # GET it for progress, DELETE it to cancel
-    task: str
-    status: str  # queued, running, succeeded, partial, failed, cancelled
+    task: BatchTask
+    status: JobStatus  # partial: some items failed
     request_id: str | None
     item_count: int
-    counts: dict[str, int]  # items by status: pending, succeeded, failed, cancelled
+    counts: JobCounts
     progress: float  # answered or cancelled items / item_count
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     items: list[JobItem]  # one page: ?offset=&limit=
     next_offset: int | None  # where the next page starts; None on the last one
+
+
+class ModelVersionStatus(ResponseBody):
+    version: str
+    stage: Stage
+    state: State
+    precisions: dict[str, Literal["loaded", "failed"]]
+    errors: dict[str, str]  # precision -> why it did not load or run
+    metadata: dict[str, Any]  # the version's spec in the model store, less its labels, plus num_labels
+
+
+class ModelStatus(ResponseBody):
+    model: str
+    status: State
+    default_version: str | MISSING | None = MISSING  # left out when the model service could not be asked
+    error: str | MISSING = MISSING  # why the model service could not be asked
+    versions: list[ModelVersionStatus]
+
+
+class ModelsResponse(ResponseBody):
+    models: list[ModelStatus]
+
+
+class LogSinkHealth(ResponseBody):
+    status: State
+    backend: str
+    buffered: int
+    spooled: int
+
+
+class CacheHealth(ResponseBody):
+    status: State
+    backend: str  # memory, redis or off
+    entries: int | MISSING = MISSING  # the in-process cache's size
+
+
+class JobsHealth(ResponseBody):
+    status: State
+    workers: int | MISSING = MISSING  # live job workers
+    active_jobs: int | MISSING = MISSING
+    error: str | MISSING = MISSING  # instead of the two counts when the job database is unreachable
+
+
+class HealthData(ResponseBody):
+    """The parts this server has: the inference-log sink and the result cache, the job queue."""
+
+    inference_log: LogSinkHealth | MISSING = MISSING
+    cache: CacheHealth | MISSING = MISSING
+    jobs: JobsHealth | MISSING = MISSING
+
+
+class HealthResponse(ResponseBody):
+    status: State
+    live: bool
+    models: dict[str, State]
+    data: HealthData | MISSING = MISSING  # left out when the server has neither a data plane nor jobs

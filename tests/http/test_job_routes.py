@@ -1,13 +1,12 @@
 """Batch jobs through the real routes and models in process: POST /batch as a job, GET and DELETE /jobs/{id}, the CLI.
 
-The worker's part runs here too: a dispatcher that hands each chunk to the real ChunkProcessor
+The worker's part runs here too (tests/http/apps.py): a dispatcher that hands each chunk to the real ChunkProcessor
 over the in-process models (the Celery worker itself is tested in tests/integration/test_jobs_worker.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -17,67 +16,17 @@ from sqlmodel import Session, col, select
 from kernel.db.tables import InferenceLog
 from services.config import get_settings
 from services.http.backend import LocalBackend
-from services.http.dataplane import DataPlane
 from services.jobs import submit as submit_cli
-from services.jobs.processing import ChunkProcessor, ImageLimits
-from services.jobs.queue import JobQueue
-from services.jobs.store import ImageStore
-from services.models.worker import InferenceItem, Outcome
-from tests.http.apps import data_plane_client
+from tests.http.apps import JobApp, job_app
 
 PROBLEM = "application/problem+json"
-
-
-class LocalModels:
-    def __init__(self, backend: LocalBackend) -> None:
-        self.backend = backend
-
-    def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
-        return self.backend.workers[model].run(items)
-
-
-@dataclass
-class StepDispatcher:
-    """Keeps the chunks it is sent; runs them on :meth:`run` (or at once when ``auto``)."""
-
-    processor: ChunkProcessor | None = None
-    auto: bool = False
-    chunks: list[tuple[str, list[int]]] = field(default_factory=list)
-
-    def send(self, job_id: str, chunks: list[list[int]], request_id: str | None) -> None:
-        self.chunks.extend((job_id, c) for c in chunks)
-        if self.auto:
-            self.run()
-
-    def run(self) -> None:
-        assert self.processor is not None
-        while self.chunks:
-            job_id, chunk = self.chunks.pop(0)
-            assert self.processor.process(job_id, chunk) is None
-
-
-@dataclass
-class JobApp:
-    client: TestClient
-    plane: DataPlane
-    dispatcher: StepDispatcher
 
 
 @pytest.fixture
 def app(backend: LocalBackend, tmp_path: Path) -> Iterator[JobApp]:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "max_batch_items": 3, "jobs_chunk_size": 2})
-    dispatcher = StepDispatcher()
-    holder: dict[str, JobQueue] = {}
-    with data_plane_client(backend, settings, jobs=lambda: holder.get("jobs")) as (client, plane):
-        store = ImageStore(settings.job_store)
-        dispatcher.processor = ChunkProcessor(
-            engine=plane.engine,
-            store=store,
-            models=LocalModels(backend),
-            limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
-        )
-        holder["jobs"] = JobQueue(engine=plane.engine, store=store, dispatcher=dispatcher, chunk_size=2)
-        yield JobApp(client, plane, dispatcher)
+    with job_app(backend, settings) as pair:
+        yield pair
 
 
 def _files(photos: dict[str, bytes], names: list[str]) -> list[tuple[str, tuple[str, bytes, str]]]:

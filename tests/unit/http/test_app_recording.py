@@ -33,7 +33,10 @@ class Plane:
         self.log_writer = writer
 
     async def health(self) -> dict[str, Any]:
-        return {"inference_log": {"status": "ok"}, "cache": {"status": "degraded"}}
+        return {
+            "inference_log": {"status": "ok", "backend": "sqlite", "buffered": 0, "spooled": 0},
+            "cache": {"status": "degraded", "backend": "redis"},
+        }
 
 
 def png() -> bytes:

@@ -34,7 +34,10 @@ class FakeModels:
         self.status_calls += 1
         if self.status_fails:
             raise ModelUnavailable("down")
-        versions = [{"version": v, "metadata": m} for v, m in self.metadata.items()]
+        versions = [
+            {"version": v, "stage": "production", "state": "ok", "precisions": {}, "errors": {}, "metadata": m}
+            for v, m in self.metadata.items()
+        ]
         return {"model": model, "status": "ok", "default_version": self.default, "versions": versions}
 
     async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
@@ -47,7 +50,7 @@ class FakeModels:
                 outcomes.append(Outcome(error=error_to_dict(ModelUnavailable("bad"))))
                 continue
             version = item.version or self.answering or self.default
-            result = {"predictions": [{"label": f"{version}-answer", "score": 0.5, "top_k": item.params.get("top_k")}]}
+            result = {"predictions": [{"class_id": 0, "label": f"{version}-answer", "score": 0.5}]}
             prediction = Prediction(
                 model=model, version=version, precision="fp32", result=result, timings_ms={"predict": 7.0}
             )
