@@ -1,4 +1,4 @@
-"""Image embeddings: the network's L2-normalised pooled features."""
+"""Image embeddings: the network's pooled features, or a classifier's class probabilities, L2-normalised."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ class Embedder(Model[EmbedParams]):
 
     def postprocess(self, output: np.ndarray, prepared: Prepared, params: EmbedParams) -> dict[str, Any]:
         vector = output.astype(np.float32).reshape(-1)
+        head = self.spec.embedding
+        if head is not None and head.transform == "softmax":
+            scaled = vector.astype(np.float64) / head.temperature
+            probabilities = np.exp(scaled - scaled.max())
+            vector = (probabilities / probabilities.sum()).astype(np.float32)
         norm = float(np.linalg.norm(vector))
         if norm > 0 and abs(norm - 1.0) > 1e-3:  # the graph normalises; guard exports that do not
             vector = vector / norm

@@ -44,6 +44,19 @@ class InputSpec(BaseModel):
     letterbox: Letterbox | None = None
 
 
+class EmbeddingOutput(BaseModel):
+    """How an embedding model's vector is made from the network output it reads (``ModelSpec.output_name``).
+
+    ``none``: the output is the embedding (pooled features). ``softmax``: the output is a classifier's
+    logits and the embedding is its class-probability vector, ``softmax(logits / temperature)``: images
+    land near others the classifier takes for the same classes (embedder v2, from classifier v2's file).
+    Either way the vector is L2-normalised.
+    """
+
+    transform: Literal["none", "softmax"] = "none"
+    temperature: float = Field(default=1.0, gt=0.0)
+
+
 class ModelSpec(BaseModel):
     """One model version: identity, pipeline, outputs, provenance."""
 
@@ -54,6 +67,7 @@ class ModelSpec(BaseModel):
     stage: Stage = Stage.PRODUCTION
     input: InputSpec
     output_name: str
+    embedding: EmbeddingOutput | None = None  # embedding models only; None: the output is the embedding
     labels: list[str] = Field(default_factory=list)
     files: dict[str, str]  # precision ("fp32", "int8") -> file name inside the entry
     licence: str = ""
