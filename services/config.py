@@ -87,8 +87,9 @@ class ServingSettings(BaseSettings):
     # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
     max_latency_ms: int = Field(default=5000, gt=0)
 
-    # Embedding dimensionality of the gallery index.
-    gallery_dim: int = 1280
+    # Embedding dimensionality of the gallery index; unset: the stored vectors', or the first embedder's
+    # (1280 for embedder v1's pooled features, 200 for v2's class probabilities).
+    gallery_dim: int | None = None
 
     # Data plane (docs/adr/0004-data-plane.md). Left unset, local mode needs no server: SQLite under
     # data_dir for the inference logs and an in-process result cache.

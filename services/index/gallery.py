@@ -49,9 +49,15 @@ _INFO_SCHEMA = "CREATE TABLE IF NOT EXISTS gallery_info (key TEXT PRIMARY KEY, v
 
 
 class GalleryIndex:
-    """FAISS ``IndexIDMap2(IndexFlatIP)`` over vectors stored in one SQLite file."""
+    """FAISS ``IndexIDMap2(IndexFlatIP)`` over vectors stored in one SQLite file.
 
-    def __init__(self, path: Path, dim: int) -> None:
+    ``dim``: the vectors' dimension; None takes it from the stored vectors, or from the first ones added
+    (embedders differ: 1280-d pooled features, 200-d class probabilities), and forgets it when the
+    gallery is emptied, so a gallery rebuilt by another embedder takes that one's dimension.
+    """
+
+    def __init__(self, path: Path, dim: int | None = None) -> None:
+        self.fixed_dim = dim
         self.dim = dim
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +66,7 @@ class GalleryIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_INFO_SCHEMA)
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._index = self._new_index(dim)
         self._ids: dict[int, str] = {}
         self._meta: dict[int, dict[str, Any]] = {}
         self._load()
@@ -70,12 +76,23 @@ class GalleryIndex:
         if not rows:
             return
         vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        if self.dim is None:
+            self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
         if vectors.shape[1] != self.dim:
             raise ValueError(f"{self.path} holds {vectors.shape[1]}-d vectors; expected {self.dim}")
         row_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
         self._index.add_with_ids(vectors, row_ids)
         self._ids = {r[0]: r[1] for r in rows}
         self._meta = {r[0]: json.loads(r[3]) for r in rows}
+
+    @staticmethod
+    def _new_index(dim: int | None) -> Any:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if dim is not None else None
+
+    def _forget_dim(self) -> None:
+        """An empty gallery with no configured dimension takes the next embedder's."""
+        if self.fixed_dim is None:
+            self.dim, self._index = None, None
 
     @property
     def embedder(self) -> str | None:
@@ -91,12 +108,16 @@ class GalleryIndex:
         *,
         embedder: str | None = None,
     ) -> list[str]:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
         if len(metadata) != len(vectors):
             raise ValueError("one metadata dict per vector")
         new_ids = ids or [uuid.uuid4().hex for _ in range(len(vectors))]
         with self._lock:
             self._db.execute("BEGIN")
+            if self._index is None:
+                self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
+            if vectors.shape[1] != self.dim:
+                raise ValueError(f"{vectors.shape[1]}-d vectors for a gallery of {self.dim}-d vectors")
             try:
                 if embedder is not None and self._index.ntotal == 0:
                     self._db.execute("INSERT OR REPLACE INTO gallery_info VALUES ('embedder', ?)", (embedder,))
@@ -129,11 +150,15 @@ class GalleryIndex:
             if row is None:
                 return False
             self._db.execute("DELETE FROM gallery WHERE row_id = ?", (row[0],))
-            if self._index.ntotal == 1:  # the last one: the next image may come from any embedder
+            last = self._index is not None and self._index.ntotal == 1
+            if last:  # the last one: the next image may come from any embedder
                 self._db.execute("DELETE FROM gallery_info WHERE key = 'embedder'")
-            self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))  # type: ignore[arg-type]
+            if self._index is not None:
+                self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))
             self._ids.pop(row[0], None)
             self._meta.pop(row[0], None)
+            if last:
+                self._forget_dim()
             return True
 
     def clear(self) -> None:
@@ -141,15 +166,19 @@ class GalleryIndex:
         with self._lock:
             self._db.execute("DELETE FROM gallery")
             self._db.execute("DELETE FROM gallery_info")
-            self._index.reset()
+            if self._index is not None:
+                self._index.reset()
             self._ids.clear()
             self._meta.clear()
+            self._forget_dim()
 
     def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
         with self._lock:
-            if self._index.ntotal == 0:
+            if self._index is None or self._index.ntotal == 0:
                 return [[] for _ in range(len(queries))]
+            if queries.shape[1] != self.dim:
+                raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
             scores, row_ids = self._index.search(queries, min(top_k, self._index.ntotal))
             return [
                 [
@@ -161,7 +190,7 @@ class GalleryIndex:
             ]
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) if self._index is not None else 0
 
     def close(self) -> None:
         self._db.close()

@@ -151,3 +151,36 @@ def test_an_emptied_gallery_takes_any_embedder(tmp_path: Path) -> None:
     assert len(index) == 0 and index.embedder is None and index.search(np.eye(3)[:1], 1) == [[]]
     index.add(np.eye(3, dtype=np.float32)[:1], [{}], embedder="embedder:v3")
     assert index.embedder == "embedder:v3"
+
+
+def test_a_gallery_without_a_dimension_takes_the_first_vectors_and_keeps_it_when_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "auto.sqlite3"
+    index = GalleryIndex(path)
+    assert len(index) == 0 and index.search(np.ones((1, 5), np.float32), 3) == [[]]
+    index.add(np.eye(5, dtype=np.float32)[:2], [{}, {}], embedder="embedder:v2")
+    assert index.dim == 5
+    with pytest.raises(ValueError, match="1280-d vectors for a gallery of 5-d"):
+        index.add(np.ones((1, 1280), np.float32), [{}], embedder="embedder:v2")
+    index.close()
+    reopened = GalleryIndex(path)
+    assert reopened.dim == 5 and len(reopened) == 2
+    assert reopened.search(np.eye(5, dtype=np.float32)[:1], 1)[0][0].score == pytest.approx(1.0)
+
+
+def test_an_emptied_gallery_takes_the_next_embedders_dimension(tmp_path: Path) -> None:
+    index = GalleryIndex(tmp_path / "switch.sqlite3")
+    (first,) = index.add(np.ones((1, 1280), np.float32) / 1280**0.5, [{}], embedder="embedder:v1")
+    assert index.remove(first) and len(index) == 0
+    index.add(np.eye(200, dtype=np.float32)[:3], [{}, {}, {}], embedder="embedder:v2")
+    assert index.dim == 200 and index.embedder == "embedder:v2"
+    index.clear()
+    index.add(np.eye(7, dtype=np.float32)[:1], [{}], embedder="embedder:v3")
+    assert index.dim == 7
+
+
+def test_a_configured_dimension_is_kept_when_the_gallery_is_emptied(tmp_path: Path) -> None:
+    index = GalleryIndex(tmp_path / "fixed.sqlite3", dim=3)
+    index.add(np.eye(3, dtype=np.float32)[:1], [{}])
+    index.clear()
+    with pytest.raises(ValueError, match="4-d vectors for a gallery of 3-d"):
+        index.add(np.ones((1, 4), np.float32), [{}])
