@@ -19,7 +19,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TRAEFIK_DIR = REPO / "gateway" / "traefik"
-MODEL_SERVICES = {"classifier": "Classifier", "detector": "Detector", "embedder": "Embedder"}
+MODEL_SERVICES = {"classifier": "ClassifierService", "detector": "DetectorService", "embedder": "EmbedderService"}
 
 
 def free_port() -> int:
