@@ -267,7 +267,7 @@ def versions() -> dict[str, str]:
 
 
 def preprocessing_info(resize: str) -> dict[str, Any]:
-    """The ``preprocessing`` block of an export report (what ``bentos/lite0_common.lite0_input`` reads)."""
+    """The ``preprocessing`` block of an export report (what ``services.models.specs.lite0.lite0_input`` reads)."""
     return {
         "input_size": lite0.INPUT_SIZE,
         "color_order": "RGB",

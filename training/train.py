@@ -29,7 +29,6 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from services.config import ServingSettings
 from training.config import TrainConfig
 from training.data.augment import eval_transform, train_transform
 from training.data.datasets import FeatureDataset, ImageDataset
@@ -37,6 +36,7 @@ from training.data.tiny_imagenet import Sample, TinyImageNet, locate
 from training.features import build_cache, cache_key
 from training.modules.classifier import ClassifierModule
 from training.modules.lite0_net import Trunk, build_classifier, split
+from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Throughput(pl.Callback):
         pl_module.log("train/images_per_s", rate)
 
 
-def dataset_root(config: TrainConfig, settings: ServingSettings) -> Path:
+def dataset_root(config: TrainConfig, settings: TrainingSettings) -> Path:
     if config.data.root is not None:
         return config.data.root
     return locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
@@ -120,9 +120,9 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def run(config: TrainConfig, resume: str | None = None, settings: ServingSettings | None = None) -> dict[str, Any]:
+def run(config: TrainConfig, resume: str | None = None, settings: TrainingSettings | None = None) -> dict[str, Any]:
     """Train as ``config`` says; returns the summary also written to ``summary.json``."""
-    settings = settings or ServingSettings()
+    settings = settings or TrainingSettings()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     pl.seed_everything(config.trainer.seed, workers=True)
