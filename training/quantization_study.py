@@ -51,7 +51,7 @@ def detector_variants() -> list[Variant]:
     def pc(method: str = "minmax", **kw: Any) -> QuantizeConfig:
         return QuantizeConfig(method=method, per_channel=True, **kw)
 
-    head = {"exclude_after": YOLOX_HEAD}
+    head: dict[str, Any] = {"exclude_after": YOLOX_HEAD}
     return [
         ("minmax_per_tensor", "everything quantized, one weight scale per tensor", QuantizeConfig()),
         ("minmax_per_channel", "everything quantized, per-channel weights", pc()),

@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from training.quantize import QuantizeConfig, calibration_pool, quantize_model
 from training.serving import build_model, serving_spec
 from training.settings import TrainingSettings, get_training_settings
 
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
+
 log = logging.getLogger("training.release")
 
 # Lite0 recipe from artifacts/efficientnet_lite0_imagenet1k/quantization.json: MinMax per-channel tied the best
@@ -48,7 +51,7 @@ log = logging.getLogger("training.release")
 INT8_CONFIG = QuantizeConfig(method="minmax", per_channel=True, count=256, seed=0)
 
 
-def load_run(run_dir: Path) -> tuple[torch.nn.Module, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def load_run(run_dir: Path) -> tuple[EfficientNet, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The trained model (eval mode), its labels, its config and its summary."""
     labels = json.loads((run_dir / "labels.json").read_text())
     model = build_classifier(len(labels))

@@ -18,7 +18,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def loaders(
     """Train and val loaders: over stored trunk features, or over images."""
     data, seed = config.data, config.trainer.seed
     if trunk is not None and config.model.feature_cache:
-        common = {"image_size": data.image_size, "strength": data.augment_strength, "seed": seed}
+        common: dict[str, Any] = {"image_size": data.image_size, "strength": data.augment_strength, "seed": seed}
         key = {"through": config.model.freeze_through, **common}
         sets = []
         for split_name, samples, views in (("train", train, data.views), ("val", val, 1)):
@@ -179,7 +179,7 @@ def write_outputs(
     model: nn.Module,
     dataset: TinyImageNet,
     config: TrainConfig,
-    final: dict[str, float],
+    final: Mapping[str, float],
     rates: list[float],
     elapsed: float,
     best: ModelCheckpoint,
@@ -191,9 +191,10 @@ def write_outputs(
         for i, (wnid, name) in enumerate(zip(dataset.wnids, dataset.class_names(), strict=True))
     ]
     (run_dir / "labels.json").write_text(json.dumps(labels, indent=1))
+    val_metrics = {k: round(float(v), 5) for k, v in final.items()}
     summary = {
         "name": config.name,
-        "val_metrics_cached_features": {k: round(float(v), 5) for k, v in final.items()},
+        "val_metrics_cached_features": val_metrics,
         "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
         "train_images_per_s": [round(r, 1) for r in rates],
         "wall_clock_s": round(elapsed, 1),
@@ -202,7 +203,7 @@ def write_outputs(
         "config": config.model_dump(mode="json"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("training finished", extra={"run_dir": str(run_dir), **summary["val_metrics_cached_features"]})
+    log.info("training finished", extra={"run_dir": str(run_dir), **val_metrics})
     return summary
 
 
