@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from services.config import Stage
-from services.models.importer import verify_checksum
 from services.models.spec import InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
@@ -24,6 +23,13 @@ INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
 # The output each task reads from a Lite0 export (the classifier's logits, the embedder's pooled features).
 OUTPUTS: dict[Task, str] = {"classification": "logits", "embedding": "embeddings"}
+
+
+def _verify_checksum(path: Path, expected: str) -> None:
+    # Imported here: the importer loads BentoML, which the offline tools reading lite0_input do not need.
+    from services.models.importer import verify_checksum
+
+    verify_checksum(path, expected)
 
 
 def lite0_files(artifacts_dir: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
@@ -51,7 +57,7 @@ def lite0_int8(artifacts_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if not path.is_file() or not report_path.is_file():
         return None
     chosen: dict[str, Any] = json.loads(report_path.read_text())["chosen"]
-    verify_checksum(path, chosen["sha256"])
+    _verify_checksum(path, chosen["sha256"])
     return path, chosen
 
 
@@ -106,7 +112,7 @@ def lite0_spec(
         FileNotFoundError, ValueError: a file is missing or its checksum is not the reported one.
     """
     onnx_path, report, labels = lite0_files(artifacts_dir)
-    verify_checksum(onnx_path, report["onnx"]["sha256"])
+    _verify_checksum(onnx_path, report["onnx"]["sha256"])
     files = {"fp32": onnx_path}
     metrics: dict[str, Any] = {
         "tiny_imagenet_val_zero_shot": report["accuracy_tiny_imagenet"],
@@ -158,7 +164,7 @@ def finetuned_spec(
     labels = json.loads((folder / "labels.json").read_text())
     files = {precision: folder / entry["name"] for precision, entry in metrics["files"].items()}
     for precision, path in files.items():
-        verify_checksum(path, metrics["files"][precision]["sha256"])
+        _verify_checksum(path, metrics["files"][precision]["sha256"])
     fp32, int8 = metrics["metrics"]["fp32"], metrics["metrics"].get("int8", {})
     spec = ModelSpec(
         name="classifier",
