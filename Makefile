@@ -70,7 +70,7 @@ test: install-train
 lint: install
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
-	$(VENV)/bin/mypy kernel services gateway deploy
+	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
 
 bench: import-models
 	$(PY) benchmarks/serving.py

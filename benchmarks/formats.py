@@ -252,9 +252,9 @@ def detector_files(settings: ServingSettings) -> tuple[Path, Path | None, list[s
     """
     import onnx
 
-    from bentos.detector.import_model import cache_key, int8_config
+    from training.yolox_build import build_folder, int8_config
 
-    built = settings.data_dir / "models" / "detector" / cache_key(int8_config())
+    built = build_folder(settings.data_dir, int8_config())
     folders = [built, settings.artifacts_dir / YOLOX_DIR, settings.data_dir, settings.data_dir / YOLOX_DIR]
     found = sorted({p for folder in folders for p in folder.glob("yolox*.onnx")})
     int8 = next((p for p in found if "int8" in p.name), None)

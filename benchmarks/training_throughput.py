@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ def measure(repeats: int) -> list[dict[str, object]]:
 
 def write(rows: Sequence[dict[str, object]], threads: int) -> None:
     REPORTS.mkdir(exist_ok=True)
-    meta = {
+    meta: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

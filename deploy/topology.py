@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from services.models.catalogue import CATALOGUE
+
 REPO = Path(__file__).resolve().parent.parent
 TRAEFIK_DIR = REPO / "gateway" / "traefik"
-MODEL_SERVICES = {"classifier": "Classifier", "detector": "Detector", "embedder": "Embedder"}
 
 
 def free_port() -> int:
@@ -158,10 +159,10 @@ def _traefik(config: TopologyConfig, port: int, internal: int, auth: int, replic
 def plan(config: TopologyConfig) -> Plan:
     """The processes of the topology, their commands, settings and ports (nothing is started)."""
     replicas = [f"api-{i + 1}" for i in range(config.api_replicas)]
-    names = ["traefik", "traefik-internal", "auth", *MODEL_SERVICES, *replicas]
+    names = ["traefik", "traefik-internal", "auth", *(m.name for m in CATALOGUE), *replicas]
     port = dict(zip(names, _ports(config, len(names)), strict=True))
     serving = _serving_env(config)
-    models = {f"CV_{m.upper()}_URL": _local(port[m]) for m in MODEL_SERVICES}
+    models = {m.url_env: _local(port[m.name]) for m in CATALOGUE}
     api_env = {
         **serving,
         **models,
@@ -172,8 +173,10 @@ def plan(config: TopologyConfig) -> Plan:
     processes = [
         ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
         *(
-            ProcessSpec(m, _bentoml(f"services.{m}:{c}", port[m]), serving, _local(port[m], "/readyz"), port=port[m])
-            for m, c in MODEL_SERVICES.items()
+            ProcessSpec(
+                m.name, _bentoml(m.service, port[m.name]), serving, _local(port[m.name], "/readyz"), port=port[m.name]
+            )
+            for m in CATALOGUE
         ),
         _auth(config, port["auth"]),
         *(

@@ -17,10 +17,10 @@ import bentoml
 
 from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
-from services.classifier import Classifier
+from services.classifier import ClassifierService
 from services.config import get_settings
-from services.detector import Detector
-from services.embedder import Embedder
+from services.detector import DetectorService
+from services.embedder import EmbedderService
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 from services.http.backend import Backend, RemoteBackend
 from services.http.dataplane import DataPlane
@@ -64,9 +64,9 @@ def _depends(service: Any, url: str | None) -> Any:
 class Api:
     """Public API: classify, detect, search, gallery, batch, models, health, metrics."""
 
-    classifier = _depends(Classifier, settings.classifier_url)
-    detector = _depends(Detector, settings.detector_url)
-    embedder = _depends(Embedder, settings.embedder_url)
+    classifier = _depends(ClassifierService, settings.classifier_url)
+    detector = _depends(DetectorService, settings.detector_url)
+    embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
         configure_logging(settings.log_level, settings.log_json)

@@ -8,5 +8,5 @@ from services.model_service import SERVICE_CONFIG, ModelService
 
 
 @bentoml.service(name="classifier", **SERVICE_CONFIG)
-class Classifier(ModelService):
+class ClassifierService(ModelService):
     model_name = "classifier"

@@ -8,5 +8,5 @@ from services.model_service import SERVICE_CONFIG, ModelService
 
 
 @bentoml.service(name="detector", **SERVICE_CONFIG)
-class Detector(ModelService):
+class DetectorService(ModelService):
     model_name = "detector"

@@ -14,7 +14,7 @@ from services.models.worker import InferenceItem
 
 
 @bentoml.service(name="embedder", **SERVICE_CONFIG)
-class Embedder(ModelService):
+class EmbedderService(ModelService):
     model_name = "embedder"
 
     def __init__(self) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from services.config import get_settings
+from services.models.catalogue import entry
 from services.models.classification import ClassifyParams
 from services.models.contract import Model
 from services.models.detection import DetectParams
@@ -40,6 +40,7 @@ from services.models.embedding import EmbedParams
 from services.sequences import batched
 from training.data.coco import locate_coco128, yolo_ground_truth
 from training.serving import DEFAULT_THREADS, KINDS, Kind, build_model, read_rgb, serving_spec
+from training.settings import get_training_settings
 
 log = logging.getLogger("training.evaluate")
 
@@ -168,7 +169,7 @@ def tiny_imagenet_val(limit: int | None = None) -> list[tuple[Path, int]]:
     """Tiny-ImageNet val ``(path, label index)``, in annotation order; ``limit`` keeps the first N."""
     from training.data.tiny_imagenet import TinyImageNet, locate
 
-    settings = get_settings()
+    settings = get_training_settings()
     root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
     samples = [(s.path, s.label) for s in TinyImageNet(root).val()]
     return samples[:limit] if limit else samples
@@ -178,12 +179,14 @@ def evaluate(
     kind: Kind, onnx_path: Path, *, precision: str = "fp32", limit: int | None = None, threads: int = DEFAULT_THREADS
 ) -> dict[str, Any]:
     """Run the evaluation of ``kind`` on ``onnx_path``; returns its report."""
-    settings = get_settings()
-    model = build_model(serving_spec(kind, onnx_path, settings, precision=precision), onnx_path, threads=threads)
+    settings = get_training_settings()
+    spec = serving_spec(kind, onnx_path, settings.artifacts_dir, precision=precision)
+    model = build_model(spec, onnx_path, threads=threads)
     started = time.perf_counter()
-    if kind == "detector":
-        result = detector_map(model, locate_coco128(settings))
-    elif kind == "embedder":
+    task = entry(kind).task
+    if task == "detection":
+        result = detector_map(model, locate_coco128(settings.data_dir, settings.datasets_mirror_dir))
+    elif task == "embedding":
         result = embedder_precision(model, tiny_imagenet_val(limit))
     else:
         result = classifier_accuracy(model, tiny_imagenet_val(limit))

@@ -26,7 +26,7 @@ import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from torch import nn
 
 from training import lite0
 from training.lite0 import CheckError
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
 
 LOG = logging.getLogger("training.export")
 
@@ -56,7 +59,7 @@ class Lite0WithEmbeddings(nn.Module):
     ``F.normalize``'s Expand loses in the legacy exporter.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: EfficientNet) -> None:
         super().__init__()
         self.model = model
 
@@ -114,7 +117,11 @@ def export_onnx(wrapper: nn.Module, path: Path, opset: int = DEFAULT_OPSET, dyna
         dynamo: Use the ``torch.export`` based exporter; False: legacy TorchScript.
     """
     example = (torch.zeros(2, 3, lite0.INPUT_SIZE, lite0.INPUT_SIZE),)
-    names = {"input_names": ["images"], "output_names": ["logits", "embeddings"], "opset_version": opset}
+    names: dict[str, Any] = {
+        "input_names": ["images"],
+        "output_names": ["logits", "embeddings"],
+        "opset_version": opset,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     if dynamo:
         batch = torch.export.Dim("batch", min=1, max=4096)
@@ -267,7 +274,7 @@ def versions() -> dict[str, str]:
 
 
 def preprocessing_info(resize: str) -> dict[str, Any]:
-    """The ``preprocessing`` block of an export report (what ``bentos/lite0_common.lite0_input`` reads)."""
+    """The ``preprocessing`` block of an export report (what ``services.models.specs.lite0.lite0_input`` reads)."""
     return {
         "input_size": lite0.INPUT_SIZE,
         "color_order": "RGB",

@@ -34,13 +34,16 @@ import importlib.metadata as metadata
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
 
 LOG = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def load_source_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def block_prefix_map(model: nn.Module) -> dict[str, tuple[str, dict[str, str]]]:
+def block_prefix_map(model: EfficientNet) -> dict[str, tuple[str, dict[str, str]]]:
     """Maps each flat source block prefix to its timm prefix and sub-module renames.
 
     The source has one flat list ``_blocks.i``; timm nests ``blocks.<stage>.<j>``. The
@@ -127,7 +130,7 @@ def block_prefix_map(model: nn.Module) -> dict[str, tuple[str, dict[str, str]]]:
     mapping: dict[str, tuple[str, dict[str, str]]] = {}
     flat = 0
     for stage_idx, stage in enumerate(model.blocks):
-        for block_idx, block in enumerate(stage):
+        for block_idx, block in enumerate(cast(nn.Sequential, stage)):  # timm: a Sequential of stages
             if isinstance(block, DepthwiseSeparableConv):
                 sub_map = _DS_BLOCK_MAP
             elif isinstance(block, InvertedResidual):
@@ -160,7 +163,7 @@ def rename_key(key: str, blocks: dict[str, tuple[str, dict[str, str]]]) -> str |
     return None
 
 
-def rename_state_dict(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def rename_state_dict(source: dict[str, torch.Tensor], model: EfficientNet) -> dict[str, torch.Tensor]:
     """Renames a source state dict to the keys of ``model``, checking it is a bijection.
 
     Args:
@@ -204,14 +207,15 @@ def rename_state_dict(source: dict[str, torch.Tensor], model: nn.Module) -> dict
     return renamed
 
 
-def build_timm_model(model_name: str = TIMM_MODEL_NAME) -> nn.Module:
+def build_timm_model(model_name: str = TIMM_MODEL_NAME) -> EfficientNet:
     """Creates the timm model with random weights (never touches a model hub)."""
     import timm
 
-    return timm.create_model(model_name, pretrained=False, num_classes=NUM_CLASSES)
+    # create_model is typed as returning any nn.Module; the EfficientNet-Lite names build an EfficientNet.
+    return cast("EfficientNet", timm.create_model(model_name, pretrained=False, num_classes=NUM_CLASSES))
 
 
-def load_lite0(model_name: str = TIMM_MODEL_NAME, pth: Path | None = None) -> nn.Module:
+def load_lite0(model_name: str = TIMM_MODEL_NAME, pth: Path | None = None) -> EfficientNet:
     """Builds the timm model and loads the renamed package weights strictly, in eval mode."""
     model = build_timm_model(model_name)
     model.load_state_dict(rename_state_dict(load_source_state_dict(pth), model), strict=True)
@@ -252,6 +256,11 @@ class ReferenceLite0(nn.Module):
         (4, 5, 2, 6, 192),
         (1, 3, 1, 6, 320),
     )  # repeats, k, s, e, out
+    # Registered by name in __init__ (``_add``); declared for the type checker.
+    _conv_stem: nn.Conv2d
+    _bn0: nn.BatchNorm2d
+    _conv_head: nn.Conv2d
+    _bn1: nn.BatchNorm2d
 
     def __init__(self) -> None:
         super().__init__()
@@ -280,7 +289,8 @@ class ReferenceLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns the 1000 logits."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block, (expand, skip) in zip(self._blocks, self._plan, strict=True):
+        for module, (expand, skip) in zip(self._blocks, self._plan, strict=True):
+            block = cast(nn.ModuleDict, module)  # each block is a ModuleDict (__init__)
             y = F.relu6(block["_bn0"](block["_expand_conv"](x))) if expand != 1 else x
             y = F.relu6(block["_bn1"](block["_depthwise_conv"](y)))
             y = block["_bn2"](block["_project_conv"](y))

@@ -12,7 +12,7 @@ val2017 images, the embedder by precision@10 on the 10,000 Tiny-ImageNet val ima
 report lists every variant with its settings, metric, delta to FP32, file size, single-image
 latency and calibration images. The chosen variant is the best one (mAP@0.5:0.95 for the
 detector, precision@10 for the embedder; a smaller file breaks ties). The detector's import
-builds the chosen recipe itself (``bentos/detector/import_model.py`` refuses another one); the
+builds the chosen recipe itself (``training/yolox_build.py``; the import refuses another one); the
 embedder's chosen file is copied next to the FP32 file and committed.
 """
 
@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from services.config import ServingSettings, get_settings
+from services.models.specs import lite0, yolox
 from services.models.store import sha256_file
 from training.quantize import YOLOX_HEAD, QuantizeConfig, calibration_pool, quantize_model
 from training.serving import DEFAULT_THREADS, Kind, build_model, serving_spec
+from training.settings import TrainingSettings, get_training_settings
 
 log = logging.getLogger("training.quantization_study")
 
@@ -50,7 +51,7 @@ def detector_variants() -> list[Variant]:
     def pc(method: str = "minmax", **kw: Any) -> QuantizeConfig:
         return QuantizeConfig(method=method, per_channel=True, **kw)
 
-    head = {"exclude_after": YOLOX_HEAD}
+    head: dict[str, Any] = {"exclude_after": YOLOX_HEAD}
     return [
         ("minmax_per_tensor", "everything quantized, one weight scale per tensor", QuantizeConfig()),
         ("minmax_per_channel", "everything quantized, per-channel weights", pc()),
@@ -109,8 +110,8 @@ def run_study(
     kind: Kind, src: Path, variants: Sequence[Variant], metric: Metric, pool: list[Path], work: Path
 ) -> dict[str, Any]:
     """FP32 then every variant: quantize, evaluate, time; returns the report without a choice."""
-    settings = get_settings()
-    spec = serving_spec(kind, src, settings)
+    settings = get_training_settings()
+    spec = serving_spec(kind, src, settings.artifacts_dir)
     shape = (1, 3, spec.input.height, spec.input.width)
     fp32 = {**metric(src, "fp32"), "bytes": src.stat().st_size, "latency_ms": latency_ms(src, shape)}
     log.info("fp32: %s", fp32)
@@ -175,11 +176,14 @@ def card_sections(report: dict[str, Any]) -> dict[str, Any]:
     chosen, kind = report["chosen"], report["model"]
     study = {"variants_tried": len(report["variants"]), "report": "quantization.json (every variant, settings, sizes)"}
     if kind == "detector":
-        note = "built at import from the mirror file (bentos/detector/import_model.py), not committed"
+        note = (
+            "built at import from the mirror file (bentos/detector/import_model.py), not committed; the sha256 is "
+            "the measuring machine's build (calibration on another CPU differs in the last bits, the recipe does not)"
+        )
         return {
             "detector": {
                 "metrics": {"int8": {"map50_95": chosen["map50_95"], "map50": chosen["map50"]}},
-                "files": {"int8": {"name": "yolox_nano.int8.onnx", "bytes": chosen["bytes"],
+                "files": {"int8": {"name": yolox.INT8_FILE, "bytes": chosen["bytes"],
                                    "sha256": chosen["sha256"], "note": note}},
                 "quantization": {**_recipe(chosen, COCO_POOL), **study, "goal_met": str(report["goal"]["met"])},
             }
@@ -201,22 +205,24 @@ def card_sections(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def detector_report(settings: ServingSettings, work: Path, variants: Sequence[Variant] | None = None) -> dict[str, Any]:
+def detector_report(
+    settings: TrainingSettings, work: Path, variants: Sequence[Variant] | None = None
+) -> dict[str, Any]:
     """The detector study over ``variants`` (default: :func:`detector_variants`)."""
-    from bentos.detector.import_model import SHA256
     from services.models.importer import verify_checksum
     from training.data.coco import locate_coco128
     from training.evaluate import detector_map
     from training.yolox_batch import make_batch_dynamic
 
-    mirror = settings.model_mirror_dir / "yolox_nano.onnx"
-    verify_checksum(mirror, SHA256)
-    src = work / "yolox_nano.dynamic.onnx"
+    mirror = settings.model_mirror_dir / yolox.SOURCE_FILE
+    verify_checksum(mirror, yolox.SOURCE_SHA256)
+    src = work / yolox.DYNAMIC_FILE
     make_batch_dynamic(mirror, src)
-    root = locate_coco128(settings)
+    root = locate_coco128(settings.data_dir, settings.datasets_mirror_dir)
 
     def metric(path: Path, precision: str) -> dict[str, Any]:
-        model = build_model(serving_spec("detector", path, settings, precision=precision), path, precision=precision)
+        spec = serving_spec("detector", path, settings.artifacts_dir, precision=precision)
+        model = build_model(spec, path, precision=precision)
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in detector_map(model, root).items()}
 
     variants = detector_variants() if variants is None else variants
@@ -225,7 +231,7 @@ def detector_report(settings: ServingSettings, work: Path, variants: Sequence[Va
 
 
 def embedder_report(
-    settings: ServingSettings,
+    settings: TrainingSettings,
     work: Path,
     out_dir: Path,
     *,
@@ -234,14 +240,13 @@ def embedder_report(
     variants: Sequence[Variant] | None = None,
 ) -> dict[str, Any]:
     """The embedder study; the best precision@10 is chosen and copied to ``out_dir/model.int8.onnx``."""
-    from bentos.lite0_common import EXPORT_DIR, INT8_FILE
     from training.evaluate import embedder_precision, tiny_imagenet_val
 
-    src = settings.artifacts_dir / EXPORT_DIR / "model.onnx"
+    src = settings.artifacts_dir / lite0.EXPORT_DIR / "model.onnx"
     samples = tiny_imagenet_val(limit)
 
     def metric(path: Path, precision: str) -> dict[str, Any]:
-        spec = serving_spec("embedder", path, settings, precision=precision)
+        spec = serving_spec("embedder", path, settings.artifacts_dir, precision=precision)
         model = build_model(spec, path, precision=precision, threads=DEFAULT_THREADS)
         result = embedder_precision(model, samples)
         return {**result, "precision_at_10": round(result["precision_at_10"], 4)}
@@ -249,9 +254,9 @@ def embedder_report(
     variants = embedder_variants(count) if variants is None else variants
     report = run_study("embedder", src, variants, metric, calibration_pool("embedder", settings), work)
     chosen = best(report["variants"], "precision_at_10")
-    shutil.copyfile(work / f"{chosen['name']}.onnx", out_dir / INT8_FILE)
+    shutil.copyfile(work / f"{chosen['name']}.onnx", out_dir / lite0.INT8_FILE)
     report["evaluation"] = f"retrieval precision@10 (cosine), Tiny-ImageNet val, {len(samples)} images, each a query"
-    report["chosen"] = {**chosen, "file": INT8_FILE}
+    report["chosen"] = {**chosen, "file": lite0.INT8_FILE}
     return report | card_sections(report)
 
 
@@ -276,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = get_settings()
-    folder = "yolox_nano" if args.kind == "detector" else "efficientnet_lite0_imagenet1k"
+    settings = get_training_settings()
+    folder = yolox.ARTIFACTS if args.kind == "detector" else lite0.EXPORT_DIR
     out = args.out or settings.artifacts_dir / folder / "quantization.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="quantization-study-") as tmp:

@@ -41,11 +41,12 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from services.config import ServingSettings, get_settings
+from services.models.catalogue import entry
 from services.models.preprocessing import prepare
 from services.models.spec import InputSpec
 from services.models.store import sha256_file
 from training.serving import KINDS, Kind, read_rgb, serving_spec
+from training.settings import TrainingSettings, get_training_settings
 
 log = logging.getLogger("training.quantize")
 
@@ -297,12 +298,12 @@ def quantize_model(
     }
 
 
-def calibration_pool(kind: Kind, settings: ServingSettings) -> list[Path]:
-    """The images a model of ``kind`` is calibrated on: COCO128 train2017 or Tiny-ImageNet train."""
-    if kind == "detector":
+def calibration_pool(kind: Kind, settings: TrainingSettings) -> list[Path]:
+    """The images a model of ``kind`` is calibrated on: COCO128 train2017 (detection) or Tiny-ImageNet train."""
+    if entry(kind).task == "detection":
         from training.data.coco import image_paths, locate_coco128
 
-        return image_paths(locate_coco128(settings), "train2017")
+        return image_paths(locate_coco128(settings.data_dir, settings.datasets_mirror_dir), "train2017")
     from training.data.tiny_imagenet import TinyImageNet, locate
 
     root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
@@ -330,7 +331,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = get_settings()
+    settings = get_training_settings()
     config = QuantizeConfig(
         method=args.method,
         per_channel=args.per_channel,
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exclude_upto=args.exclude_upto,
         percentile=args.percentile,
     )
-    spec = serving_spec(args.kind, args.onnx, settings)
+    spec = serving_spec(args.kind, args.onnx, settings.artifacts_dir)
     report = quantize_model(args.onnx, args.out, spec.input, calibration_pool(args.kind, settings), config)
     text = json.dumps(report, indent=2)
     if args.report:

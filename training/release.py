@@ -22,13 +22,12 @@ import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import yaml
 
-from services.config import ServingSettings, get_settings
 from services.models.store import sha256_file
 from training import lite0
 from training.data.augment import eval_transform, load_rgb
@@ -40,6 +39,10 @@ from training.model_card import ModelReport
 from training.modules.lite0_net import build_classifier
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
 from training.serving import build_model, serving_spec
+from training.settings import TrainingSettings, get_training_settings
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
 
 log = logging.getLogger("training.release")
 
@@ -48,7 +51,7 @@ log = logging.getLogger("training.release")
 INT8_CONFIG = QuantizeConfig(method="minmax", per_channel=True, count=256, seed=0)
 
 
-def load_run(run_dir: Path) -> tuple[torch.nn.Module, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def load_run(run_dir: Path) -> tuple[EfficientNet, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The trained model (eval mode), its labels, its config and its summary."""
     labels = json.loads((run_dir / "labels.json").read_text())
     model = build_classifier(len(labels))
@@ -90,7 +93,7 @@ def git_commit() -> str | None:
 
 
 def release(
-    run_dir: Path, out: Path, *, version: str, val_limit: int | None, threads: int, settings: ServingSettings
+    run_dir: Path, out: Path, *, version: str, val_limit: int | None, threads: int, settings: TrainingSettings
 ) -> dict[str, Any]:
     """Export, check, quantize and measure; returns ``metrics.json``'s content."""
     model, labels, config, summary = load_run(run_dir)
@@ -121,7 +124,7 @@ def release(
     }
     (out / "export.json").write_text(json.dumps(export, indent=2) + "\n")
 
-    spec = serving_spec("classifier", fp32, settings)
+    spec = serving_spec("classifier", fp32, settings.artifacts_dir)
     quantization = quantize_model(fp32, int8, spec.input, calibration_pool("classifier", settings), INT8_CONFIG)
     samples = [(s.path, s.label) for s in val[:val_limit]]
     answers = {
@@ -302,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         version=args.version,
         val_limit=args.val_limit,
         threads=args.threads,
-        settings=get_settings(),
+        settings=get_training_settings(),
     )
     print(json.dumps(metrics["metrics"]))
     return 0

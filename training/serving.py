@@ -1,6 +1,6 @@
 """The serving pipeline in process, for the offline tools (evaluation, calibration).
 
-Specs come from the same builders as the model-store imports (``bentos/``), models from the
+Specs come from the same builders as the model-store imports (``services/models/specs/``), models from the
 serving registry (``services.models.registry.family_for``) over an :class:`OrtRunner`, and
 images are decoded by the upload decoder, so what is measured here is what is served.
 """
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from services.config import ServingSettings, Stage
 from services.imaging import decode_image
+from services.models.catalogue import MODEL_NAMES, entry
 from services.models.contract import Model
 from services.models.registry import family_for
 from services.models.runtime import OrtRunner
 from services.models.spec import ModelSpec
+from services.models.specs import lite0, yolox
 
-Kind = Literal["classifier", "detector", "embedder"]
-KINDS: tuple[Kind, ...] = ("classifier", "detector", "embedder")
+# A served model's name in the catalogue (services/models/catalogue.py): whose spec, preprocessing and metric.
+Kind = str
+KINDS: tuple[Kind, ...] = MODEL_NAMES
 # Offline tools share the machine with training: one thread per session unless asked otherwise.
 DEFAULT_THREADS = 1
 _MAX_BYTES = 1 << 30
@@ -34,39 +36,36 @@ def read_rgb(path: Path) -> np.ndarray:
     return decode_image(data, declared_type=None, max_bytes=_MAX_BYTES, max_pixels=_MAX_PIXELS).pixels
 
 
-def lite0_export_dir(onnx_path: Path, settings: ServingSettings) -> Path:
+def lite0_export_dir(onnx_path: Path, artifacts_dir: Path) -> Path:
     """The folder whose ``export.json`` describes ``onnx_path``: its own, else the committed export's."""
-    from bentos.lite0_common import EXPORT_DIR
-
     own = Path(onnx_path).parent
-    return own if (own / "export.json").is_file() else settings.artifacts_dir / EXPORT_DIR
+    return own if (own / "export.json").is_file() else artifacts_dir / lite0.EXPORT_DIR
 
 
-def serving_spec(kind: Kind, onnx_path: Path, settings: ServingSettings, *, precision: str = "fp32") -> ModelSpec:
+def serving_spec(kind: Kind, onnx_path: Path, artifacts_dir: Path, *, precision: str = "fp32") -> ModelSpec:
     """The spec serving builds for ``kind``, pointing at ``onnx_path``.
 
     Args:
-        kind: Which service's model.
+        kind: Which service's model (a catalogue name).
         onnx_path: The file to run (FP32 or INT8, batch-1 or dynamic).
-        settings: Where the artifacts live.
+        artifacts_dir: Where the committed exports live (a Lite0 file without its own ``export.json``).
         precision: The precision label the file is registered under.
+
+    Raises:
+        UnknownModel: ``kind`` is not in the catalogue.
     """
     files = {precision: Path(onnx_path).name}
-    if kind == "detector":
-        from bentos.detector.import_model import detector_spec
-
-        return detector_spec(version="eval", stage=Stage.PRODUCTION, files=files, metrics={})
-    from bentos.lite0_common import lite0_input
-
-    report = json.loads((lite0_export_dir(onnx_path, settings) / "export.json").read_text())
-    task, output = ("classification", "logits") if kind == "classifier" else ("embedding", "embeddings")
+    task = entry(kind).task
+    if task == "detection":
+        return yolox.detector_spec(version="eval", files=files, metrics={})
+    report = json.loads((lite0_export_dir(onnx_path, artifacts_dir) / "export.json").read_text())
     return ModelSpec(
         name=kind,
         version="eval",
         task=task,
         arch="efficientnet_lite0",
-        input=lite0_input(report),
-        output_name=output,
+        input=lite0.lite0_input(report),
+        output_name=lite0.OUTPUTS[task],
         files=files,
     )
 

@@ -18,7 +18,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from services.config import ServingSettings
 from training.config import TrainConfig
 from training.data.augment import eval_transform, train_transform
 from training.data.datasets import FeatureDataset, ImageDataset
@@ -37,6 +36,7 @@ from training.data.tiny_imagenet import Sample, TinyImageNet, locate
 from training.features import build_cache, cache_key
 from training.modules.classifier import ClassifierModule
 from training.modules.lite0_net import Trunk, build_classifier, split
+from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Throughput(pl.Callback):
         pl_module.log("train/images_per_s", rate)
 
 
-def dataset_root(config: TrainConfig, settings: ServingSettings) -> Path:
+def dataset_root(config: TrainConfig, settings: TrainingSettings) -> Path:
     if config.data.root is not None:
         return config.data.root
     return locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
@@ -79,7 +79,7 @@ def loaders(
     """Train and val loaders: over stored trunk features, or over images."""
     data, seed = config.data, config.trainer.seed
     if trunk is not None and config.model.feature_cache:
-        common = {"image_size": data.image_size, "strength": data.augment_strength, "seed": seed}
+        common: dict[str, Any] = {"image_size": data.image_size, "strength": data.augment_strength, "seed": seed}
         key = {"through": config.model.freeze_through, **common}
         sets = []
         for split_name, samples, views in (("train", train, data.views), ("val", val, 1)):
@@ -120,9 +120,9 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def run(config: TrainConfig, resume: str | None = None, settings: ServingSettings | None = None) -> dict[str, Any]:
+def run(config: TrainConfig, resume: str | None = None, settings: TrainingSettings | None = None) -> dict[str, Any]:
     """Train as ``config`` says; returns the summary also written to ``summary.json``."""
-    settings = settings or ServingSettings()
+    settings = settings or TrainingSettings()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     pl.seed_everything(config.trainer.seed, workers=True)
@@ -179,7 +179,7 @@ def write_outputs(
     model: nn.Module,
     dataset: TinyImageNet,
     config: TrainConfig,
-    final: dict[str, float],
+    final: Mapping[str, float],
     rates: list[float],
     elapsed: float,
     best: ModelCheckpoint,
@@ -191,9 +191,10 @@ def write_outputs(
         for i, (wnid, name) in enumerate(zip(dataset.wnids, dataset.class_names(), strict=True))
     ]
     (run_dir / "labels.json").write_text(json.dumps(labels, indent=1))
+    val_metrics = {k: round(float(v), 5) for k, v in final.items()}
     summary = {
         "name": config.name,
-        "val_metrics_cached_features": {k: round(float(v), 5) for k, v in final.items()},
+        "val_metrics_cached_features": val_metrics,
         "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
         "train_images_per_s": [round(r, 1) for r in rates],
         "wall_clock_s": round(elapsed, 1),
@@ -202,7 +203,7 @@ def write_outputs(
         "config": config.model_dump(mode="json"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("training finished", extra={"run_dir": str(run_dir), **summary["val_metrics_cached_features"]})
+    log.info("training finished", extra={"run_dir": str(run_dir), **val_metrics})
     return summary
 
 

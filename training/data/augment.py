@@ -121,8 +121,8 @@ def save_grid(paths: Sequence[Path], out: Path, *, columns: int = 6, size: int =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from services.config import ServingSettings
     from training.data.tiny_imagenet import TinyImageNet, locate
+    from training.settings import TrainingSettings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", type=Path, required=True, help="output PNG")
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--columns", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    settings = ServingSettings()
+    settings = TrainingSettings()
     root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
     samples = TinyImageNet(root).train()
     chosen = random.Random(args.seed).sample(samples, args.rows)

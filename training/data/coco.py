@@ -25,8 +25,6 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from services.config import ServingSettings
-
 log = logging.getLogger(__name__)
 
 FOLDER = "coco128"
@@ -165,20 +163,24 @@ def _complete(root: Path) -> bool:
     )
 
 
-def locate_coco128(settings: ServingSettings) -> Path:
+def locate_coco128(data_dir: Path, datasets_mirror_dir: Path) -> Path:
     """The COCO128 root under ``<data_dir>/datasets``, unpacked from the mirror archives if needed.
 
     The mirror's ``unpack.sh`` checks the archives' SHA-256 sums and the image and label
     counts (train2017 and the held-out val2017) before this returns.
 
+    Args:
+        data_dir: ``CV_DATA_DIR``; COCO128 lives (or is unpacked) under its ``datasets/``.
+        datasets_mirror_dir: ``CV_DATASETS_MIRROR_DIR``, holding ``coco128/`` (archives and ``unpack.sh``).
+
     Raises:
         CocoLayoutError: no unpacked copy and no mirror at ``<datasets_mirror_dir>/coco128``.
     """
-    dest = settings.data_dir / "datasets"
+    dest = data_dir / "datasets"
     root = dest / FOLDER
     if _complete(root):
         return root
-    script = settings.datasets_mirror_dir / FOLDER / "unpack.sh"
+    script = datasets_mirror_dir / FOLDER / "unpack.sh"
     if not script.is_file():
         raise CocoLayoutError(
             f"COCO128 is not unpacked under {dest} and the mirror has no {script}; "

@@ -302,9 +302,9 @@ def build_parser(data_dir: Path, mirror_dir: Path) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``scripts/download_datasets.py`` command line; returns the exit status."""
-    from services.config import ServingSettings
+    from training.settings import TrainingSettings
 
-    settings = ServingSettings()
+    settings = TrainingSettings()
     parser = build_parser(settings.data_dir / "datasets", settings.datasets_mirror_dir)
     args = parser.parse_args(argv)
     if args.from_mirror is not None and (args.kaggle or args.coco_val2017):

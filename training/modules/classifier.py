@@ -35,7 +35,8 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
 
 def parameter_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainable parameters; no weight decay on biases and norm scales (1-d tensors)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in net.parameters():
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)

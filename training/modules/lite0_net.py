@@ -7,6 +7,7 @@ tail trains the model that is later exported as a whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,11 @@ from torch import nn
 
 from training import lite0
 
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
 
-def build_classifier(num_classes: int, wnids: Sequence[str] | None = None, drop_rate: float = 0.0) -> nn.Module:
+
+def build_classifier(num_classes: int, wnids: Sequence[str] | None = None, drop_rate: float = 0.0) -> EfficientNet:
     """ImageNet-1k Lite0 with a ``num_classes`` head.
 
     Args:
@@ -44,7 +48,7 @@ def build_classifier(num_classes: int, wnids: Sequence[str] | None = None, drop_
 class Trunk(nn.Module):
     """Stem and ``blocks[0..through]``: frozen, always in eval mode."""
 
-    def __init__(self, model: nn.Module, through: int) -> None:
+    def __init__(self, model: EfficientNet, through: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[: through + 1])
         self.requires_grad_(False)
@@ -64,7 +68,7 @@ class Tail(nn.Module):
     training mode leaves the trunk's BatchNorm alone).
     """
 
-    def __init__(self, model: nn.Module, through: int) -> None:
+    def __init__(self, model: EfficientNet, through: int) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*model.blocks[through + 1 :])
         self.conv_head, self.bn2 = model.conv_head, model.bn2
@@ -80,7 +84,7 @@ class Tail(nn.Module):
 class FrozenTrunkNet(nn.Module):
     """Trunk then tail, for training on images instead of stored features."""
 
-    def __init__(self, trunk: Trunk, tail: Tail) -> None:
+    def __init__(self, trunk: Trunk, tail: nn.Module) -> None:
         super().__init__()
         self.trunk, self.tail = trunk, tail
 
@@ -90,7 +94,7 @@ class FrozenTrunkNet(nn.Module):
         return self.tail(features)
 
 
-def split(model: nn.Module, through: int) -> tuple[Trunk | None, nn.Module]:
+def split(model: EfficientNet, through: int) -> tuple[Trunk | None, nn.Module]:
     """Cut ``model`` after ``blocks[through]``; ``through == -1`` trains the whole model."""
     if through < 0:
         return None, model

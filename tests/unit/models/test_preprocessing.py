@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from bentos.lite0_common import lite0_input
 from services.models.preprocessing import letterbox, normalise, prepare, resize, resize_and_crop
 from services.models.spec import InputSpec, Letterbox
+from services.models.specs.lite0 import lite0_input
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

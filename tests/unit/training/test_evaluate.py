@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.config import ServingSettings, get_settings
 from services.models.classification import Classifier
 from services.models.detection import YoloxDetector, make_grid
 from services.models.embedding import Embedder
 from services.models.spec import InputSpec, ModelSpec
 from training import evaluate
 from training.data.coco import yolo_ground_truth
+from training.settings import TrainingSettings, get_training_settings
 
 COLOURS = {0: (250, 10, 10), 1: (10, 250, 10), 2: (10, 10, 250)}
 
@@ -185,7 +185,7 @@ def _need(path: Path) -> Path:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_fp32_mirror_file_reproduces_the_reference_map(tmp_path: Path) -> None:
-    settings = get_settings()
+    settings = get_training_settings()
     _need(settings.datasets_mirror_dir / "coco128" / "coco-val2017-first128.tar.gz")
     onnx_path = _need(settings.model_mirror_dir / "yolox_nano.onnx")
     out = tmp_path / "detector.json"
@@ -195,14 +195,14 @@ def test_the_fp32_mirror_file_reproduces_the_reference_map(tmp_path: Path) -> No
     assert report["images"] == 128 and report["boxes"] == 898 and report["precision"] == "fp32"
 
 
-def _lite0(settings: ServingSettings) -> Path:
+def _lite0(settings: TrainingSettings) -> Path:
     return _need(settings.artifacts_dir / "efficientnet_lite0_imagenet1k" / "model.onnx")
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_lite0_file_embeds_and_classifies_tiny_imagenet_val(capsys: pytest.CaptureFixture[str]) -> None:
-    settings = get_settings()
+    settings = get_training_settings()
     onnx_path = _lite0(settings)
     try:
         evaluate.tiny_imagenet_val(1)

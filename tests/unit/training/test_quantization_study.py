@@ -9,11 +9,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bentos.detector.import_model import int8_config
-from services.config import get_settings
 from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantization_study as study
 from training.quantize import YOLOX_HEAD, QuantizeConfig
+from training.settings import get_training_settings
+from training.yolox_build import int8_config
 
 
 def test_detector_variants_are_unique_and_include_the_import_recipe() -> None:
@@ -63,7 +63,7 @@ def test_run_study_reports_each_variant_against_fp32(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_detector_report_chooses_the_best_variant(tmp_path: Path) -> None:
-    settings = get_settings()
+    settings = get_training_settings()
     if not (settings.model_mirror_dir / "yolox_nano.onnx").is_file():
         pytest.skip("model mirror not available")
     recipe = QuantizeConfig(count=2, per_channel=True, exclude_upto="Mul_69", exclude_after=YOLOX_HEAD)
@@ -89,7 +89,7 @@ def test_the_best_row_wins_and_the_smaller_file_breaks_ties() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_embedder_study_cli_writes_the_report_and_the_chosen_file(tmp_path: Path) -> None:
-    settings = get_settings()
+    settings = get_training_settings()
     try:
         from training.evaluate import tiny_imagenet_val
 

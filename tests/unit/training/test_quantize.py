@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from services.config import get_settings
 from services.models.preprocessing import prepare
 from services.models.spec import InputSpec
 from services.models.store import sha256_file
 from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantize
 from training.quantize import QuantizeConfig
+from training.settings import get_training_settings
 
 SPEC = InputSpec(name="images", height=16, width=16, scale=1 / 255)
 
@@ -190,7 +190,7 @@ def test_chunk_is_the_largest_divisor_within_the_limit() -> None:
 def test_cli_quantizes_the_dynamic_yolox_file_with_its_head_in_float(tmp_path: Path) -> None:
     from training.yolox_batch import make_batch_dynamic
 
-    settings = get_settings()
+    settings = get_training_settings()
     mirror = settings.model_mirror_dir / "yolox_nano.onnx"
     if not mirror.is_file() or not (settings.datasets_mirror_dir / "coco128" / "coco128.tar.gz").is_file():
         pytest.skip("model or COCO mirror not available")

@@ -9,12 +9,12 @@ import pytest
 import torch
 import yaml
 
-from services.config import get_settings
 from tests.unit.training.tree import WNIDS, make_tiny_imagenet
 from training.config import TrainConfig
 from training.data.tiny_imagenet import TinyImageNet
 from training.modules.lite0_net import build_classifier
 from training.release import eval_batch, main
+from training.settings import get_training_settings
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run folder as ``training.train`` writes it, over a three-class tree found through CV_DATA_DIR."""
     make_tiny_imagenet(tmp_path / "data" / "datasets", per_class=4, val_per_class=3)
     monkeypatch.setenv("CV_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
+    get_training_settings.cache_clear()
     run = tmp_path / "run"
     run.mkdir()
     torch.manual_seed(0)
@@ -34,7 +34,7 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (run / "config.yaml").write_text(TrainConfig(name="t").to_yaml())
     (run / "summary.json").write_text(json.dumps({"name": "t", "train_images_per_s": [1.0], "config": {}}))
     yield run
-    get_settings.cache_clear()
+    get_training_settings.cache_clear()
 
 
 def test_release_writes_checked_fp32_and_int8_files_and_their_metrics(run_dir: Path, tmp_path: Path) -> None:

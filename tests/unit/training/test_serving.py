@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bentos.detector.import_model import detector_input
-from services.config import ServingSettings
+from services.models.catalogue import UnknownModel
 from services.models.classification import Classifier
 from services.models.detection import YoloxDetector
 from services.models.embedding import Embedder
+from services.models.specs.yolox import detector_input
 from training import serving
 from training.serving import Kind
+from training.settings import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,9 +31,15 @@ def test_read_rgb_decodes_like_an_upload(tmp_path: Path) -> None:
 
 
 def test_detector_spec_is_the_served_one(tmp_path: Path) -> None:
-    spec = serving.serving_spec("detector", tmp_path / "x.onnx", ServingSettings(), precision="int8")
+    spec = serving.serving_spec("detector", tmp_path / "x.onnx", tmp_path, precision="int8")
     assert spec.input == detector_input()
     assert spec.files == {"int8": "x.onnx"} and spec.output_name == "output" and len(spec.labels) == 80
+
+
+def test_kinds_are_the_catalogue_names_and_others_are_refused(tmp_path: Path) -> None:
+    assert serving.KINDS == ("classifier", "detector", "embedder")
+    with pytest.raises(UnknownModel, match="segmenter"):
+        serving.serving_spec("segmenter", tmp_path / "x.onnx", tmp_path)
 
 
 @pytest.mark.parametrize(("kind", "task", "output"), [("classifier", "classification", "logits"),
@@ -42,16 +49,15 @@ def test_lite0_spec_comes_from_the_export_report_next_to_the_file(
 ) -> None:
     report = {"preprocessing": {"input_size": 96, "color_order": "RGB", "mean": [1, 2, 3], "std": [4, 5, 6]}}
     (tmp_path / "export.json").write_text(json.dumps(report))
-    spec = serving.serving_spec(kind, tmp_path / "m.onnx", ServingSettings())
+    spec = serving.serving_spec(kind, tmp_path / "m.onnx", tmp_path / "no-artifacts")
     assert (spec.task, spec.output_name) == (task, output)
     assert (spec.input.height, spec.input.mean, spec.input.std) == (96, (1, 2, 3), (4, 5, 6))
 
 
 def test_lite0_without_its_own_report_uses_the_committed_export(tmp_path: Path) -> None:
-    settings = ServingSettings(artifacts_dir=REPO / "artifacts")
     committed = REPO / "artifacts" / "efficientnet_lite0_imagenet1k"
-    assert serving.lite0_export_dir(tmp_path / "m.onnx", settings) == committed
-    spec = serving.serving_spec("embedder", tmp_path / "m.onnx", settings)
+    assert serving.lite0_export_dir(tmp_path / "m.onnx", REPO / "artifacts") == committed
+    spec = serving.serving_spec("embedder", tmp_path / "m.onnx", REPO / "artifacts")
     assert spec.input.height == 224 and spec.input.mean == (127.0, 127.0, 127.0)
 
 
@@ -59,7 +65,7 @@ def test_lite0_without_its_own_report_uses_the_committed_export(tmp_path: Path) 
     ("kind", "family"), [("classifier", Classifier), ("embedder", Embedder), ("detector", YoloxDetector)]
 )
 def test_build_model_gives_the_registry_family_over_onnx_runtime(kind: Kind, family: type) -> None:
-    settings = ServingSettings(artifacts_dir=REPO / "artifacts")
+    settings = TrainingSettings(artifacts_dir=REPO / "artifacts")
     path = (
         settings.model_mirror_dir / "yolox_nano.onnx"
         if kind == "detector"
@@ -67,7 +73,8 @@ def test_build_model_gives_the_registry_family_over_onnx_runtime(kind: Kind, fam
     )
     if not path.is_file():
         pytest.skip(f"{path} not available")
-    model = serving.build_model(serving.serving_spec(kind, path, settings, precision="int8"), path, precision="int8")
+    spec = serving.serving_spec(kind, path, settings.artifacts_dir, precision="int8")
+    model = serving.build_model(spec, path, precision="int8")
     assert type(model) is family and model.precision == "int8"
     (prediction,) = model.infer([np.full((60, 80, 3), 128, np.uint8)], [model.params_type()])
     assert prediction.precision == "int8"

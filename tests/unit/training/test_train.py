@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.config import ServingSettings
 from tests.unit.training.tree import WNIDS, make_tiny_imagenet
 from training.config import TrainConfig
+from training.settings import TrainingSettings
 from training.train import main, resolve_resume, run
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,8 @@ def _config(tree: Path, tmp_path: Path, **trainer: object) -> TrainConfig:
     )
 
 
-def _settings(tmp_path: Path) -> ServingSettings:
-    return ServingSettings(data_dir=tmp_path / "d")
+def _settings(tmp_path: Path) -> TrainingSettings:
+    return TrainingSettings(data_dir=tmp_path / "d")
 
 
 def test_fast_dev_run_on_stored_features_writes_the_model_and_labels(tree: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from services.config import get_settings
+from training.settings import get_training_settings
 from training.yolox_batch import batch_parity, make_batch_dynamic
 
 
@@ -90,7 +90,7 @@ def test_parity_refuses_outputs_of_another_shape(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def mirror_file() -> Path:
-    path = get_settings().model_mirror_dir / "yolox_nano.onnx"
+    path = get_training_settings().model_mirror_dir / "yolox_nano.onnx"
     if not path.is_file():
         pytest.skip(f"model mirror not found at {path}")
     return path
@@ -108,8 +108,8 @@ def test_the_yolox_file_runs_a_batch_of_four_like_four_single_runs(mirror_file: 
     model = onnx.load(str(dst))
     assert _dims(model.graph.input[0]) == ["batch", 3, 416, 416]
     assert _dims(model.graph.output[0]) == ["batch", 3549, 85]
-    spec = serving_spec("detector", dst, get_settings())
-    coco = get_settings().data_dir / "datasets" / "coco128" / "images" / "val2017"
+    spec = serving_spec("detector", dst, get_training_settings().artifacts_dir)
+    coco = get_training_settings().data_dir / "datasets" / "coco128" / "images" / "val2017"
     paths = sorted(coco.glob("*.jpg"))[:4]
     if len(paths) == 4:
         batch = np.stack([prepare(read_rgb(p), spec.input).tensor for p in paths])

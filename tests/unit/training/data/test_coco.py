@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.config import ServingSettings
 from training.data import coco
+from training.settings import TrainingSettings
 
 NAMES = ["person", "bicycle", "car"]
 
@@ -134,19 +134,15 @@ def test_coco_json_is_read_and_checked(tree: Path) -> None:
 # --- locate_coco128 ------------------------------------------------------------------------------
 
 
-def _settings(data_dir: Path, mirror: Path) -> ServingSettings:
-    return ServingSettings(data_dir=data_dir, datasets_mirror_dir=mirror)
-
-
 def test_an_unpacked_copy_is_found_without_a_mirror(tmp_path: Path) -> None:
     build_tree(tmp_path / "data" / "datasets")
-    root = coco.locate_coco128(_settings(tmp_path / "data", tmp_path / "no-mirror"))
+    root = coco.locate_coco128(tmp_path / "data", tmp_path / "no-mirror")
     assert root == tmp_path / "data" / "datasets" / "coco128"
 
 
 def test_no_copy_and_no_mirror_says_which_setting_to_fix(tmp_path: Path) -> None:
     with pytest.raises(coco.CocoLayoutError, match="CV_DATASETS_MIRROR_DIR"):
-        coco.locate_coco128(_settings(tmp_path / "data", tmp_path / "no-mirror"))
+        coco.locate_coco128(tmp_path / "data", tmp_path / "no-mirror")
 
 
 def _mirror_script(mirror: Path, body: str) -> None:
@@ -159,7 +155,7 @@ def _mirror_script(mirror: Path, body: str) -> None:
 def test_the_mirror_script_unpacks_into_the_data_dir(tmp_path: Path) -> None:
     source = build_tree(tmp_path / "source")
     _mirror_script(tmp_path / "mirror", f'mkdir -p "$1"\ncp -r "{source}" "$1/"\n')
-    root = coco.locate_coco128(_settings(tmp_path / "data", tmp_path / "mirror"))
+    root = coco.locate_coco128(tmp_path / "data", tmp_path / "mirror")
     assert root == tmp_path / "data" / "datasets" / "coco128"
     assert len(coco.image_paths(root, "train2017")) == 3
 
@@ -167,22 +163,22 @@ def test_the_mirror_script_unpacks_into_the_data_dir(tmp_path: Path) -> None:
 def test_a_failing_mirror_script_reports_its_error(tmp_path: Path) -> None:
     _mirror_script(tmp_path / "mirror", 'echo "sha256 mismatch: coco128.tar.gz" >&2\nexit 1\n')
     with pytest.raises(coco.CocoLayoutError, match="sha256 mismatch"):
-        coco.locate_coco128(_settings(tmp_path / "data", tmp_path / "mirror"))
+        coco.locate_coco128(tmp_path / "data", tmp_path / "mirror")
 
 
 def test_a_script_that_leaves_the_tree_incomplete_is_an_error(tmp_path: Path) -> None:
     _mirror_script(tmp_path / "mirror", 'mkdir -p "$1/coco128/images/train2017"\n')
     with pytest.raises(coco.CocoLayoutError, match="incomplete"):
-        coco.locate_coco128(_settings(tmp_path / "data", tmp_path / "mirror"))
+        coco.locate_coco128(tmp_path / "data", tmp_path / "mirror")
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_real_mirror_unpacks_with_the_documented_counts(tmp_path: Path) -> None:
-    mirror = ServingSettings().datasets_mirror_dir
+    mirror = TrainingSettings().datasets_mirror_dir
     if not (mirror / "coco128" / "coco128.tar.gz").is_file():
         pytest.skip(f"COCO mirror not found at {mirror}")
-    root = coco.locate_coco128(_settings(tmp_path, mirror))
+    root = coco.locate_coco128(tmp_path, mirror)
     assert len(coco.read_names(root / "data.yaml")) == 80
     train = coco.yolo_split(root, "train2017")
     assert len(train) == 128 and sum(not s.boxes for s in train) == 2  # two background images

@@ -296,9 +296,9 @@ def test_registry_lists_both_data_sets() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_script_unpacks_the_real_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.config import ServingSettings
+    from training.settings import TrainingSettings
 
-    mirror = ServingSettings().datasets_mirror_dir
+    mirror = TrainingSettings().datasets_mirror_dir
     if not (mirror / "tiny-imagenet-200" / "SHA256SUMS").is_file():
         pytest.skip(f"no Tiny-ImageNet mirror at {mirror} (set CV_DATASETS_MIRROR_DIR)")
     argv = [
