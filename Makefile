@@ -33,6 +33,7 @@ import-models: install
 	$(PY) bentos/classifier/import_model.py --version v1 --stage archived
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
+	$(PY) bentos/embedder/import_model.py --version v1 --stage archived
 
 # The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000). Skipped when it is not empty.
 GALLERY_LIMIT ?= 2000

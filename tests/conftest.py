@@ -38,7 +38,8 @@ def model_store(bentoml_home: str) -> list[str]:
     """Import what ``make import-models`` imports (real ONNX files) into the test store.
 
     classifier:v2 is the Tiny-ImageNet fine-tune (production); classifier:v1, the ImageNet-1k
-    export, is kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS).
+    export, is kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS). embedder:v2 embeds the
+    fine-tune's class probabilities (production); embedder:v1, the ImageNet-1k pooled features, is archived.
     """
     import argparse
     import importlib.util
@@ -53,7 +54,8 @@ def model_store(bentoml_home: str) -> list[str]:
         ("classifier", "v2", "production"),
         ("classifier", "v1", "archived"),
         ("detector", "v1", "production"),
-        ("embedder", "v1", "production"),
+        ("embedder", "v2", "production"),
+        ("embedder", "v1", "archived"),
     ]
     for name, version, stage in entries:
         path = REPO / "bentos" / name / "import_model.py"

@@ -37,6 +37,7 @@ from services.models.classification import ClassifyParams
 from services.models.contract import Model
 from services.models.detection import DetectParams
 from services.models.embedding import EmbedParams
+from services.models.spec import EmbeddingOutput
 from services.sequences import batched
 from training.data.coco import locate_coco128, yolo_ground_truth
 from training.serving import DEFAULT_THREADS, KINDS, Kind, build_model, read_rgb, serving_spec
@@ -176,11 +177,17 @@ def tiny_imagenet_val(limit: int | None = None) -> list[tuple[Path, int]]:
 
 
 def evaluate(
-    kind: Kind, onnx_path: Path, *, precision: str = "fp32", limit: int | None = None, threads: int = DEFAULT_THREADS
+    kind: Kind,
+    onnx_path: Path,
+    *,
+    precision: str = "fp32",
+    limit: int | None = None,
+    threads: int = DEFAULT_THREADS,
+    embedding: EmbeddingOutput | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation of ``kind`` on ``onnx_path``; returns its report."""
+    """Run the evaluation of ``kind`` on ``onnx_path``; returns its report (``embedding``: see ``serving_spec``)."""
     settings = get_training_settings()
-    spec = serving_spec(kind, onnx_path, settings.artifacts_dir, precision=precision)
+    spec = serving_spec(kind, onnx_path, settings.artifacts_dir, precision=precision, embedding=embedding)
     model = build_model(spec, onnx_path, threads=threads)
     started = time.perf_counter()
     task = entry(kind).task
@@ -193,6 +200,7 @@ def evaluate(
     return {
         "kind": kind,
         "onnx": str(onnx_path),
+        **({"embedding": embedding.model_dump()} if embedding is not None else {}),
         "bytes": Path(onnx_path).stat().st_size,
         "precision": precision,
         **result,
@@ -208,13 +216,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="first N Tiny-ImageNet val images (default: all)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: stdout)")
+    parser.add_argument(
+        "--class-probabilities",
+        type=float,
+        metavar="TEMPERATURE",
+        default=None,
+        help="embedder from a classifier file: embed softmax(logits / TEMPERATURE) (embedder v2: 1.0)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = evaluate(args.kind, args.onnx, precision=args.precision, limit=args.limit, threads=args.threads)
+    head = None
+    if args.class_probabilities is not None:
+        head = EmbeddingOutput(transform="softmax", temperature=args.class_probabilities)
+    report = evaluate(
+        args.kind, args.onnx, precision=args.precision, limit=args.limit, threads=args.threads, embedding=head
+    )
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from services.models.catalogue import MODEL_NAMES, entry
 from services.models.contract import Model
 from services.models.registry import family_for
 from services.models.runtime import OrtRunner
-from services.models.spec import ModelSpec
+from services.models.spec import EmbeddingOutput, ModelSpec
 from services.models.specs import lite0, yolox
 
 # A served model's name in the catalogue (services/models/catalogue.py): whose spec, preprocessing and metric.
@@ -42,7 +42,14 @@ def lite0_export_dir(onnx_path: Path, artifacts_dir: Path) -> Path:
     return own if (own / "export.json").is_file() else artifacts_dir / lite0.EXPORT_DIR
 
 
-def serving_spec(kind: Kind, onnx_path: Path, artifacts_dir: Path, *, precision: str = "fp32") -> ModelSpec:
+def serving_spec(
+    kind: Kind,
+    onnx_path: Path,
+    artifacts_dir: Path,
+    *,
+    precision: str = "fp32",
+    embedding: EmbeddingOutput | None = None,
+) -> ModelSpec:
     """The spec serving builds for ``kind``, pointing at ``onnx_path``.
 
     Args:
@@ -50,6 +57,8 @@ def serving_spec(kind: Kind, onnx_path: Path, artifacts_dir: Path, *, precision:
         onnx_path: The file to run (FP32 or INT8, batch-1 or dynamic).
         artifacts_dir: Where the committed exports live (a Lite0 file without its own ``export.json``).
         precision: The precision label the file is registered under.
+        embedding: For an embedder made from a classifier's file: how its logits become the vector
+            (``EmbeddingOutput(transform="softmax")``, embedder v2); None reads the pooled features.
 
     Raises:
         UnknownModel: ``kind`` is not in the catalogue.
@@ -65,7 +74,8 @@ def serving_spec(kind: Kind, onnx_path: Path, artifacts_dir: Path, *, precision:
         task=task,
         arch="efficientnet_lite0",
         input=lite0.lite0_input(report),
-        output_name=lite0.OUTPUTS[task],
+        output_name=lite0.OUTPUTS["classification"] if embedding is not None else lite0.OUTPUTS[task],
+        embedding=embedding,
         files=files,
     )
 

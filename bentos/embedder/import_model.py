@@ -1,8 +1,12 @@
-"""Import the embedder (EfficientNet-Lite0 pooled 1280-d features, L2-normalised) into the BentoML model store.
+"""Import the embedder into the BentoML model store.
 
-The spec is built by :mod:`services.models.specs.lite0` over ``artifacts/efficientnet_lite0_imagenet1k``.
+- ``v2`` (default, stage production): the class probabilities of the classifier fine-tuned on Tiny-ImageNet-200
+  (200-d, L2-normalised), from the classifier's own files in ``artifacts/lite0_tiny_imagenet200``.
+- ``v1``: EfficientNet-Lite0 ImageNet-1k pooled features (1280-d), from ``artifacts/efficientnet_lite0_imagenet1k``.
 
-Usage: python bentos/embedder/import_model.py [--version v1] [--stage production] [--force]
+The specs are built by :mod:`services.models.specs.lite0`.
+
+Usage: python bentos/embedder/import_model.py [--version v2] [--stage production] [--force]
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from services.config import ServingSettings, Stage
 from services.models.importer import main
 from services.models.spec import ModelSpec
-from services.models.specs.lite0 import lite0_spec
+from services.models.specs.lite0 import class_embedder_spec, lite0_spec
+
+IMAGENET_VERSION = "v1"
 
 
 def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpec, dict[str, Path]]:
-    return lite0_spec(
-        settings.artifacts_dir, name="embedder", task="embedding", version=args.version, stage=Stage(args.stage)
-    )
+    stage = Stage(args.stage)
+    if args.version == IMAGENET_VERSION:
+        return lite0_spec(settings.artifacts_dir, name="embedder", task="embedding", version=args.version, stage=stage)
+    return class_embedder_spec(settings.artifacts_dir, version=args.version, stage=stage)
 
 
 if __name__ == "__main__":
-    main(__doc__ or "", "v1", build)
+    main(__doc__ or "", "v2", build)

@@ -5,7 +5,8 @@
   ``embeddings``. Its static INT8 QDQ version (``model.int8.onnx``, made by ``python -m training.quantize``;
   every variant tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
 - The Tiny-ImageNet-200 fine-tune (``lite0_tiny_imagenet200``, ``make train`` then ``make release``): FP32 and
-  INT8 files checked against the release's ``metrics.json``.
+  INT8 files checked against the release's ``metrics.json``. The embedder's ``v2`` reads the same files: its
+  vector is the fine-tune's class probabilities (``EmbeddingOutput``), measured in ``embedder.json``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from services.config import Stage
-from services.models.spec import InputSpec, ModelSpec, Task
+from services.models.spec import EmbeddingOutput, InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
 FINETUNED_DIR = "lite0_tiny_imagenet200"
 INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
+# What `python -m training.evaluate embedder --class-probabilities 1.0` measured on the fine-tune's two files.
+CLASS_EMBEDDER_REPORT = "embedder.json"
+CLASS_EMBEDDING = EmbeddingOutput(transform="softmax", temperature=1.0)
 # The output each task reads from a Lite0 export (the classifier's logits, the embedder's pooled features).
 OUTPUTS: dict[Task, str] = {"classification": "logits", "embedding": "embeddings"}
 
@@ -185,5 +189,42 @@ def finetuned_spec(
             "label_ids": [entry["wnid"] for entry in labels],
             "words": [entry["words"] for entry in labels],
         },
+    )
+    return spec, files
+
+
+def class_embedder_spec(
+    artifacts_dir: Path, *, version: str, stage: Stage = Stage.PRODUCTION
+) -> tuple[ModelSpec, dict[str, Path]]:
+    """The embedder over the Tiny-ImageNet fine-tune's files: the class-probability vector of each image.
+
+    Images the classifier takes for the same classes land close together, so a search finds same-class
+    images (precision@10 0.71 on val, against 0.35 for the ImageNet features of ``v1``); within a class,
+    neighbours are ranked by how alike their class probabilities are, not by appearance alone.
+
+    Args:
+        artifacts_dir: The folder holding ``lite0_tiny_imagenet200/``.
+        version: The entry's version label.
+        stage: The entry's stage.
+
+    Returns:
+        The spec and its files (precision -> path), the classifier release's own, checksum-checked.
+    """
+    classifier, files = finetuned_spec(artifacts_dir, version=version, stage=stage)
+    report_path = artifacts_dir / FINETUNED_DIR / CLASS_EMBEDDER_REPORT
+    measured = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    spec = classifier.model_copy(
+        update={
+            "name": "embedder",
+            "task": "embedding",
+            "embedding": CLASS_EMBEDDING,
+            "labels": [],
+            "metrics": {f"tiny_imagenet_val_{p}": r for p, r in measured.items()},
+            "extra": {
+                "training_data": classifier.extra["training_data"],
+                "dim": len(classifier.labels),
+                "embedding": "softmax of the fine-tuned classifier's 200 logits, L2-normalised",
+            },
+        }
     )
     return spec, files

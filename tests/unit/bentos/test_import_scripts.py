@@ -38,7 +38,8 @@ def test_each_bentofile_serves_the_catalogue_service(entry: CatalogueEntry) -> N
     [
         ("classifier", "v2", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
         ("classifier", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("embedder", "v1", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
+        ("embedder", "v2", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
+        ("embedder", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
     ],
 )
 def test_the_lite0_imports_build_their_specs_from_the_committed_artifacts(
@@ -49,3 +50,14 @@ def test_the_lite0_imports_build_their_specs_from_the_committed_artifacts(
     assert (spec.name, spec.version, spec.stage) == (name, version, Stage(stage))
     assert spec.files == files and {p: path.name for p, path in paths.items()} == files
     assert spec.task == next(e.task for e in CATALOGUE if e.name == name)
+
+
+def test_embedder_v2_embeds_the_fine_tunes_class_probabilities_and_carries_its_measured_precision() -> None:
+    settings = ServingSettings(_env_file=None, artifacts_dir=REPO / "artifacts")  # type: ignore[call-arg]
+    args = argparse.Namespace(version="v2", stage="production", force=False)
+    spec, paths = _script("embedder").build(args, settings)
+    classifier, classifier_paths = _script("classifier").build(args, settings)
+    assert paths == classifier_paths  # the classifier release's own files, no copy
+    assert spec.output_name == "logits" and spec.embedding is not None and spec.embedding.transform == "softmax"
+    assert spec.labels == [] and spec.extra["dim"] == len(classifier.labels) == 200
+    assert spec.metrics["tiny_imagenet_val_int8"]["precision_at_10"] > 0.7

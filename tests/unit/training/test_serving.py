@@ -78,3 +78,17 @@ def test_build_model_gives_the_registry_family_over_onnx_runtime(kind: Kind, fam
     assert type(model) is family and model.precision == "int8"
     (prediction,) = model.infer([np.full((60, 80, 3), 128, np.uint8)], [model.params_type()])
     assert prediction.precision == "int8"
+
+
+def test_an_embedder_over_a_classifier_file_reads_the_logits_as_class_probabilities() -> None:
+    from services.models.spec import EmbeddingOutput
+
+    path = REPO / "artifacts" / "lite0_tiny_imagenet200" / "model.int8.onnx"
+    head = EmbeddingOutput(transform="softmax")
+    spec = serving.serving_spec("embedder", path, REPO / "artifacts", precision="int8", embedding=head)
+    assert spec.output_name == "logits" and spec.embedding == head
+    (prediction,) = serving.build_model(spec, path).infer(
+        [np.full((64, 64, 3), 90, np.uint8)], [Embedder.params_type()]
+    )
+    vector = np.asarray(prediction.result["embedding"])
+    assert prediction.result["dim"] == 200 and (vector >= 0).all() and np.linalg.norm(vector) == pytest.approx(1.0)
