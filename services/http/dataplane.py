@@ -1,7 +1,7 @@
 """The api's data plane: the inference-log writer and the result cache, built once from settings.
 
 The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
-model backend with :meth:`DataPlane.wrap`, and hands the plane to the app for health and logging.
+model client with :meth:`DataPlane.wrap`, and hands the plane to the app for health and logging.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from services.cache import Cache, build_cache
+from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
-from services.http.backend import Backend
-from services.http.caching import CachingBackend
+from services.http.caching import CachingClient
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ class DataPlane:
         )
         return cls(settings, engine=engine, log_writer=writer, cache=cache)
 
-    def wrap(self, backend: Backend) -> Backend:
-        """The model backend behind the result cache (unchanged when the cache is off)."""
+    def wrap(self, client: AsyncModelClient) -> AsyncModelClient:
+        """The model client behind the result cache (unchanged when the cache is off)."""
         if self.cache is None:
-            return backend
-        return CachingBackend(
-            backend,
+            return client
+        return CachingClient(
+            client,
             self.cache,
             ttl_s=self.settings.cache_ttl_s,
             prefix=self.settings.cache_prefix,

@@ -1,4 +1,4 @@
-"""Dependencies of the routes: settings, the backend, and validated uploads."""
+"""Dependencies of the routes: settings, the model client, and validated uploads."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from starlette.concurrency import run_in_threadpool
 
 from kernel.errors import PayloadTooLarge, ServiceError
 from kernel.headers import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER
+from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
-from services.http.backend import Backend
 from services.http.dataplane import DataPlane
 from services.http.recording import current_trace
 from services.imaging import DecodedImage, decode_image
 from services.jobs.queue import JobQueue
 
-BackendProvider = Callable[[], Backend]
+# The routes' model client (the composition root's, wrapped by the cache and the inference log).
+BackendProvider = Callable[[], AsyncModelClient]
 DataPlaneProvider = Callable[[], DataPlane | None]
 JobsProvider = Callable[[], JobQueue | None]
 
@@ -42,8 +43,8 @@ def _settings(request: Request) -> ServingSettings:
     return settings
 
 
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend_provider()
+def _backend(request: Request) -> AsyncModelClient:
+    backend: AsyncModelClient = request.app.state.backend_provider()
     return backend
 
 
@@ -90,7 +91,7 @@ def _limits(request: Request) -> Limits:
 
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
-BackendDep = Annotated[Backend, Depends(_backend)]
+BackendDep = Annotated[AsyncModelClient, Depends(_backend)]
 DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 

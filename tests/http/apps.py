@@ -13,17 +13,17 @@ from starlette.routing import Mount
 from gateway.app import Gateway
 from gateway.inprocess import install_gateway
 from kernel.db.tables import InferenceLog
+from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
 from services.db.logs import list_inference_logs
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
-from services.http.backend import Backend
 from services.http.dataplane import DataPlane
 from services.http.deps import JobsProvider
 
 
 @contextmanager
 def data_plane_client(
-    backend: Backend,
+    backend: AsyncModelClient,
     settings: ServingSettings,
     jobs: JobsProvider | None = None,
     gateway: Callable[[], Gateway] | None = None,

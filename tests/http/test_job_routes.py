@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from kernel.db.tables import InferenceLog
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
-from services.http.backend import LocalBackend
 from services.http.dataplane import DataPlane
 from services.jobs import submit as submit_cli
 from services.jobs.processing import ChunkProcessor, ImageLimits
@@ -29,11 +29,11 @@ PROBLEM = "application/problem+json"
 
 
 class LocalModels:
-    def __init__(self, backend: LocalBackend) -> None:
+    def __init__(self, backend: ThreadedClient) -> None:
         self.backend = backend
 
     def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
-        return self.backend.workers[model].run(items)
+        return self.backend.inner.infer(model, items)
 
 
 @dataclass
@@ -64,7 +64,7 @@ class JobApp:
 
 
 @pytest.fixture
-def app(backend: LocalBackend, tmp_path: Path) -> Iterator[JobApp]:
+def app(backend: ThreadedClient, tmp_path: Path) -> Iterator[JobApp]:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "max_batch_items": 3, "jobs_chunk_size": 2})
     dispatcher = StepDispatcher()
     holder: dict[str, JobQueue] = {}

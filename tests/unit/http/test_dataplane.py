@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from kernel.db.tables import InferenceLogCreate
 from services.cache import MemoryCache, RedisCache
 from services.config import ServingSettings
-from services.http.caching import CachingBackend
+from services.http.caching import CachingClient
 from services.http.dataplane import DataPlane
 from tests.unit.http.test_caching import FakeModels
 
@@ -27,7 +27,7 @@ def test_local_defaults_are_sqlite_migrated_at_start_and_the_memory_cache(tmp_pa
         assert plane.engine.dialect.name == "sqlite" and (tmp_path / "cv.sqlite3").is_file()
         assert "inference_log" in inspect(plane.engine).get_table_names()
         assert isinstance(plane.cache, MemoryCache)
-        assert isinstance(plane.wrap(FakeModels()), CachingBackend)
+        assert isinstance(plane.wrap(FakeModels()), CachingClient)
         health = asyncio.run(plane.health())
         assert health["inference_log"]["status"] == "ok" and health["cache"]["backend"] == "memory"
     finally:
