@@ -1,7 +1,8 @@
 """The api's data plane: the inference-log writer and the result cache, built once from settings.
 
 The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
-model client with :meth:`DataPlane.wrap`, and hands the plane to the app for health and logging.
+model client with :meth:`DataPlane.wrap` (result cache and inference-log recording), and hands the
+plane to the app for health and logging.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from services.config import ServingSettings
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
 from services.http.caching import CachingClient
+from services.http.recording import RecordingClient
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +60,20 @@ class DataPlane:
         )
         return cls(settings, engine=engine, log_writer=writer, cache=cache)
 
-    def wrap(self, client: AsyncModelClient) -> AsyncModelClient:
-        """The model client behind the result cache (unchanged when the cache is off)."""
-        if self.cache is None:
-            return client
-        return CachingClient(
-            client,
-            self.cache,
-            ttl_s=self.settings.cache_ttl_s,
-            prefix=self.settings.cache_prefix,
-            version_ttl_s=self.settings.cache_version_ttl_s,
-        )
+    def wrap(self, client: AsyncModelClient) -> RecordingClient:
+        """The model client behind the result cache (when it is on), behind the inference log's recording.
+
+        Recording is outside the cache, so a record says whether its answer came from the cache.
+        """
+        if self.cache is not None:
+            client = CachingClient(
+                client,
+                self.cache,
+                ttl_s=self.settings.cache_ttl_s,
+                prefix=self.settings.cache_prefix,
+                version_ttl_s=self.settings.cache_version_ttl_s,
+            )
+        return RecordingClient(client)
 
     async def health(self) -> dict[str, dict[str, Any]]:
         """``inference_log`` and ``cache``, each ``ok`` or ``degraded``."""

@@ -14,7 +14,7 @@ from kernel.headers import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER
 from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
 from services.http.dataplane import DataPlane
-from services.http.recording import current_trace
+from services.http.recording import current_ledger
 from services.imaging import DecodedImage, decode_image
 from services.jobs.queue import JobQueue
 
@@ -97,8 +97,12 @@ JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes 
 
 
 async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
-    """Read one uploaded part within the byte limit and decode it off the event loop (noted in the request's trace)."""
-    trace = current_trace()
+    """Read one uploaded part within the byte limit and decode it off the event loop.
+
+    Each image read or refused is noted, in upload order, in the inference log's ledger of the request
+    (services/http/recording.py): this is where every upload is validated, before any model call.
+    """
+    ledger = current_ledger()
     try:
         data = await upload.read(limits.max_image_bytes + 1)
         if len(data) > limits.max_image_bytes:
@@ -111,7 +115,7 @@ async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
             max_pixels=limits.max_image_pixels,
         )
     except ServiceError as exc:
-        trace.image_refused(exc)
+        ledger.image_refused(exc)
         raise
-    trace.image_read(image)
+    ledger.image_read(image)
     return image
