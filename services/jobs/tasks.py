@@ -9,12 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from kernel.db.session import create_db_engine
 from services.clients.jobs import job_client
 from services.config import get_settings
-from services.jobs.celery_app import TASK_NAME, app
+from services.jobs.celery_factory import TASK_NAME
 from services.jobs.processing import ChunkProcessor, ImageLimits, backoff_s, settings_policy
 from services.jobs.store import ImageStore
 
@@ -32,7 +33,8 @@ def processor() -> ChunkProcessor:
     )
 
 
-@app.task(bind=True, name=TASK_NAME, max_retries=None)
+# A shared task: registered with the worker's app (services/jobs/celery_app.py), which includes this module.
+@shared_task(bind=True, name=TASK_NAME, max_retries=None)
 def process_chunk(self: Any, job_id: str, indices: list[int], attempt: int = 0) -> None:
     """Answer the pending items ``indices`` of job ``job_id`` (``attempt``: transient retries so far)."""
     work = processor()
