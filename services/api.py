@@ -18,20 +18,22 @@ import bentoml
 from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
+from services.clients.base import AsyncModelClient
+from services.clients.remote import AsyncRemoteClient
 from services.config import get_settings
 from services.detector import DetectorService
 from services.embedder import EmbedderService
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
-from services.http.backend import Backend, RemoteBackend
 from services.http.dataplane import DataPlane
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
+from services.models.catalogue import MODEL_NAMES
 
 settings = get_settings()
 
 
-def _current_backend() -> Backend:
-    backend: Backend = bentoml.get_current_service().backend
+def _current_backend() -> AsyncModelClient:
+    backend: AsyncModelClient = bentoml.get_current_service().backend
     return backend
 
 
@@ -71,9 +73,8 @@ class Api:
     def __init__(self) -> None:
         configure_logging(settings.log_level, settings.log_json)
         self.data_plane = DataPlane.from_settings(settings)
-        self.backend = self.data_plane.wrap(
-            RemoteBackend({"classifier": self.classifier, "detector": self.detector, "embedder": self.embedder})
-        )
+        # Each model's bentoml.depends handle is the class attribute named after it.
+        self.backend = self.data_plane.wrap(AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES}))
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
         # Started after the migrations above, and with this process's environment (the model services' addresses).
         self.job_worker = EmbeddedWorker(worker_command(settings)).start() if settings.embedded_worker else None

@@ -8,7 +8,6 @@ exception family, no chains of ``except``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,200 +15,28 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.asgi import full_path
-from kernel.errors import (
-    PROBLEM_CONTENT_TYPE,
-    PROBLEM_TYPE_BASE,
-    GatewaySignatureInvalid,
-    PayloadTooLarge,
-    ServiceError,
-    problem_body,
-    problem_from_error,
-)
-from kernel.headers import CLIENT_ID_HEADER, RATE_LIMIT_HEADERS, TIER_HEADER
-from kernel.logging import (
-    REQUEST_ID_HEADER,
-    bind_request_id,
-    clean_request_id,
-    get_request_id,
-    reset_request_id,
-)
-from kernel.signing import SIGNATURE_HEADER, verify
+from kernel.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ServiceError, problem_body
+from kernel.logging import get_request_id
 from services.config import ServingSettings
 from services.http import gallery, inference, ops
 from services.http import jobs as job_routes
 from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
-from services.http.recording import RECORDED_ROUTES, RequestTrace, bind_trace, reset_trace
-from services.metrics import HTTP_ERRORS, HTTP_LATENCY, HTTP_REQUESTS
+from services.http.middleware import (
+    AccessLogMiddleware,
+    BodyLimitMiddleware,
+    GatewayCallerMiddleware,
+    GatewaySignatureMiddleware,
+    RateLimitEchoMiddleware,
+    RequestIdMiddleware,
+)
+from services.http.paths import API_PREFIX, IN_PROCESS_PUBLIC_PATHS, SIGNATURE_EXEMPT_PATHS, route_template
+from services.http.problems import problem_response
+from services.http.recording import InferenceLogMiddleware, Sink
+from services.metrics import HTTP_ERRORS
 
 log = logging.getLogger("services.http")
-API_PREFIX = "/api/v1"
-# Without Traefik, what it publishes without a key: the spec; and Prometheus scrapes /metrics directly.
-IN_PROCESS_PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/metrics"})
-# Behind Traefik, what reaches a replica without ForwardAuth: the spec (public), the load balancer's health
-# check and Prometheus. Everything else must carry the gateway's signature when one is configured.
-SIGNATURE_EXEMPT_PATHS = IN_PROCESS_PUBLIC_PATHS | {f"{API_PREFIX}/health"}
-
-
-def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return f"{API_PREFIX}{path}" if path else "unmatched"
-
-
-class RequestContextMiddleware:
-    """Request id in and out, body-size guard, access log, HTTP metrics and inference logs (pure ASGI)."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_body_bytes: int,
-        data_plane: DataPlaneProvider | None = None,
-        trust_gateway_headers: bool = False,
-        batch_max_body_bytes: int | None = None,
-        signing_secret: str | None = None,
-    ) -> None:
-        self.app = app
-        # Behind Traefik with a secret: protected routes need the gateway's signature (kernel/signing.py).
-        self.signing_secret = signing_secret
-        self.max_body_bytes = max_body_bytes
-        # POST /batch may carry a whole batch job's images.
-        self.batch_max_body_bytes = batch_max_body_bytes or max_body_bytes
-        self.data_plane = data_plane or (lambda: None)
-        self.trust_gateway_headers = trust_gateway_headers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = clean_request_id(headers.get(REQUEST_ID_HEADER.lower()))
-        token = bind_request_id(request_id)
-        refused = not self._signed(scope, headers, request_id)
-        trace = RequestTrace(request_id=request_id) if refused else self._trace(request_id, headers)
-        trace_token = bind_trace(trace)
-        started = time.perf_counter()
-        status: dict[str, Any] = {"code": 500, "problem": None}
-        # ForwardAuth can only add headers to the request: the gateway's RateLimit-* go back to the caller from here.
-        echoed = [
-            (name.encode(), headers[name].encode())
-            for name in RATE_LIMIT_HEADERS
-            if self.trust_gateway_headers and not refused and name in headers
-        ]
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                for key, value in message["headers"]:
-                    if key == b"x-problem-type":
-                        status["problem"] = value.decode("latin-1")
-                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message["headers"].extend(echoed)
-            await send(message)
-
-        limit = self.batch_max_body_bytes if scope["path"].endswith("/batch") else self.max_body_bytes
-        try:
-            declared = int(headers.get("content-length", "0") or 0)
-            if refused:
-                await _send_problem(
-                    scope, send_with_id, GatewaySignatureInvalid("Send requests through the gateway, with an API key.")
-                )
-            elif declared > limit:
-                await _send_problem(
-                    scope,
-                    send_with_id,
-                    PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} bytes"),
-                )
-            else:
-                await self.app(scope, _limited(receive, limit), send_with_id)
-        finally:
-            route = _route_template(scope)
-            elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
-            HTTP_LATENCY.labels(route, scope["method"]).observe(elapsed)
-            log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status["code"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                    **trace.caller(),
-                },
-            )
-            if route in RECORDED_ROUTES:
-                self._record(trace, route, status["code"], status["problem"], elapsed * 1000)
-            reset_trace(trace_token)
-            reset_request_id(token)
-
-    def _signed(self, scope: Scope, headers: dict[str, str], request_id: str) -> bool:
-        """Whether the request may go on: no signature is asked for, the route is exempt, or the gateway's is valid."""
-        if self.signing_secret is None:
-            return True
-        path = full_path(scope)
-        if path in SIGNATURE_EXEMPT_PATHS:
-            return True
-        raw = scope.get("raw_path")
-        uri = raw.decode("latin-1") if raw else path  # as the client sent it, which is what the gateway signed
-        query = scope.get("query_string", b"").decode("latin-1")
-        return verify(
-            self.signing_secret,
-            headers.get(SIGNATURE_HEADER),
-            method=scope["method"],
-            uri=f"{uri}?{query}" if query else uri,
-            request_id=request_id,
-            headers=headers,
-        )
-
-    def _trace(self, request_id: str, headers: dict[str, str]) -> RequestTrace:
-        if not self.trust_gateway_headers:
-            return RequestTrace(request_id=request_id)
-        client, tier = headers.get(CLIENT_ID_HEADER), headers.get(TIER_HEADER)
-        return RequestTrace(request_id=request_id, client_id=client and client[:128], tier=tier and tier[:32])
-
-    def _record(self, trace: RequestTrace, route: str, status: int, problem: str | None, latency_ms: float) -> None:
-        """Hand the request's records to the log writer: a queue append, never a database call."""
-        plane = self.data_plane()
-        if plane is None:
-            return
-        try:
-            records = trace.records(route=route, status=status, error_type=problem, latency_ms=latency_ms)
-            plane.log_writer.submit(records)
-        except Exception:  # a logging bug must not turn an answered request into an error
-            log.exception("inference log record failed")
-
-
-def _limited(receive: Receive, limit: int) -> Receive:
-    """Refuse bodies sent without (or with a false) Content-Length once past the limit."""
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        return message
-
-    return wrapped
-
-
-async def _send_problem(scope: Scope, send: Send, error: ServiceError) -> None:
-    response = _problem_response(error, instance=scope.get("path", ""))
-    await response(scope, _drain, send)
-
-
-async def _drain() -> Message:
-    return {"type": "http.disconnect"}
-
-
-def _problem_response(error: ServiceError, *, instance: str) -> JSONResponse:
-    body = problem_from_error(error, instance=instance, request_id=get_request_id())
-    return JSONResponse(body, status_code=error.status_code, media_type=PROBLEM_CONTENT_TYPE)
+__all__ = ["API_PREFIX", "IN_PROCESS_PUBLIC_PATHS", "SIGNATURE_EXEMPT_PATHS", "create_app"]
 
 
 def _handler(
@@ -217,7 +44,7 @@ def _handler(
 ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         response = to_problem(request, exc)
-        route = _route_template(request.scope)
+        route = route_template(request.scope)
         HTTP_ERRORS.labels(route, response.headers.get("x-problem-type", "unknown")).inc()
         return response
 
@@ -227,7 +54,7 @@ def _handler(
 def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("request failed", extra={"type": exc.type_slug, "detail": exc.public_message})
-    response = _problem_response(exc, instance=request.url.path)
+    response = problem_response(exc, instance=request.url.path)
     response.headers["x-problem-type"] = exc.type_slug
     return response
 
@@ -301,13 +128,28 @@ def create_app(
     app.add_exception_handler(Exception, _handler(_unexpected))
     for module in (inference, job_routes, gallery, ops):
         app.include_router(module.router)
+    _add_middleware(app, settings, data_plane or (lambda: None))
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: ServingSettings, data_plane: DataPlaneProvider) -> None:
+    """Stack the middleware, innermost first (each one added wraps the ones before it)."""
+
+    def sink() -> Sink | None:
+        plane = data_plane()
+        return plane.log_writer if plane is not None else None
+
     max_body = settings.max_image_bytes * settings.max_batch_items + (1 << 20)
+    app.add_middleware(InferenceLogMiddleware, sink=sink)
     app.add_middleware(
-        RequestContextMiddleware,
+        BodyLimitMiddleware,
         max_body_bytes=max_body,
         batch_max_body_bytes=max(max_body, settings.job_max_request_bytes),
-        data_plane=data_plane,
-        trust_gateway_headers=settings.gateway_headers_trusted,
-        signing_secret=settings.gateway_signature_required,
     )
-    return app
+    if settings.gateway_headers_trusted:
+        app.add_middleware(RateLimitEchoMiddleware)
+        app.add_middleware(GatewayCallerMiddleware)
+    if settings.gateway_signature_required is not None:
+        app.add_middleware(GatewaySignatureMiddleware, secret=settings.gateway_signature_required)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)

@@ -1,4 +1,4 @@
-"""The result cache around the model call: a :class:`Backend` decorator.
+"""The result cache around the model call: a wrapper of the async model client (services/clients/).
 
 A cached answer is keyed by the model, the *identity of the version that would answer*, the
 parameters and the image's SHA-256. The identity is ``version@digest``, where the digest
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.cache import Cache
-from services.http.backend import Backend
+from services.clients.base import AsyncModelClient
 from services.index.search import SearchItem, SearchOutcome
 from services.metrics import CACHE_HITS, CACHE_MISSES
 from services.models.contract import Prediction
@@ -60,8 +60,8 @@ class _Known:
 class VersionResolver:
     """Which version identity answers a request, from each model's status, cached for ``ttl_s``."""
 
-    def __init__(self, backend: Backend, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.backend = backend
+    def __init__(self, client: AsyncModelClient, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
         self.ttl_s = ttl_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
@@ -81,7 +81,7 @@ class VersionResolver:
 
     async def _refresh(self, model: str) -> _Known | None:
         try:
-            status = await self.backend.status(model)
+            status = await self.client.status(model)
         except Exception as exc:  # the model call itself will report the outage; skip the cache meanwhile
             log.warning("model status unavailable; cache bypassed", extra={"model": model, "error": repr(exc)})
             self._known.pop(model, None)
@@ -96,12 +96,12 @@ class VersionResolver:
         return known
 
 
-class CachingBackend:
+class CachingClient:
     """Answers ``infer`` from the cache when it can and stores what the model answers."""
 
     def __init__(
         self,
-        inner: Backend,
+        inner: AsyncModelClient,
         cache: Cache,
         *,
         ttl_s: int,

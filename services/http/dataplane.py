@@ -1,7 +1,8 @@
 """The api's data plane: the inference-log writer and the result cache, built once from settings.
 
 The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
-model backend with :meth:`DataPlane.wrap`, and hands the plane to the app for health and logging.
+model client with :meth:`DataPlane.wrap` (result cache and inference-log recording), and hands the
+plane to the app for health and logging.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from sqlalchemy import Engine
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from services.cache import Cache, build_cache
+from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
-from services.http.backend import Backend
-from services.http.caching import CachingBackend
+from services.http.caching import CachingClient
+from services.http.recording import RecordingClient
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +60,20 @@ class DataPlane:
         )
         return cls(settings, engine=engine, log_writer=writer, cache=cache)
 
-    def wrap(self, backend: Backend) -> Backend:
-        """The model backend behind the result cache (unchanged when the cache is off)."""
-        if self.cache is None:
-            return backend
-        return CachingBackend(
-            backend,
-            self.cache,
-            ttl_s=self.settings.cache_ttl_s,
-            prefix=self.settings.cache_prefix,
-            version_ttl_s=self.settings.cache_version_ttl_s,
-        )
+    def wrap(self, client: AsyncModelClient) -> RecordingClient:
+        """The model client behind the result cache (when it is on), behind the inference log's recording.
+
+        Recording is outside the cache, so a record says whether its answer came from the cache.
+        """
+        if self.cache is not None:
+            client = CachingClient(
+                client,
+                self.cache,
+                ttl_s=self.settings.cache_ttl_s,
+                prefix=self.settings.cache_prefix,
+                version_ttl_s=self.settings.cache_version_ttl_s,
+            )
+        return RecordingClient(client)
 
     async def health(self) -> dict[str, dict[str, Any]]:
         """``inference_log`` and ``cache``, each ``ok`` or ``degraded``."""

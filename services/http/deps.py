@@ -1,4 +1,4 @@
-"""Dependencies of the routes: settings, the backend, and validated uploads."""
+"""Dependencies of the routes: settings, the model client, and validated uploads."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from starlette.concurrency import run_in_threadpool
 
 from kernel.errors import PayloadTooLarge, ServiceError
 from kernel.headers import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER
+from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
-from services.http.backend import Backend
 from services.http.dataplane import DataPlane
-from services.http.recording import current_trace
+from services.http.recording import current_ledger
 from services.imaging import DecodedImage, decode_image
 from services.jobs.queue import JobQueue
 
-BackendProvider = Callable[[], Backend]
+# The routes' model client (the composition root's, wrapped by the cache and the inference log).
+BackendProvider = Callable[[], AsyncModelClient]
 DataPlaneProvider = Callable[[], DataPlane | None]
 JobsProvider = Callable[[], JobQueue | None]
 
@@ -42,8 +43,8 @@ def _settings(request: Request) -> ServingSettings:
     return settings
 
 
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend_provider()
+def _backend(request: Request) -> AsyncModelClient:
+    backend: AsyncModelClient = request.app.state.backend_provider()
     return backend
 
 
@@ -90,14 +91,18 @@ def _limits(request: Request) -> Limits:
 
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
-BackendDep = Annotated[Backend, Depends(_backend)]
+BackendDep = Annotated[AsyncModelClient, Depends(_backend)]
 DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 
 async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
-    """Read one uploaded part within the byte limit and decode it off the event loop (noted in the request's trace)."""
-    trace = current_trace()
+    """Read one uploaded part within the byte limit and decode it off the event loop.
+
+    Each image read or refused is noted, in upload order, in the inference log's ledger of the request
+    (services/http/recording.py): this is where every upload is validated, before any model call.
+    """
+    ledger = current_ledger()
     try:
         data = await upload.read(limits.max_image_bytes + 1)
         if len(data) > limits.max_image_bytes:
@@ -110,7 +115,7 @@ async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
             max_pixels=limits.max_image_pixels,
         )
     except ServiceError as exc:
-        trace.image_refused(exc)
+        ledger.image_refused(exc)
         raise
-    trace.image_read(image)
+    ledger.image_read(image)
     return image

@@ -12,7 +12,6 @@ from kernel.errors import InvalidParameter, NotFound, error_from_dict
 from kernel.logging import get_request_id
 from services.http.deps import BackendDep, LimitsDep, read_image
 from services.http.inference import ImageFile, image_info
-from services.http.recording import current_trace
 from services.http.schemas import (
     GalleryItemResponse,
     GallerySizeResponse,
@@ -42,7 +41,6 @@ async def search(
     if outcome.prediction is None:
         raise error_from_dict(outcome.error or {})
     prediction = outcome.prediction
-    current_trace().answered(decoded, prediction, {"results": outcome.hits}, cached=False)
     return SearchResponse(
         request_id=get_request_id(),
         model=ModelRef(name=prediction.model, version=prediction.version, precision=prediction.precision),

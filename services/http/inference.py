@@ -12,7 +12,7 @@ from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error
 from kernel.logging import get_request_id
 from services.http.deps import BackendDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
 from services.http.jobs import submit_job
-from services.http.recording import current_trace
+from services.http.recording import attribute_model
 from services.http.schemas import (
     BatchItem,
     BatchResponse,
@@ -26,6 +26,7 @@ from services.http.schemas import (
     TaskAnswer,
 )
 from services.imaging import DecodedImage
+from services.models.catalogue import JOB_TASKS
 from services.models.worker import InferenceItem, Outcome
 
 router = APIRouter(tags=["inference"])
@@ -41,7 +42,6 @@ BatchMode = Annotated[
     Form(description="inline: answer now; job: 202 and a job to poll; auto: inline up to CV_MAX_BATCH_ITEMS images"),
 ]
 
-TASK_MODELS = {"classify": "classifier", "detect": "detector"}
 TASK_ANSWERS: dict[str, type[TaskAnswer]] = {"classify": ClassifyResponse, "detect": DetectResponse}
 
 
@@ -65,13 +65,10 @@ def image_info(image: DecodedImage) -> ImageInfo:
 
 
 def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: float) -> dict[str, Any]:
-    """A successful outcome as a response body, or raise its error (either way noted in the request's trace)."""
+    """A successful outcome as a response body, or raise its error."""
     if outcome.prediction is None:
-        error = error_from_dict(outcome.error or {})
-        current_trace().failed(image, error)
-        raise error
+        raise error_from_dict(outcome.error or {})
     prediction = outcome.prediction
-    current_trace().answered(image, prediction, prediction.result, cached=outcome.cached)
     timings = {"decode": decode_ms, **prediction.timings_ms, "total": (time.perf_counter() - started) * 1000}
     return {
         **prediction.result,
@@ -163,7 +160,7 @@ async def batch(
     mode: BatchMode = "auto",
 ) -> BatchResponse | JSONResponse:
     """Run one task over several images: inline (each item its result or problem), or as a job (202)."""
-    current_trace().model = TASK_MODELS[task]
+    attribute_model(JOB_TASKS[task])
     params: dict[str, Any] = (
         {"top_k": top_k}
         if task == "classify"
@@ -203,7 +200,7 @@ async def _inline_batch(
         )
         for _, d in valid
     ]
-    outcomes = await backend.infer(TASK_MODELS[task], items) if items else []
+    outcomes = await backend.infer(JOB_TASKS[task], items) if items else []
     by_index = dict(zip([i for i, _ in valid], outcomes, strict=True))
     answers = TASK_ANSWERS[task]
     results = [

@@ -13,8 +13,8 @@ from kernel.db.tables import new_id
 from kernel.errors import JobsUnavailable, NotFound
 from kernel.logging import get_request_id
 from services.db.jobs import JobProgress
+from services.http.context import current_context
 from services.http.deps import JobsDep
-from services.http.recording import current_trace
 from services.http.schemas import JobResponse
 from services.jobs.queue import JobQueue, StagedImage
 
@@ -77,7 +77,7 @@ async def submit_job(
     for upload in uploads:
         key, sha256 = await run_in_threadpool(partial(queue.store.put_file, upload.file, job_id=job_id))
         staged.append(StagedImage(filename=upload.filename, content_type=upload.content_type, key=key, sha256=sha256))
-    trace = current_trace()
+    caller = current_context()
     submit = partial(
         queue.submit,
         job_id=job_id,
@@ -86,11 +86,11 @@ async def submit_job(
         version=version,
         images=staged,
         request_id=get_request_id(),
-        client_id=trace.client_id,
-        tier=trace.tier,
+        client_id=caller.client_id,
+        tier=caller.tier,
     )
+    # The worker logs each image; the api logs nothing for this 202 (services/http/recording.py).
     progress = await run_in_threadpool(submit)
-    trace.job_id = progress.job.id  # the worker logs each image; the api logs nothing for this request
     body = job_body(progress, offset=0)
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": body.location})
 

@@ -10,10 +10,10 @@ from pydantic import MISSING
 from starlette.concurrency import run_in_threadpool
 
 from kernel.errors import ServiceError
-from services.http.backend import MODEL_NAMES
 from services.http.deps import BackendDep, DataPlaneDep, JobsDep, SettingsDep
 from services.http.schemas import HealthData, HealthResponse, ModelsResponse, ModelStatus, State
 from services.metrics import render_metrics
+from services.models.catalogue import MODEL_NAMES
 
 router = APIRouter(tags=["operations"])
 

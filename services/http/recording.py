@@ -1,99 +1,112 @@
-"""One inference-log record per image, gathered while a request runs and handed to the writer at its end.
+"""The inference log of the public routes: one record per image, from the model client's answers.
 
-``RequestContextMiddleware`` opens a :class:`RequestTrace` for every request and binds it to a
-context variable; ``read_image`` notes each image, ``answer`` (and the search route) notes
-each result, and the middleware turns the trace into records once the response has gone out:
-one per image, or one for the request when it failed before any image was read.
+Three parts, none of them in a route:
+
+- :class:`RecordingClient` wraps the routes' model client (outside the result cache, whose ``cached``
+  flag it keeps) and notes each item the model answers or fails in the request's :class:`ItemLedger`.
+- ``read_image`` (services/http/deps.py), where every upload is validated, notes each image it reads or
+  refuses, in upload order: so each record has the image's facts and its position, and an image refused
+  before any model call (an item of an inline ``/batch``) still has its own record.
+- :class:`InferenceLogMiddleware` opens the ledger, and once the response has gone turns it into records
+  for the log writer: one per image, or one for the request when it failed before any image was read.
+  A ``/batch`` answered 202 became a job: the worker logs its images, one row per item.
+
+Who called and when the request started come from the request context (services/http/context.py).
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kernel.db.tables import InferenceLogCreate
-from kernel.errors import ServiceError
+from kernel.errors import ServiceError, error_from_dict
+from services.clients.base import AsyncModelClient
+from services.db.records import image_columns, summarize
+from services.http.context import RequestContext, current_context
+from services.http.paths import API_PREFIX, route_template
 from services.imaging import DecodedImage
+from services.index.search import SearchItem, SearchOutcome
+from services.models.catalogue import CATALOGUE
 from services.models.contract import Prediction
+from services.models.worker import InferenceItem, Outcome
 
-# Route templates (under /api/v1) whose requests are logged, and the model each one runs.
-# /batch runs the model its ``task`` names; the route says which (RequestTrace.model).
+log = logging.getLogger("services.http")
+
+BATCH_ROUTE = f"{API_PREFIX}/batch"
+# Route templates whose requests are logged, and the model each one runs (the catalogue's routes).
+# /batch runs the model its ``task`` names, which the route attributes (ItemLedger.model).
 RECORDED_ROUTES: dict[str, str | None] = {
-    "/api/v1/classify": "classifier",
-    "/api/v1/detect": "detector",
-    "/api/v1/search": "embedder",
-    "/api/v1/batch": None,
+    **{f"{API_PREFIX}{entry.route}": entry.name for entry in CATALOGUE},
+    BATCH_ROUTE: None,
 }
 
 
 @dataclass
-class ImageEntry:
+class ItemRecord:
+    """What became of one image of the request."""
+
     image: DecodedImage | None = None
     prediction: Prediction | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
-    status: int | None = None
+    status: int | None = None  # None: the response's status
     error_type: str | None = None
 
 
 @dataclass
-class RequestTrace:
-    """What one request did to each of its images."""
+class ItemLedger:
+    """What one request did to each of its images, in upload order."""
 
-    request_id: str | None
-    client_id: str | None = None
-    tier: str | None = None
-    model: str | None = None
-    entries: list[ImageEntry] = field(default_factory=list)
-    # Set when the request became a batch job: its images are logged by the worker, one row per item.
-    job_id: str | None = None
-
-    def caller(self) -> dict[str, str]:
-        """Who called, as the gateway said (for log lines): empty without a trusted gateway."""
-        return {k: v for k, v in (("client_id", self.client_id), ("tier", self.tier)) if v}
+    model: str | None = None  # the model a /batch request runs (its task's)
+    items: list[ItemRecord] = field(default_factory=list)
 
     def image_read(self, image: DecodedImage) -> None:
-        self.entries.append(ImageEntry(image=image))
+        self.items.append(ItemRecord(image=image))
 
     def image_refused(self, error: ServiceError) -> None:
-        self.entries.append(ImageEntry(status=error.status_code, error_type=error.type_slug))
+        self.items.append(ItemRecord(status=error.status_code, error_type=error.type_slug))
 
-    def answered(self, image: DecodedImage, prediction: Prediction, result: dict[str, Any], *, cached: bool) -> None:
-        entry = self._entry(image)
-        entry.prediction, entry.summary, entry.cached, entry.status = prediction, summarize(result), cached, 200
+    def answered(self, pixels: np.ndarray, prediction: Prediction, summary: dict[str, Any], *, cached: bool) -> None:
+        item = self._item(pixels)
+        item.prediction, item.summary, item.cached, item.status = prediction, summary, cached, 200
 
-    def failed(self, image: DecodedImage, error: ServiceError) -> None:
-        entry = self._entry(image)
-        entry.status, entry.error_type = error.status_code, error.type_slug
+    def failed(self, pixels: np.ndarray, error: ServiceError) -> None:
+        item = self._item(pixels)
+        item.status, item.error_type = error.status_code, error.type_slug
 
-    def _entry(self, image: DecodedImage) -> ImageEntry:
-        for entry in self.entries:
-            if entry.image is image:
-                return entry
-        entry = ImageEntry(image=image)
-        self.entries.append(entry)
-        return entry
+    def _item(self, pixels: np.ndarray) -> ItemRecord:
+        # The model client's item carries the very pixels read_image decoded (no copy is made on the way).
+        for item in self.items:
+            if item.image is not None and item.image.pixels is pixels:
+                return item
+        item = ItemRecord()
+        self.items.append(item)
+        return item
 
     def records(
-        self, *, route: str, status: int, error_type: str | None, latency_ms: float
+        self, context: RequestContext, *, route: str, status: int, error_type: str | None, latency_ms: float
     ) -> list[InferenceLogCreate]:
         """One record per image (or one for the request), filled from the response where an image says nothing."""
-        if self.job_id is not None:
-            return []
         model = self.model or RECORDED_ROUTES.get(route)
         common: dict[str, Any] = {
-            "request_id": self.request_id,
-            "client_id": self.client_id,
-            "tier": self.tier,
+            "request_id": context.request_id,
+            "client_id": context.client_id,
+            "tier": context.tier,
             "route": route,
             "latency_ms": round(latency_ms, 3),
         }
-        entries = self.entries or [ImageEntry()]
         records = []
-        for index, entry in enumerate(entries):
-            prediction, image = entry.prediction, entry.image
-            own_status = entry.status or status
+        for index, item in enumerate(self.items or [ItemRecord()]):
+            prediction = item.prediction
+            own_status = item.status or status
             records.append(
                 InferenceLogCreate(
                     **common,
@@ -102,50 +115,128 @@ class RequestTrace:
                     version=prediction.version if prediction else None,
                     precision=prediction.precision if prediction else None,
                     status=own_status,
-                    cached=entry.cached,
-                    error_type=entry.error_type or (error_type if own_status >= 400 else None),
-                    image_sha256=image.sha256 if image else None,
-                    image_bytes=image.byte_size if image else None,
-                    image_width=image.width if image else None,
-                    image_height=image.height if image else None,
-                    image_format=image.format if image else None,
-                    **entry.summary,
+                    cached=item.cached,
+                    error_type=item.error_type or (error_type if own_status >= 400 else None),
+                    **image_columns(item.image),
+                    **item.summary,
                 )
             )
         return records
 
 
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """Top label and score (classify), best box and box count (detect), best hit (search)."""
-    if "detections" in result:
-        boxes = result["detections"]
-        best = max(boxes, key=lambda d: d.get("score", 0.0)) if boxes else None
-        return {"box_count": len(boxes), **_top(best, "label")}
-    for key, name in (("predictions", "label"), ("results", "id")):
-        if key in result:
-            return _top(result[key][0] if result[key] else None, name)
-    return {}
+_ledger: contextvars.ContextVar[ItemLedger | None] = contextvars.ContextVar("item_ledger", default=None)
 
 
-def _top(entry: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    if entry is None:
-        return {}
-    label = entry.get(name)
-    return {"top_label": None if label is None else str(label)[:256], "top_score": entry.get("score")}
+def current_ledger() -> ItemLedger:
+    """The ledger of the request being handled (a detached one outside a logged request)."""
+    ledger = _ledger.get()
+    return ledger if ledger is not None else ItemLedger()
 
 
-_trace: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar("request_trace", default=None)
+def bind_ledger(ledger: ItemLedger) -> contextvars.Token[ItemLedger | None]:
+    """Open ``ledger`` for the request being handled (:class:`InferenceLogMiddleware`; tests)."""
+    return _ledger.set(ledger)
 
 
-def current_trace() -> RequestTrace:
-    """The trace of the request being handled (a detached one outside a request)."""
-    trace = _trace.get()
-    return trace if trace is not None else RequestTrace(request_id=None)
+def reset_ledger(token: contextvars.Token[ItemLedger | None]) -> None:
+    _ledger.reset(token)
 
 
-def bind_trace(trace: RequestTrace) -> contextvars.Token[RequestTrace | None]:
-    return _trace.set(trace)
+def attribute_model(model: str) -> None:
+    """Say which model a ``/batch`` request runs, for its records that no model answered.
+
+    The one thing a route tells the inference log: the model comes from the ``task`` form field, which only
+    the route has parsed, and the record of a batch refused before any image is read names it.
+    """
+    current_ledger().model = model
 
 
-def reset_trace(token: contextvars.Token[RequestTrace | None]) -> None:
-    _trace.reset(token)
+class RecordingClient:
+    """Notes each answer of the wrapped model client in the request's ledger (search and inference)."""
+
+    def __init__(self, inner: AsyncModelClient) -> None:
+        self.inner = inner
+
+    async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
+        outcomes = await self.inner.infer(model, items)
+        ledger = current_ledger()
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.prediction is not None:
+                summary = summarize(outcome.prediction.result)
+                ledger.answered(item.image, outcome.prediction, summary, cached=outcome.cached)
+            else:
+                ledger.failed(item.image, error_from_dict(outcome.error or {}))
+        return outcomes
+
+    async def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
+        outcomes = await self.inner.search(items)
+        ledger = current_ledger()
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.prediction is not None:
+                summary = summarize({"results": outcome.hits})
+                ledger.answered(item.image, outcome.prediction, summary, cached=False)
+            else:
+                ledger.failed(item.image, error_from_dict(outcome.error or {}))
+        return outcomes
+
+    async def status(self, model: str) -> dict[str, Any]:
+        return await self.inner.status(model)
+
+    async def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
+        return await self.inner.gallery_add(item, metadata)
+
+    async def gallery_remove(self, item_id: str) -> bool:
+        return await self.inner.gallery_remove(item_id)
+
+    async def gallery_size(self) -> int:
+        return await self.inner.gallery_size()
+
+
+class Sink(Protocol):
+    """Where records go (the data plane's log writer)."""
+
+    def submit(self, records: list[InferenceLogCreate]) -> None: ...
+
+
+class InferenceLogMiddleware:
+    """Opens each request's ledger and hands its records to the log writer once the response has gone."""
+
+    def __init__(self, app: ASGIApp, sink: Callable[[], Sink | None]) -> None:
+        self.app = app
+        self.sink = sink
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ledger = ItemLedger()
+        token = bind_ledger(ledger)
+        response: dict[str, Any] = {"status": 500, "problem": None}  # 500: an exception escaped the app
+
+        async def note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response["status"] = message["status"]
+                for key, value in message.get("headers", []):
+                    if key == b"x-problem-type":
+                        response["problem"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note)
+        finally:
+            reset_ledger(token)
+            self._hand_off(ledger, route_template(scope), response["status"], response["problem"])
+
+    def _hand_off(self, ledger: ItemLedger, route: str, status: int, problem: str | None) -> None:
+        """Queue the request's records with the log writer: a queue append, never a database call."""
+        if route not in RECORDED_ROUTES or (route == BATCH_ROUTE and status == 202):
+            return  # not a logged route, or a batch that became a job (the worker logs each image)
+        sink = self.sink()
+        if sink is None:
+            return
+        context = current_context()
+        latency_ms = (time.perf_counter() - context.started) * 1000
+        try:
+            sink.submit(ledger.records(context, route=route, status=status, error_type=problem, latency_ms=latency_ms))
+        except Exception:  # a logging bug must not turn an answered request into an error
+            log.exception("inference log record failed")

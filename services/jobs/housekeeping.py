@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kernel.db.session import create_db_engine
     from kernel.logging import configure_logging
     from services.config import get_settings
-    from services.jobs.celery_app import create_celery
+    from services.jobs.celery_factory import create_celery
     from services.jobs.queue import CeleryDispatcher
 
     parser = argparse.ArgumentParser(prog="python -m services.jobs.housekeeping", description=__doc__.split("\n\n")[0])

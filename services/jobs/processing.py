@@ -39,19 +39,19 @@ from kernel.errors import (
     problem_from_error,
 )
 from kernel.logging import bind_request_id, reset_request_id
+from services.clients.base import ModelClient
 from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import ItemResult
-from services.http.recording import summarize
+from services.db.records import image_columns, summarize
 from services.imaging import DecodedImage, decode_image
-from services.jobs.callers import ModelCaller
 from services.jobs.store import ImageStore
 from services.metrics import JOB_ITEMS
+from services.models.catalogue import JOB_TASKS
 from services.models.worker import InferenceItem, Outcome
 
 log = logging.getLogger(__name__)
 
-TASK_MODELS = {"classify": "classifier", "detect": "detector"}
 JOB_ROUTE = "/api/v1/batch"
 _EVENT_NAMESPACE = uuid.UUID("3f0c8a52-8d3e-4b8e-9a7e-5f1d2c3b4a69")
 
@@ -93,7 +93,7 @@ class ChunkProcessor:
         *,
         engine: Engine,
         store: ImageStore,
-        models: ModelCaller,
+        models: ModelClient,
         limits: ImageLimits,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -193,7 +193,7 @@ class ChunkProcessor:
             for _, image in decoded
         ]
         try:
-            outcomes = self.models.infer(TASK_MODELS[job.task], requests)
+            outcomes = self.models.infer(JOB_TASKS[job.task], requests)
         except Exception as exc:
             error = exc if isinstance(exc, ServiceError) else _unexpected(exc)
             if not is_transient(error):
@@ -279,15 +279,11 @@ class ChunkProcessor:
             route=JOB_ROUTE,
             item_index=item.item_index,
             job_id=job.id,
-            model=TASK_MODELS[job.task],
+            model=JOB_TASKS[job.task],
             status=status,
             latency_ms=round(latency_ms, 3),
             error_type=error_type,
-            image_sha256=image.sha256 if image else item.image_sha256,
-            image_bytes=image.byte_size if image else None,
-            image_width=image.width if image else None,
-            image_height=image.height if image else None,
-            image_format=image.format if image else None,
+            **{**image_columns(image), "image_sha256": image.sha256 if image else item.image_sha256},
         )
 
     def _record(self, job: BatchJob, results: list[ItemResult]) -> None:
@@ -311,7 +307,7 @@ class ChunkProcessor:
 
 
 def _unexpected(exc: Exception) -> ServiceError:
-    # Not an outage the callers recognised (they turn those into ModelUnavailable): a bug that a retry would
+    # Not an outage the model client recognised (they turn those into ModelUnavailable): a bug that a retry would
     # repeat. The items fail with a 500 rather than leave the job running forever.
     log.exception("unexpected error from the model call", exc_info=exc)
     return InferenceFailed("an unexpected error occurred running the model; quote the request id")

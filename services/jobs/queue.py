@@ -49,7 +49,7 @@ class CeleryDispatcher:
         self.queue = queue
 
     def send(self, job_id: str, chunks: list[list[int]], request_id: str | None) -> None:
-        from services.jobs.celery_app import TASK_NAME
+        from services.jobs.celery_factory import TASK_NAME  # Celery and kombu load only where jobs are sent
 
         with self.app.producer_or_acquire() as producer:
             for chunk in chunks:
@@ -98,7 +98,7 @@ class JobQueue:
 
     @classmethod
     def from_settings(cls, settings: ServingSettings, *, engine: Engine) -> JobQueue:
-        from services.jobs.celery_app import create_celery
+        from services.jobs.celery_factory import create_celery
 
         dispatcher = CeleryDispatcher(create_celery(settings), settings.jobs_queue)
         return cls(

@@ -1,6 +1,6 @@
 """The Celery task of the job workers, and the per-process objects it works with.
 
-Each worker process (a prefork child) builds its database engine, image store and model callers
+Each worker process (a prefork child) builds its database engine, image store and model client
 on its first task, after the fork, so no connection is shared across processes.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from kernel.db.session import create_db_engine
+from services.clients.jobs import job_client
 from services.config import get_settings
-from services.jobs.callers import model_caller
-from services.jobs.celery_app import TASK_NAME, app
+from services.jobs.celery_factory import TASK_NAME
 from services.jobs.processing import ChunkProcessor, ImageLimits, backoff_s, settings_policy
 from services.jobs.store import ImageStore
 
@@ -26,13 +27,14 @@ def processor() -> ChunkProcessor:
     return ChunkProcessor(
         engine=create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s),
         store=ImageStore(settings.job_store),
-        models=model_caller(settings),
+        models=job_client(settings),
         limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         policy=settings_policy(settings),
     )
 
 
-@app.task(bind=True, name=TASK_NAME, max_retries=None)
+# A shared task: registered with the worker's app (services/jobs/celery_app.py), which includes this module.
+@shared_task(bind=True, name=TASK_NAME, max_retries=None)
 def process_chunk(self: Any, job_id: str, indices: list[int], attempt: int = 0) -> None:
     """Answer the pending items ``indices`` of job ``job_id`` (``attempt``: transient retries so far)."""
     work = processor()

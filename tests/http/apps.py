@@ -18,10 +18,11 @@ from starlette.routing import Mount
 from gateway.app import Gateway
 from gateway.inprocess import install_gateway
 from kernel.db.tables import InferenceLog
+from services.clients.base import AsyncModelClient
+from services.clients.threaded import ThreadedClient
 from services.config import ServingSettings
 from services.db.logs import list_inference_logs
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
-from services.http.backend import Backend, LocalBackend
 from services.http.dataplane import DataPlane
 from services.http.deps import JobsProvider
 from services.jobs.processing import ChunkProcessor, ImageLimits
@@ -32,7 +33,7 @@ from services.models.worker import InferenceItem, Outcome
 
 @contextmanager
 def data_plane_client(
-    backend: Backend,
+    backend: AsyncModelClient,
     settings: ServingSettings,
     jobs: JobsProvider | None = None,
     gateway: Callable[[], Gateway] | None = None,
@@ -59,11 +60,13 @@ def logged_rows(plane: DataPlane, request_id: str | None = None) -> list[Inferen
 
 
 class LocalModels:
-    def __init__(self, backend: LocalBackend) -> None:
+    """The job worker's side of the in-process models: the sync client under the routes' threaded one."""
+
+    def __init__(self, backend: ThreadedClient) -> None:
         self.backend = backend
 
     def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
-        return self.backend.workers[model].run(items)
+        return self.backend.inner.infer(model, items)
 
 
 @dataclass
@@ -94,7 +97,7 @@ class JobApp:
 
 
 @contextmanager
-def job_app(backend: LocalBackend, settings: ServingSettings) -> Iterator[JobApp]:
+def job_app(backend: ThreadedClient, settings: ServingSettings) -> Iterator[JobApp]:
     """:func:`data_plane_client` with a job queue whose chunks wait in a :class:`StepDispatcher`."""
     dispatcher = StepDispatcher()
     holder: dict[str, JobQueue] = {}

@@ -1,4 +1,4 @@
-"""The public API in process: the real FastAPI app over the real models (LocalBackend)."""
+"""The public API in process: the real FastAPI app over the real models (the in-process model client)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,20 @@ from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from services.clients.inprocess import InProcessClient
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.app import create_app
-from services.http.backend import LocalBackend
 
 
 @pytest.fixture(scope="module")
-def backend(model_store: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+def backend(model_store: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedClient]:
     settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("data")})
-    yield LocalBackend.from_settings(settings)
+    yield ThreadedClient(InProcessClient(settings))
 
 
 @pytest.fixture(scope="module")
-def client(backend: LocalBackend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(backend: ThreadedClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = get_settings().model_copy(update={"data_dir": Path(tmp_path_factory.mktemp("data2"))})
     app = create_app(settings, backend=lambda: backend)
     # Mounted as the api service mounts it, so paths and route templates match production.

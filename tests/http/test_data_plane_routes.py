@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
-from services.http.backend import LocalBackend
 from services.http.dataplane import DataPlane
 from tests.http.apps import data_plane_client, logged_rows
 from tests.unit.fakes import sample
 
 
 @pytest.fixture
-def app(backend: LocalBackend, tmp_path: Path) -> Iterator[tuple[TestClient, DataPlane]]:
+def app(backend: ThreadedClient, tmp_path: Path) -> Iterator[tuple[TestClient, DataPlane]]:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "log_flush_interval_s": 60.0})
     with data_plane_client(backend, settings) as pair:
         yield pair
@@ -135,7 +135,7 @@ def test_health_reports_the_log_sink_and_the_cache(app: tuple[TestClient, DataPl
 
 
 def test_gateway_headers_are_recorded_only_when_trusted(
-    backend: LocalBackend, tmp_path: Path, photos: dict[str, bytes]
+    backend: ThreadedClient, tmp_path: Path, photos: dict[str, bytes]
 ) -> None:
     headers = {"X-Client-Id": "acme", "X-Tier": "pro", "X-Request-ID": "g"}
     for trusted in (False, True):
@@ -148,7 +148,7 @@ def test_gateway_headers_are_recorded_only_when_trusted(
             assert (row.client_id, row.tier) == (("acme", "pro") if trusted else (None, None))
 
 
-def test_cache_can_be_switched_off(backend: LocalBackend, tmp_path: Path, photos: dict[str, bytes]) -> None:
+def test_cache_can_be_switched_off(backend: ThreadedClient, tmp_path: Path, photos: dict[str, bytes]) -> None:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "cache_enabled": False})
     with data_plane_client(backend, settings) as (client, _):
         for _ in range(2):

@@ -19,16 +19,16 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from kernel.signing import sign
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.app import create_app
-from services.http.backend import LocalBackend
 from services.http.deps import Limits
 from tests.conftest import encode
 
 TIER = {"X-Client-Id": "acme", "X-Tier": "free", "X-Tier-Max-Batch": "2", "X-Tier-Max-Image-Bytes": "2000"}
 
 
-def _client(backend: LocalBackend, tmp_path: Path, *, trusted: bool) -> TestClient:
+def _client(backend: ThreadedClient, tmp_path: Path, *, trusted: bool) -> TestClient:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "trust_gateway_headers": trusted})
     app = create_app(settings, backend=lambda: backend)
     parent = Starlette(routes=[Mount("/api/v1", app=app)])
@@ -36,13 +36,13 @@ def _client(backend: LocalBackend, tmp_path: Path, *, trusted: bool) -> TestClie
 
 
 @pytest.fixture
-def trusted(backend: LocalBackend, tmp_path: Path) -> Iterator[TestClient]:
+def trusted(backend: ThreadedClient, tmp_path: Path) -> Iterator[TestClient]:
     with _client(backend, tmp_path, trusted=True) as client:
         yield client
 
 
 @pytest.fixture
-def untrusted(backend: LocalBackend, tmp_path: Path) -> Iterator[TestClient]:
+def untrusted(backend: ThreadedClient, tmp_path: Path) -> Iterator[TestClient]:
     with _client(backend, tmp_path, trusted=False) as client:
         yield client
 
@@ -112,7 +112,7 @@ SIGNING_SECRET = "a-signing-secret-of-the-gateway"
 
 
 @pytest.fixture
-def signed(backend: LocalBackend, tmp_path: Path) -> Iterator[TestClient]:
+def signed(backend: ThreadedClient, tmp_path: Path) -> Iterator[TestClient]:
     settings = get_settings().model_copy(
         update={
             "data_dir": tmp_path,

@@ -20,8 +20,8 @@ from gateway.keys import KeyStore
 from gateway.tiers import Tiers
 from kernel.asgi import full_path
 from kernel.errors import PROBLEM_CONTENT_TYPE
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
-from services.http.backend import LocalBackend
 from tests.conftest import encode
 from tests.gateway.conftest import make_tier
 from tests.gateway.test_app import FakeLimiter
@@ -39,7 +39,7 @@ def limiter() -> FakeLimiter:
 
 
 @pytest.fixture
-def client(backend: LocalBackend, keys: KeyStore, limiter: FakeLimiter, tmp_path: Path) -> Iterator[TestClient]:
+def client(backend: ThreadedClient, keys: KeyStore, limiter: FakeLimiter, tmp_path: Path) -> Iterator[TestClient]:
     tiers = Tiers(
         {
             "pro": make_tier(burst=3, max_image_bytes=10_000_000),
@@ -84,7 +84,7 @@ def test_a_key_passes_with_rate_headers_and_the_gateways_identity(client: TestCl
 
 
 def test_the_gateways_client_id_replaces_the_callers_in_the_inference_log(
-    backend: LocalBackend, keys: KeyStore, limiter: FakeLimiter, tmp_path: Path
+    backend: ThreadedClient, keys: KeyStore, limiter: FakeLimiter, tmp_path: Path
 ) -> None:
     gateway = Gateway(
         keys=keys, tiers=Tiers({"pro": make_tier(max_image_bytes=10**7)}), limiter=limiter, fail_open=False

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from kernel.db.tables import InferenceLog
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
-from services.http.backend import LocalBackend
 from services.jobs import submit as submit_cli
 from tests.http.apps import JobApp, job_app
 
@@ -23,7 +23,7 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def app(backend: LocalBackend, tmp_path: Path) -> Iterator[JobApp]:
+def app(backend: ThreadedClient, tmp_path: Path) -> Iterator[JobApp]:
     settings = get_settings().model_copy(update={"data_dir": tmp_path, "max_batch_items": 3, "jobs_chunk_size": 2})
     with job_app(backend, settings) as pair:
         yield pair

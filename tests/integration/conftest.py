@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from kernel.db.session import create_db_engine
+from services.clients.inprocess import InProcessClient
+from services.clients.threaded import ThreadedClient
 from services.config import ServingSettings, get_settings
-from services.http.backend import LocalBackend
 from tests.integration.proxy import TcpProxy
 from tests.integration.server import Server, start_server
 
@@ -120,10 +121,10 @@ def redis_prefix(redis_endpoint: tuple[str, int]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def local_backend(model_store: list[str], tmp_path_factory: pytest.TempPathFactory) -> LocalBackend:
+def local_backend(model_store: list[str], tmp_path_factory: pytest.TempPathFactory) -> ThreadedClient:
     """The real models in this process (the data-plane tests put PostgreSQL and Redis around them)."""
     settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("models-data")})
-    return LocalBackend.from_settings(settings)
+    return ThreadedClient(InProcessClient(settings))
 
 
 @pytest.fixture(scope="session")

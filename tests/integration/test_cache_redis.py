@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from services.cache import RedisCache
+from services.clients.threaded import ThreadedClient
 from services.config import ServingSettings, get_settings
-from services.http.backend import LocalBackend
 from tests.http.apps import data_plane_client
 from tests.integration.conftest import REDIS_URL
 from tests.integration.proxy import TcpProxy
@@ -58,7 +58,7 @@ def test_redis_cache_round_trip_with_ttl(tmp_path: Path, redis_proxy: TcpProxy, 
 
 
 def test_repeated_image_is_a_hit_shared_through_redis(
-    local_backend: LocalBackend, tmp_path: Path, redis_proxy: TcpProxy, redis_prefix: str, photos: dict[str, bytes]
+    local_backend: ThreadedClient, tmp_path: Path, redis_proxy: TcpProxy, redis_prefix: str, photos: dict[str, bytes]
 ) -> None:
     image = {"image": ("c.jpg", photos["coffee.jpg"], "image/jpeg")}
     settings = settings_for(tmp_path, redis_proxy, redis_prefix)
@@ -72,7 +72,7 @@ def test_repeated_image_is_a_hit_shared_through_redis(
 
 
 def test_redis_down_falls_back_to_memory_and_recovers(
-    local_backend: LocalBackend,
+    local_backend: ThreadedClient,
     tmp_path: Path,
     redis_proxy: TcpProxy,
     redis_prefix: str,

@@ -15,11 +15,11 @@ from sqlmodel import Session
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from kernel.db.tables import InferenceLogCreate
+from services.clients.threaded import ThreadedClient
 from services.config import ServingSettings, get_settings
 from services.db.logs import count_inference_logs
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
-from services.http.backend import LocalBackend
 from tests.http.apps import data_plane_client, logged_rows
 from tests.integration.conftest import postgres_url
 from tests.integration.proxy import TcpProxy
@@ -58,7 +58,7 @@ def test_migrations_on_postgres_match_the_tables(pg_schema: str, postgres_endpoi
 
 
 def test_logs_match_the_requests_sent(
-    local_backend: LocalBackend, tmp_path: Path, pg_proxy: TcpProxy, pg_schema: str, photos: dict[str, bytes]
+    local_backend: ThreadedClient, tmp_path: Path, pg_proxy: TcpProxy, pg_schema: str, photos: dict[str, bytes]
 ) -> None:
     settings = settings_for(tmp_path, pg_proxy, pg_schema)
     with data_plane_client(local_backend, settings) as (client, plane):
@@ -80,7 +80,7 @@ def test_logs_match_the_requests_sent(
 
 
 def test_database_down_during_traffic_spools_then_replays(
-    local_backend: LocalBackend,
+    local_backend: ThreadedClient,
     tmp_path: Path,
     pg_proxy: TcpProxy,
     pg_schema: str,

@@ -1,4 +1,4 @@
-"""The middleware's hand-off to the log writer: a failing writer never fails the request."""
+"""The inference log's hand-off to the log writer: a failing writer never fails the request."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings
 from services.http.app import create_app
+from services.http.recording import RecordingClient
 from tests.unit.http.test_caching import FakeModels
 
 
@@ -46,9 +47,10 @@ def png() -> bytes:
 
 
 def client(plane: Plane, **settings: Any) -> TestClient:
+    models = RecordingClient(FakeModels())  # type: ignore[arg-type]  # as DataPlane.wrap wraps the client
     app = create_app(
         ServingSettings(_env_file=None, **settings),  # type: ignore[arg-type]
-        backend=lambda: FakeModels(),  # type: ignore[arg-type,return-value]
+        backend=lambda: models,
         data_plane=lambda: plane,  # type: ignore[arg-type,return-value]
     )
     return TestClient(app)

@@ -1,4 +1,4 @@
-"""CachingBackend over a fake model backend: hits, misses, keys, and the version rule."""
+"""CachingClient over a fake model client: hits, misses, keys, and the version rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from kernel.errors import ModelUnavailable, error_to_dict
 from services.cache import MemoryCache
-from services.http.caching import CachingBackend, cache_key, version_digest
+from services.http.caching import CachingClient, cache_key, version_digest
 from services.index.search import SearchItem, SearchOutcome
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, Outcome
@@ -84,13 +84,13 @@ def item(sha: str | None = SHA, version: str | None = None, top_k: int = 5) -> I
     )
 
 
-def make(version_ttl_s: float = 1.0) -> tuple[CachingBackend, FakeModels, Clock]:
+def make(version_ttl_s: float = 1.0) -> tuple[CachingClient, FakeModels, Clock]:
     models, clock = FakeModels(), Clock()
-    backend = CachingBackend(models, MemoryCache(), ttl_s=60, prefix="t:", version_ttl_s=version_ttl_s, clock=clock)
+    backend = CachingClient(models, MemoryCache(), ttl_s=60, prefix="t:", version_ttl_s=version_ttl_s, clock=clock)
     return backend, models, clock
 
 
-def infer(backend: CachingBackend, *items: InferenceItem) -> list[Outcome]:
+def infer(backend: CachingClient, *items: InferenceItem) -> list[Outcome]:
     return asyncio.run(backend.infer("classifier", list(items)))
 
 

@@ -12,8 +12,9 @@ from sqlalchemy import inspect
 from kernel.db.tables import InferenceLogCreate
 from services.cache import MemoryCache, RedisCache
 from services.config import ServingSettings
-from services.http.caching import CachingBackend
+from services.http.caching import CachingClient
 from services.http.dataplane import DataPlane
+from services.http.recording import RecordingClient
 from tests.unit.http.test_caching import FakeModels
 
 
@@ -27,7 +28,8 @@ def test_local_defaults_are_sqlite_migrated_at_start_and_the_memory_cache(tmp_pa
         assert plane.engine.dialect.name == "sqlite" and (tmp_path / "cv.sqlite3").is_file()
         assert "inference_log" in inspect(plane.engine).get_table_names()
         assert isinstance(plane.cache, MemoryCache)
-        assert isinstance(plane.wrap(FakeModels()), CachingBackend)
+        wrapped = plane.wrap(FakeModels())
+        assert isinstance(wrapped, RecordingClient) and isinstance(wrapped.inner, CachingClient)
         health = asyncio.run(plane.health())
         assert health["inference_log"]["status"] == "ok" and health["cache"]["backend"] == "memory"
     finally:
@@ -39,7 +41,7 @@ def test_production_does_not_migrate_at_start(tmp_path: Path) -> None:
     try:
         assert inspect(plane.engine).get_table_names() == []
         models = FakeModels()
-        assert plane.wrap(models) is models
+        assert plane.wrap(models).inner is models  # recorded, not cached
     finally:
         asyncio.run(plane.close())
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from kernel.db.tables import new_id
 from kernel.errors import JobsUnavailable
 from services.config import ServingSettings
-from services.jobs.celery_app import TASK_NAME, create_celery
+from services.jobs.celery_factory import TASK_NAME, create_celery
 from services.jobs.queue import CeleryDispatcher, JobQueue, StagedImage
 from services.jobs.store import ImageStore
 from tests.unit.fakes import sample

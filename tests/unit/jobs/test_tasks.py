@@ -91,7 +91,7 @@ def test_the_processor_is_built_from_settings(monkeypatch: pytest.MonkeyPatch, t
 
 def test_redis_looks_for_expired_deliveries_well_within_the_timeout() -> None:
     from services.config import ServingSettings
-    from services.jobs.celery_app import transport_options
+    from services.jobs.celery_factory import transport_options
 
     def options(**values: Any) -> dict[str, Any]:
         return transport_options(ServingSettings(_env_file=None, **values))  # type: ignore[call-arg]

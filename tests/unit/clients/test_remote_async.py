@@ -1,4 +1,4 @@
-"""RemoteBackend around fake bentoml.depends clients: results, errors and transport failures."""
+"""AsyncRemoteClient around fake bentoml.depends handles: results, errors and transport failures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kernel.errors import ModelUnavailable, NotFound, error_to_dict
-from services.http.backend import RemoteBackend
+from services.clients.remote import AsyncRemoteClient
 from services.index.search import SearchItem
 from services.models.worker import InferenceItem
 
@@ -43,19 +43,19 @@ PREDICTION = {"model": "classifier", "version": "v1", "precision": "fp32", "resu
 
 
 def test_infer_validates_outcomes_from_dicts() -> None:
-    backend = RemoteBackend({"classifier": FakeClient(infer=[{"prediction": PREDICTION}])})
+    backend = AsyncRemoteClient({"classifier": FakeClient(infer=[{"prediction": PREDICTION}])})
     (outcome,) = asyncio.run(backend.infer("classifier", [_item()]))
     assert outcome.prediction is not None and outcome.prediction.version == "v1"
 
 
 def test_transport_failure_becomes_model_unavailable() -> None:
-    backend = RemoteBackend({"detector": FakeClient(infer=ConnectionError("refused"))})
+    backend = AsyncRemoteClient({"detector": FakeClient(infer=ConnectionError("refused"))})
     with pytest.raises(ModelUnavailable):
         asyncio.run(backend.infer("detector", [_item()]))
 
 
 def test_service_errors_pass_through_unchanged() -> None:
-    backend = RemoteBackend({"classifier": FakeClient(status=NotFound("gone"))})
+    backend = AsyncRemoteClient({"classifier": FakeClient(status=NotFound("gone"))})
     with pytest.raises(NotFound):
         asyncio.run(backend.status("classifier"))
 
@@ -68,7 +68,7 @@ def test_gallery_calls_reach_the_embedder() -> None:
         gallery_size=7,
         status={"model": "embedder", "status": "ok"},
     )
-    backend = RemoteBackend({"embedder": embedder})
+    backend = AsyncRemoteClient({"embedder": embedder})
     (hit,) = asyncio.run(backend.search([SearchItem(image=np.zeros((4, 4, 3), np.uint8))]))
     assert hit.hits[0]["id"] == "a"
     assert asyncio.run(backend.gallery_add(_item(), {"k": 1}))["id"] == "a"
@@ -86,6 +86,6 @@ def test_gallery_calls_reach_the_embedder() -> None:
 
 def test_gallery_add_error_is_raised() -> None:
     error = error_to_dict(NotFound("no such thing"))
-    backend = RemoteBackend({"embedder": FakeClient(gallery_add={"error": error})})
+    backend = AsyncRemoteClient({"embedder": FakeClient(gallery_add={"error": error})})
     with pytest.raises(NotFound, match="no such thing"):
         asyncio.run(backend.gallery_add(_item(), {}))

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from kernel.errors import InvalidParameter, ModelUnavailable
+from services.clients import inprocess, remote
+from services.clients.inprocess import InProcessClient
+from services.clients.jobs import job_client
+from services.clients.remote import RemoteClient
 from services.config import ServingSettings
-from services.jobs import callers
-from services.jobs.callers import InProcessCaller, ServiceCaller, model_caller
 from services.models.worker import InferenceItem, Outcome
 
 
@@ -35,29 +37,37 @@ def settings(**values: Any) -> ServingSettings:
 
 
 def test_service_answers_are_outcomes_and_the_client_is_reused() -> None:
-    made: list[tuple[str, str]] = []
+    made: list[str] = []
     client = FakeClient([{"error": {"type": "invalid-image"}}])
 
-    def factory(model: str, url: str) -> FakeClient:
-        made.append((model, url))
+    def connect(model: str) -> FakeClient:
+        made.append(model)
         return client
 
-    caller = ServiceCaller({"classifier": "file:///tmp/c.sock"}, client_factory=factory)
+    caller = RemoteClient(connect, ["classifier"])
     assert caller.infer("classifier", [item()]) == [Outcome(error={"type": "invalid-image"})]
     caller.infer("classifier", [item()])
-    assert made == [("classifier", "file:///tmp/c.sock")] and client.calls == 2
+    assert made == ["classifier"] and client.calls == 2
 
 
 def test_a_failing_service_is_unavailable_and_its_client_replaced() -> None:
     clients = [FakeClient(ConnectionError("refused")), FakeClient([])]
-    caller = ServiceCaller({"detector": "http://d"}, client_factory=lambda m, u: clients.pop(0))
+    caller = RemoteClient(lambda m: clients.pop(0), ["detector"])
     with pytest.raises(ModelUnavailable):
         caller.infer("detector", [item()])
     assert caller.infer("detector", []) == [] and clients == []
 
 
+def test_a_client_that_cannot_be_made_is_unavailable() -> None:
+    def connect(model: str) -> FakeClient:
+        raise OSError("no such socket")
+
+    with pytest.raises(ModelUnavailable):
+        RemoteClient(connect, ["detector"]).infer("detector", [item()])
+
+
 def test_service_errors_pass_through() -> None:
-    caller = ServiceCaller({"detector": "http://d"}, client_factory=lambda m, u: FakeClient(InvalidParameter("x")))
+    caller = RemoteClient(lambda m: FakeClient(InvalidParameter("x")), ["detector"])
     with pytest.raises(InvalidParameter):
         caller.infer("detector", [item()])
 
@@ -67,22 +77,27 @@ def test_a_model_without_an_address_goes_to_the_fallback_or_is_unavailable() -> 
         def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
             return [Outcome(error={"type": model})]
 
-    assert ServiceCaller({}, fallback=Fallback()).infer("detector", [item()]) == [Outcome(error={"type": "detector"})]
+    fallback: Any = Fallback()
+    assert RemoteClient(FakeClient, [], fallback=fallback).infer("detector", [item()]) == [
+        Outcome(error={"type": "detector"})
+    ]
     with pytest.raises(ModelUnavailable):
-        ServiceCaller({}).infer("detector", [item()])
+        RemoteClient(FakeClient, []).infer("detector", [item()])
 
 
-def test_model_caller_prefers_explicit_urls_then_the_runner_map() -> None:
-    chosen = model_caller(
+def test_job_client_prefers_explicit_urls_then_the_runner_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(remote, "bentoml_client", lambda m, u, t: made.append((m, u, t)))
+    chosen = job_client(
         settings(classifier_url="http://c:3000", bentoml_runner_map={"classifier": "x", "detector": "file:///d.sock"})
     )
-    assert isinstance(chosen, ServiceCaller)
-    assert chosen.urls == {"classifier": "http://c:3000", "detector": "file:///d.sock"}
-    assert isinstance(chosen.fallback, InProcessCaller)
+    assert isinstance(chosen, RemoteClient)
+    assert chosen.models == {"classifier", "detector"}
+    assert isinstance(chosen.fallback, InProcessClient)
 
 
-def test_model_caller_runs_the_models_in_process_without_addresses() -> None:
-    assert isinstance(model_caller(settings()), InProcessCaller)
+def test_job_client_runs_the_models_in_process_without_addresses() -> None:
+    assert isinstance(job_client(settings()), InProcessClient)
 
 
 def test_in_process_models_load_once_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,32 +110,33 @@ def test_in_process_models_load_once_on_first_use(monkeypatch: pytest.MonkeyPatc
         def run(self, items: list[InferenceItem]) -> list[Outcome]:
             return [Outcome(error={"type": self.pool})] * len(items)
 
-    monkeypatch.setattr(callers, "build_pool", lambda name, s: built.append(name) or name)
-    monkeypatch.setattr(callers, "ModelWorker", Worker)
-    caller = InProcessCaller(settings())
+    monkeypatch.setattr(inprocess, "build_pool", lambda name, s: built.append(name) or name)
+    monkeypatch.setattr(inprocess, "ModelWorker", Worker)
+    caller = InProcessClient(settings())
     caller.infer("classifier", [item()])
     assert caller.infer("classifier", [item()]) == [Outcome(error={"type": "classifier"})]
     assert built == ["classifier"]
 
 
 def test_the_bentoml_client_speaks_pickle_to_the_service() -> None:
-    client = callers._bentoml_client("classifier", "http://127.0.0.1:1")  # nothing listens: no call is made
+    client = remote.bentoml_client("classifier", "http://127.0.0.1:1")  # nothing listens: no call is made
     try:
-        assert client.media_type == callers.PICKLE
+        assert client.media_type == remote.PICKLE
     finally:
         client.close()
 
 
 def test_services_deployed_apart_are_spoken_to_in_json() -> None:
     """A service at an explicit URL is a BentoML main server, which refuses pickle; one it started takes it."""
-    chosen = model_caller(
+    chosen = job_client(
         settings(classifier_url="http://127.0.0.1:1", bentoml_runner_map={"detector": "http://127.0.0.1:2"})
     )
-    assert isinstance(chosen, ServiceCaller)
-    clients = {model: chosen._factory(model, url) for model, url in chosen.urls.items()}
+    assert isinstance(chosen, RemoteClient)
+    clients = {model: chosen.connections.connect(model) for model in chosen.models}
     try:
-        assert clients["classifier"].media_type == callers.JSON
-        assert clients["detector"].media_type == callers.PICKLE
+        assert clients["classifier"].media_type == remote.JSON
+        assert clients["detector"].media_type == remote.PICKLE
+        assert clients["classifier"].url.startswith("http://127.0.0.1:1")
     finally:
         for client in clients.values():
             client.close()
