@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kernel.errors import ModelUnavailable
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.app import create_app
-from services.http.backend import LocalBackend
 from tests.http.apps import job_app
 from tests.http.openapi_check import errors, response_schema
 from tests.http.test_health_states import StatusBackend
@@ -50,7 +50,7 @@ def _status_client(backend: StatusBackend) -> TestClient:
 
 @pytest.fixture(scope="module")
 def answers(
-    backend: LocalBackend, client: TestClient, photos: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
+    backend: ThreadedClient, client: TestClient, photos: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Answer]]:
     got: list[Answer] = []
 
