@@ -4,7 +4,7 @@ Usage::
 
     python -m training.model_card --metrics artifacts/yolox_nano/metrics.json --out bentos/detector/MODEL_CARD.md
     python -m training.model_card --metrics artifacts/efficientnet_lite0_imagenet1k/metrics.json --model embedder
-    python -m training.model_card --all            # every artifacts/*/metrics.json -> bentos/<model>/MODEL_CARD.md
+    python -m training.model_card --all    # artifacts/*/metrics.json, */*.metrics.json -> bentos/*/MODEL_CARD.md
     python -m training.model_card --all --check    # exit 1 when a committed card is stale
 
 A metrics file holds one :class:`ModelReport`, or a list of them when one export serves several
@@ -379,7 +379,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.model_card", description="Model cards from metrics JSON")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--metrics", type=Path, help="a metrics.json (one report or a list)")
-    which.add_argument("--all", action="store_true", help="every ARTIFACTS/*/metrics.json")
+    which.add_argument("--all", action="store_true", help="every ARTIFACTS/*/metrics.json and */*.metrics.json")
     parser.add_argument("--model", choices=sorted(TASK_OF), help="which report of a file holding several")
     parser.add_argument("--out", type=Path, help="card to write (default: BENTOS/<model>/MODEL_CARD.md)")
     parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
@@ -393,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.all:
-        cards = cards_for(sorted(args.artifacts.glob("*/metrics.json")), args.bentos, args.formats)
+        reports = sorted(args.artifacts.glob("*/metrics.json")) + sorted(args.artifacts.glob("*/*.metrics.json"))
+        cards = cards_for(reports, args.bentos, args.formats)
     else:
         report = pick(load_reports(args.metrics, args.formats), args.model, args.metrics)
         out = args.out or args.bentos / report.model / "MODEL_CARD.md"

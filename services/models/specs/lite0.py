@@ -6,7 +6,7 @@
   every variant tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
 - The Tiny-ImageNet-200 fine-tune (``lite0_tiny_imagenet200``, ``make train`` then ``make release``): FP32 and
   INT8 files checked against the release's ``metrics.json``. The embedder's ``v2`` reads the same files: its
-  vector is the fine-tune's class probabilities (``EmbeddingOutput``), measured in ``embedder.json``.
+  vector is the fine-tune's class probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ EXPORT_DIR = "efficientnet_lite0_imagenet1k"
 FINETUNED_DIR = "lite0_tiny_imagenet200"
 INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
-# What `python -m training.evaluate embedder --class-probabilities 1.0` measured on the fine-tune's two files.
-CLASS_EMBEDDER_REPORT = "embedder.json"
+# Embedder v2's model-card report: what `python -m training.evaluate embedder --class-probabilities 1.0` measured.
+CLASS_EMBEDDER_REPORT = "embedder.metrics.json"
 CLASS_EMBEDDING = EmbeddingOutput(transform="softmax", temperature=1.0)
 # The output each task reads from a Lite0 export (the classifier's logits, the embedder's pooled features).
 OUTPUTS: dict[Task, str] = {"classification": "logits", "embedding": "embeddings"}
@@ -212,7 +212,7 @@ def class_embedder_spec(
     """
     classifier, files = finetuned_spec(artifacts_dir, version=version, stage=stage)
     report_path = artifacts_dir / FINETUNED_DIR / CLASS_EMBEDDER_REPORT
-    measured = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    measured = json.loads(report_path.read_text())["metrics"] if report_path.is_file() else {}
     spec = classifier.model_copy(
         update={
             "name": "embedder",
