@@ -16,7 +16,7 @@ from services.jobs.celery_factory import TASK_NAME, create_celery
 from services.jobs.queue import CeleryDispatcher, JobQueue, StagedImage
 from services.jobs.store import ImageStore
 from tests.unit.fakes import sample
-from tests.unit.jobs.conftest import png
+from tests.unit.services.jobs.conftest import png
 
 
 class RecordingDispatcher:

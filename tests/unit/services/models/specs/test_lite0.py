@@ -12,7 +12,7 @@ from services.config import Stage
 from services.models.specs import lite0
 from services.models.store import sha256_file
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[5]
 EXPORT = REPO / "artifacts" / lite0.EXPORT_DIR
 
 

@@ -23,7 +23,7 @@ from services.imaging import DecodedImage
 from services.index.search import SearchItem, SearchOutcome
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, Outcome
-from tests.unit.http.test_caching import FakeModels
+from tests.unit.services.http.test_caching import FakeModels
 
 
 def image() -> DecodedImage:

@@ -15,7 +15,7 @@ from services.config import ServingSettings
 from services.http.caching import CachingClient
 from services.http.dataplane import DataPlane
 from services.http.recording import RecordingClient
-from tests.unit.http.test_caching import FakeModels
+from tests.unit.services.http.test_caching import FakeModels
 
 
 def settings(tmp_path: Path, **kwargs: object) -> ServingSettings:

@@ -28,7 +28,7 @@ from services.jobs import housekeeping
 from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
 from services.jobs.store import ImageStore
-from tests.unit.jobs.conftest import MakeJob, png
+from tests.unit.services.jobs.conftest import MakeJob, png
 
 HOUR = 3600.0
 

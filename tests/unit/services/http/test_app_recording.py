@@ -15,7 +15,7 @@ from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings
 from services.http.app import create_app
 from services.http.recording import RecordingClient
-from tests.unit.http.test_caching import FakeModels
+from tests.unit.services.http.test_caching import FakeModels
 
 
 class Writer:

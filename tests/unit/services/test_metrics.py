@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.metrics import FALLBACKS, HTTP_REQUESTS, render_metrics
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_render_metrics_single_process_lists_our_metrics() -> None:

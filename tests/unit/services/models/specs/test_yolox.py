@@ -12,7 +12,7 @@ import pytest
 from services.config import Stage
 from services.models.specs import yolox
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[5]
 SETTINGS = {"method": "percentile", "per_channel": True, "count": 2, "seed": 0, "exclude_upto": "Mul_69"}
 IMAGES = ["000000000009.jpg", "000000000025.jpg"]
 

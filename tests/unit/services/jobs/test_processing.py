@@ -11,7 +11,7 @@ from kernel.errors import InferenceFailed, InvalidParameter, ModelUnavailable
 from services.jobs.processing import ChunkProcessor, backoff_s, is_transient, item_event_id
 from services.jobs.store import ImageStore
 from tests.unit.fakes import sample
-from tests.unit.jobs.conftest import FakeModels, MakeJob, png
+from tests.unit.services.jobs.conftest import FakeModels, MakeJob, png
 
 
 def job_row(engine: Engine, job_id: str) -> BatchJob:
