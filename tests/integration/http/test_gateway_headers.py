@@ -25,6 +25,8 @@ from services.http.app import create_app
 from services.http.deps import Limits
 from tests.conftest import encode
 
+pytestmark = pytest.mark.integration
+
 TIER = {"X-Client-Id": "acme", "X-Tier": "free", "X-Tier-Max-Batch": "2", "X-Tier-Max-Image-Bytes": "2000"}
 
 

@@ -14,6 +14,8 @@ from PIL import Image
 from tests.conftest import encode
 from tests.labels import CATS
 
+pytestmark = pytest.mark.integration
+
 PROBLEM = "application/problem+json"
 
 

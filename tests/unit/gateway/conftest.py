@@ -1,4 +1,4 @@
-"""Fixtures of the gateway tests: a migrated SQLite key store; Redis fixtures from the integration suite."""
+"""Fixtures of the gateway tests: a key store on the migrated SQLite ``engine``, tiers to check keys against."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from sqlalchemy import Engine
 
 from gateway.keys import KeyStore
 from gateway.tiers import Tier, Tiers
-from tests.integration.conftest import redis_endpoint, redis_prefix, redis_proxy  # noqa: F401  (fixtures)
 
 HASH_KEY = b"test-hash-key"
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from gateway.limiter import DAY_S, US, MemoryLimiter, RedisLimiter, emission_interval_us
-from tests.gateway.conftest import make_tier
 from tests.integration.conftest import REDIS_URL
+from tests.unit.gateway.conftest import make_tier
 
 pytestmark = pytest.mark.integration
 

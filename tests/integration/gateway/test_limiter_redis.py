@@ -13,9 +13,9 @@ from gateway.app import Gateway, build_app
 from gateway.keys import KeyStore
 from gateway.limiter import RedisLimiter
 from gateway.tiers import Tiers
-from tests.gateway.conftest import make_tier
 from tests.integration.conftest import REDIS_URL
 from tests.integration.proxy import TcpProxy
+from tests.unit.gateway.conftest import make_tier
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.dataplane import DataPlane
-from tests.http.apps import data_plane_client, logged_rows
+from tests.integration.http.apps import data_plane_client, logged_rows
 from tests.unit.fakes import sample
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.tiers import Tiers, UnknownTier
-from tests.gateway.conftest import make_tier
+from tests.unit.gateway.conftest import make_tier
 
 
 @pytest.mark.parametrize(

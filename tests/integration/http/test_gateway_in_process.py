@@ -1,7 +1,7 @@
 """Local mode without Traefik: the gateway's policy in the api process (CV_AUTH_IN_PROCESS), one implementation.
 
 The api app over the real models, with the real key store (SQLite) and the gateway's own decision code;
-only the limiter is a fake here (tests/gateway/test_limiter_redis.py runs the real one on Redis).
+only the limiter is a fake here (tests/integration/gateway/test_limiter_redis.py runs the real one on Redis).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from kernel.errors import PROBLEM_CONTENT_TYPE
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from tests.conftest import encode
-from tests.gateway.conftest import make_tier
-from tests.gateway.test_app import FakeLimiter
-from tests.http.apps import data_plane_client, logged_rows
+from tests.integration.http.apps import data_plane_client, logged_rows
+from tests.unit.gateway.conftest import make_tier
+from tests.unit.gateway.test_app import FakeLimiter
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

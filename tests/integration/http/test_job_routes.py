@@ -1,7 +1,7 @@
 """Batch jobs through the real routes and models in process: POST /batch as a job, GET and DELETE /jobs/{id}, the CLI.
 
-The worker's part runs here too (tests/http/apps.py): a dispatcher that hands each chunk to the real ChunkProcessor
-over the in-process models (the Celery worker itself is tested in tests/integration/test_jobs_worker.py).
+The worker's part runs here too (tests/integration/http/apps.py): a dispatcher that hands each chunk to the real
+ChunkProcessor over the in-process models (the Celery worker itself is tested in tests/integration/test_jobs_worker.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from kernel.db.tables import InferenceLog
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.jobs import submit as submit_cli
-from tests.http.apps import JobApp, job_app
+from tests.integration.http.apps import JobApp, job_app
+
+pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 

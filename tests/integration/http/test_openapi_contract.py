@@ -1,7 +1,7 @@
 """The OpenAPI spec is the wire format: every JSON answer of /api/v1, real models and photos, against the spec.
 
 The app publishes its spec at /api/v1/openapi.json; each answer below is checked against the schema
-that spec declares for its route and status (tests/http/openapi_check.py), and every response the spec
+that spec declares for its route and status (tests/integration/http/openapi_check.py), and every response the spec
 declares must be among them. 422 is left out: FastAPI declares its own validation body there, while
 the app answers every error as application/problem+json; declaring problems in the spec is its own change.
 """
@@ -20,9 +20,11 @@ from kernel.errors import ModelUnavailable
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.app import create_app
-from tests.http.apps import job_app
-from tests.http.openapi_check import errors, response_schema
-from tests.http.test_health_states import StatusBackend
+from tests.integration.http.apps import job_app
+from tests.integration.http.openapi_check import errors, response_schema
+from tests.unit.services.http.test_health_states import StatusBackend
+
+pytestmark = pytest.mark.integration
 
 BROKEN = "broken.jpg"
 

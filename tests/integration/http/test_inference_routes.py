@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import encode
 from tests.labels import CATS
+
+pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 

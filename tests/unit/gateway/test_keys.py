@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from gateway import keys
 from gateway.keys import InvalidKeyFormat, KeyStore, generate_key, hash_secret, parse_key, secret_matches
 from kernel.db.tables import ApiKey
-from tests.gateway.conftest import HASH_KEY
+from tests.unit.gateway.conftest import HASH_KEY
 
 
 def test_generated_key_parses_back_to_its_parts() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
 
 
 def test_gallery_add_search_delete(client: TestClient, photos: dict[str, bytes]) -> None:
