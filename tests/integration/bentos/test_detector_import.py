@@ -3,7 +3,7 @@
 The INT8 bytes depend on the CPU (calibration runs FP32 inference, whose last bits differ between
 machines), so what must hold on every machine is the recipe (here) and the measured mAP within its
 tolerance (tests/integration/test_detector_map.py serves the built file); the bytes are compared
-with this machine's own rebuild (tests/unit/training/test_yolox_build.py).
+with this machine's own rebuild (tests/integration/training/test_yolox_build.py).
 """
 
 from __future__ import annotations
