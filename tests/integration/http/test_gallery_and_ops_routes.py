@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from services.models.catalogue import MODEL_NAMES
+
 pytestmark = pytest.mark.integration
 
 
@@ -51,7 +53,7 @@ def test_search_rejects_bad_top_k(client: TestClient, photos: dict[str, bytes]) 
 def test_models_lists_every_model_with_metadata(client: TestClient) -> None:
     body = client.get("/models").json()
     by_name = {m["model"]: m for m in body["models"]}
-    assert set(by_name) == {"classifier", "detector", "embedder"}
+    assert set(by_name) == set(MODEL_NAMES)
     detector = by_name["detector"]
     assert detector["default_version"] == "v1"
     version = detector["versions"][0]
@@ -67,7 +69,7 @@ def test_health_is_ok_when_every_model_is_loaded(client: TestClient) -> None:
     assert response.json() == {
         "status": "ok",
         "live": True,
-        "models": {"classifier": "ok", "detector": "ok", "embedder": "ok"},
+        "models": dict.fromkeys(MODEL_NAMES, "ok"),
     }
 
 

@@ -20,6 +20,7 @@ from kernel.errors import ModelUnavailable
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.app import create_app
+from services.models.catalogue import JOB_TASKS, MODEL_NAMES
 from tests.integration.http.apps import job_app
 from tests.integration.http.openapi_check import errors, response_schema
 from tests.unit.services.http.test_health_states import StatusBackend
@@ -70,7 +71,7 @@ def answers(
         note("POST", "/detect", c.post("/detect", files=_image(photos, "astronaut.png")))
         note("POST", "/detect", c.post("/detect", files=_image(photos, "coffee.jpg"), data={"classes": "4"}))
         three = _images(photos, "chelsea.jpg", BROKEN, "astronaut.png")
-        for task in ("classify", "detect"):
+        for task in JOB_TASKS:
             note("POST", "/batch", c.post("/batch", files=three, data={"task": task}))
         job = note("POST", "/batch", c.post("/batch", files=three, data={"task": "detect", "mode": "job"})).json()
         note("GET", "/jobs/{job_id}", c.get(f"/jobs/{job['id']}"))
@@ -91,8 +92,8 @@ def answers(
         note("GET", "/health", c.get("/health"))  # with the log sink, the cache and the jobs
     note("GET", "/health", client.get("/health"))  # with none of them
     for states in (
-        {"classifier": "ok", "detector": "degraded", "embedder": ModelUnavailable("unreachable")},
-        {name: ModelUnavailable("unreachable") for name in ("classifier", "detector", "embedder")},  # 503
+        dict.fromkeys(MODEL_NAMES, "ok") | {"detector": "degraded", "embedder": ModelUnavailable("unreachable")},
+        {name: ModelUnavailable("unreachable") for name in MODEL_NAMES},  # 503
     ):
         apart = _status_client(StatusBackend(states))
         note("GET", "/models", apart.get("/models"))

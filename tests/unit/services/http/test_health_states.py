@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from kernel.errors import ModelUnavailable
 from services.config import get_settings
 from services.http.app import create_app
+from services.models.catalogue import MODEL_NAMES
 
 
 class StatusBackend:
@@ -28,15 +29,15 @@ def _client(states: dict[str, Any]) -> TestClient:
 
 
 def test_health_is_degraded_when_one_model_is_degraded_or_down() -> None:
-    client = _client({"classifier": "ok", "detector": "degraded", "embedder": ModelUnavailable("unreachable")})
+    client = _client(dict.fromkeys(MODEL_NAMES, "ok") | {"detector": "degraded", "embedder": ModelUnavailable("x")})
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
-    assert response.json()["models"] == {"classifier": "ok", "detector": "degraded", "embedder": "down"}
+    assert response.json()["models"] == dict.fromkeys(MODEL_NAMES, "ok") | {"detector": "degraded", "embedder": "down"}
 
 
 def test_health_is_503_when_nothing_can_serve() -> None:
-    client = _client({name: ModelUnavailable("x") for name in ("classifier", "detector", "embedder")})
+    client = _client({name: ModelUnavailable("x") for name in MODEL_NAMES})
     response = client.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "down"
     models = client.get("/models").json()["models"]
