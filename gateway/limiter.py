@@ -83,7 +83,7 @@ def emission_interval_us(rps: float) -> int:
 class MemoryLimiter:
     """The same GCRA and daily quota in this process: local mode without Redis, one replica only.
 
-    A line-for-line port of :data:`GCRA_SCRIPT` (tests/gateway/test_limiter_redis.py feeds both the same
+    A line-for-line port of :data:`GCRA_SCRIPT` (tests/integration/gateway/test_limiter_redis.py feeds both the same
     request times and compares every decision). Production refuses it (gateway/config.py): replicas would
     each hold their own counts.
     """

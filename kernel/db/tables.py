@@ -1,7 +1,7 @@
 """The database tables, as SQLModel families: ``XBase`` (shared fields), ``X`` (the table), ``XPublic``.
 
 Every schema change goes through an Alembic migration in ``kernel/db/migrations/versions``;
-``tests/unit/db/test_migrations.py`` fails when these classes and the migrations disagree.
+``tests/unit/kernel/db/test_migrations.py`` fails when these classes and the migrations disagree.
 """
 
 from __future__ import annotations

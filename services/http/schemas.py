@@ -2,7 +2,7 @@
 
 Every body derives from :class:`ResponseBody`, which refuses undeclared fields: the spec says
 ``additionalProperties: false``, and a field sent without being declared here fails the response
-(and tests/http/test_openapi_contract.py). A field that is sometimes left out of a body, rather than
+(and tests/integration/http/test_openapi_contract.py). A field that is sometimes left out of a body, rather than
 sent as null, is typed ``X | MISSING = MISSING``: optional in the spec, absent on the wire. Every other
 field is required, so the spec's ``required`` lists what every body carries. Fields are declared in the
 order they go out.

@@ -16,8 +16,8 @@ import redis
 from services.cache import RedisCache
 from services.clients.threaded import ThreadedClient
 from services.config import ServingSettings, get_settings
-from tests.http.apps import data_plane_client
 from tests.integration.conftest import REDIS_URL
+from tests.integration.http.apps import data_plane_client
 from tests.integration.proxy import TcpProxy
 from tests.waiting import wait_for
 

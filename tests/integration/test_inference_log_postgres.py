@@ -20,8 +20,8 @@ from services.config import ServingSettings, get_settings
 from services.db.logs import count_inference_logs
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
-from tests.http.apps import data_plane_client, logged_rows
 from tests.integration.conftest import postgres_url
+from tests.integration.http.apps import data_plane_client, logged_rows
 from tests.integration.proxy import TcpProxy
 from tests.unit.fakes import sample
 from tests.waiting import wait_for

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from services.models.catalogue import MODEL_NAMES
 from tests.integration.server import Server
 from tests.labels import CATS
 from tests.waiting import wait_for
@@ -62,7 +63,7 @@ def test_batch_inline(server: Server, photos: dict[str, bytes]) -> None:
 
 def test_models_health_metrics(server: Server) -> None:
     models = httpx.get(f"{server.url}/api/v1/models").json()["models"]
-    assert {m["model"] for m in models} == {"classifier", "detector", "embedder"}
+    assert {m["model"] for m in models} == set(MODEL_NAMES)
     assert all(m["status"] == "ok" for m in models)
     assert httpx.get(f"{server.url}/api/v1/health").json()["status"] == "ok"
     metrics = httpx.get(f"{server.url}/api/v1/metrics").text

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import formats, formats_eager, formats_report
+from services.models.catalogue import MODEL_NAMES
 from tests.unit.conftest import write_tiny_onnx
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -153,7 +154,7 @@ def test_quick_run_writes_markdown_json_and_png(quick_run: dict[str, Any]) -> No
         "parity_tolerance": formats.PARITY_TOLERANCE,
         "quick": True,
     }
-    assert set(data["models"]) == {"classifier", "detector", "embedder"}
+    assert set(data["models"]) == set(MODEL_NAMES)
     for key in ("cpu", "cores", "threads", "onnxruntime", "torch", "date", "benchmark wall time"):
         assert key in data["machine"]
 
@@ -214,7 +215,7 @@ def test_markdown_report_has_the_tables(quick_run: dict[str, Any]) -> None:
     text = quick_run["md"].read_text()
     assert text.startswith("# Format benchmark")
     assert "**--quick** mode" in text
-    for heading in ("## Machine", "## Method", "## classifier", "## detector", "## embedder", "## Plot"):
+    for heading in ("## Machine", "## Method", *(f"## {name}" for name in MODEL_NAMES), "## Plot"):
         assert heading in text
     assert "| format | batch | p50 ms | p95 ms | images/s | size MB | top-1 | note |" in text
     assert "| mAP@0.5:0.95 |" in text

@@ -1,13 +1,12 @@
 """Evaluation metrics on inputs with known answers, through the real serving model classes.
 
 The runners are fakes (what a network would output for an image); the models, preprocessing,
-postprocessing, metrics and pycocotools are the real ones. The real files run in the
-integration tests at the end (mirror data needed).
+postprocessing, metrics and pycocotools are the real ones. The real files run in
+tests/integration/training/test_evaluate.py (mirror data needed).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from services.models.embedding import Embedder
 from services.models.spec import InputSpec, ModelSpec
 from training import evaluate
 from training.data.coco import yolo_ground_truth
-from training.settings import TrainingSettings, get_training_settings
 
 COLOURS = {0: (250, 10, 10), 1: (10, 250, 10), 2: (10, 10, 250)}
 
@@ -171,46 +169,3 @@ def test_detector_map_of_a_model_that_finds_every_box_is_one(tmp_path: Path) -> 
     assert result["map50_95"] == pytest.approx(1.0)
     assert result["images"] == 2 and result["boxes"] == 4 and result["detections"] == 4
     assert result["params"] == {"confidence": 0.001, "iou": 0.65, "max_detections": 100, "classes": None}
-
-
-# --- the real files (mirror data) ----------------------------------------------------------------
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_the_fp32_mirror_file_reproduces_the_reference_map(tmp_path: Path) -> None:
-    settings = get_training_settings()
-    _need(settings.datasets_mirror_dir / "coco128" / "coco-val2017-first128.tar.gz")
-    onnx_path = _need(settings.model_mirror_dir / "yolox_nano.onnx")
-    out = tmp_path / "detector.json"
-    assert evaluate.main(["detector", "--onnx", str(onnx_path), "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert abs(report["map50_95"] - 0.339) <= 0.005, report
-    assert report["images"] == 128 and report["boxes"] == 898 and report["precision"] == "fp32"
-
-
-def _lite0(settings: TrainingSettings) -> Path:
-    return _need(settings.artifacts_dir / "efficientnet_lite0_imagenet1k" / "model.onnx")
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_the_lite0_file_embeds_and_classifies_tiny_imagenet_val(capsys: pytest.CaptureFixture[str]) -> None:
-    settings = get_training_settings()
-    onnx_path = _lite0(settings)
-    try:
-        evaluate.tiny_imagenet_val(1)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    assert evaluate.main(["embedder", "--onnx", str(onnx_path), "--limit", "40"]) == 0
-    embedded = json.loads(capsys.readouterr().out)
-    assert embedded["images"] == 40 and 0.0 <= embedded["precision_at_10"] <= 1.0
-    # The ImageNet-1k head does not use Tiny-ImageNet indices: top-k here only checks the plumbing.
-    report = evaluate.evaluate("classifier", onnx_path, limit=8)
-    assert report["images"] == 8 and 0.0 <= report["top1"] <= report["top5"] <= 1.0

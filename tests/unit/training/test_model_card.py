@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.models.catalogue import MODEL_NAMES
 from training import model_card
 from training.model_card import ModelReport, attach_latency, load_reports, merge_quantization, render
 
@@ -253,7 +254,7 @@ def committed_reports() -> dict[str, ModelReport]:
 
 def test_committed_metrics_state_the_licences() -> None:
     reports = committed_reports()
-    assert set(reports) == {"classifier", "detector", "embedder"}
+    assert set(reports) == set(MODEL_NAMES)
     detector = reports["detector"]
     assert "Apache-2.0" in detector.model_licence and "Megvii" in detector.model_licence
     assert any("Flickr" in d.licence for d in detector.data.licences)

@@ -1,4 +1,4 @@
-"""The quantization study: variants measured against FP32 on a tiny graph, then on the real files."""
+"""The quantization study: variants measured against FP32 on a tiny graph (the real files: tests/integration)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 
 from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantization_study as study
-from training.quantize import YOLOX_HEAD, QuantizeConfig
-from training.settings import get_training_settings
+from training.quantize import QuantizeConfig
 from training.yolox_build import int8_config
 
 
@@ -60,21 +59,6 @@ def test_run_study_reports_each_variant_against_fp32(tmp_path: Path) -> None:
     assert second["settings"]["per_channel"] is True
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_detector_report_chooses_the_best_variant(tmp_path: Path) -> None:
-    settings = get_training_settings()
-    if not (settings.model_mirror_dir / "yolox_nano.onnx").is_file():
-        pytest.skip("model mirror not available")
-    recipe = QuantizeConfig(count=2, per_channel=True, exclude_upto="Mul_69", exclude_after=YOLOX_HEAD)
-    variants = [("per_tensor", "", QuantizeConfig(count=2)), ("recipe", "", recipe)]
-    report = study.detector_report(settings, tmp_path, variants)
-    assert abs(report["fp32"]["map50_95"] - 0.339) <= 0.005
-    assert report["chosen"]["name"] == "recipe"
-    assert report["variants"][0]["map50_95"] < report["chosen"]["map50_95"]
-    assert report["goal"]["met"] == (-report["chosen"]["delta_map50_95"] <= study.DETECTOR_GOAL)
-
-
 def test_the_best_row_wins_and_the_smaller_file_breaks_ties() -> None:
     rows = [
         {"name": "a", "m": 0.3, "bytes": 5},
@@ -84,29 +68,6 @@ def test_the_best_row_wins_and_the_smaller_file_breaks_ties() -> None:
     assert study.best(rows, "m")["name"] == "c"
     report = study.finish_detector({"variants": [{"map50_95": 0.31, "delta_map50_95": -0.02, "bytes": 1}]})
     assert report["goal"] == {"max_map50_95_loss": 0.015, "met": False} and report["chosen"]["map50_95"] == 0.31
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_embedder_study_cli_writes_the_report_and_the_chosen_file(tmp_path: Path) -> None:
-    settings = get_training_settings()
-    try:
-        from training.evaluate import tiny_imagenet_val
-
-        tiny_imagenet_val(1)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    out = tmp_path / "quantization.json"
-    argv = ["embedder", "--out", str(out), "--work", str(tmp_path / "work"), "--count", "2", "--limit", "24"]
-    assert study.main(argv) == 0
-    report = json.loads(out.read_text())
-    assert report["fp32"]["images"] == 24
-    assert [row["name"] for row in report["variants"]] == [n for n, _, _ in study.embedder_variants(2)]
-    best = max(row["precision_at_10"] for row in report["variants"])
-    assert report["chosen"]["precision_at_10"] == best
-    chosen = tmp_path / "work" / f"{report['chosen']['name']}.onnx"
-    assert (tmp_path / "model.int8.onnx").read_bytes() == chosen.read_bytes()
-    assert report["source"]["file"] == "model.onnx" and settings.artifacts_dir.is_dir()
 
 
 @pytest.mark.parametrize(

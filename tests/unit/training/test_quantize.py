@@ -1,4 +1,4 @@
-"""INT8 static quantization on a tiny two-conv ONNX graph, calibrated on generated images."""
+"""INT8 static quantization on a tiny two-conv ONNX graph, calibrated on generated images (real file: integration)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from services.models.store import sha256_file
 from tests.unit.training.tiny_onnx import noise_images, tiny_model
 from training import quantize
 from training.quantize import QuantizeConfig
-from training.settings import get_training_settings
 
 SPEC = InputSpec(name="images", height=16, width=16, scale=1 / 255)
 
@@ -180,30 +179,3 @@ def test_reader_feeds_preprocessed_images_one_at_a_time(images: list[Path]) -> N
 
 def test_chunk_is_the_largest_divisor_within_the_limit() -> None:
     assert [quantize._chunk(t, lim) for t, lim in [(128, 8), (6, 4), (7, 8), (7, 4)]] == [8, 3, 7, 1]
-
-
-# --- the real detector file (mirror) -------------------------------------------------------------
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_cli_quantizes_the_dynamic_yolox_file_with_its_head_in_float(tmp_path: Path) -> None:
-    from training.yolox_batch import make_batch_dynamic
-
-    settings = get_training_settings()
-    mirror = settings.model_mirror_dir / "yolox_nano.onnx"
-    if not mirror.is_file() or not (settings.datasets_mirror_dir / "coco128" / "coco128.tar.gz").is_file():
-        pytest.skip("model or COCO mirror not available")
-    dynamic = tmp_path / "yolox_nano.dynamic.onnx"
-    make_batch_dynamic(mirror, dynamic)
-    out, report_path = tmp_path / "yolox_nano.int8.onnx", tmp_path / "report.json"
-    argv = ["detector", "--onnx", str(dynamic), "--out", str(out), "--count", "2", "--per-channel"]
-    assert quantize.main([*argv, "--exclude-head", "--exclude-upto", "Mul_43", "--report", str(report_path)]) == 0
-    report = json.loads(report_path.read_text())
-    assert {"Conv_380", "Conv_393", "Conv_394", "Concat_422", "Transpose_423"} <= set(report["excluded_nodes"])
-    assert {"Conv_41", "Sigmoid_42", "Mul_43"} <= set(report["excluded_nodes"])
-    assert "Conv_44" not in report["excluded_nodes"]
-    assert report["calibration"]["pool"] == 128 and report["calibration"]["count"] == 2
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    output = session.run(None, {"images": np.full((2, 3, 416, 416), 114, np.float32)})[0]
-    assert output.shape == (2, 3549, 85)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.models.catalogue import UnknownModel
+from services.models.catalogue import MODEL_NAMES, UnknownModel
 from services.models.classification import Classifier
 from services.models.detection import YoloxDetector
 from services.models.embedding import Embedder
@@ -37,7 +37,7 @@ def test_detector_spec_is_the_served_one(tmp_path: Path) -> None:
 
 
 def test_kinds_are_the_catalogue_names_and_others_are_refused(tmp_path: Path) -> None:
-    assert serving.KINDS == ("classifier", "detector", "embedder")
+    assert serving.KINDS == MODEL_NAMES
     with pytest.raises(UnknownModel, match="segmenter"):
         serving.serving_spec("segmenter", tmp_path / "x.onnx", tmp_path)
 

@@ -1,29 +1,18 @@
-"""The detector files: dynamic-batch FP32 and INT8 built from the mirror, cached, rebuilt to the same bytes."""
+"""The detector files' recipe, cache key and mirror check (the real build: tests/integration/training)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import onnx
 import pytest
 
 from services.models.specs import yolox
-from services.models.store import sha256_file
 from training import yolox_build
-from training.quantize import YOLOX_HEAD, QuantizeConfig, count_ops
-from training.settings import TrainingSettings, get_training_settings
+from training.quantize import YOLOX_HEAD, QuantizeConfig
 
 REPO = Path(__file__).resolve().parents[3]
 SMALL = QuantizeConfig(count=2, per_channel=True, exclude_upto="Mul_69", exclude_after=YOLOX_HEAD)
-
-
-def _dirs(settings: TrainingSettings, data_dir: Path) -> dict[str, Path]:
-    return {
-        "model_mirror_dir": settings.model_mirror_dir,
-        "datasets_mirror_dir": settings.datasets_mirror_dir,
-        "data_dir": data_dir,
-    }
 
 
 def test_a_mirror_file_with_another_checksum_is_refused(tmp_path: Path) -> None:
@@ -50,32 +39,3 @@ def test_the_committed_report_measured_the_import_recipe() -> None:
     built = {"settings": yolox_build.int8_config().settings(), "calibration": chosen["calibration"]}
     assert yolox.recipe(built) == yolox.recipe(chosen)
     assert chosen["calibration"]["count"] == yolox_build.int8_config().count
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_files_are_built_once_then_reused_and_rebuilt_identically(tmp_path: Path) -> None:
-    """Determinism on one machine: the same inputs give the same bytes (what the model store's checksums need)."""
-    settings = get_training_settings()
-    if not (settings.model_mirror_dir / yolox.SOURCE_FILE).is_file():
-        pytest.skip(f"model mirror not found at {settings.model_mirror_dir}")
-    if not (settings.datasets_mirror_dir / "coco128" / "coco128.tar.gz").is_file():
-        pytest.skip(f"COCO mirror not found at {settings.datasets_mirror_dir}")
-    dirs = _dirs(settings, tmp_path / "data")
-    files = yolox_build.detector_files(**dirs, config=SMALL)
-    assert set(files) == {"fp32", "int8"} and files["fp32"].parent == files["int8"].parent
-    dims = [d.dim_param or d.dim_value for d in onnx.load(str(files["fp32"])).graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["batch", 3, 416, 416]
-    assert count_ops(files["int8"])["QuantizeLinear"] > 0
-    build = yolox_build.build_record(files)
-    assert build["batch_parity_max_abs"] <= yolox_build.BATCH_PARITY_TOLERANCE
-    assert build["int8"]["calibration"]["count"] == 2
-    assert build["int8"]["output"]["sha256"] == sha256_file(files["int8"])  # the record describes the cached file
-    sums = {p: sha256_file(f) for p, f in files.items()}
-    stamps = {p: f.stat().st_mtime_ns for p, f in files.items()}
-    assert yolox_build.detector_files(**dirs, config=SMALL) == files
-    assert {p: f.stat().st_mtime_ns for p, f in files.items()} == stamps  # reused, not rebuilt
-    files["int8"].unlink()  # an interrupted build: rebuilt, to the same bytes
-    rebuilt = yolox_build.detector_files(**dirs, config=SMALL)
-    assert {p: sha256_file(f) for p, f in rebuilt.items()} == sums
-    assert [p.name for p in files["fp32"].parent.parent.iterdir()] == [files["fp32"].parent.name]  # no leftovers
