@@ -68,7 +68,8 @@ e2e: install-train
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
-lint: install
+# mypy checks training/ against torch and Lightning's own types, so lint installs the train extra as test does.
+lint: install-train
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
