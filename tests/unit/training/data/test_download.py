@@ -1,11 +1,9 @@
-"""install() and the CLI: official sources from a local HTTP server, a fake mirror, skips and failures."""
+"""install(): official sources from a local HTTP server, a fake mirror, skips and failures."""
 
 from __future__ import annotations
 
 import json
-import runpy
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from training.data.download import (
     HELD_OUT,
     coco128_problems,
     install,
-    main,
     tiny_imagenet_problems,
 )
 from training.data.fetch import ChecksumError, DownloadError, LayoutError, NetworkError, Remote
@@ -229,61 +226,6 @@ def test_install_from_a_damaged_mirror_changes_nothing(tiny_mirror: Path, tiny_r
         install("tiny_imagenet", tiny_root.parent, mirror=tiny_mirror, force=True)
     assert tiny_imagenet_problems(tiny_root) == []
     assert sorted(p.name for p in tiny_root.parent.iterdir()) == ["tiny-imagenet-200"]
-
-
-# --- command line ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cv_env(tmp_path: Path, tiny_mirror: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """CV_DATA_DIR and CV_DATASETS_MIRROR_DIR in tmp_path: the CLI's defaults come from settings."""
-    monkeypatch.setenv("CV_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CV_DATASETS_MIRROR_DIR", str(tiny_mirror))
-    return tmp_path / "data" / "datasets"
-
-
-def test_main_unpacks_from_the_settings_mirror_into_the_settings_data_dir(cv_env: Path) -> None:
-    assert main(["--dataset", "tiny_imagenet", "--from-mirror"]) == 0
-    assert tiny_imagenet_problems(cv_env / "tiny-imagenet-200") == []
-
-
-def test_main_with_explicit_folders(cv_env: Path, tiny_mirror: Path, tmp_path: Path) -> None:
-    assert (
-        main(["--dataset", "tiny_imagenet", "--from-mirror", str(tiny_mirror), "--data-dir", str(tmp_path / "x")]) == 0
-    )
-    assert (tmp_path / "x" / "tiny-imagenet-200" / "wnids.txt").is_file()
-
-
-def test_main_reports_errors_and_fails(cv_env: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # `all` goes through tiny_imagenet, then stops at COCO128, which the fake mirror lacks.
-    assert main(["--dataset", "all", "--from-mirror", "--no-progress"]) == 1
-    assert "error:" in caplog.text and "has no coco128/SHA256SUMS" in caplog.text
-    assert (cv_env / "tiny-imagenet-200").is_dir()
-
-
-@pytest.mark.parametrize("extra", [["--kaggle", "a/b"], ["--coco-val2017"]])
-def test_main_refuses_download_options_with_a_mirror(cv_env: Path, extra: list[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--dataset", "all", "--from-mirror", *extra])
-    assert exit_info.value.code == 2
-
-
-def test_main_help_names_every_source(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    text = capsys.readouterr().out
-    for url in (download.TINY_IMAGENET_ZIP.url, download.COCO128_ZIP.url, download.COCO_VAL2017_ZIP.url):
-        assert url in text
-    assert "Kaggle" in text and "--from-mirror" in text
-
-
-def test_the_script_runs_main(cv_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["download_datasets.py", "--dataset", "tiny_imagenet", "--from-mirror"])
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository root first
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(REPO / "scripts" / "download_datasets.py"), run_name="__main__")
-    assert exit_info.value.code == 0
-    assert (cv_env / "tiny-imagenet-200" / "wnids.txt").is_file()
 
 
 def test_registry_lists_both_data_sets() -> None:
