@@ -29,12 +29,13 @@ if str(REPO) not in sys.path:
 from benchmarks.formats_eager import EAGER_BUILDERS, ModelPlan, NotMeasured  # noqa: E402
 from benchmarks.formats_report import write_reports  # noqa: E402
 from services.config import ServingSettings  # noqa: E402
+from services.models.catalogue import MODEL_NAMES  # noqa: E402
 from services.models.runtime import OrtRunner  # noqa: E402
 from services.models.store import sha256_file  # noqa: E402
 from training.tensorrt_options import latency_stats  # noqa: E402
 
 log = logging.getLogger("benchmarks.formats")
-MODELS = ("classifier", "detector", "embedder")
+MODELS = MODEL_NAMES  # the catalogue's; OUTPUT_OF and VALUE_RANGE say what each file is measured on
 FORMATS = ("pytorch", "onnx-fp32", "onnx-int8", "tensorrt-fp16", "tensorrt-int8")
 OUTPUT_OF = {"classifier": "logits", "detector": "output", "embedder": "embeddings"}
 # Input value ranges after preprocessing: Lite0 (x - 127) / 128, YOLOX raw 0-255.

@@ -25,18 +25,20 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.models.catalogue import CATALOGUE
+from services.models.spec import Task
 
 LOG = logging.getLogger("training.model_card")
 REPO = Path(__file__).resolve().parents[1]
 FORMATS_JSON = REPO / "benchmarks" / "reports" / "formats.json"
 QUANTIZATION_JSON = "quantization.json"
 
-ModelName = Literal["classifier", "detector", "embedder"]
-Task = Literal["classification", "detection", "embedding"]
-TASK_OF: dict[str, str] = {"classifier": "classification", "detector": "detection", "embedder": "embedding"}
+# The models a card can describe and the task each does: the serving catalogue's.
+TASK_OF: dict[str, str] = {entry.name: entry.task for entry in CATALOGUE}
 # How metric keys read in a card (the keys are training/evaluate.py's).
 METRIC_NAMES = {
     "map50_95": "mAP@0.5:0.95",
@@ -98,7 +100,7 @@ class Provenance(_Strict):
 class ModelReport(_Strict):
     """Everything a model card says about one model version."""
 
-    model: ModelName
+    model: str
     version: str
     task: Task
     title: str  # e.g. "YOLOX-Nano, COCO-80"
@@ -126,6 +128,8 @@ class ModelReport(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelReport:
+        if self.model not in TASK_OF:
+            raise ValueError(f"no model {self.model!r} in the catalogue ({', '.join(TASK_OF)})")
         if TASK_OF[self.model] != self.task:
             raise ValueError(f"a {self.model} does {TASK_OF[self.model]}, not {self.task}")
         if "fp32" not in self.files:
