@@ -73,6 +73,11 @@ lint: install-train
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
+	@if command -v promtool >/dev/null; then \
+		promtool check config monitoring/prometheus/prometheus.yml && \
+		(cd monitoring/prometheus && promtool test rules tests/*.yml) && \
+		amtool check-config monitoring/alertmanager/alertmanager.yml; \
+	else echo "promtool not installed: monitoring checks skipped (apt-get install prometheus prometheus-alertmanager)"; fi
 
 bench: import-models
 	$(PY) benchmarks/serving.py

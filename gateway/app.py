@@ -22,6 +22,7 @@ from gateway.config import GatewaySettings
 from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthenticated
 from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
+from gateway.metrics import DECISIONS, LIMITER_ERRORS, LIMITER_UP, render_metrics
 from gateway.tiers import Tier, Tiers, UnknownTier
 from kernel.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
 from kernel.headers import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
@@ -105,9 +106,11 @@ class Gateway:
         try:
             tier, client_id, decision = self._decide(headers, uri)
         except ServiceError as error:
+            DECISIONS.labels(error.extra.pop("tier", "none"), error.type_slug).inc()
             extra = error.extra.pop("headers", {})
             logger.info("refused", extra={"request_id": request_id, "uri": uri, "problem": error.type_slug})
             return _refusal(error, uri=uri, request_id=request_id, headers=extra)
+        DECISIONS.labels(tier.name, "allowed").inc()
         logger.debug(
             "admitted",
             extra={
@@ -147,28 +150,34 @@ class Gateway:
         except UnknownTier:
             raise Forbidden("This API key's tier is not configured.") from None
         if not tier.allows(uri):
-            raise Forbidden(f"The {tier.name} tier does not allow this route.")
+            raise Forbidden(f"The {tier.name} tier does not allow this route.", tier=tier.name)
         decision = self._limit(record.prefix, tier)
         if not decision.allowed:
-            raise RateLimited("Rate limit or daily quota exceeded.", headers=_rate_headers(decision))
+            raise RateLimited("Rate limit or daily quota exceeded.", headers=_rate_headers(decision), tier=tier.name)
         return tier, record.prefix, decision
 
     def _limit(self, client_id: str, tier: Tier) -> Decision:
+        backend = getattr(self.limiter, "backend", "redis")
         try:
-            return self.limiter.check(client_id, tier)
+            decision = self.limiter.check(client_id, tier)
         except redis.RedisError:
+            LIMITER_UP.labels(backend).set(0)
+            LIMITER_ERRORS.labels("open" if self.fail_open else "closed").inc()
             if not self.fail_open:
                 logger.warning("redis unreachable: failing closed")
                 raise LimiterUnavailable(
-                    "Rate limiting is unavailable; try again shortly.", headers={"Retry-After": "1"}
+                    "Rate limiting is unavailable; try again shortly.", headers={"Retry-After": "1"}, tier=tier.name
                 ) from None
             logger.warning("redis unreachable: failing open")
             return Decision(allowed=True, limit=tier.burst, remaining=tier.burst, reset_s=0, retry_after_s=0)
+        LIMITER_UP.labels(backend).set(1)
+        return decision
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """Whether the limiter's store answers, and what happens to requests when it does not."""
         backend = getattr(self.limiter, "backend", "redis")
         redis_ok = self.limiter.ping()
+        LIMITER_UP.labels(backend).set(1 if redis_ok else 0)
         status = "ok" if redis_ok else ("degraded" if self.fail_open else "unavailable")
         body = {"status": status, "limiter": backend, "fail_mode": "open" if self.fail_open else "closed"}
         if backend == "redis":
@@ -190,6 +199,13 @@ def build_app(gateway: Gateway) -> FastAPI:
         """Redis reachability and the fail mode."""
         status, body = gateway.health()
         return JSONResponse(body, status_code=status)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus exposition of this process (the limiter's store is pinged first, so its gauge is current)."""
+        gateway.health()
+        body, content_type = render_metrics()
+        return Response(content=body, media_type=content_type)
 
     return app
 

@@ -124,6 +124,24 @@ JOB_HOUSEKEEPING = Counter(
     ["action"],
 )
 
+# Read from the database by the api when it is scraped (services/jobs/heartbeat.py): the workers have no metrics
+# port, and every api replica reports the same numbers, so rules take max() over replicas.
+JOB_WORKERS_LIVE = Gauge(
+    "cv_job_workers_live",
+    "Job workers whose heartbeat is recent (the api reads the job_worker table at scrape time).",
+    multiprocess_mode="livemostrecent",
+)
+JOBS_ACTIVE = Gauge(
+    "cv_jobs_active",
+    "Batch jobs queued or running (read at scrape time).",
+    multiprocess_mode="livemostrecent",
+)
+JOB_OLDEST_ACTIVE_AGE = Gauge(
+    "cv_job_oldest_active_age_seconds",
+    "Age of the oldest queued or running batch job, 0 when none (read at scrape time).",
+    multiprocess_mode="livemostrecent",
+)
+
 
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:
     """Render the exposition text for every process (multiprocess mode) or this one."""

@@ -63,7 +63,9 @@ async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, r
 
 
 @router.get("/metrics", response_class=PlainTextResponse)  # the spec says text, as Prometheus' exposition is
-async def metrics(settings: SettingsDep) -> Response:
+async def metrics(settings: SettingsDep, jobs: JobsDep) -> Response:
     """Prometheus exposition of every serving process."""
+    if jobs is not None:  # the job gauges are read from the database now (the workers have no metrics port)
+        await run_in_threadpool(jobs.record_metrics)
     body, content_type = render_metrics(settings.prometheus_multiproc_dir)
     return Response(content=body, media_type=content_type)

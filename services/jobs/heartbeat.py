@@ -10,7 +10,7 @@ check Traefik calls every second.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -71,3 +71,20 @@ def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
         ).one()
     status = "degraded" if jobs and not workers else "ok"
     return {"status": status, "workers": int(workers), "active_jobs": int(jobs)}
+
+
+def backlog(engine: Engine, *, interval_s: float) -> dict[str, float]:
+    """Live workers, active jobs and the age in seconds of the oldest active job (0 when none), for the metrics."""
+    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
+    with Session(engine) as session:
+        workers = session.exec(select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)).one()
+        jobs, oldest = session.exec(
+            select(func.count(), func.min(BatchJob.created_at)).where(col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))
+        ).one()
+    age = max(0.0, (utcnow() - _aware(oldest)).total_seconds()) if oldest is not None else 0.0
+    return {"workers": float(workers), "active_jobs": float(jobs), "oldest_active_age_s": age}
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they are UTC (kernel/db/tables.py writes them so)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

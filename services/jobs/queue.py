@@ -23,9 +23,9 @@ from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import JobProgress
 from services.db.logs import create_batch_job
-from services.jobs.heartbeat import workers_health
+from services.jobs.heartbeat import backlog, workers_health
 from services.jobs.store import ImageStore
-from services.metrics import JOBS_SUBMITTED
+from services.metrics import JOB_OLDEST_ACTIVE_AGE, JOB_WORKERS_LIVE, JOBS_ACTIVE, JOBS_SUBMITTED
 from services.sequences import batched
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,17 @@ class JobQueue:
             return workers_health(self.engine, interval_s=self.heartbeat_interval_s)
         except SQLAlchemyError:
             return {"status": "degraded", "error": "the job database is unreachable"}
+
+    def record_metrics(self) -> None:
+        """Set the job gauges (workers, active jobs, oldest job's age) from the database; unchanged if unreachable."""
+        try:
+            numbers = backlog(self.engine, interval_s=self.heartbeat_interval_s)
+        except SQLAlchemyError:
+            log.warning("job metrics: the job database is unreachable", exc_info=True)
+            return
+        JOB_WORKERS_LIVE.set(numbers["workers"])
+        JOBS_ACTIVE.set(numbers["active_jobs"])
+        JOB_OLDEST_ACTIVE_AGE.set(numbers["oldest_active_age_s"])
 
     def submit(
         self,

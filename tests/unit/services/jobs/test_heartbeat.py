@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
@@ -16,7 +17,7 @@ from sqlmodel import Session, select
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from kernel.db.tables import BatchJob, JobStatus, JobWorker, utcnow
-from services.jobs.heartbeat import Heartbeat, beat, forget, workers_health
+from services.jobs.heartbeat import Heartbeat, backlog, beat, forget, workers_health
 from services.jobs.queue import JobQueue
 from services.jobs.store import ImageStore
 from tests.waiting import wait_for
@@ -131,3 +132,40 @@ def test_job_queue_health_reports_an_unreachable_database(tmp_path: object) -> N
         chunk_size=8,
     )
     assert queue.health()["status"] == "degraded"
+
+
+def _queue(engine: Engine, tmp_path: Path) -> JobQueue:
+    return JobQueue(engine=engine, store=ImageStore(tmp_path), dispatcher=None, chunk_size=8)  # type: ignore[arg-type]
+
+
+def test_backlog_counts_live_workers_active_jobs_and_the_oldest_ones_age(engine: Engine) -> None:
+    assert backlog(engine, interval_s=10) == {"workers": 0.0, "active_jobs": 0.0, "oldest_active_age_s": 0.0}
+    with Session(engine) as session:
+        session.add(
+            BatchJob(task="classify", status=JobStatus.QUEUED.value, created_at=utcnow() - timedelta(seconds=90))
+        )
+        session.add(
+            BatchJob(task="classify", status=JobStatus.RUNNING.value, created_at=utcnow() - timedelta(seconds=5))
+        )
+        old_done = utcnow() - timedelta(hours=5)  # finished jobs are no backlog, however old
+        session.add(BatchJob(task="classify", status=JobStatus.SUCCEEDED.value, created_at=old_done))
+        session.commit()
+    beat(engine, hostname="w@a", queue="q")
+    numbers = backlog(engine, interval_s=10)
+    assert numbers["workers"] == 1 and numbers["active_jobs"] == 2
+    assert 90 <= numbers["oldest_active_age_s"] < 120
+
+
+def test_record_metrics_sets_the_job_gauges(engine: Engine, tmp_path: Path) -> None:
+    _job(engine, JobStatus.QUEUED)
+    _queue(engine, tmp_path).record_metrics()
+    assert REGISTRY.get_sample_value("cv_job_workers_live") == 0
+    assert REGISTRY.get_sample_value("cv_jobs_active") == 1
+    assert 0 <= (REGISTRY.get_sample_value("cv_job_oldest_active_age_seconds") or -1) < 60
+
+
+def test_record_metrics_leaves_the_gauges_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    broken = create_engine("sqlite:////nonexistent-dir/x.sqlite3")
+    before = REGISTRY.get_sample_value("cv_jobs_active")
+    _queue(broken, tmp_path).record_metrics()  # logged, nothing raised: the scrape still answers
+    assert REGISTRY.get_sample_value("cv_jobs_active") == before
