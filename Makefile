@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway bentos
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ import-models: install
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
 	$(PY) bentos/embedder/import_model.py --version v1 --stage archived
+
+# Every Bento, offline, from the store `make import-models` filled: one per model service and the api (bentofile.yaml at
+# the top is the api's). tests/integration/bentos/test_bento_build.py builds them too and checks what each packages.
+BENTOFILES := $(wildcard bentos/*/bentofile.yaml)
+bentos: import-models
+	set -e; for f in $(BENTOFILES); do $(VENV)/bin/bentoml build -f $$f .; done
 
 # The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000). Skipped when it is not empty.
 GALLERY_LIMIT ?= 2000
