@@ -78,6 +78,7 @@ lint: install
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
+	$(VENV)/bin/hadolint Dockerfile
 
 bench: import-models
 	$(PY) benchmarks/serving.py

@@ -71,3 +71,11 @@ def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
         ).one()
     status = "degraded" if jobs and not workers else "ok"
     return {"status": status, "workers": int(workers), "active_jobs": int(jobs)}
+
+
+def is_alive(engine: Engine, *, hostname: str, interval_s: float) -> bool:
+    """Whether worker ``hostname`` beat within the last ``STALE_AFTER_BEATS`` intervals."""
+    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
+    query = select(func.count()).select_from(JobWorker).where(col(JobWorker.hostname) == hostname)
+    with Session(engine) as session:  # compared in SQL, as workers_health does (SQLite keeps no time zone)
+        return bool(session.exec(query.where(col(JobWorker.seen_at) >= since)).one())
