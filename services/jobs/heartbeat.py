@@ -88,3 +88,11 @@ def backlog(engine: Engine, *, interval_s: float) -> dict[str, float]:
 def _aware(moment: datetime) -> datetime:
     """SQLite hands timestamps back naive; they are UTC (kernel/db/tables.py writes them so)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def is_alive(engine: Engine, *, hostname: str, interval_s: float) -> bool:
+    """Whether worker ``hostname`` beat within the last ``STALE_AFTER_BEATS`` intervals."""
+    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
+    query = select(func.count()).select_from(JobWorker).where(col(JobWorker.hostname) == hostname)
+    with Session(engine) as session:  # compared in SQL, as workers_health does (SQLite keeps no time zone)
+        return bool(session.exec(query.where(col(JobWorker.seen_at) >= since)).one())

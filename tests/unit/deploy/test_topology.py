@@ -13,8 +13,10 @@ from deploy import __main__ as cli
 from deploy.topology import REPO, TRAEFIK_DIR, Plan, TopologyConfig, plan, render_traefik
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
-# In compose only: the machine's servers natively, and the model-store import (`make import-models` here).
-COMPOSE_ONLY = {"postgres", "redis", "import-models"}
+# In compose only: the machine's servers natively, the model-store import (`make import-models` here), Grafana.
+COMPOSE_ONLY = {"postgres", "redis", "import-models", "grafana"}
+# Prometheus and Alertmanager: in compose; `python -m deploy up` starts them natively once monitoring/ lands.
+MONITORING = {"prometheus", "alertmanager"}
 
 
 def _config(tmp_path: Path, **overrides: Any) -> TopologyConfig:
@@ -36,7 +38,7 @@ def the_plan(tmp_path: Path) -> Plan:
 
 
 def test_the_same_processes_as_compose(the_plan: Plan) -> None:
-    assert {p.name for p in the_plan.processes} == set(COMPOSE) - COMPOSE_ONLY
+    assert {p.name for p in the_plan.processes} - MONITORING == set(COMPOSE) - COMPOSE_ONLY - MONITORING
 
 
 def test_each_process_gets_the_settings_its_container_gets(the_plan: Plan) -> None:

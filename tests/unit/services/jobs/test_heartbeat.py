@@ -17,7 +17,9 @@ from sqlmodel import Session, select
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from kernel.db.tables import BatchJob, JobStatus, JobWorker, utcnow
-from services.jobs.heartbeat import Heartbeat, backlog, beat, forget, workers_health
+from services.config import ServingSettings
+from services.jobs import alive
+from services.jobs.heartbeat import Heartbeat, backlog, beat, forget, is_alive, workers_health
 from services.jobs.queue import JobQueue
 from services.jobs.store import ImageStore
 from tests.waiting import wait_for
@@ -169,3 +171,37 @@ def test_record_metrics_leaves_the_gauges_when_the_database_is_unreachable(tmp_p
     before = REGISTRY.get_sample_value("cv_jobs_active")
     _queue(broken, tmp_path).record_metrics()  # logged, nothing raised: the scrape still answers
     assert REGISTRY.get_sample_value("cv_jobs_active") == before
+
+
+def test_a_worker_is_alive_only_while_its_own_row_is_fresh(engine: Engine) -> None:
+    assert not is_alive(engine, hostname="cv-jobs@a", interval_s=10)
+    beat(engine, hostname="cv-jobs@b", queue="q")  # another host's worker says nothing about this one
+    assert not is_alive(engine, hostname="cv-jobs@a", interval_s=10)
+    with Session(engine) as session:
+        session.add(JobWorker(hostname="cv-jobs@a", queue="q", seen_at=utcnow() - timedelta(seconds=40)))
+        session.commit()
+    assert not is_alive(engine, hostname="cv-jobs@a", interval_s=10)
+    beat(engine, hostname="cv-jobs@a", queue="q")
+    assert is_alive(engine, hostname="cv-jobs@a", interval_s=10)
+
+
+def test_the_worker_health_check_reads_this_hosts_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    monkeypatch.setattr(alive.socket, "gethostname", lambda: "box")
+    settings = ServingSettings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+    monkeypatch.setattr(alive, "get_settings", lambda: settings)
+    assert alive.main(["--name", "cv-jobs"]) == 1
+    assert "no recent heartbeat from cv-jobs@box" in capsys.readouterr().err
+    beat(engine, hostname="cv-jobs@box", queue="cv-jobs")
+    assert alive.main(["--name", "cv-jobs"]) == 0
+    engine.dispose()
+
+
+def test_the_worker_health_check_fails_without_its_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ServingSettings(_env_file=None, database_url="postgresql://nobody@127.0.0.1:9/none")  # type: ignore[call-arg]
+    monkeypatch.setattr(alive, "get_settings", lambda: settings)
+    assert alive.main([]) == 1
