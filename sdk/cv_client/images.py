@@ -22,6 +22,14 @@ _MAGIC = (
     (b"MM\x00*", "image/tiff"),
 )
 GENERIC_TYPE = "application/octet-stream"
+_SUFFIXES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+    "image/webp": ".webp",
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,8 @@ def to_upload(image: ImageInput, *, name: str = "image") -> Upload:
         return Upload(path.name, data, sniff_type(data))
     if isinstance(image, bytes | bytearray | memoryview):
         data = bytes(image)
-        return Upload(name, data, sniff_type(data))
+        content_type = sniff_type(data)
+        return Upload(name + _SUFFIXES.get(content_type, ""), data, content_type)
     if isinstance(image, Image.Image):
         return Upload(f"{name}.png", _png(image), "image/png")
     if _is_array(image):
