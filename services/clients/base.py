@@ -36,6 +36,35 @@ class AsyncModelClient(Protocol):
     async def gallery_size(self) -> int: ...
 
 
+class AsyncClientWrapper:
+    """An async model client around another, passing every call through; a wrapper overrides what it adds to.
+
+    The result cache (``services/http/caching.py``) and the inference-log recording (``services/http/recording.py``)
+    are such wrappers.
+    """
+
+    def __init__(self, inner: AsyncModelClient) -> None:
+        self.inner = inner
+
+    async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
+        return await self.inner.infer(model, items)
+
+    async def status(self, model: str) -> dict[str, Any]:
+        return await self.inner.status(model)
+
+    async def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
+        return await self.inner.search(items)
+
+    async def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
+        return await self.inner.gallery_add(item, metadata)
+
+    async def gallery_remove(self, item_id: str) -> bool:
+        return await self.inner.gallery_remove(item_id)
+
+    async def gallery_size(self) -> int:
+        return await self.inner.gallery_size()
+
+
 class Connections:
     """One client per model service, made on first use and dropped when a call through it fails.
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.cache import Cache
-from services.clients.base import AsyncModelClient
-from services.index.search import SearchItem, SearchOutcome
+from services.clients.base import AsyncClientWrapper, AsyncModelClient
 from services.metrics import CACHE_HITS, CACHE_MISSES
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, Outcome
@@ -96,7 +95,7 @@ class VersionResolver:
         return known
 
 
-class CachingClient:
+class CachingClient(AsyncClientWrapper):
     """Answers ``infer`` from the cache when it can and stores what the model answers."""
 
     def __init__(
@@ -109,7 +108,7 @@ class CachingClient:
         version_ttl_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
         self.ttl_s = ttl_s
         self.prefix = prefix
@@ -168,18 +167,3 @@ class CachingClient:
             )
             plan.append(_Planned(key, identity.rsplit("@", 1)[0]))
         return plan
-
-    async def status(self, model: str) -> dict[str, Any]:
-        return await self.inner.status(model)
-
-    async def search(self, items: list[SearchItem]) -> list[SearchOutcome]:
-        return await self.inner.search(items)
-
-    async def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
-        return await self.inner.gallery_add(item, metadata)
-
-    async def gallery_remove(self, item_id: str) -> bool:
-        return await self.inner.gallery_remove(item_id)
-
-    async def gallery_size(self) -> int:
-        return await self.inner.gallery_size()

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kernel.db.tables import InferenceLogCreate
 from kernel.errors import ServiceError, error_from_dict
-from services.clients.base import AsyncModelClient
+from services.clients.base import AsyncClientWrapper
 from services.db.records import image_columns, summarize
 from services.http.context import RequestContext, current_context
 from services.http.paths import API_PREFIX, route_template
@@ -151,11 +151,8 @@ def attribute_model(model: str) -> None:
     current_ledger().model = model
 
 
-class RecordingClient:
+class RecordingClient(AsyncClientWrapper):
     """Notes each answer of the wrapped model client in the request's ledger (search and inference)."""
-
-    def __init__(self, inner: AsyncModelClient) -> None:
-        self.inner = inner
 
     async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
         outcomes = await self.inner.infer(model, items)
@@ -178,18 +175,6 @@ class RecordingClient:
             else:
                 ledger.failed(item.image, error_from_dict(outcome.error or {}))
         return outcomes
-
-    async def status(self, model: str) -> dict[str, Any]:
-        return await self.inner.status(model)
-
-    async def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
-        return await self.inner.gallery_add(item, metadata)
-
-    async def gallery_remove(self, item_id: str) -> bool:
-        return await self.inner.gallery_remove(item_id)
-
-    async def gallery_size(self) -> int:
-        return await self.inner.gallery_size()
 
 
 class Sink(Protocol):
