@@ -61,11 +61,17 @@ class Heartbeat:
             log.warning("could not remove the worker's heartbeat row", exc_info=True)
 
 
+def _live_workers(interval_s: float) -> Any:
+    """Counts the workers that beat within the last ``STALE_AFTER_BEATS`` intervals (compared in SQL: SQLite
+    keeps no time zone)."""
+    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
+    return select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)
+
+
 def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
     """Live workers and active jobs; ``degraded`` when jobs wait and no worker is alive."""
-    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
     with Session(engine) as session:
-        workers = session.exec(select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)).one()
+        workers = session.exec(_live_workers(interval_s)).one()
         jobs = session.exec(
             select(func.count()).select_from(BatchJob).where(col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))
         ).one()
@@ -75,9 +81,8 @@ def workers_health(engine: Engine, *, interval_s: float) -> dict[str, Any]:
 
 def backlog(engine: Engine, *, interval_s: float) -> dict[str, float]:
     """Live workers, active jobs and the age in seconds of the oldest active job (0 when none), for the metrics."""
-    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
     with Session(engine) as session:
-        workers = session.exec(select(func.count()).select_from(JobWorker).where(col(JobWorker.seen_at) >= since)).one()
+        workers = session.exec(_live_workers(interval_s)).one()
         jobs, oldest = session.exec(
             select(func.count(), func.min(BatchJob.created_at)).where(col(BatchJob.status).in_(ACTIVE_JOB_STATUSES))
         ).one()
@@ -92,7 +97,5 @@ def _aware(moment: datetime) -> datetime:
 
 def is_alive(engine: Engine, *, hostname: str, interval_s: float) -> bool:
     """Whether worker ``hostname`` beat within the last ``STALE_AFTER_BEATS`` intervals."""
-    since = utcnow() - timedelta(seconds=interval_s * STALE_AFTER_BEATS)
-    query = select(func.count()).select_from(JobWorker).where(col(JobWorker.hostname) == hostname)
-    with Session(engine) as session:  # compared in SQL, as workers_health does (SQLite keeps no time zone)
-        return bool(session.exec(query.where(col(JobWorker.seen_at) >= since)).one())
+    with Session(engine) as session:
+        return bool(session.exec(_live_workers(interval_s).where(col(JobWorker.hostname) == hostname)).one())
