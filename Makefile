@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -51,6 +51,11 @@ gallery: import-models
 # Apply database migrations to CV_DATABASE_URL (default: SQLite under .data/; the api also does it at start-up in local mode).
 migrate: install
 	$(PY) -m services.db migrate
+
+# The published spec (docs/openapi.json, docs/postman_collection.json, docs/api.md's routes and error catalogue):
+# a served api answers one real request per route, and those answers become the spec's examples.
+openapi: gallery
+	$(PY) scripts/export_openapi.py --serve
 
 serve: gallery
 	$(VENV)/bin/bentoml serve services.api:Api --host 127.0.0.1 --port $(PORT)

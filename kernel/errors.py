@@ -19,6 +19,8 @@ class ServiceError(Exception):
     status_code: ClassVar[int] = 500
     type_slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal server error"
+    # What a caller should do about it: the error catalogue (docs/api.md) and the OpenAPI spec quote it.
+    remedy: ClassVar[str] = "Retry later; if it persists, report the response's request_id to the operators."
 
     def __init__(self, public_message: str | None = None, **extra: Any) -> None:
         self.public_message = public_message or self.title
@@ -35,6 +37,7 @@ class InvalidParameter(ServiceError):
     status_code = 422
     type_slug = "invalid-parameter"
     title = "Invalid parameter"
+    remedy = "Fix the named field (the `errors` member lists each one) and send the request again."
 
 
 class InvalidImage(ServiceError):
@@ -43,12 +46,14 @@ class InvalidImage(ServiceError):
     status_code = 400
     type_slug = "invalid-image"
     title = "Invalid image"
+    remedy = "Send a complete image file in a supported format; these bytes could not be decoded."
 
 
 class PayloadTooLarge(ServiceError):
     status_code = 413
     type_slug = "payload-too-large"
     title = "Payload too large"
+    remedy = "Send a smaller file or fewer images per request; use `mode=job` on /batch for large batches."
 
 
 class ImageTooLarge(ServiceError):
@@ -57,23 +62,27 @@ class ImageTooLarge(ServiceError):
     status_code = 413
     type_slug = "image-too-large"
     title = "Image has too many pixels"
+    remedy = "Downscale the image below the pixel limit the detail names, then send it again."
 
 
 class UnsupportedMediaType(ServiceError):
     status_code = 415
     type_slug = "unsupported-media-type"
     title = "Unsupported media type"
+    remedy = "Send one of the image formats the detail lists, with a matching Content-Type."
 
 
 class NotFound(ServiceError):
     status_code = 404
     type_slug = "not-found"
     title = "Not found"
+    remedy = "Check the id in the path; it may have been deleted or never existed."
 
 
 class VersionNotFound(NotFound):
     type_slug = "version-not-found"
     title = "Model version not found"
+    remedy = "Pin a version that GET /api/v1/models lists, or leave `version` out to get the default."
 
 
 class ModelUnavailable(ServiceError):
@@ -82,6 +91,7 @@ class ModelUnavailable(ServiceError):
     status_code = 503
     type_slug = "model-unavailable"
     title = "Model unavailable"
+    remedy = "Retry after a few seconds; GET /api/v1/health shows which model is down."
 
 
 class InferenceFailed(ServiceError):
@@ -90,6 +100,7 @@ class InferenceFailed(ServiceError):
     status_code = 500
     type_slug = "inference-failed"
     title = "Inference failed"
+    remedy = "Retry once; if the same image fails again, report the request_id with the image."
 
 
 class WorkerLost(ServiceError):
@@ -98,6 +109,7 @@ class WorkerLost(ServiceError):
     status_code = 500
     type_slug = "worker-lost"
     title = "Worker lost while processing the item"
+    remedy = "The item crashed a worker on every attempt; check the image, then resubmit it alone."
 
 
 class ImageMissing(ServiceError):
@@ -106,6 +118,7 @@ class ImageMissing(ServiceError):
     status_code = 500
     type_slug = "job-image-missing"
     title = "Job image missing"
+    remedy = "Resubmit the job; its stored image expired or was removed before a worker read it."
 
 
 class JobsUnavailable(ServiceError):
@@ -114,6 +127,7 @@ class JobsUnavailable(ServiceError):
     status_code = 503
     type_slug = "jobs-unavailable"
     title = "Batch jobs unavailable"
+    remedy = "Retry later, or send the images inline (fewer per request) while the job queue is down."
 
 
 class GatewaySignatureInvalid(ServiceError):
@@ -122,6 +136,7 @@ class GatewaySignatureInvalid(ServiceError):
     status_code = 401
     type_slug = "gateway-signature-invalid"
     title = "Not through the gateway"
+    remedy = "Call the API through the gateway (Traefik), not a replica's port directly."
 
 
 class GalleryModelMismatch(ServiceError):
@@ -130,6 +145,7 @@ class GalleryModelMismatch(ServiceError):
     status_code = 409
     type_slug = "gallery-model-mismatch"
     title = "Gallery built with another embedder version"
+    remedy = "Rebuild the gallery with the embedder version that answers (make gallery), or pin that version."
 
 
 ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {

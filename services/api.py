@@ -15,6 +15,7 @@ from typing import Any
 
 import bentoml
 
+from gateway.errors import GATEWAY_ERRORS
 from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
@@ -25,6 +26,8 @@ from services.detector import DetectorService
 from services.embedder import EmbedderService
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 from services.http.dataplane import DataPlane
+from services.http.docs_pages import DocsPagesMiddleware
+from services.http.openapi import install_spec
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
 from services.models.catalogue import MODEL_NAMES
@@ -53,6 +56,7 @@ app = create_app(
     data_plane=_current_data_plane,
     jobs=_current_jobs,
 )
+install_spec(app, extra_errors=GATEWAY_ERRORS)  # the gateway's refusals are part of every protected route's answers
 if settings.auth_in_process:  # local mode: the gateway's policy in process, as Traefik's ForwardAuth in production
     install_gateway(app, partial(in_process_gateway, settings.database_url, settings.data_dir), IN_PROCESS_PUBLIC_PATHS)
 
@@ -85,3 +89,7 @@ class Api:
         if self.job_worker is not None:
             await asyncio.to_thread(self.job_worker.stop)
         await self.data_plane.close()
+
+
+# This API's Swagger UI at / and its spec at /docs.json instead of BentoML's page (services/http/docs_pages.py).
+Api.add_asgi_middleware(DocsPagesMiddleware, spec=app.openapi)  # type: ignore[attr-defined]  # a bentoml.Service
