@@ -43,10 +43,11 @@ BENTOFILES := $(wildcard bentos/*/bentofile.yaml)
 bentos: import-models
 	set -e; for f in $(BENTOFILES); do $(VENV)/bin/bentoml build -f $$f .; done
 
-# The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000). Skipped when it is not empty.
+# The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000), with thumbnails for the demo page at
+# /ui. Skipped when it is not empty.
 GALLERY_LIMIT ?= 2000
 gallery: import-models
-	$(PY) -m services.index.build_gallery --tiny-imagenet-val --limit $(GALLERY_LIMIT) --if-empty
+	$(PY) -m services.index.build_gallery --tiny-imagenet-val --limit $(GALLERY_LIMIT) --if-empty --thumbnails
 
 # Apply database migrations to CV_DATABASE_URL (default: SQLite under .data/; the api also does it at start-up in local mode).
 migrate: install

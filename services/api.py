@@ -26,8 +26,8 @@ from services.detector import DetectorService
 from services.embedder import EmbedderService
 from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
 from services.http.dataplane import DataPlane
-from services.http.docs_pages import DocsPagesMiddleware
 from services.http.openapi import install_spec
+from services.http.pages import PagesMiddleware
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
 from services.models.catalogue import MODEL_NAMES
@@ -91,5 +91,5 @@ class Api:
         await self.data_plane.close()
 
 
-# This API's Swagger UI at / and its spec at /docs.json instead of BentoML's page (services/http/docs_pages.py).
-Api.add_asgi_middleware(DocsPagesMiddleware, spec=app.openapi)  # type: ignore[attr-defined]  # a bentoml.Service
+# This API's Swagger UI at / and its spec at /docs.json instead of BentoML's page (services/http/pages.py).
+Api.add_asgi_middleware(PagesMiddleware, spec=app.openapi)  # type: ignore[attr-defined]  # a bentoml.Service

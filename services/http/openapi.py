@@ -6,7 +6,7 @@ security scheme (so "Authorize" works through the gateway), every error each rou
 ``application/problem+json`` with an example per problem type, and a request and response example per
 route taken from real answers (``openapi_examples.json``, written by ``make openapi`` from the real models).
 
-The same document is served at ``/docs.json`` (the Swagger UI at ``/``, services/http/docs_pages.py),
+The same document is served at ``/docs.json`` (the Swagger UI at ``/``, services/http/pages.py),
 at ``/api/v1/openapi.json``, and committed as ``docs/openapi.json``.
 """
 

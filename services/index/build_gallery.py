@@ -12,6 +12,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import logging
 import tarfile
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from kernel.errors import ServiceError
 from kernel.logging import configure_logging
@@ -29,6 +32,7 @@ from services.index.search import SearchEngine, embedding_space
 from services.models.worker import InferenceItem, ModelWorker, build_pool
 
 log = logging.getLogger("services.index.build_gallery")  # also when run as __main__
+THUMBNAIL_PX = 96
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 Record = tuple[bytes, dict[str, Any]]
 
@@ -76,10 +80,29 @@ def _meta(name: str, wnid: str, words: dict[str, str]) -> dict[str, Any]:
     return {"filename": name, "wnid": wnid, "label": words.get(wnid, wnid).split(",")[0].strip()}
 
 
+def thumbnail(pixels: np.ndarray, size: int = THUMBNAIL_PX) -> str:
+    """A small JPEG of ``pixels`` as a data URI (the demo page shows search hits with it)."""
+    image = Image.fromarray(pixels)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def build(
-    records: Iterator[Record], engine: SearchEngine, settings: ServingSettings, limit: int, batch: int = 32
+    records: Iterator[Record],
+    engine: SearchEngine,
+    settings: ServingSettings,
+    limit: int,
+    batch: int = 32,
+    *,
+    thumbnails: bool = False,
 ) -> int:
-    """Embed and store up to ``limit`` records (0 = all); returns how many were added."""
+    """Embed and store up to ``limit`` records (0 = all); returns how many were added.
+
+    With ``thumbnails``, each item's metadata keeps a small JPEG data URI (``thumbnail``, ~2 KB), which every
+    search hit then carries: the demo gallery does, a user's own gallery need not.
+    """
     added, seen = 0, set()
     pending: list[tuple[np.ndarray, dict[str, Any]]] = []
     for data, meta in records:
@@ -96,7 +119,8 @@ def build(
         if item_id in seen or engine.index.contains(item_id):
             continue  # already indexed: re-running the command adds only what is new
         seen.add(item_id)
-        pending.append((image.pixels, {**meta, "sha256": image.sha256}))
+        extra = {"thumbnail": thumbnail(image.pixels)} if thumbnails else {}
+        pending.append((image.pixels, {**meta, "sha256": image.sha256, **extra}))
         if len(pending) == batch:
             added += _flush(engine, pending)
             pending = []
@@ -123,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="index at most N images (0 = all)")
     parser.add_argument("--if-empty", action="store_true", help="do nothing when the gallery already has images")
     parser.add_argument(
+        "--thumbnails", action="store_true", help="keep a small JPEG of each image in its metadata (for the demo page)"
+    )
+    parser.add_argument(
         "--rebuild", action="store_true", help="empty the gallery first (after a new embedder version: 409 otherwise)"
     )
     args = parser.parse_args(argv)
@@ -141,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     records = tiny_imagenet_val(root) if args.tiny_imagenet_val else folder_images(args.folder)
     engine = SearchEngine(ModelWorker(build_pool("embedder", settings)), index)
-    added = build(records, engine, settings, args.limit)
+    added = build(records, engine, settings, args.limit, thumbnails=args.thumbnails)
     log.info("gallery built", extra={"added": added, "gallery_size": len(index)})
     return 0
 

@@ -307,3 +307,17 @@ def test_main_stamps_the_gallery_and_rebuild_starts_over(tmp_path: Path, cli_env
     (folder / "1.png").unlink()
     assert main(["--folder", str(folder), "--rebuild"]) == 0
     assert gallery_size(tmp_path) == 1  # the stray and the deleted photo are gone
+
+
+def test_thumbnail_is_a_small_jpeg_data_uri_keeping_the_aspect() -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from services.index.build_gallery import THUMBNAIL_PX, thumbnail
+
+    uri = thumbnail(np.full((300, 600, 3), 128, dtype=np.uint8))
+    assert uri.startswith("data:image/jpeg;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert image.format == "JPEG" and image.size == (THUMBNAIL_PX, THUMBNAIL_PX // 2)
