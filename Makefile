@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi
+.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -102,6 +102,19 @@ lint: install-train $(ACTIONLINT)
 
 bench: import-models
 	$(PY) benchmarks/serving.py
+
+# locust, headless, against `make serve` (or LOCUST_HOST=http://127.0.0.1:8080 LOCUST_ARGS="--api-key KEY" for the edge):
+# CSV and HTML under benchmarks/reports/locust/. LOCUST_TIER sets the task mix (free, pro, enterprise).
+LOCUST_HOST ?= http://127.0.0.1:$(PORT)
+LOCUST_USERS ?= 16
+LOCUST_TIME ?= 1m
+LOCUST_TIER ?= pro
+LOCUST_ARGS ?=
+locust: install
+	mkdir -p benchmarks/reports/locust
+	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $(LOCUST_USERS) -r 4 -t $(LOCUST_TIME) \
+		--host $(LOCUST_HOST) --tier $(LOCUST_TIER) --csv benchmarks/reports/locust/$(LOCUST_TIER) \
+		--html benchmarks/reports/locust/$(LOCUST_TIER).html $(LOCUST_ARGS)
 
 # Direct to an api replica vs through Traefik + ForwardAuth, on the native topology -> benchmarks/reports/gateway.md
 bench-gateway: import-models
