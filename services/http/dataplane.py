@@ -78,6 +78,7 @@ class DataPlane:
                 queue_size=self.settings.shadow_queue_size,
                 refresh_s=self.settings.shadow_refresh_s,
                 concurrency=self.settings.shadow_concurrency,
+                sample_rate=self.settings.shadow_sample_rate,
             )
         if self.cache is not None:
             client = CachingClient(

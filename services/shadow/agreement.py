@@ -9,10 +9,11 @@ The measure follows the answer's shape, as the inference log's summary does (ser
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 MATCH_IOU = 0.5
 MEASURES = {"predictions": "top1", "detections": "box_match_iou50", "embedding": "cosine"}
@@ -43,16 +44,29 @@ def top1_agreement(production: Sequence[dict[str, Any]], shadow: Sequence[dict[s
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 when both are empty)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(width, 0.0) * max(height, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(iou_matrix(np.asarray([a], dtype=np.float64), np.asarray([b], dtype=np.float64))[0, 0])
 
 
-def _corners(detection: dict[str, Any]) -> tuple[float, float, float, float]:
-    box = detection["box"]
-    return float(box["x1"]), float(box["y1"]), float(box["x2"]), float(box["y2"])
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (N x 4) with every box of ``b`` (M x 4): an N x M array."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _classes(detections: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.asarray([int(d.get("class_id", -1)) for d in detections], dtype=np.int64)
+
+
+def _corners(detections: Sequence[dict[str, Any]]) -> np.ndarray:
+    boxes = [[d["box"]["x1"], d["box"]["y1"], d["box"]["x2"], d["box"]["y2"]] for d in detections]
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 @dataclass(frozen=True)
@@ -81,27 +95,23 @@ def box_matches(
 ) -> BoxMatch:
     """Greedy one-to-one matching: production's boxes, best score first, each take the free shadow box of the
     same class with the highest IoU, if that IoU reaches ``threshold`` (the usual detection-evaluation rule)."""
-    free = list(range(len(shadow)))
+    ranked = sorted(production, key=lambda d: -float(d.get("score", 0.0)))
+    overlaps = iou_matrix(_corners(ranked), _corners(shadow))
+    overlaps[_classes(ranked)[:, None] != _classes(shadow)[None, :]] = 0.0
+    overlaps[overlaps < threshold] = 0.0
     matched = 0
-    for detection in sorted(production, key=lambda d: -float(d.get("score", 0.0))):
-        box = _corners(detection)
-        best, best_iou = None, 0.0
-        for j in free:
-            if shadow[j].get("class_id") != detection.get("class_id"):
-                continue
-            overlap = iou(box, _corners(shadow[j]))
-            if overlap >= threshold and overlap > best_iou:
-                best, best_iou = j, overlap
-        if best is not None:
-            free.remove(best)
+    for row in overlaps:  # the boxes are few (max_detections); a pass per production box
+        best = int(row.argmax()) if row.size else 0
+        if row.size and row[best] > 0:
+            overlaps[:, best] = 0.0  # taken
             matched += 1
     return BoxMatch(matched=matched, production=len(production), shadow=len(shadow))
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Cosine similarity clipped to [0, 1]; None when the vectors differ in size (other embedding spaces)."""
-    if len(a) != len(b) or not a:
+    if len(a) != len(b) or not len(a):
         return None
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
-    return min(max(dot / norms, 0.0), 1.0) if norms > 0 else None
+    u, v = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return min(max(float(u @ v) / norms, 0.0), 1.0) if norms > 0 else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class ShadowMirror:
         queue_size: Copies waiting at most; a copy that does not fit is dropped.
         refresh_s: Seconds between two readings of the models' status.
         concurrency: Copies run at once (each one model-service call per shadow version).
+        sample_rate: Share of the answered requests that are offered a copy (the shadow's load on the models).
     """
 
     client: AsyncModelClient
@@ -83,6 +85,8 @@ class ShadowMirror:
     queue_size: int = 64
     refresh_s: float = 10.0
     concurrency: int = 1
+    sample_rate: float = 1.0
+    draw: Callable[[], float] = random.random
     clock: Callable[[], float] = time.perf_counter
     shadows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> its shadow versions
 
@@ -96,6 +100,8 @@ class ShadowMirror:
         Never raises and never blocks: called on the request's path, after its response has gone.
         """
         if not copy.items or not self.shadows.get(copy.model):
+            return False
+        if self.sample_rate < 1.0 and self.draw() >= self.sample_rate:
             return False
         try:
             self.queue.put_nowait(copy)

@@ -45,6 +45,14 @@ def test_nothing_is_queued_without_a_shadow_version() -> None:
     assert shadow.queue.qsize() == 0
 
 
+def test_a_sample_rate_offers_that_share_of_the_requests() -> None:
+    draws = iter([0.1, 0.6, 0.3, 0.9])
+    shadow = mirror(ShadowedModels(), sample_rate=0.5, draw=lambda: next(draws))
+    asyncio.run(shadow.refresh())
+    assert [shadow.offer(copy()) for _ in range(4)] == [True, False, True, False]
+    assert shadow.queue.qsize() == 2
+
+
 def test_a_full_queue_drops_and_counts_without_waiting() -> None:
     shadow = mirror(ShadowedModels(), queue_size=1)
     asyncio.run(shadow.refresh())
