@@ -74,3 +74,19 @@ def shadow_agreement(engine: Engine, *, model: str, version: str, since: datetim
         "paired": int(paired),
         "top_label_agreement": equal / labelled if labelled else None,
     }
+
+
+def as_markdown(report: dict[str, Any]) -> str:
+    """A :func:`shadow_agreement` report as a Markdown table (a section of the release gate's report)."""
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    rows = [
+        ("model / shadow version", f"{report['model']} / {report['version']}"),
+        ("since", report["since"] or "the first row"),
+        ("images mirrored (errors)", f"{report['items']} ({report['errors']})"),
+        (f"agreement ({report['measure']}), over {report['compared']} compared", number(report["agreement"])),
+        (f"top-label agreement, over {report['paired']} paired with production", number(report["top_label_agreement"])),
+    ]
+    return "\n".join(["| measure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)])

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from kernel.db.tables import InferenceLogCreate
 from services.db.logs import insert_inference_logs
-from services.shadow.report import shadow_agreement
+from services.shadow.report import as_markdown, shadow_agreement
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -102,3 +102,11 @@ def test_no_shadow_rows_is_an_empty_report(engine: Engine) -> None:
         None,
         None,
     )
+
+
+def test_the_report_reads_as_a_markdown_table(engine: Engine) -> None:
+    store(engine, [row("a", shadow=False, label="cat"), row("a", shadow=True, label="cat", agreement=1.0)])
+    text = as_markdown(shadow_agreement(engine, model="classifier", version="v9", since=T0))
+    assert "| agreement (top1), over 1 compared | 1.0000 |" in text
+    assert "| images mirrored (errors) | 1 (0) |" in text and "2026-12-01" in text
+    assert "| since | the first row |" in as_markdown(shadow_agreement(engine, model="detector", version="v3"))
