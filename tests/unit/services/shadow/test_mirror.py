@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from kernel.errors import ModelUnavailable
+from kernel.errors import ModelUnavailable, VersionNotFound
 from services.shadow.mirror import ShadowMirror
 from tests.unit.fakes import sample
 from tests.unit.services.shadow.fakes import PRODUCTION, SHADOW, ShadowedModels, Writer, copy
@@ -190,3 +190,11 @@ def test_production_answers_are_not_touched() -> None:
     asyncio.run(shadow.run(original))
     assert original.items[0].production.version == PRODUCTION
     assert original.items[0].production.result["predictions"][0]["label"] == "v1-answer"
+
+
+def test_a_service_error_raised_by_the_client_keeps_its_status() -> None:
+    models, writer = ShadowedModels(shadow_fails=VersionNotFound("v9 is not loaded")), Writer()
+    shadow = mirror(models, writer)
+    asyncio.run(shadow.refresh())
+    asyncio.run(shadow.run(copy()))
+    assert (writer.records[0].status, writer.records[0].error_type) == (404, "version-not-found")
