@@ -76,6 +76,7 @@ class DataPlane:
                 self.log_writer,
                 models=MODEL_NAMES,
                 queue_size=self.settings.shadow_queue_size,
+                queue_bytes=self.settings.shadow_queue_mb * 1024 * 1024,
                 refresh_s=self.settings.shadow_refresh_s,
                 concurrency=self.settings.shadow_concurrency,
                 sample_rate=self.settings.shadow_sample_rate,

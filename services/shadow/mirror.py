@@ -74,6 +74,7 @@ class ShadowMirror:
         sink: Takes the shadow rows of the inference log.
         models: The models whose status is read for shadow versions.
         queue_size: Copies waiting at most; a copy that does not fit is dropped.
+        queue_bytes: Pixel bytes the waiting copies may hold at most (they keep the decoded images alive).
         refresh_s: Seconds between two readings of the models' status.
         concurrency: Copies run at once (each one model-service call per shadow version).
         sample_rate: Share of the answered requests that are offered a copy (the shadow's load on the models).
@@ -83,6 +84,7 @@ class ShadowMirror:
     sink: Sink
     models: Collection[str]
     queue_size: int = 64
+    queue_bytes: int = 256 * 1024 * 1024
     refresh_s: float = 10.0
     concurrency: int = 1
     sample_rate: float = 1.0
@@ -93,6 +95,8 @@ class ShadowMirror:
     def __post_init__(self) -> None:
         self.queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=self.queue_size)
         self._tasks: list[asyncio.Task[None]] = []
+        self._held_bytes = 0  # pixels of the copies queued or running
+        self._unreachable: set[str] = set()  # models whose status failed last time (logged once)
 
     def offer(self, copy: ShadowCopy) -> bool:
         """Queue ``copy`` for the shadow versions of its model without waiting; False when it is not queued.
@@ -103,11 +107,12 @@ class ShadowMirror:
             return False
         if self.sample_rate < 1.0 and self.draw() >= self.sample_rate:
             return False
-        try:
-            self.queue.put_nowait(copy)
-        except asyncio.QueueFull:
+        size = _pixel_bytes(copy)
+        if self.queue.full() or self._held_bytes + size > self.queue_bytes:
             SHADOW_DROPPED.labels(copy.model).inc(len(copy.items))
             return False
+        self.queue.put_nowait(copy)
+        self._held_bytes += size
         return True
 
     def start(self) -> None:
@@ -134,8 +139,11 @@ class ShadowMirror:
             try:
                 status = await self.client.status(model)
             except Exception as exc:  # the model service is down: keep what was known, ask again later
-                log.warning("shadow: model status unavailable", extra={"model": model, "error": repr(exc)})
+                if model not in self._unreachable:
+                    log.warning("shadow: model status unavailable", extra={"model": model, "error": repr(exc)})
+                self._unreachable.add(model)
                 continue
+            self._unreachable.discard(model)
             found = tuple(
                 str(v["version"])
                 for v in status.get("versions", [])
@@ -225,4 +233,9 @@ class ShadowMirror:
             except Exception:  # one bad copy must not end the worker
                 log.exception("shadow copy failed", extra={"model": copy.model})
             finally:
+                self._held_bytes -= _pixel_bytes(copy)
                 self.queue.task_done()
+
+
+def _pixel_bytes(copy: ShadowCopy) -> int:
+    return sum(int(item.image.pixels.nbytes) for item in copy.items)

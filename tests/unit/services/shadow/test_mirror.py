@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from kernel.errors import ModelUnavailable, VersionNotFound
-from services.shadow.mirror import ShadowMirror
+from services.shadow.mirror import ShadowCopy, ShadowMirror
 from tests.unit.fakes import sample
 from tests.unit.services.shadow.fakes import PRODUCTION, SHADOW, ShadowedModels, Writer, copy
 
@@ -35,8 +35,13 @@ def test_refresh_keeps_what_it_knew_while_status_fails(caplog: pytest.LogCapture
     models.status_fails = ModelUnavailable("down")
     with caplog.at_level(logging.WARNING):
         asyncio.run(shadow.refresh())
+        asyncio.run(shadow.refresh())
     assert shadow.shadows == {"classifier": (SHADOW,)}
-    assert "model status unavailable" in caplog.text
+    assert caplog.text.count("model status unavailable") == 1  # once per outage, not every refresh
+    models.status_fails = None
+    models.stages[SHADOW] = "archived"
+    asyncio.run(shadow.refresh())
+    assert shadow.shadows == {"classifier": ()}
 
 
 def test_nothing_is_queued_without_a_shadow_version() -> None:
@@ -62,6 +67,24 @@ def test_a_full_queue_drops_and_counts_without_waiting() -> None:
     assert shadow.offer(copy(images=1)) is False
     assert sample("cv_shadow_dropped_total", {"model": "classifier"}) - before == 4
     assert shadow.queue.qsize() == 1
+
+
+def test_the_queued_pixels_are_bounded_too() -> None:
+    async def scenario() -> tuple[list[bool], int]:
+        # Each fake image is 4 x 4 x 3 = 48 bytes: two fit in 100, a third does not until one has been run.
+        shadow = mirror(ShadowedModels(), queue_size=10, queue_bytes=100, refresh_s=3600)
+        await shadow.refresh()
+        offered = [shadow.offer(copy()), shadow.offer(copy()), shadow.offer(copy())]
+        shadow.start()
+        await shadow.queue.join()
+        offered.append(shadow.offer(copy()))
+        await shadow.queue.join()
+        await shadow.close()
+        return offered, shadow._held_bytes
+
+    before = sample("cv_shadow_dropped_total", {"model": "classifier"})
+    assert asyncio.run(scenario()) == ([True, True, False, True], 0)
+    assert sample("cv_shadow_dropped_total", {"model": "classifier"}) - before == 1
 
 
 def test_run_logs_a_shadow_row_per_image_with_its_agreement() -> None:
@@ -168,8 +191,14 @@ def test_a_copy_that_breaks_the_run_does_not_end_the_worker(caplog: pytest.LogCa
         writer = Writer()
         shadow = mirror(ShadowedModels(), writer, refresh_s=3600)
         await shadow.refresh()
-        broken = copy()
-        object.__setattr__(broken, "items", [None])  # run() fails on it
+        broken, run = copy(), shadow.run
+
+        async def failing_on_broken(given: ShadowCopy) -> None:
+            if given is broken:
+                raise RuntimeError("a bug")
+            await run(given)
+
+        shadow.run = failing_on_broken  # type: ignore[method-assign,assignment]
         shadow.start()
         shadow.offer(broken)
         shadow.offer(copy())
