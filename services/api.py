@@ -83,6 +83,11 @@ class Api:
         # Started after the migrations above, and with this process's environment (the model services' addresses).
         self.job_worker = EmbeddedWorker(worker_command(settings)).start() if settings.embedded_worker else None
 
+    @bentoml.on_startup
+    async def start_shadow_mirror(self) -> None:
+        """Start the shadow mirror's tasks on the server's event loop (docs/adr/0011-shadow-traffic.md)."""
+        self.data_plane.start()
+
     @bentoml.on_shutdown
     async def close_data_plane(self) -> None:
         """Stop the embedded job worker; flush buffered inference logs (to the spool if need be); close the cache."""

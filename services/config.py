@@ -152,6 +152,18 @@ class ServingSettings(BaseSettings):
     # The api starts (and stops) a worker beside itself; unset: on in local mode.
     jobs_embedded_worker: bool | None = None
 
+    # Shadow traffic (docs/adr/0011-shadow-traffic.md): once a request has been answered, a copy of it goes to
+    # every version in stage shadow (learnt from the model services' status every shadow_refresh_s), through a
+    # queue of shadow_queue_size requests and shadow_queue_mb of pixels that drops (and counts) what does not fit,
+    # worked by shadow_concurrency tasks. The shadow's answers are logged and compared with production's, never
+    # returned. A shadow adds its own runs to the model services' load: shadow_sample_rate mirrors that share.
+    shadow_enabled: bool = True
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    shadow_queue_size: int = Field(default=64, gt=0)
+    shadow_queue_mb: int = Field(default=256, gt=0)  # decoded pixels the queued copies may hold
+    shadow_refresh_s: float = Field(default=10.0, gt=0)
+    shadow_concurrency: int = Field(default=1, gt=0)
+
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
     # Set by `bentoml serve` in the processes it starts: where each model service listens. The embedded job

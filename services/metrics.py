@@ -143,6 +143,33 @@ JOB_OLDEST_ACTIVE_AGE = Gauge(
 )
 
 
+# Shadow traffic (services/shadow/): counters and histograms, so replicas add up and PromQL picks the window.
+_AGREEMENT_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+SHADOW_REQUESTS = Counter(
+    "cv_shadow_requests_total",
+    "Images a shadow version answered a copy of, by outcome: compared (with production's answer), incomparable, error.",
+    ["model", "version", "outcome"],
+)
+SHADOW_DROPPED = Counter(
+    "cv_shadow_dropped_total",
+    "Images not mirrored to the shadow versions because the shadow queue was full.",
+    ["model"],
+)
+SHADOW_AGREEMENT = Histogram(
+    "cv_shadow_agreement",
+    "Agreement of a shadow version's answer with production's, per image in [0, 1]: top-1 label equal (classifier), "
+    "box match rate at IoU 0.5 (detector), cosine of the embeddings (embedder). Mean: rate(_sum) / rate(_count).",
+    ["model", "version"],
+    buckets=_AGREEMENT_BUCKETS,
+)
+SHADOW_LATENCY = Histogram(
+    "cv_shadow_duration_seconds",
+    "Time a shadow version took to answer one mirrored request (a model-service call).",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:
     """Render the exposition text for every process (multiprocess mode) or this one."""
     if multiproc_dir:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -67,6 +67,10 @@ class InferenceLogBase(SQLModel):
     image_height: int | None = None
     image_format: str | None = Field(default=None, max_length=16)
     error_type: str | None = Field(default=None, max_length=64)
+    # A shadow version's answer to a copy of the request (services/shadow/), never returned to the caller; its
+    # agreement with the production row of the same request id and item index, in [0, 1] (None: not compared).
+    shadow: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    agreement: float | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
 
 

@@ -32,7 +32,7 @@ from services.http.middleware import (
 )
 from services.http.paths import API_PREFIX, IN_PROCESS_PUBLIC_PATHS, SIGNATURE_EXEMPT_PATHS, route_template
 from services.http.problems import problem_response
-from services.http.recording import InferenceLogMiddleware, Sink
+from services.http.recording import InferenceLogMiddleware, Mirror, Sink
 from services.metrics import HTTP_ERRORS
 
 log = logging.getLogger("services.http")
@@ -139,8 +139,12 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, data_plane: DataPla
         plane = data_plane()
         return plane.log_writer if plane is not None else None
 
+    def mirror() -> Mirror | None:
+        plane = data_plane()
+        return plane.mirror if plane is not None else None
+
     max_body = settings.max_image_bytes * settings.max_batch_items + (1 << 20)
-    app.add_middleware(InferenceLogMiddleware, sink=sink)
+    app.add_middleware(InferenceLogMiddleware, sink=sink, mirror=mirror)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=max_body,

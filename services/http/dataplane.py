@@ -1,8 +1,8 @@
-"""The api's data plane: the inference-log writer and the result cache, built once from settings.
+"""The api's data plane: the inference-log writer, the result cache and the shadow mirror, built once from settings.
 
 The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
-model client with :meth:`DataPlane.wrap` (result cache and inference-log recording), and hands the
-plane to the app for health and logging.
+model client with :meth:`DataPlane.wrap` (result cache and inference-log recording; the shadow mirror
+takes the raw client), and hands the plane to the app for health, logging and shadow copies.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
 from services.http.caching import CachingClient
 from services.http.recording import RecordingClient
+from services.models.catalogue import MODEL_NAMES
+from services.shadow.mirror import ShadowMirror
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class DataPlane:
         self.engine = engine  # the jobs and experiments of later issues share it
         self.log_writer = log_writer
         self.cache = cache
+        self.mirror: ShadowMirror | None = None  # made by wrap() around the raw model client
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> DataPlane:
@@ -63,8 +66,21 @@ class DataPlane:
     def wrap(self, client: AsyncModelClient) -> RecordingClient:
         """The model client behind the result cache (when it is on), behind the inference log's recording.
 
-        Recording is outside the cache, so a record says whether its answer came from the cache.
+        Recording is outside the cache, so a record says whether its answer came from the cache. With
+        ``CV_SHADOW_ENABLED`` the shadow mirror calls ``client`` itself: its answers are never cached nor recorded
+        as the caller's (docs/adr/0011-shadow-traffic.md).
         """
+        if self.settings.shadow_enabled:
+            self.mirror = ShadowMirror(
+                client,
+                self.log_writer,
+                models=MODEL_NAMES,
+                queue_size=self.settings.shadow_queue_size,
+                queue_bytes=self.settings.shadow_queue_mb * 1024 * 1024,
+                refresh_s=self.settings.shadow_refresh_s,
+                concurrency=self.settings.shadow_concurrency,
+                sample_rate=self.settings.shadow_sample_rate,
+            )
         if self.cache is not None:
             client = CachingClient(
                 client,
@@ -81,8 +97,15 @@ class DataPlane:
         parts["cache"] = await self.cache.check() if self.cache is not None else {"status": "ok", "backend": "off"}
         return parts
 
+    def start(self) -> None:
+        """Start the shadow mirror's tasks on the running event loop (the api's start-up hook)."""
+        if self.mirror is not None:
+            self.mirror.start()
+
     async def close(self) -> None:
-        """Flush the logs (to the spool if need be) and close the cache."""
+        """Stop the shadow mirror, flush the logs (to the spool if need be) and close the cache."""
+        if self.mirror is not None:
+            await self.mirror.close()
         self.log_writer.close()
         if self.cache is not None:
             await self.cache.close()

@@ -37,6 +37,7 @@ from services.index.search import SearchItem, SearchOutcome
 from services.models.catalogue import CATALOGUE
 from services.models.contract import Prediction
 from services.models.worker import InferenceItem, Outcome
+from services.shadow.mirror import ShadowCopy, ShadowItem
 
 log = logging.getLogger("services.http")
 
@@ -59,6 +60,7 @@ class ItemRecord:
     cached: bool = False
     status: int | None = None  # None: the response's status
     error_type: str | None = None
+    call: InferenceItem | None = None  # what the model was asked (the shadow mirror asks its versions the same)
 
 
 @dataclass
@@ -74,9 +76,17 @@ class ItemLedger:
     def image_refused(self, error: ServiceError) -> None:
         self.items.append(ItemRecord(status=error.status_code, error_type=error.type_slug))
 
-    def answered(self, pixels: np.ndarray, prediction: Prediction, summary: dict[str, Any], *, cached: bool) -> None:
+    def answered(
+        self,
+        pixels: np.ndarray,
+        prediction: Prediction,
+        summary: dict[str, Any],
+        *,
+        cached: bool,
+        call: InferenceItem | None = None,
+    ) -> None:
         item = self._item(pixels)
-        item.prediction, item.summary, item.cached, item.status = prediction, summary, cached, 200
+        item.prediction, item.summary, item.cached, item.status, item.call = prediction, summary, cached, 200, call
 
     def failed(self, pixels: np.ndarray, error: ServiceError) -> None:
         item = self._item(pixels)
@@ -123,6 +133,31 @@ class ItemLedger:
             )
         return records
 
+    def shadow_copy(self, context: RequestContext, *, route: str) -> ShadowCopy | None:
+        """The images the production version answered, for the shadow mirror; None when there are none.
+
+        A request that pinned a version is not mirrored (its answer is not production's to compare with), nor
+        is an image the model did not answer. A cache hit is: the shadow runs, production does not run again.
+        """
+        items = [
+            ShadowItem(index=index, image=item.image, params=dict(item.call.params), production=item.prediction)
+            for index, item in enumerate(self.items)
+            if item.prediction is not None
+            and item.image is not None
+            and item.call is not None
+            and item.call.version is None
+        ]
+        if not items:
+            return None
+        return ShadowCopy(
+            model=items[0].production.model,
+            route=route,
+            items=items,
+            request_id=context.request_id,
+            client_id=context.client_id,
+            tier=context.tier,
+        )
+
 
 _ledger: contextvars.ContextVar[ItemLedger | None] = contextvars.ContextVar("item_ledger", default=None)
 
@@ -160,7 +195,7 @@ class RecordingClient(AsyncClientWrapper):
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.prediction is not None:
                 summary = summarize(outcome.prediction.result)
-                ledger.answered(item.image, outcome.prediction, summary, cached=outcome.cached)
+                ledger.answered(item.image, outcome.prediction, summary, cached=outcome.cached, call=item)
             else:
                 ledger.failed(item.image, error_from_dict(outcome.error or {}))
         return outcomes
@@ -171,7 +206,7 @@ class RecordingClient(AsyncClientWrapper):
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.prediction is not None:
                 summary = summarize({"results": outcome.hits})
-                ledger.answered(item.image, outcome.prediction, summary, cached=False)
+                ledger.answered(item.image, outcome.prediction, summary, cached=False, call=item)
             else:
                 ledger.failed(item.image, error_from_dict(outcome.error or {}))
         return outcomes
@@ -183,12 +218,22 @@ class Sink(Protocol):
     def submit(self, records: list[InferenceLogCreate]) -> None: ...
 
 
-class InferenceLogMiddleware:
-    """Opens each request's ledger and hands its records to the log writer once the response has gone."""
+class Mirror(Protocol):
+    """Takes a copy of an answered request for the shadow versions (services/shadow/mirror.py), never waiting."""
 
-    def __init__(self, app: ASGIApp, sink: Callable[[], Sink | None]) -> None:
+    def offer(self, copy: ShadowCopy) -> bool: ...
+
+
+class InferenceLogMiddleware:
+    """Opens each request's ledger and, once the response has gone, hands its records to the log writer and a
+    copy of its answered images to the shadow mirror."""
+
+    def __init__(
+        self, app: ASGIApp, sink: Callable[[], Sink | None], mirror: Callable[[], Mirror | None] | None = None
+    ) -> None:
         self.app = app
         self.sink = sink
+        self.mirror = mirror or (lambda: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -213,15 +258,26 @@ class InferenceLogMiddleware:
             self._hand_off(ledger, route_template(scope), response["status"], response["problem"])
 
     def _hand_off(self, ledger: ItemLedger, route: str, status: int, problem: str | None) -> None:
-        """Queue the request's records with the log writer: a queue append, never a database call."""
+        """Queue the request's records with the log writer, and its copy with the shadow mirror: queue appends only."""
         if route not in RECORDED_ROUTES or (route == BATCH_ROUTE and status == 202):
             return  # not a logged route, or a batch that became a job (the worker logs each image)
-        sink = self.sink()
-        if sink is None:
-            return
         context = current_context()
-        latency_ms = (time.perf_counter() - context.started) * 1000
+        sink = self.sink()
+        if sink is not None:
+            latency_ms = (time.perf_counter() - context.started) * 1000
+            try:
+                records = ledger.records(context, route=route, status=status, error_type=problem, latency_ms=latency_ms)
+                sink.submit(records)
+            except Exception:  # a logging bug must not turn an answered request into an error
+                log.exception("inference log record failed")
+        self._mirror(ledger, context, route)
+
+    def _mirror(self, ledger: ItemLedger, context: RequestContext, route: str) -> None:
+        """Offer the shadow mirror a copy of the answered images: a queue append, or a counted drop."""
         try:
-            sink.submit(ledger.records(context, route=route, status=status, error_type=problem, latency_ms=latency_ms))
-        except Exception:  # a logging bug must not turn an answered request into an error
-            log.exception("inference log record failed")
+            mirror = self.mirror()
+            copy = ledger.shadow_copy(context, route=route) if mirror is not None else None
+            if mirror is not None and copy is not None:
+                mirror.offer(copy)
+        except Exception:  # shadow traffic must never change an answered request
+            log.exception("shadow copy failed")

@@ -32,6 +32,7 @@ class Writer:
 class Plane:
     def __init__(self, writer: Writer) -> None:
         self.log_writer = writer
+        self.mirror = None
 
     async def health(self) -> dict[str, Any]:
         return {

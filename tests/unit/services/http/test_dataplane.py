@@ -66,3 +66,33 @@ def test_unreachable_database_at_start_is_logged_and_logs_spool(
     finally:
         asyncio.run(plane.close())
     assert list((tmp_path / "spool").glob("*.jsonl"))  # kept for the next start
+
+
+def test_the_shadow_mirror_takes_the_raw_client_and_starts_and_stops_with_the_plane(tmp_path: Path) -> None:
+    plane = DataPlane.from_settings(
+        settings(tmp_path, shadow_queue_size=7, shadow_queue_mb=3, shadow_concurrency=2, shadow_sample_rate=0.25)
+    )
+    models = FakeModels()
+    plane.wrap(models)
+    mirror = plane.mirror
+    assert mirror is not None and mirror.client is models and mirror.sink is plane.log_writer
+    assert (mirror.queue.maxsize, mirror.queue_bytes, mirror.concurrency, mirror.sample_rate) == (7, 3 << 20, 2, 0.25)
+
+    async def lifetime() -> int:
+        plane.start()  # the api's start-up hook: on the server's event loop
+        running = len(mirror._tasks)
+        await plane.close()
+        return running
+
+    assert asyncio.run(lifetime()) == 3  # the status refresher and two workers
+    assert mirror._tasks == []
+
+
+def test_no_shadow_mirror_when_it_is_switched_off(tmp_path: Path) -> None:
+    plane = DataPlane.from_settings(settings(tmp_path, shadow_enabled=False))
+    try:
+        plane.wrap(FakeModels())
+        plane.start()  # nothing to start
+        assert plane.mirror is None
+    finally:
+        asyncio.run(plane.close())
