@@ -82,7 +82,7 @@ class ApiUser(FastHttpUser):
 
     def search(self) -> None:
         name, content = random.choice(PHOTOS)
-        self._post("/api/v1/search", {"image": (name, content, "image/jpeg")}, {"k": "5"}, "search")
+        self._post("/api/v1/search", {"image": (name, content, "image/jpeg")}, {"top_k": "5"}, "search")
 
     def batch_job(self) -> None:
         files = [("images", (n, c, "image/jpeg")) for n, c in random.sample(PHOTOS, 2)]

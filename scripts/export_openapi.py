@@ -77,8 +77,8 @@ def capture(client: httpx.Client) -> Examples:
     )
     keep(
         "POST /detect",
-        {"image": "coffee.jpg", "score_threshold": 0.4},
-        client.post("/detect", files={"image": coffee}, data={"score_threshold": "0.4"}),
+        {"image": "coffee.jpg", "confidence": 0.4},
+        client.post("/detect", files={"image": coffee}, data={"confidence": "0.4"}),
     )
     keep(
         "POST /batch",
@@ -102,8 +102,8 @@ def capture(client: httpx.Client) -> Examples:
     keep("GET /gallery", None, client.get("/gallery"))
     keep(
         "POST /search",
-        {"image": "chelsea.jpg", "k": 3},
-        client.post("/search", files={"image": chelsea}, data={"k": "3"}),
+        {"image": "chelsea.jpg", "top_k": 3},
+        client.post("/search", files={"image": chelsea}, data={"top_k": "3"}),
     )
     client.delete(f"/gallery/{added.json()['id']}").raise_for_status()
     keep("GET /models", None, client.get("/models"))

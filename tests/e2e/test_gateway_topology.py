@@ -161,7 +161,10 @@ def test_openapi_is_public_and_metrics_are_not_published(topology: Topology) -> 
         assert edge.get("/").status_code == 200
         spec = edge.get("/api/v1/openapi.json")
         assert spec.status_code == 200 and "/classify" in spec.json()["paths"]
-        assert edge.get("/docs.json").status_code == 200
+        docs = edge.get("/docs.json")
+        assert docs.status_code == 200 and docs.json()["info"]["title"] == "Computer-vision API"
+        assert "bearerAuth" in docs.json()["components"]["securitySchemes"]  # Swagger's Authorize works here
+        assert edge.get("/ui").status_code == 200 and edge.get("/ui/ui.js").status_code == 200
         assert edge.get("/api/v1/metrics").status_code == 404
     traefik_metrics = httpx.get(f"{topology.plan.internal_url}/metrics", timeout=10).text
     assert 'traefik_service_requests_total{code="200"' in traefik_metrics
@@ -265,6 +268,27 @@ def test_a_batch_job_runs_on_the_worker_through_the_edge(
     with _edge(topology) as edge:  # the api's health sees the worker's heartbeat in PostgreSQL
         jobs = edge.get("/api/v1/health", headers=_bearer(key)).json()["data"]["jobs"]
     assert jobs["status"] == "ok" and jobs["workers"] == 1 and jobs["active_jobs"] == 0, jobs
+
+
+def test_the_sdk_waits_out_a_429_through_the_edge_and_succeeds(
+    topology: Topology, new_key: NewKey, photos: dict[str, bytes]
+) -> None:
+    from cv_client import Client, RetryPolicy
+
+    free, _ = new_key("free")  # 2 requests/s, burst 5: the sixth request at once is refused
+    with _edge(topology) as edge:
+        drained = [edge.get("/api/v1/models", headers=_bearer(free)).status_code for _ in range(6)]
+    assert 429 in drained, drained
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with Client(topology.plan.edge_url, api_key=free, retry=RetryPolicy(max_retries=5), sleep=sleep) as client:
+        result = client.classify(photos["chelsea.jpg"], top_k=3)
+    assert result.top1 is not None and result.top1.label in CATS
+    assert waits and all(w >= 1 for w in waits[:1]), waits  # it waited the edge's Retry-After, then succeeded
 
 
 def test_a_killed_replica_is_taken_out_and_traffic_goes_on(topology: Topology, new_key: NewKey) -> None:

@@ -116,7 +116,7 @@ async function analyse(file) {
   const tasks = [
     call("/classify", file, { top_k: "5" }).then(showClasses),
     call("/detect", file, {}).then(showDetections),
-    call("/search", file, { k: "6" }).then(showSimilar),
+    call("/search", file, { top_k: "6" }).then(showSimilar),
   ];
   const failures = (await Promise.allSettled(tasks)).filter((r) => r.status === "rejected");
   if (failures.length) {
