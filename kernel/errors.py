@@ -132,6 +132,22 @@ class GalleryModelMismatch(ServiceError):
     title = "Gallery built with another embedder version"
 
 
+class DatabaseUnavailable(ServiceError):
+    """A route that reads the database on a server that has none, or cannot reach it."""
+
+    status_code = 503
+    type_slug = "database-unavailable"
+    title = "Database unavailable"
+
+
+class ExperimentConflict(ServiceError):
+    """An experiment change that contradicts another experiment or its own state (services/experiments)."""
+
+    status_code = 409
+    type_slug = "experiment-conflict"
+    title = "Experiment conflict"
+
+
 ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
     cls.type_slug: cls
     for cls in (
@@ -150,6 +166,8 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         JobsUnavailable,
         GatewaySignatureInvalid,
         GalleryModelMismatch,
+        DatabaseUnavailable,
+        ExperimentConflict,
     )
 }
 

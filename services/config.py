@@ -152,6 +152,9 @@ class ServingSettings(BaseSettings):
     # The api starts (and stops) a worker beside itself; unset: on in local mode.
     jobs_embedded_worker: bool | None = None
 
+    # A/B experiments (docs/adr/0010-experiments.md): how often the api reads the running experiments again.
+    experiments_refresh_s: float = Field(default=5.0, gt=0)
+
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
     # Set by `bentoml serve` in the processes it starts: where each model service listens. The embedded job
