@@ -70,6 +70,9 @@ SAMPLES: list[tuple[Callable[[], dict[str, Any]], type[BaseModel], type[BaseMode
     (bodies.gallery_item, sdk.GalleryItem, server.GalleryItemResponse),
     (bodies.batch, sdk.BatchResult, server.BatchResponse),
     (lambda: bodies.job("succeeded", items=[bodies.job_item(0)]), sdk.Job, server.JobResponse),
+    (lambda: {"experiments": [bodies.experiment()]}, sdk.ExperimentsResult, server.ExperimentsResponse),
+    (lambda: bodies.experiment({"arms": []}), sdk.ExperimentResult, server.ExperimentResponse),
+    (bodies.feedback, sdk.FeedbackResult, server.FeedbackResponse),
     (bodies.models, sdk.ModelsResult, server.ModelsResponse),
     (bodies.health, sdk.HealthResult, server.HealthResponse),
 ]
