@@ -148,6 +148,24 @@ class GalleryModelMismatch(ServiceError):
     remedy = "Rebuild the gallery with the embedder version that answers (make gallery), or pin that version."
 
 
+class DatabaseUnavailable(ServiceError):
+    """A route that reads the database on a server that has none, or cannot reach it."""
+
+    status_code = 503
+    type_slug = "database-unavailable"
+    title = "Database unavailable"
+    remedy = "Retry later; the inference logs, experiments and feedback live in the database, which is down."
+
+
+class ExperimentConflict(ServiceError):
+    """An experiment change that contradicts another experiment or its own state (services/experiments)."""
+
+    status_code = 409
+    type_slug = "experiment-conflict"
+    title = "Experiment conflict"
+    remedy = "Stop or pause the model's other experiment first, or choose a state change the experiment allows."
+
+
 ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
     cls.type_slug: cls
     for cls in (
@@ -166,6 +184,8 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         JobsUnavailable,
         GatewaySignatureInvalid,
         GalleryModelMismatch,
+        DatabaseUnavailable,
+        ExperimentConflict,
     )
 }
 

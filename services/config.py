@@ -163,6 +163,8 @@ class ServingSettings(BaseSettings):
     shadow_queue_mb: int = Field(default=256, gt=0)  # decoded pixels the queued copies may hold
     shadow_refresh_s: float = Field(default=10.0, gt=0)
     shadow_concurrency: int = Field(default=1, gt=0)
+    # A/B experiments (docs/adr/0010-experiments.md): how often the api reads the running experiments again.
+    experiments_refresh_s: float = Field(default=5.0, gt=0)
 
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")

@@ -75,6 +75,12 @@ GALLERY_SIZE = Gauge(
     multiprocess_mode="livemax",
 )
 
+EXPERIMENT_ASSIGNMENTS = Counter(
+    "cv_experiment_assignments_total",
+    "Requests assigned to an arm of an A/B experiment, by experiment id and arm.",
+    ["experiment", "arm"],
+)
+
 CACHE_HITS = Counter(
     "cv_cache_hits_total",
     "Result-cache lookups answered from the cache, by model.",

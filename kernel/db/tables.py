@@ -71,6 +71,9 @@ class InferenceLogBase(SQLModel):
     # agreement with the production row of the same request id and item index, in [0, 1] (None: not compared).
     shadow: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     agreement: float | None = None
+    # The A/B experiment that chose the version, and the arm it chose (services/experiments); None outside one.
+    experiment: str | None = Field(default=None, max_length=64, index=True)
+    arm: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
 
 
@@ -218,3 +221,57 @@ class JobWorker(SQLModel, table=True):
     queue: str = Field(max_length=128)
     started_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     seen_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
+
+
+class ExperimentStatus(StrEnum):
+    """Life of an A/B experiment: only ``active`` ones assign clients (and only within their window)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class ExperimentBase(SQLModel):
+    """An A/B experiment over the versions of one model (services/experiments, docs/adr/0010-experiments.md)."""
+
+    model: str = Field(max_length=64, index=True)
+    # [{"name": "control", "version": "v1", "weight": 1.0}, ...]: two or more arms, names unique.
+    arms: list[dict[str, Any]] = Field(sa_type=Json)
+    salt: str = Field(max_length=64)  # keys the assignment hash: a new salt reshuffles every client
+    status: str = Field(default=ExperimentStatus.ACTIVE.value, max_length=16)
+    start_at: datetime | None = Field(default=None, sa_type=Timestamp)  # None: from creation
+    end_at: datetime | None = Field(default=None, sa_type=Timestamp)  # None: until stopped
+
+
+class Experiment(ExperimentBase, table=True):
+    __tablename__ = "experiment"
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class ExperimentPublic(ExperimentBase):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class FeedbackBase(SQLModel):
+    """What a client said of one logged answer: the right label, or whether the answer was right."""
+
+    request_id: str = Field(max_length=128)
+    item_index: int = 0
+    label: str | None = Field(default=None, max_length=256)  # the correct label, when the client sent one
+    correct: bool  # sent as such, or the label compared with the logged top label
+    # Copied from the answer's inference-log row, so an experiment's feedback is read without a join.
+    experiment: str | None = Field(default=None, max_length=64, index=True)
+    arm: str | None = Field(default=None, max_length=64)
+
+
+class Feedback(FeedbackBase, table=True):
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("request_id", "item_index"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

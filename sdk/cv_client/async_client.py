@@ -18,6 +18,9 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    ExperimentResult,
+    ExperimentsResult,
+    FeedbackResult,
     GalleryItem,
     GallerySize,
     HealthResult,
@@ -65,7 +68,12 @@ class AsyncClient:
         retry = 0
         while True:
             response = await self._http.request(
-                call.method, call.path, data=call.data or None, files=call.files or None, params=call.params or None
+                call.method,
+                call.path,
+                data=call.data or None,
+                files=call.files or None,
+                params=call.params or None,
+                json=call.json,
             )
             if response.is_success or response.status_code in call.ok:
                 return call.parse(response)
@@ -158,6 +166,20 @@ class AsyncClient:
         while pages[-1].next_offset is not None:
             pages.append(await self.job(job_id, offset=pages[-1].next_offset, limit=PAGE))
         return merge_pages(state, pages)
+
+    async def experiments(self) -> ExperimentsResult:
+        """Every A/B experiment, newest first."""
+        return await self._run(calls.experiments())
+
+    async def experiment(self, experiment_id: str) -> ExperimentResult:
+        """One A/B experiment with its analysis."""
+        return await self._run(calls.experiment(experiment_id))
+
+    async def feedback(
+        self, request_id: str, *, label: str | None = None, correct: bool | None = None, item_index: int = 0
+    ) -> FeedbackResult:
+        """Say whether an answer was right: the correct ``label``, or ``correct`` (thumbs up/down)."""
+        return await self._run(calls.feedback(request_id, label=label, correct=correct, item_index=item_index))
 
     async def models(self) -> ModelsResult:
         """Every model with its versions, stages and load state."""

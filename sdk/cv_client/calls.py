@@ -15,6 +15,9 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    ExperimentResult,
+    ExperimentsResult,
+    FeedbackResult,
     GalleryItem,
     GallerySize,
     HealthResult,
@@ -44,6 +47,7 @@ class Call(Generic[T]):
     files: Files = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     ok: frozenset[int] = frozenset()
+    json: dict[str, Any] | None = None  # a JSON body (feedback), instead of a form
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
@@ -152,3 +156,20 @@ def models() -> Call[ModelsResult]:
 
 def health() -> Call[HealthResult]:
     return Call("GET", "/health", _model(HealthResult), ok=frozenset({503}))
+
+
+def experiments() -> Call[ExperimentsResult]:
+    return Call("GET", "/experiments", _model(ExperimentsResult))
+
+
+def experiment(experiment_id: str) -> Call[ExperimentResult]:
+    return Call("GET", f"/experiments/{experiment_id}", _model(ExperimentResult))
+
+
+def feedback(
+    request_id: str, *, label: str | None = None, correct: bool | None = None, item_index: int = 0
+) -> Call[FeedbackResult]:
+    """Exactly one of ``label`` (the correct one) or ``correct`` (thumbs up/down); the server refuses both or none."""
+    body: dict[str, Any] = {"request_id": request_id, "item_index": item_index}
+    body |= {k: v for k, v in (("label", label), ("correct", correct)) if v is not None}
+    return Call("POST", "/feedback", _model(FeedbackResult), json=body)

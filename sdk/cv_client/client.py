@@ -17,6 +17,9 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    ExperimentResult,
+    ExperimentsResult,
+    FeedbackResult,
     GalleryItem,
     GallerySize,
     HealthResult,
@@ -106,7 +109,12 @@ class Client:
         retry = 0
         while True:
             response = self._http.request(
-                call.method, call.path, data=call.data or None, files=call.files or None, params=call.params or None
+                call.method,
+                call.path,
+                data=call.data or None,
+                files=call.files or None,
+                params=call.params or None,
+                json=call.json,
             )
             if response.is_success or response.status_code in call.ok:
                 return call.parse(response)
@@ -206,6 +214,20 @@ class Client:
         while pages[-1].next_offset is not None:
             pages.append(self.job(job_id, offset=pages[-1].next_offset, limit=PAGE))
         return merge_pages(state, pages)
+
+    def experiments(self) -> ExperimentsResult:
+        """Every A/B experiment, newest first."""
+        return self._run(calls.experiments())
+
+    def experiment(self, experiment_id: str) -> ExperimentResult:
+        """One A/B experiment with its analysis."""
+        return self._run(calls.experiment(experiment_id))
+
+    def feedback(
+        self, request_id: str, *, label: str | None = None, correct: bool | None = None, item_index: int = 0
+    ) -> FeedbackResult:
+        """Say whether an answer was right: the correct ``label``, or ``correct`` (thumbs up/down)."""
+        return self._run(calls.feedback(request_id, label=label, correct=correct, item_index=item_index))
 
     def models(self) -> ModelsResult:
         """Every model with its versions, stages and load state."""

@@ -68,6 +68,8 @@ class ClassifyResult(Result):
     predictions: list[ClassPrediction]
     request_id: str | None
     model: ModelRef
+    experiment: str | None  # the A/B experiment and arm that chose the version; null outside experiments
+    arm: str | None
     image: ImageInfo
     cached: bool
     timings_ms: dict[str, float]
@@ -82,6 +84,8 @@ class DetectResult(Result):
     detections: list[Detection]
     request_id: str | None
     model: ModelRef
+    experiment: str | None  # the A/B experiment and arm that chose the version; null outside experiments
+    arm: str | None
     image: ImageInfo
     cached: bool
     timings_ms: dict[str, float]
@@ -193,6 +197,44 @@ class Job(Result):
     def done(self) -> int:
         """Items answered or cancelled."""
         return self.item_count - self.counts.pending
+
+
+class ExperimentArm(Result):
+    name: str
+    version: str
+    weight: float
+
+
+class ExperimentSummary(Result):
+    id: str
+    model: str
+    status: Literal["active", "paused", "stopped"]
+    running: bool
+    arms: list[ExperimentArm]
+    start_at: datetime | None
+    end_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExperimentsResult(Result):
+    experiments: list[ExperimentSummary]
+
+
+class ExperimentResult(ExperimentSummary):
+    analysis: dict[str, Any]
+
+
+class FeedbackResult(Result):
+    request_id: str
+    item_index: int
+    label: str | None
+    correct: bool
+    answered_label: str | None
+    model: str | None
+    version: str | None
+    experiment: str | None
+    arm: str | None
 
 
 class ModelVersionStatus(Result):

@@ -1,4 +1,4 @@
-"""The api's data plane: the inference-log writer, the result cache and the shadow mirror, built once from settings.
+"""The api's data plane: inference-log writer, result cache, shadow mirror and experiments, built once from settings.
 
 The api service's composition root (services/api.py) builds one :class:`DataPlane`, wraps its
 model client with :meth:`DataPlane.wrap` (result cache and inference-log recording; the shadow mirror
@@ -19,6 +19,7 @@ from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
+from services.experiments.snapshot import ExperimentBook
 from services.http.caching import CachingClient
 from services.http.recording import RecordingClient
 from services.models.catalogue import MODEL_NAMES
@@ -31,13 +32,21 @@ class DataPlane:
     """Where inference logs go and where answers are cached."""
 
     def __init__(
-        self, settings: ServingSettings, *, engine: Engine, log_writer: InferenceLogWriter, cache: Cache | None
+        self,
+        settings: ServingSettings,
+        *,
+        engine: Engine,
+        log_writer: InferenceLogWriter,
+        cache: Cache | None,
+        experiments: ExperimentBook | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = engine  # the jobs and experiments of later issues share it
+        self.engine = engine  # the jobs share it
         self.log_writer = log_writer
         self.cache = cache
         self.mirror: ShadowMirror | None = None  # made by wrap() around the raw model client
+        # The running A/B experiments, read from the same database every CV_EXPERIMENTS_REFRESH_S.
+        self.experiments = experiments or ExperimentBook.from_engine(engine, refresh_s=settings.experiments_refresh_s)
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> DataPlane:

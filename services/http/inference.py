@@ -1,16 +1,22 @@
-"""Routes: POST /classify, /detect and /batch."""
+"""Routes: POST /classify, /detect and /batch.
+
+classify and detect without a pinned version run the version of the client's arm when their model has a
+running A/B experiment (services/http/experiments.py); /batch (inline or as a job) is left out of experiments.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
 from kernel.logging import get_request_id
-from services.http.deps import BackendDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
+from services.experiments.snapshot import Assignment
+from services.http.deps import BackendDep, DataPlaneDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
+from services.http.experiments import experiment_version
 from services.http.jobs import submit_job
 from services.http.recording import attribute_model
 from services.http.schemas import (
@@ -31,7 +37,9 @@ from services.models.worker import InferenceItem, Outcome
 
 router = APIRouter(tags=["inference"])
 ImageFile = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, TIFF or GIF (first frame)")]
-Version = Annotated[str | None, Form(description="Pin a model version; default: the production stage")]
+Version = Annotated[
+    str | None, Form(description="Pin a model version; default: the A/B experiment's arm, else the production stage")
+]
 TopK = Annotated[int, Form(ge=1, le=1000, description="How many labels to return")]
 Confidence = Annotated[float, Form(ge=0.0, le=1.0, description="Minimum score of a detection")]
 Iou = Annotated[float, Form(gt=0.0, le=1.0, description="IoU threshold of class-aware NMS")]
@@ -74,6 +82,8 @@ def answer(outcome: Outcome, image: DecodedImage, started: float, decode_ms: flo
         **prediction.result,
         "request_id": get_request_id(),
         "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
+        "experiment": None,  # classify and detect say which, when an experiment chose the version (arm_fields)
+        "arm": None,
         "image": image_info(image),
         "cached": outcome.cached,
         "timings_ms": timings,
@@ -90,6 +100,13 @@ async def run_one(
     return outcome
 
 
+def arm_fields(assignment: Assignment | None) -> dict[str, str | None]:
+    """The body's ``experiment`` and ``arm``: null outside experiments."""
+    if assignment is None:
+        return {"experiment": None, "arm": None}
+    return {"experiment": assignment.experiment, "arm": assignment.arm}
+
+
 def _version_headers(response: Response, model: ModelRef, cached: bool) -> None:
     response.headers["X-Model-Version"] = f"{model.name}:{model.version}"
     response.headers["X-Cache"] = "hit" if cached else "miss"
@@ -99,8 +116,10 @@ def _version_headers(response: Response, model: ModelRef, cached: bool) -> None:
 # score of 1e-05 as 0.00001, the same number in other digits.
 @router.post("/classify", response_model=ClassifyResponse, response_class=JSONResponse)
 async def classify(
+    request: Request,
     limits: LimitsDep,
     backend: BackendDep,
+    plane: DataPlaneDep,
     response: Response,
     image: ImageFile,
     top_k: TopK = 5,
@@ -110,16 +129,19 @@ async def classify(
     started = time.perf_counter()
     decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
+    version, assignment = await experiment_version(request, plane, "classifier", version)
     outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
-    body = ClassifyResponse.model_validate(answer(outcome, decoded, started, decode_ms))
+    body = ClassifyResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
     _version_headers(response, body.model, body.cached)
     return body
 
 
 @router.post("/detect", response_model=DetectResponse, response_class=JSONResponse)
 async def detect(
+    request: Request,
     limits: LimitsDep,
     backend: BackendDep,
+    plane: DataPlaneDep,
     response: Response,
     image: ImageFile,
     confidence: Confidence = 0.25,
@@ -133,8 +155,9 @@ async def detect(
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
     decoded = await read_image(image, limits)
     decode_ms = (time.perf_counter() - started) * 1000
+    version, assignment = await experiment_version(request, plane, "detector", version)
     outcome = await run_one(backend, "detector", decoded, params, version)
-    body = DetectResponse.model_validate(answer(outcome, decoded, started, decode_ms))
+    body = DetectResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
     _version_headers(response, body.model, body.cached)
     return body
 

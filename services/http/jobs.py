@@ -33,7 +33,8 @@ def job_body(progress: JobProgress, *, offset: int) -> JobResponse:
             "filename": i.filename,
             "status": i.status,
             "http_status": i.http_status,
-            "result": i.result,
+            # Results stored before A/B experiments existed lack their (null) experiment and arm.
+            "result": None if i.result is None else {"experiment": None, "arm": None} | i.result,
             "error": i.error,
         }
         for i in progress.items

@@ -68,6 +68,8 @@ class ItemLedger:
     """What one request did to each of its images, in upload order."""
 
     model: str | None = None  # the model a /batch request runs (its task's)
+    experiment: str | None = None  # the A/B experiment and arm that chose the version (attribute_experiment)
+    arm: str | None = None
     items: list[ItemRecord] = field(default_factory=list)
 
     def image_read(self, image: DecodedImage) -> None:
@@ -112,6 +114,8 @@ class ItemLedger:
             "tier": context.tier,
             "route": route,
             "latency_ms": round(latency_ms, 3),
+            "experiment": self.experiment,
+            "arm": self.arm,
         }
         records = []
         for index, item in enumerate(self.items or [ItemRecord()]):
@@ -180,10 +184,20 @@ def reset_ledger(token: contextvars.Token[ItemLedger | None]) -> None:
 def attribute_model(model: str) -> None:
     """Say which model a ``/batch`` request runs, for its records that no model answered.
 
-    The one thing a route tells the inference log: the model comes from the ``task`` form field, which only
-    the route has parsed, and the record of a batch refused before any image is read names it.
+    One of the two things a route tells the inference log (with :func:`attribute_experiment`): the model comes
+    from the ``task`` form field, which only the route has parsed, and the record of a batch refused before any
+    image is read names it.
     """
     current_ledger().model = model
+
+
+def attribute_experiment(experiment: str, arm: str) -> None:
+    """Say which A/B experiment and arm chose the version the request runs, for each of its records.
+
+    Only the route knows: it assigns the arm before the model runs, so a failed answer is the arm's too.
+    """
+    ledger = current_ledger()
+    ledger.experiment, ledger.arm = experiment, arm
 
 
 class RecordingClient(AsyncClientWrapper):

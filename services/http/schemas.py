@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import MISSING, BaseModel, ConfigDict
 
-from kernel.db.tables import ItemStatus, JobStatus
+from kernel.db.tables import ExperimentStatus, ItemStatus, JobStatus
 from services.config import Stage
 
 State = Literal["ok", "degraded", "down"]
@@ -67,6 +67,10 @@ class ClassifyResponse(ResponseBody):
     predictions: list[ClassPrediction]
     request_id: str | None
     model: ModelRef
+    # The A/B experiment and arm that chose the version (services/experiments); null outside experiments and
+    # in batches and jobs, which experiments leave alone.
+    experiment: str | None
+    arm: str | None
     image: ImageInfo
     cached: bool  # answered from the result cache
     timings_ms: dict[str, float]
@@ -76,6 +80,10 @@ class DetectResponse(ResponseBody):
     detections: list[Detection]
     request_id: str | None
     model: ModelRef
+    # The A/B experiment and arm that chose the version (services/experiments); null outside experiments and
+    # in batches and jobs, which experiments leave alone.
+    experiment: str | None
+    arm: str | None
     image: ImageInfo
     cached: bool  # answered from the result cache
     timings_ms: dict[str, float]
@@ -171,6 +179,44 @@ class JobResponse(ResponseBody):
     finished_at: datetime | None
     items: list[JobItem]  # one page: ?offset=&limit=
     next_offset: int | None  # where the next page starts; None on the last one
+
+
+class ExperimentArm(ResponseBody):
+    name: str
+    version: str
+    weight: float
+
+
+class ExperimentSummary(ResponseBody):
+    id: str
+    model: str
+    status: ExperimentStatus
+    running: bool  # active and within its window now: assigning clients
+    arms: list[ExperimentArm]  # the first is the control
+    start_at: datetime | None
+    end_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExperimentsResponse(ResponseBody):
+    experiments: list[ExperimentSummary]  # newest first
+
+
+class ExperimentResponse(ExperimentSummary):
+    analysis: dict[str, Any]  # per-arm counts and metrics, the tests and their decisions (services/experiments)
+
+
+class FeedbackResponse(ResponseBody):
+    request_id: str
+    item_index: int
+    label: str | None  # the correct label, when the client sent one
+    correct: bool
+    answered_label: str | None  # the logged answer's top label
+    model: str | None
+    version: str | None
+    experiment: str | None
+    arm: str | None
 
 
 class ModelVersionStatus(ResponseBody):

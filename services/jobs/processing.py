@@ -230,6 +230,8 @@ class ChunkProcessor:
             **prediction.result,
             "request_id": job.request_id,
             "model": {"name": prediction.model, "version": prediction.version, "precision": prediction.precision},
+            "experiment": None,  # batch jobs are left out of A/B experiments
+            "arm": None,
             "image": {
                 "width": image.width,
                 "height": image.height,

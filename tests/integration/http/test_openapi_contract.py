@@ -9,17 +9,21 @@ the app answers every error as application/problem+json; declaring problems in t
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from kernel.errors import ModelUnavailable
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
+from services.experiments.assignment import Arm
+from services.experiments.store import create_experiment
 from services.http.app import create_app
+from services.http.dataplane import DataPlane
 from services.models.catalogue import JOB_TASKS, MODEL_NAMES
 from tests.integration.http.apps import job_app
 from tests.integration.http.openapi_check import errors, response_schema
@@ -49,6 +53,23 @@ def _image(photos: dict[str, bytes], name: str) -> dict[str, tuple[str, bytes, s
 
 def _status_client(backend: StatusBackend) -> TestClient:
     return TestClient(create_app(get_settings(), backend=lambda: backend))  # type: ignore[arg-type,return-value]
+
+
+def _experiment_answers(
+    plane: DataPlane, c: TestClient, photos: dict[str, bytes], note: Callable[[str, str, Any], Any]
+) -> None:
+    """An A/A experiment on the classifier (both arms on v2, the one version loaded), an answer and its feedback."""
+    with Session(plane.engine) as session:
+        arms = [Arm("control", "v2", 1.0), Arm("candidate", "v2", 1.0)]
+        create_experiment(session=session, experiment_id="aa", model="classifier", arms=arms, salt="s")
+        session.commit()
+    plane.experiments.refresh()
+    answered = note("POST", "/classify", c.post("/classify", files=_image(photos, "chelsea.jpg"))).json()
+    assert answered["experiment"] == "aa", answered
+    feedback = {"request_id": answered["request_id"], "label": answered["predictions"][0]["label"]}
+    note("POST", "/feedback", c.post("/feedback", json=feedback))
+    note("GET", "/experiments", c.get("/experiments"))
+    note("GET", "/experiments/{experiment_id}", c.get("/experiments/aa"))
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +109,7 @@ def answers(
         note("GET", "/gallery", c.get("/gallery"))
         note("POST", "/search", c.post("/search", files=_image(photos, "chelsea.jpg")))
         note("DELETE", "/gallery/{item_id}", c.delete(f"/gallery/{added.json()['id']}"))
+        _experiment_answers(app.plane, c, photos, note)
         note("GET", "/models", c.get("/models"))
         note("GET", "/health", c.get("/health"))  # with the log sink, the cache and the jobs
     note("GET", "/health", client.get("/health"))  # with none of them

@@ -17,6 +17,8 @@ def classify() -> dict[str, Any]:
         ],
         "request_id": "req-1",
         "model": {**MODEL, "name": "classifier"},
+        "experiment": "classifier-ab",
+        "arm": "candidate",
         "image": IMAGE,
         "cached": False,
         "timings_ms": {"decode": 1.0, "total": 5.0},
@@ -30,6 +32,8 @@ def detect() -> dict[str, Any]:
         ],
         "request_id": "req-2",
         "model": MODEL,
+        "experiment": None,
+        "arm": None,
         "image": IMAGE,
         "cached": True,
         "timings_ms": {"total": 7.5},
@@ -136,4 +140,36 @@ def health(status: str = "ok") -> dict[str, Any]:
         "live": True,
         "models": {"classifier": status},
         "data": {"cache": {"status": "ok", "backend": "memory", "entries": 3}, "jobs": {"status": "ok", "workers": 1}},
+    }
+
+
+def experiment(analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = {
+        "id": "clf-ab",
+        "model": "classifier",
+        "status": "active",
+        "running": True,
+        "arms": [
+            {"name": "control", "version": "v1", "weight": 50.0},
+            {"name": "candidate", "version": "v2", "weight": 50.0},
+        ],
+        "start_at": None,
+        "end_at": "2026-12-31T00:00:00Z",
+        "created_at": "2026-12-05T00:00:00Z",
+        "updated_at": "2026-12-05T00:00:00Z",
+    }
+    return body if analysis is None else body | {"analysis": analysis}
+
+
+def feedback() -> dict[str, Any]:
+    return {
+        "request_id": "req-1",
+        "item_index": 0,
+        "label": "tabby",
+        "correct": True,
+        "answered_label": "tabby",
+        "model": "classifier",
+        "version": "v2",
+        "experiment": "clf-ab",
+        "arm": "candidate",
     }

@@ -152,6 +152,31 @@ def test_models_and_health_parse_with_the_parts_the_server_left_out() -> None:
     assert health.status == "ok" and health.data is not None and health.data.inference_log is None
 
 
+def test_experiments_and_feedback() -> None:
+    server = (
+        FakeServer()
+        .on("GET /api/v1/experiments", {"experiments": [bodies.experiment()]})
+        .on("GET /api/v1/experiments/clf-ab", bodies.experiment({"arms": []}))
+        .on("POST /api/v1/feedback", bodies.feedback())  # a dict: answered afresh to each client
+    )
+    sdk = client(server)
+    (listed,) = sdk.experiments().experiments
+    assert listed.id == "clf-ab" and [a.version for a in listed.arms] == ["v1", "v2"] and listed.start_at is None
+    assert sdk.experiment("clf-ab").analysis == {"arms": []}
+    result = sdk.feedback("req-1", label="tabby")
+    assert json.loads(server.last.read()) == {"request_id": "req-1", "item_index": 0, "label": "tabby"}
+    assert result.correct is True and result.arm == "candidate"
+    asyncio.run(_async_feedback(server))
+    assert json.loads(server.last.read()) == {"request_id": "req-2", "item_index": 1, "correct": False}
+
+
+async def _async_feedback(server: FakeServer) -> None:
+    async with AsyncClient(URL, transport=server.transport) as sdk:
+        assert (await sdk.experiments()).experiments[0].running is True
+        assert (await sdk.experiment("clf-ab")).model == "classifier"
+        assert (await sdk.feedback("req-2", correct=False, item_index=1)).arm == "candidate"
+
+
 def test_health_503_is_a_result_not_an_error_and_not_retried() -> None:
     server = FakeServer().on("GET /api/v1/health", httpx.Response(503, json=bodies.health("down")))
     sleeps = Sleeps()

@@ -12,7 +12,7 @@ from kernel.db.session import create_db_engine
 from services.config import get_settings
 from services.db.__main__ import main
 
-TABLES = {"inference_log", "batch_job", "batch_job_item", "api_key"}
+TABLES = {"inference_log", "batch_job", "batch_job_item", "api_key", "experiment", "feedback"}
 
 
 def test_upgrade_creates_every_table_at_head(engine: Engine) -> None:

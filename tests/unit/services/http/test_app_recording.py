@@ -13,6 +13,7 @@ from PIL import Image
 
 from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings
+from services.experiments.snapshot import ExperimentBook
 from services.http.app import create_app
 from services.http.recording import RecordingClient
 from tests.unit.services.http.test_caching import FakeModels
@@ -33,6 +34,7 @@ class Plane:
     def __init__(self, writer: Writer) -> None:
         self.log_writer = writer
         self.mirror = None
+        self.experiments = ExperimentBook(lambda: [], refresh_s=60.0)  # none running
 
     async def health(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from PIL import Image
 from starlette.types import Message, Receive, Scope, Send
 
 from services.config import ServingSettings
+from services.experiments.snapshot import ExperimentBook
 from services.http.app import create_app
 from services.http.recording import RecordingClient
 from services.shadow.mirror import ShadowMirror
@@ -36,6 +37,7 @@ class Plane:
     def __init__(self, writer: Writer, mirror: ShadowMirror | None) -> None:
         self.log_writer = writer
         self.mirror = mirror
+        self.experiments = ExperimentBook(lambda: [], refresh_s=60.0)  # none running
 
 
 class Sent:

@@ -22,6 +22,8 @@ def _classify_body() -> dict[str, Any]:
         "predictions": [{"class_id": 30, "label": "tabby", "label_id": "n02123045", "score": 0.53}],
         "request_id": "r1",
         "model": {"name": "classifier", "version": "v2", "precision": "int8"},
+        "experiment": None,
+        "arm": None,
         "image": {"width": 451, "height": 300, "format": "JPEG", "sha256": "ab" * 32, "bytes": 20685},
         "cached": False,
         "timings_ms": {"decode": 1.0, "total": 2.0},
