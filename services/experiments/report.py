@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from kernel.db.tables import Experiment
 from services.experiments.analysis import Analysis, ArmSample, analyze
-from services.experiments.store import arms_of, feedback_counts, logged_outcomes
+from services.experiments.store import arms_of, feedback_judgements, logged_outcomes
 
 
 @dataclass
@@ -38,7 +38,8 @@ def arm_samples(*, session: Session, experiment: Experiment) -> list[ArmSample]:
             tally.latencies_ms.append(latency_ms)
             if top_score is not None:
                 tally.confidences.append(top_score)
-    judged = feedback_counts(session=session, experiment_id=experiment.id)
+    # Each judgement with its time: the mSPRT then looks after every one, as it is meant to (analysis.py).
+    judged = feedback_judgements(session=session, experiment_id=experiment.id)
     return [
         ArmSample(
             name=arm.name,
@@ -47,8 +48,9 @@ def arm_samples(*, session: Session, experiment: Experiment) -> list[ArmSample]:
             requests=tallies[arm.name].requests,
             errors=tallies[arm.name].errors,
             confidences=tallies[arm.name].confidences,
-            correct=judged.get(arm.name, (0, 0))[0],
-            judged=judged.get(arm.name, (0, 0))[1],
+            correct=sum(right for _, right in judged.get(arm.name, [])),
+            judged=len(judged.get(arm.name, [])),
+            judgements=judged.get(arm.name, []),
         )
         for arm in arms_of(experiment)
     ]

@@ -164,6 +164,15 @@ def feedback_counts(*, session: Session, experiment_id: str) -> dict[str, tuple[
     return {arm or "": (int(ok or 0), int(judged)) for arm, ok, judged in session.exec(query)}
 
 
+def feedback_judgements(*, session: Session, experiment_id: str) -> dict[str, list[tuple[float, bool]]]:
+    """Per arm: (when, right) of every judged answer of one experiment, so the sequential test sees each look."""
+    query = select(Feedback.arm, Feedback.created_at, Feedback.correct).where(Feedback.experiment == experiment_id)
+    found: dict[str, list[tuple[float, bool]]] = {}
+    for arm, created_at, correct in session.exec(query):
+        found.setdefault(arm or "", []).append((created_at.timestamp(), bool(correct)))
+    return found
+
+
 def logged_outcomes(*, session: Session, experiment_id: str) -> list[tuple[str | None, int, float, float | None]]:
     """(arm, status, latency_ms, top_score) of every inference-log row of one experiment."""
     query = select(InferenceLog.arm, InferenceLog.status, InferenceLog.latency_ms, InferenceLog.top_score).where(

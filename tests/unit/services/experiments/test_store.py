@@ -106,6 +106,8 @@ def test_feedback_is_stored_against_the_logged_answer_and_replaced(engine: Engin
         store.save_feedback(session=session, feedback=verdict.model_copy(update={"correct": True}))
         session.commit()
         assert store.feedback_counts(session=session, experiment_id="exp-1") == {"control": (1, 1)}
+        ((when, right),) = store.feedback_judgements(session=session, experiment_id="exp-1")["control"]
+        assert right is True and when > 0  # the replaced verdict, with its time (the mSPRT's looks)
 
 
 def test_arm_samples_count_requests_errors_latencies_and_feedback(engine: Engine) -> None:
