@@ -112,6 +112,7 @@ def measure(
             stage=files.spec.stage.value,
             precisions={p: evaluate_file(m, data) for p, m in models[role].items()},
             files=dict(files.spec.sha256),
+            source=files.spec.source,
         )
     flat = {f"{role}/{p}": m for role, by_precision in models.items() for p, m in by_precision.items()}
     any_model = next(iter(flat.values()))
@@ -170,8 +171,8 @@ def run_gate(
     }
     if decision == "promoted":
         facts["stage changes"] = "; ".join(promote(args.model, args.candidate))
-    run = GateRun(gate, results["candidate"], results["production"], data, checks, decision, facts)
     folder = args.report_dir or gate.report_dir(settings.artifacts_dir)
+    run = GateRun(gate, results["candidate"], results["production"], data, checks, decision, facts, folder)
     facts["report"] = _display(write(run, folder, extensions))
     return run
 

@@ -7,7 +7,7 @@ Each extension is a :data:`training.gate.report.SectionBuilder`: it receives the
 Planned here (built elsewhere, wired by whoever merges them):
 
 - the drift reference profile (``services/drift``): built from ``run.data`` and the candidate's outputs on it,
-  saved next to the report, and summarised in a section;
+  saved next to the report (``run.report_dir``), and summarised in a section;
 - the shadow agreement of the candidate with production on live traffic, as a section (and, if wanted, a check).
 """
 

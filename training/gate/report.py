@@ -40,6 +40,7 @@ class GateRun:
     checks: list[Check]
     decision: str  # promoted, passed (dry run), refused
     facts: dict[str, Any] = field(default_factory=dict)  # date, commit, command, limit, seed, config path
+    report_dir: Path | None = None  # where the report goes: an extension may save its own files there
 
     @property
     def passed(self) -> bool:
@@ -130,7 +131,8 @@ def render(run: GateRun, extensions: Sequence[SectionBuilder] = ()) -> tuple[str
     verdict = f"**{run.decision.upper()}**"
     if failures:
         verdict += ": " + "; ".join(c.describe() for c in failures)
-    facts = "\n".join(f"- {k}: {v}" for k, v in run.facts.items())
+    sources = {f"{v.tag} ({v.stage})": v.source for v in (run.candidate, run.production) if v.source}
+    facts = "\n".join(f"- {k}: {v}" for k, v in {**run.facts, **sources}.items())
     head = (
         f"# Release gate: {run.candidate.tag} against {run.production.tag} ({run.production.stage})\n\n"
         f"Decision: {verdict}\n\n{facts}\n- held-out images: {len(run.data.paths)}\n"

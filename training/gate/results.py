@@ -55,6 +55,7 @@ class VersionResult:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # precision -> p50_ms, p95_ms
     parity: ParityResult | None = None
     files: dict[str, str] = field(default_factory=dict)  # precision -> sha256
+    source: str = ""  # the spec's account of where the files came from
 
     @property
     def tag(self) -> str:
@@ -65,6 +66,7 @@ class VersionResult:
         return {
             "tag": self.tag,
             "stage": self.stage,
+            "source": self.source,
             "precisions": {
                 p: {
                     "metrics": r.metrics,

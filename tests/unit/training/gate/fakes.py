@@ -32,4 +32,5 @@ def version(
         },
         latency_ms={p: {"p50_ms": 5.0, "p95_ms": p95.get(p, 10.0)} for p in top1},
         parity=parity,
+        source=f"the {version} release",
     )

@@ -35,6 +35,7 @@ def test_a_refusal_names_each_failed_check_with_its_numbers() -> None:
     assert "| top1 drop (fp32) | 5 | 0.5 | points | -4.5 | **FAIL** |" in markdown
     assert "## Ten worst classes (fp32, by top-1 accuracy)" in markdown and "goldfish 0.100 (n=50)" in markdown
     assert "| classifier:v3 | n/a | no weights here |" in markdown
+    assert "- classifier:v3 (shadow): the v3 release\n- classifier:v2 (production): the v2 release" in markdown
     assert document["decision"] == "refused" and not document["passed"]
     assert document["failed"][0].startswith("FAILED top1 drop (fp32)")
     assert document["checks"][0]["margin"] == -4.5
