@@ -117,7 +117,7 @@ train: install-train
 # `make release`: the run -> artifacts/lite0_tiny_imagenet200 (ONNX FP32 + INT8, parity, accuracy), model cards.
 # `make release MODEL=classifier CANDIDATE=v3`: the release gate instead (python -m training.validate): the stored
 # version CANDIDATE against MODEL's production version on held-out data, thresholds from
-# training/configs/release_gate.yaml, a report in artifacts/<model folder>/release/; it promotes CANDIDATE only when
+# training/configs/gate/release_gate.yaml, a report in artifacts/<model folder>/release/; it promotes CANDIDATE only when
 # every check passes and fails otherwise. GATE_ARGS="--limit 2000 --dry-run" for a quicker run that promotes nothing.
 MODEL ?= classifier
 CANDIDATE ?=

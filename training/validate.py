@@ -9,7 +9,7 @@ Both versions come from the BentoML model store and run in process on ONNX Runti
 mAP@0.5:0.95 on the 128 held-out COCO val2017 images, precision@10 for the embedder), expected calibration
 error (15 bins), the ten worst classes, batch-1 latency p50/p95 (the files' calls interleaved), the INT8 loss
 and ONNX-vs-PyTorch parity where a PyTorch source exists. The thresholds live in
-``training/configs/release_gate.yaml``. The report (Markdown and JSON) goes to
+``training/configs/gate/release_gate.yaml``. The report (Markdown and JSON) goes to
 ``artifacts/<the model's folder>/release/<model>-<candidate>.md``. When every check passes the candidate becomes
 ``production`` in the store and the previous production version ``archived`` (not with ``--dry-run``);
 otherwise nothing changes and the exit status is 1, with each failed check, what it measured and what it allows.

@@ -1,4 +1,4 @@
-"""The release gate's thresholds, read from one file (``training/configs/release_gate.yaml``).
+"""The release gate's thresholds, read from one file (``training/configs/gate/release_gate.yaml``).
 
 The file has ``defaults`` and, per model, its headline metric, its artifact folder and any threshold
 that differs from the defaults. :func:`load_gate_config` returns the merged :class:`ModelGate` of one model.
@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.paths import REPO_ROOT
 
-DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "release_gate.yaml"
+# In a folder of its own: training/configs/*.yaml are training configs (tests/unit/training/test_config.py).
+DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "gate" / "release_gate.yaml"
 
 
 class Thresholds(BaseModel):
