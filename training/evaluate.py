@@ -75,13 +75,16 @@ def top_k_accuracy(top5: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"top1": float((top5[:, 0] == truth).mean()), "top5": float((top5 == truth[:, None]).any(1).mean())}
 
 
-def coco_map(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
-    """COCO mAP@0.5:0.95 and mAP@0.5 of ``detections`` (COCO result dicts) against ``ground_truth``."""
+def coco_evaluator(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> Any:
+    """A pycocotools bbox ``COCOeval`` of ``detections`` against ``ground_truth``, evaluated and accumulated.
+
+    Returns None when there are no detections (pycocotools cannot load an empty result list).
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not detections:
-        return {"map50_95": 0.0, "map50": 0.0}
+        return None
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO()
         gt.dataset = ground_truth
@@ -90,6 +93,14 @@ def coco_map(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> 
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def coco_map(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO mAP@0.5:0.95 and mAP@0.5 of ``detections`` (COCO result dicts) against ``ground_truth``."""
+    evaluator = coco_evaluator(ground_truth, detections)
+    if evaluator is None:
+        return {"map50_95": 0.0, "map50": 0.0}
     return {"map50_95": float(evaluator.stats[0]), "map50": float(evaluator.stats[1])}
 
 
@@ -136,8 +147,10 @@ def embed_all(model: Model[Any], paths: Sequence[Path], *, batch_size: int = 32)
     return np.asarray(rows, dtype=np.float32)
 
 
-def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024) -> float:
-    """Mean share of each row's ``k`` nearest other rows (cosine) that share its label.
+def neighbour_hits(
+    embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024
+) -> np.ndarray:
+    """Per row, the share of its ``k`` nearest other rows (cosine) that share its label.
 
     Rows are normalised here, so any non-zero embeddings work. Ties are broken by row order.
     """
@@ -147,14 +160,19 @@ def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVA
     vectors = embeddings.astype(np.float32)
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     labels = np.asarray(labels)
-    hits = 0
+    shares = np.empty(n, dtype=np.float64)
     for start in range(0, n, chunk):
         sims = vectors[start : start + chunk] @ vectors.T
         rows = np.arange(len(sims))
         sims[rows, start + rows] = -np.inf  # never retrieve the query itself
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        hits += int((labels[nearest] == labels[start + rows, None]).sum())
-    return hits / (n * k)
+        shares[start + rows] = (labels[nearest] == labels[start + rows, None]).sum(axis=1) / k
+    return shares
+
+
+def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024) -> float:
+    """Mean share of each row's ``k`` nearest other rows (cosine) that share its label (:func:`neighbour_hits`)."""
+    return float(neighbour_hits(embeddings, labels, k, chunk=chunk).mean())
 
 
 def embedder_precision(

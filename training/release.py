@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import shutil
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from training.evaluate import top5_ids, top_k_accuracy
 from training.export import Lite0WithEmbeddings, check_onnx, export_onnx, parity, preprocessing_info, versions
 from training.model_card import ModelReport
 from training.modules.lite0_net import build_classifier
+from training.provenance import git_commit
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
 from training.serving import build_model, serving_spec
 from training.settings import TrainingSettings, get_training_settings
@@ -82,14 +82,6 @@ def simplify(path: Path) -> dict[str, Any]:
     if kept:
         onnx.save(simplified, str(path))
     return {"tool": f"onnxsim {onnxsim.__version__}", "nodes_before": before, "nodes_after": after, "kept": kept}
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
 
 
 def release(

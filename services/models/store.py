@@ -2,7 +2,8 @@
 
 An entry ``<name>:<version>`` holds the ONNX file(s) and a ``spec`` in its metadata
 (:class:`ModelSpec`). ``bentos/<model>/import_model.py`` writes entries with
-:func:`import_model`; the services read them with :func:`list_versions`.
+:func:`import_model`; the services read them with :func:`list_versions`; the release gate
+(``python -m training.validate``) moves a version between stages with :func:`set_stage`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound as BentoNotFound
 
+from services.config import Stage
 from services.models.spec import LoadedFiles, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -79,3 +81,30 @@ def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False
             shutil.copyfile(path, entry.path_of(path.name))
     log.info("model imported", extra={"tag": spec.tag, "files": sorted(spec.files.values())})
     return spec.tag
+
+
+def set_stage(name: str, version: str, stage: Stage) -> ModelSpec:
+    """Move the entry ``name:version`` to ``stage``: its spec's ``stage`` and its ``stage`` label.
+
+    BentoML keeps an entry's labels and metadata in ``model.yaml`` inside the entry's folder; both are
+    rewritten there (``Model.flush``), the files and the creation time are left as they are. Running
+    services read stages when they load their models, so a change takes effect at their next start.
+
+    Returns:
+        The entry's spec with its new stage.
+
+    Raises:
+        bentoml.exceptions.NotFound: there is no such entry.
+        ValueError: the entry has no spec.
+    """
+    entry = bentoml.models.get(f"{name}:{version}")
+    raw = entry.info.metadata.get("spec")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{name}:{version} has no spec in its metadata")
+    spec = ModelSpec.model_validate(raw).model_copy(update={"stage": stage})
+    # ModelInfo is a frozen attrs class around plain dicts: the dicts are updated in place, then written.
+    entry.info.metadata["spec"] = spec.model_dump(mode="json", exclude_none=True)
+    entry.info.labels["stage"] = stage.value
+    entry.flush()
+    log.info("model stage changed", extra={"tag": spec.tag, "stage": stage.value})
+    return spec

@@ -65,3 +65,37 @@ def test_importer_main_parses_flags_and_imports(tmp_path: Path) -> None:
     assert tag == "unit-store-model:v7" and seen == {"version": "v7", "stage": "canary"}
     (entry,) = [e for e in list_versions("unit-store-model") if e.spec.version == "v7"]
     assert entry.spec.stage == "canary"
+
+
+def test_set_stage_rewrites_the_spec_and_the_label_and_list_versions_sees_it(tmp_path: Path) -> None:
+    import bentoml
+
+    from services.models.store import set_stage
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"stage")
+    spec = _spec("v8").model_copy(update={"name": "unit-stage-model", "stage": Stage.SHADOW})
+    import_model(spec, {"fp32": path})
+    before = bentoml.models.get("unit-stage-model:v8").info.creation_time
+    assert set_stage("unit-stage-model", "v8", Stage.PRODUCTION).stage == Stage.PRODUCTION
+    (entry,) = list_versions("unit-stage-model")
+    assert entry.spec.stage == Stage.PRODUCTION and entry.paths["fp32"].read_bytes() == b"stage"
+    stored = bentoml.models.get("unit-stage-model:v8")
+    assert stored.info.labels["stage"] == "production" and stored.info.creation_time == before
+    assert entry.spec.sha256 == {"fp32": sha256_file(path)}  # the rest of the spec is kept
+    set_stage("unit-stage-model", "v8", Stage.ARCHIVED)
+    assert [e.spec.stage for e in list_versions("unit-stage-model")] == [Stage.ARCHIVED]
+
+
+def test_set_stage_of_a_missing_entry_or_one_without_a_spec_fails(tmp_path: Path) -> None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from services.models.store import set_stage
+
+    with pytest.raises(NotFound):
+        set_stage("unit-stage-model", "no-such-version", Stage.PRODUCTION)
+    with bentoml.models.create("unit-nospec-model:v1", labels={}, metadata={}):
+        pass
+    with pytest.raises(ValueError, match="no spec"):
+        set_stage("unit-nospec-model", "v1", Stage.PRODUCTION)
