@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from deploy.runner import Topology, TopologyError
-from deploy.topology import REPO, TopologyConfig, plan
+from deploy.topology import REPO, TopologyConfig, monitoring_binaries, plan
 
 DEFAULT_RUN_DIR = REPO / ".run" / "prod"
 
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-worker", action="store_true", help="leave out the Celery worker")
     up.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help="leave out Prometheus and Alertmanager (left out anyway when they are not installed)",
+    )
+    up.add_argument("--scrape-interval", type=float, default=15.0, help="Prometheus' scrape and rule interval, s")
+    up.add_argument(
         "--namespace", default="cv", help="prefix of this topology's Redis keys and queue (two topologies, one Redis)"
     )
     keys = commands.add_parser("keys", help="the gateway's key CLI with this topology's settings")
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         command = [sys.executable, "-m", "gateway", "keys", *args.args]
         return subprocess.call(command, cwd=REPO, env={**os.environ, **env})
+    monitoring = not args.no_monitoring and monitoring_binaries() is not None
+    if not args.no_monitoring and not monitoring:
+        print("Prometheus/Alertmanager not found (apt install prometheus prometheus-alertmanager): not started")
     config = TopologyConfig(
         run_dir=args.run_dir.resolve(),
         database_url=args.database_url,
@@ -84,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         worker=not args.no_worker,
         base_port=args.base_port,
         namespace=args.namespace,
+        monitoring=monitoring,
+        scrape_interval_s=args.scrape_interval,
     )
     the_plan = plan(config)
     _write_env(env_file, the_plan.gateway_env)
@@ -97,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     edge = the_plan.edge_url
     # Flushed: under a supervisor or a pipe stdout is block-buffered, and this process then only waits.
     print(f"ready: {edge}/ (OpenAPI UI), {edge}/api/v1/...; Traefik metrics {the_plan.internal_url}/metrics")
+    if the_plan.prometheus_url:
+        print(f"Prometheus {the_plan.prometheus_url}/alerts, Alertmanager {the_plan.alertmanager_url}")
     print("create a key: python -m deploy keys create --tier pro --name me", flush=True)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started: they keep theirs

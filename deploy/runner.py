@@ -22,7 +22,7 @@ from typing import IO
 import httpx
 import psutil
 
-from deploy.topology import REPO, Plan, ProcessSpec, TopologyConfig, render_traefik
+from deploy.topology import REPO, Plan, ProcessSpec, TopologyConfig, render_prometheus, render_traefik
 from services.process import die_with_parent
 
 
@@ -79,6 +79,8 @@ class Topology:
         """Run the one-shot processes, then start the rest at once and wait until every one is ready."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         render_traefik(self.config, self.plan)
+        if self.config.monitoring:
+            render_prometheus(self.config, self.plan)
         try:
             for spec in self.plan.processes:
                 if spec.oneshot:

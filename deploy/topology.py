@@ -10,6 +10,7 @@ commands, the same ``CV_*`` settings, loopback ports in place of container names
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +22,15 @@ from services.models.catalogue import CATALOGUE
 
 REPO = Path(__file__).resolve().parent.parent
 TRAEFIK_DIR = REPO / "gateway" / "traefik"
+MONITORING_DIR = REPO / "monitoring"
+# Debian's packages name the Alertmanager binary prometheus-alertmanager; upstream's tarball, alertmanager.
+PROMETHEUS_BINARIES = {"prometheus": ("prometheus",), "alertmanager": ("prometheus-alertmanager", "alertmanager")}
+
+
+def monitoring_binaries() -> dict[str, str] | None:
+    """The Prometheus and Alertmanager executables on PATH, or None when either is missing."""
+    found = {name: next(filter(None, map(shutil.which, names)), None) for name, names in PROMETHEUS_BINARIES.items()}
+    return None if None in found.values() else {name: str(path) for name, path in found.items()}
 
 
 def free_port() -> int:
@@ -45,6 +55,9 @@ class TopologyConfig:
     # Redis keys of this topology (rate limits, cache) and its job queue, so two topologies can share a Redis.
     namespace: str = "cv"
     extra_env: dict[str, str] = field(default_factory=dict)  # CV_GATEWAY_* go to the auth service, the rest to the rest
+    # Prometheus and Alertmanager beside the services (monitoring/), scraping every scrape_interval_s.
+    monitoring: bool = False
+    scrape_interval_s: float = 15.0
     # What the auth service signs the identity it forwards with, and the api replicas check (kernel/signing.py).
     # Only those two processes hold it, and they start together: a fresh one per run unless given.
     signing_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -74,6 +87,8 @@ class Plan:
     processes: list[ProcessSpec]
     edge_url: str  # Traefik's public entry point
     internal_url: str  # Traefik's ping and metrics
+    prometheus_url: str | None = None  # with monitoring
+    alertmanager_url: str | None = None
 
     def get(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
@@ -156,10 +171,38 @@ def _traefik(config: TopologyConfig, port: int, internal: int, auth: int, replic
     return ProcessSpec("traefik", command, env, health_url=_local(internal, "/ping"), port=port)
 
 
+def _monitoring(config: TopologyConfig, port: dict[str, int]) -> list[ProcessSpec]:
+    """Alertmanager, then Prometheus on the rendered configuration (:func:`render_prometheus`)."""
+    binaries = monitoring_binaries()
+    if binaries is None:
+        raise FileNotFoundError(
+            "Prometheus and Alertmanager are not installed (Debian: apt install prometheus prometheus-alertmanager)"
+        )
+    home = config.run_dir / "monitoring"
+    alertmanager = [
+        binaries["alertmanager"],
+        f"--config.file={MONITORING_DIR / 'alertmanager' / 'alertmanager.yml'}",
+        f"--storage.path={home / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{port['alertmanager']}",
+        "--cluster.listen-address=",  # one instance: no gossip port
+    ]
+    prometheus = [
+        binaries["prometheus"],
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'prometheus'}",
+        f"--web.listen-address=127.0.0.1:{port['prometheus']}",
+    ]
+    return [
+        ProcessSpec(name, argv, {}, _local(port[name], "/-/ready"), port=port[name])
+        for name, argv in (("alertmanager", alertmanager), ("prometheus", prometheus))
+    ]
+
+
 def plan(config: TopologyConfig) -> Plan:
     """The processes of the topology, their commands, settings and ports (nothing is started)."""
     replicas = [f"api-{i + 1}" for i in range(config.api_replicas)]
-    names = ["traefik", "traefik-internal", "auth", *(m.name for m in CATALOGUE), *replicas]
+    watch = ["prometheus", "alertmanager"] if config.monitoring else []
+    names = ["traefik", "traefik-internal", "auth", *(m.name for m in CATALOGUE), *replicas, *watch]
     port = dict(zip(names, _ports(config, len(names)), strict=True))
     serving = _serving_env(config)
     models = {m.url_env: _local(port[m.name]) for m in CATALOGUE}
@@ -187,8 +230,15 @@ def plan(config: TopologyConfig) -> Plan:
         ),
         *([_worker(config, {**serving, **models})] if config.worker else []),
         _traefik(config, port["traefik"], port["traefik-internal"], port["auth"], [port[r] for r in replicas]),
+        *(_monitoring(config, port) if config.monitoring else []),
     ]
-    return Plan(processes, edge_url=_local(port["traefik"]), internal_url=_local(port["traefik-internal"]))
+    return Plan(
+        processes,
+        edge_url=_local(port["traefik"]),
+        internal_url=_local(port["traefik-internal"]),
+        prometheus_url=_local(port["prometheus"]) if config.monitoring else None,
+        alertmanager_url=_local(port["alertmanager"]) if config.monitoring else None,
+    )
 
 
 def render_traefik(config: TopologyConfig, plan: Plan) -> Path:
@@ -203,4 +253,36 @@ def render_traefik(config: TopologyConfig, plan: Plan) -> Path:
     static["accessLog"]["filePath"] = str(config.run_dir / "logs" / "access.log")
     path = out / "traefik.yml"
     path.write_text(yaml.safe_dump(static, sort_keys=False))
+    return path
+
+
+def _address(plan: Plan, name: str) -> str:
+    return f"127.0.0.1:{plan.get(name).port}"
+
+
+def render_prometheus(config: TopologyConfig, plan: Plan) -> Path:
+    """Write monitoring/prometheus/prometheus.yml with this topology's loopback targets and the repository's rules.
+
+    The jobs, rules and alerting are the compose file's; only the addresses (and the intervals) differ.
+    """
+    out = config.run_dir / "monitoring"
+    out.mkdir(parents=True, exist_ok=True)
+    conf = yaml.safe_load((MONITORING_DIR / "prometheus" / "prometheus.yml").read_text())
+    interval = f"{config.scrape_interval_s:g}s"
+    conf["global"].update(scrape_interval=interval, evaluation_interval=interval)
+    conf["global"]["scrape_timeout"] = f"{min(config.scrape_interval_s, 10):g}s"
+    conf["rule_files"] = [str(MONITORING_DIR / "prometheus" / "rules" / "*.yml")]
+    conf["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [_address(plan, "alertmanager")]}]}]
+    targets = {
+        "traefik": [plan.internal_url.removeprefix("http://")],
+        "auth": [_address(plan, "auth")],
+        "api": [_address(plan, p.name) for p in plan.processes if p.name.startswith("api-")],
+        "models": [_address(plan, m.name) for m in CATALOGUE],
+        "prometheus": [_address(plan, "prometheus")],
+        "alertmanager": [_address(plan, "alertmanager")],
+    }
+    for job in conf["scrape_configs"]:
+        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+    path = out / "prometheus.yml"
+    path.write_text(yaml.safe_dump(conf, sort_keys=False))
     return path

@@ -48,6 +48,9 @@ def topology(
             bentoml_home=Path(bentoml_home),
             key_hash_secret=secrets.token_urlsafe(32),
             namespace=namespace,
+            # Prometheus and Alertmanager beside it, scraping every 2 s so an alert fires within the test's patience.
+            monitoring=True,
+            scrape_interval_s=2,
             # Every request reaches a model, as traffic would; the auth service logs each admission (its clock).
             extra_env={"CV_CACHE_ENABLED": "false", "CV_GATEWAY_LOG_LEVEL": "DEBUG"},
         )

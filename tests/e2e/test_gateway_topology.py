@@ -64,6 +64,26 @@ def _request_lines(topology: Topology, request_id: str) -> list[dict[str, Any]]:
     return found()
 
 
+def test_prometheus_scrapes_every_process_and_loads_the_rules(topology: Topology) -> None:
+    assert topology.plan.prometheus_url is not None
+    expected = {"traefik", "auth", "api", "models", "prometheus", "alertmanager"}
+
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = httpx.get(f"{topology.plan.prometheus_url}/api/v1/targets", timeout=10).json()["data"]
+        active = targets["activeTargets"]
+        return active if active and all(t["health"] == "up" for t in active) else None
+
+    wait_for(lambda: all_up() is not None, 60, "every Prometheus target up", interval_s=1)
+    active = all_up() or []
+    assert {t["labels"]["job"] for t in active} == expected
+    assert len([t for t in active if t["labels"]["job"] == "api"]) == 2
+    groups = httpx.get(f"{topology.plan.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"CvTargetDown", "CvServiceDown", "CvNoJobWorker"} <= names
+    status = httpx.get(f"{topology.plan.alertmanager_url}/api/v2/status", timeout=10).json()
+    assert status["cluster"]["status"] in ("disabled", "ready")
+
+
 def test_no_key_is_401_problem_json(topology: Topology) -> None:
     with _edge(topology) as edge:
         response = edge.get("/api/v1/models")
@@ -336,6 +356,21 @@ def test_a_killed_replica_is_taken_out_and_traffic_goes_on(topology: Topology, n
     sent_after = [request_id for request_id, _ in after]
     wait_for(lambda: _served_by(topology, sent_after).total() == len(after), 10, "a request line for each id")
     assert _served_by(topology, sent_after) == Counter({"api-2": len(after)})
+    # Prometheus sees the dead replica; after the rule's `for: 1m` Alertmanager holds CvTargetDown for it (not for
+    # api-2), and CvServiceDown stays quiet: one replica of the api still answers.
+    instance = victim.url.removeprefix("http://")
+
+    def alerts() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{topology.plan.alertmanager_url}/api/v2/alerts", timeout=10).json()
+        return found
+
+    def target_down() -> list[str]:
+        return [a["labels"]["instance"] for a in alerts() if a["labels"].get("alertname") == "CvTargetDown"]
+
+    wait_for(lambda: instance in target_down(), 150, "CvTargetDown for the killed replica", interval_s=2)
+    print(f"replica kill: CvTargetDown in Alertmanager {time.monotonic() - killed_at:.0f} s after the kill")
+    assert target_down() == [instance]
+    assert not [a for a in alerts() if a["labels"].get("alertname") == "CvServiceDown"]
 
 
 def _status(edge: httpx.Client, key: str, request_id: str | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,13 @@ import pytest
 import yaml
 
 from deploy import __main__ as cli
-from deploy.topology import REPO, TRAEFIK_DIR, Plan, TopologyConfig, plan, render_traefik
+from deploy import topology
+from deploy.topology import REPO, TRAEFIK_DIR, Plan, TopologyConfig, plan, render_prometheus, render_traefik
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
 # In compose only: the machine's servers natively, the model-store import (`make import-models` here), Grafana.
 COMPOSE_ONLY = {"postgres", "redis", "import-models", "grafana"}
-# Prometheus and Alertmanager: in compose; `python -m deploy up` starts them natively once monitoring/ lands.
+# Prometheus and Alertmanager: in compose; natively with TopologyConfig(monitoring=True) (`python -m deploy up`).
 MONITORING = {"prometheus", "alertmanager"}
 
 
@@ -39,6 +42,51 @@ def the_plan(tmp_path: Path) -> Plan:
 
 def test_the_same_processes_as_compose(the_plan: Plan) -> None:
     assert {p.name for p in the_plan.processes} - MONITORING == set(COMPOSE) - COMPOSE_ONLY - MONITORING
+
+
+def _with_monitoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plan:
+    binaries = {"prometheus": "/usr/bin/prometheus", "prometheus-alertmanager": "/usr/bin/prometheus-alertmanager"}
+    monkeypatch.setattr(topology.shutil, "which", binaries.get)
+    return plan(_config(tmp_path, monitoring=True, scrape_interval_s=2))
+
+
+def test_with_monitoring_every_compose_process_runs_natively(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    the_plan = _with_monitoring(tmp_path, monkeypatch)
+    assert {p.name for p in the_plan.processes} == set(COMPOSE) - COMPOSE_ONLY
+    assert the_plan.prometheus_url == the_plan.get("prometheus").url
+    assert the_plan.get("alertmanager").health_url == f"{the_plan.alertmanager_url}/-/ready"
+    assert the_plan.get("alertmanager").argv[0] == "/usr/bin/prometheus-alertmanager"
+
+
+def test_missing_prometheus_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topology.shutil, "which", lambda name: None)
+    assert topology.monitoring_binaries() is None
+    with pytest.raises(FileNotFoundError, match="apt install prometheus prometheus-alertmanager"):
+        plan(_config(tmp_path, monitoring=True))
+
+
+def test_rendered_prometheus_scrapes_this_topology(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    the_plan = _with_monitoring(tmp_path, monkeypatch)
+    conf = yaml.safe_load(render_prometheus(_config(tmp_path, monitoring=True), the_plan).read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in conf["scrape_configs"]}
+    port = {p.name: p.port for p in the_plan.processes}
+    assert targets["api"] == [f"127.0.0.1:{port['api-1']}", f"127.0.0.1:{port['api-2']}"]
+    assert targets["models"] == [f"127.0.0.1:{port[m]}" for m in ("classifier", "detector", "embedder")]
+    assert targets["traefik"] == [the_plan.internal_url.removeprefix("http://")]
+    assert targets["auth"] == [f"127.0.0.1:{port['auth']}"]
+    assert conf["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [f"127.0.0.1:{port['alertmanager']}"]
+    assert conf["rule_files"] == [str(REPO / "monitoring" / "prometheus" / "rules" / "*.yml")]
+
+
+def test_rendered_prometheus_config_passes_promtool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (.ci/run installs it)")
+    the_plan = _with_monitoring(tmp_path, monkeypatch)
+    path = render_prometheus(_config(tmp_path, monitoring=True, scrape_interval_s=2), the_plan)
+    done = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scrape_interval: 2s" in path.read_text()
 
 
 def test_each_process_gets_the_settings_its_container_gets(the_plan: Plan) -> None:
