@@ -108,6 +108,21 @@ class ImageMissing(ServiceError):
     title = "Job image missing"
 
 
+class ReferenceNotFound(NotFound):
+    """The model version answering requests has no drift reference profile to compare them with."""
+
+    type_slug = "drift-reference-not-found"
+    title = "No drift reference for this model version"
+
+
+class DriftUnavailable(ServiceError):
+    """Drift checks need the inference log, which this server does not keep."""
+
+    status_code = 503
+    type_slug = "drift-unavailable"
+    title = "Drift detection unavailable"
+
+
 class JobsUnavailable(ServiceError):
     """The job database or broker cannot take a batch job now."""
 
@@ -150,6 +165,8 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         JobsUnavailable,
         GatewaySignatureInvalid,
         GalleryModelMismatch,
+        ReferenceNotFound,
+        DriftUnavailable,
     )
 }
 

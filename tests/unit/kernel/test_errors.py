@@ -55,6 +55,8 @@ EXPECTED_STATUS = {
     "jobs-unavailable": 503,
     "gateway-signature-invalid": 401,
     "gallery-model-mismatch": 409,
+    "drift-reference-not-found": 404,
+    "drift-unavailable": 503,
     "unauthenticated": 401,
     "forbidden": 403,
     "rate-limited": 429,
