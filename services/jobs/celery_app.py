@@ -1,8 +1,9 @@
 """The job worker's composition root: ``celery -A services.jobs.celery_app worker``.
 
 Builds the worker's Celery app (services/jobs/celery_factory.py) with the task module
-(services/jobs/tasks.py) and the beat schedule (the periodic drift check), and starts, once the worker is ready, the heartbeat the api's health reads
-and job housekeeping: stalled jobs sent again, old ones deleted (services/jobs/housekeeping.py).
+(services/jobs/tasks.py) and Celery beat's schedule (the periodic drift check; ``celery -A
+services.jobs.celery_app beat`` reads it too), and starts, once the worker is ready, the heartbeat the
+api's health reads and job housekeeping: stalled jobs sent again, old ones deleted (services/jobs/housekeeping.py).
 Nothing imports this module but Celery: the api publishes with an app of its own.
 """
 
