@@ -1,4 +1,5 @@
-"""GET /api/v1/drift/{model} on the real server (bentoml serve, model services over bentoml.depends, SQLite log).
+"""GET /api/v1/drift/{model} on the real server (bentoml serve, model services over bentoml.depends, SQLite log,
+the embedded job worker with its beat).
 
 Real photographs (scikit-image's) go through /classify; the test reads the features the server logged, writes a
 reference profile of them where CV_DRIFT_REFERENCE_DIR points, and asks for the drift report: the same traffic
@@ -33,6 +34,11 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 WINDOW = 12  # = the photos sent per phase, and the least the check compares (CV_DRIFT_MIN_ROWS)
+GAUGES = (
+    ("cv_drift_last_check_timestamp_seconds", ""),
+    ("cv_drift_window_rows", ""),
+    ("cv_drift_detected", ',test="ks"'),
+)
 TEST_FIELDS = {"name", "feature", "statistic", "p_value", "adjusted_p_value", "drift"}
 
 
@@ -88,6 +94,9 @@ def drift(model_store: list[str], bentoml_home: str, tmp_path_factory: pytest.Te
         "CV_DRIFT_MAX_WINDOW": "1000",
         "CV_DRIFT_PERMUTATIONS": "200",
         "CV_LOG_FLUSH_INTERVAL_S": "0.2",
+        # make serve's job worker, with its beat sending the periodic check every 2 s.
+        "CV_JOBS_EMBEDDED_WORKER": "true",
+        "CV_DRIFT_INTERVAL_S": "2",
     }
     server = start_server(data / "server.log", env)
     engine = create_db_engine(f"sqlite:///{data / 'cv.sqlite3'}")
@@ -172,3 +181,12 @@ def test_the_detector_and_the_search_log_features_too(drift: DriftServer, photos
         assert set(features) == {"image", "label", "confidence", "sketch"}
         assert set(features["image"]) == set(IMAGE_FEATURES)
         _problem(drift.get(model), 404, "drift-reference-not-found")
+
+
+def test_the_periodic_check_of_the_embedded_worker_is_on_metrics(drift: DriftServer) -> None:
+    def exported() -> bool:
+        text = httpx.get(f"{drift.server.url}/api/v1/metrics", timeout=30).text
+        # The classifier's (the detector and embedder have no reference here: skipped, so not exported).
+        return all(f'{name}{{model="classifier"{extra}}}' in text for name, extra in GAUGES)
+
+    wait_for(exported, timeout_s=120, interval_s=1, what="the drift gauges on /metrics", context=drift.server.log)
