@@ -43,6 +43,7 @@ __all__ = [
     "Conflict",
     "CvClientError",
     "DetectResult",
+    "DriftReport",
     "Forbidden",
     "GalleryItem",
     "GallerySize",

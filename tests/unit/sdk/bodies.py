@@ -137,3 +137,33 @@ def health(status: str = "ok") -> dict[str, Any]:
         "models": {"classifier": status},
         "data": {"cache": {"status": "ok", "backend": "memory", "entries": 3}, "jobs": {"status": "ok", "workers": 1}},
     }
+
+
+def drift() -> dict[str, Any]:
+    return {
+        "model": "classifier",
+        "version": "v2",
+        "window": 1000,
+        "n": 800,
+        "verdict": "drift",
+        "alpha": 0.01,
+        "tests": [
+            {
+                "name": "ks",
+                "feature": "brightness",
+                "statistic": 0.4,
+                "p_value": 1e-9,
+                "adjusted_p_value": 1e-8,
+                "drift": True,
+            },
+            {
+                "name": "psi",
+                "feature": "labels",
+                "statistic": 0.1,
+                "p_value": None,
+                "adjusted_p_value": None,
+                "drift": False,
+            },
+        ],
+        "checked_at": "2026-12-05T01:00:00Z",
+    }

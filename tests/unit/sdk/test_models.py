@@ -38,6 +38,8 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (sdk.JobsHealth, server.JobsHealth),
     (sdk.HealthData, server.HealthData),
     (sdk.HealthResult, server.HealthResponse),
+    (sdk.DriftTestResult, server.DriftTestResult),
+    (sdk.DriftReport, server.DriftResponse),
 ]
 
 
@@ -67,6 +69,7 @@ SAMPLES: list[tuple[Callable[[], dict[str, Any]], type[BaseModel], type[BaseMode
     (lambda: bodies.job("succeeded", items=[bodies.job_item(0)]), sdk.Job, server.JobResponse),
     (bodies.models, sdk.ModelsResult, server.ModelsResponse),
     (bodies.health, sdk.HealthResult, server.HealthResponse),
+    (bodies.drift, sdk.DriftReport, server.DriftResponse),
 ]
 
 
