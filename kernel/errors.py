@@ -113,6 +113,7 @@ class ReferenceNotFound(NotFound):
 
     type_slug = "drift-reference-not-found"
     title = "No drift reference for this model version"
+    remedy = "Add <model>-<version>.json to CV_DRIFT_REFERENCE_DIR (artifacts/drift/), or pin a version that has one."
 
 
 class DriftUnavailable(ServiceError):
@@ -121,6 +122,7 @@ class DriftUnavailable(ServiceError):
     status_code = 503
     type_slug = "drift-unavailable"
     title = "Drift detection unavailable"
+    remedy = "Ask a server that keeps the inference log (the api service with its database)."
 
 
 class JobsUnavailable(ServiceError):
