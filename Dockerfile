@@ -69,6 +69,8 @@ CMD ["bentoml", "serve", "services.embedder:EmbedderService", "--host", "0.0.0.0
 FROM runtime AS worker
 COPY kernel kernel
 COPY services services
+# The drift check's reference profiles (services/drift/monitor.py).
+COPY artifacts/drift artifacts/drift
 USER 10001:10001
 HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "services.jobs.alive", "--name", "cv-jobs"]
@@ -115,6 +117,7 @@ FROM runtime AS api
 COPY kernel kernel
 COPY gateway gateway
 COPY services services
+COPY artifacts/drift artifacts/drift
 USER 10001:10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \

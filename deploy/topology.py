@@ -159,6 +159,13 @@ def _worker(config: TopologyConfig, env: dict[str, str]) -> ProcessSpec:
     return ProcessSpec("worker", command, env, ready_log=" ready.")
 
 
+def _beat(config: TopologyConfig, env: dict[str, str]) -> ProcessSpec:
+    """Celery beat: sends the periodic drift check for the worker to run (one per topology)."""
+    schedule = str(Path(env["CV_DATA_DIR"]) / "celerybeat-schedule")
+    command = [sys.executable, "-m", "celery", "--app", "services.jobs.celery_app", "beat", "--schedule", schedule]
+    return ProcessSpec("beat", command, env, ready_log="beat: Starting")
+
+
 def _traefik(config: TopologyConfig, port: int, internal: int, auth: int, replicas: list[int]) -> ProcessSpec:
     env = {
         "CV_EDGE_AUTH_URL": _local(auth, "/auth"),
@@ -228,7 +235,7 @@ def plan(config: TopologyConfig) -> Plan:
             )
             for r in replicas
         ),
-        *([_worker(config, {**serving, **models})] if config.worker else []),
+        *([_worker(config, {**serving, **models}), _beat(config, serving)] if config.worker else []),
         _traefik(config, port["traefik"], port["traefik-internal"], port["auth"], [port[r] for r in replicas]),
         *(_monitoring(config, port) if config.monitoring else []),
     ]

@@ -121,6 +121,23 @@ class ImageMissing(ServiceError):
     remedy = "Resubmit the job; its stored image expired or was removed before a worker read it."
 
 
+class ReferenceNotFound(NotFound):
+    """The model version answering requests has no drift reference profile to compare them with."""
+
+    type_slug = "drift-reference-not-found"
+    title = "No drift reference for this model version"
+    remedy = "Add <model>-<version>.json to CV_DRIFT_REFERENCE_DIR (artifacts/drift/), or pin a version that has one."
+
+
+class DriftUnavailable(ServiceError):
+    """Drift checks need the inference log, which this server does not keep."""
+
+    status_code = 503
+    type_slug = "drift-unavailable"
+    title = "Drift detection unavailable"
+    remedy = "Ask a server that keeps the inference log (the api service with its database)."
+
+
 class JobsUnavailable(ServiceError):
     """The job database or broker cannot take a batch job now."""
 
@@ -186,6 +203,8 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         GalleryModelMismatch,
         DatabaseUnavailable,
         ExperimentConflict,
+        ReferenceNotFound,
+        DriftUnavailable,
     )
 }
 

@@ -81,7 +81,9 @@ class Api:
         self.backend = self.data_plane.wrap(AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES}))
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
         # Started after the migrations above, and with this process's environment (the model services' addresses).
-        self.job_worker = EmbeddedWorker(worker_command(settings)).start() if settings.embedded_worker else None
+        # Its Celery beat sends the periodic drift check (CV_DRIFT_ENABLED).
+        command = worker_command(settings, beat=settings.drift_enabled)
+        self.job_worker = EmbeddedWorker(command).start() if settings.embedded_worker else None
 
     @bentoml.on_startup
     async def start_shadow_mirror(self) -> None:

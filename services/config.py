@@ -165,6 +165,19 @@ class ServingSettings(BaseSettings):
     shadow_concurrency: int = Field(default=1, gt=0)
     # A/B experiments (docs/adr/0010-experiments.md): how often the api reads the running experiments again.
     experiments_refresh_s: float = Field(default=5.0, gt=0)
+    # Drift detection (services/drift/monitor.py, docs/mlops.md). Every drift_interval_s the job worker's Celery beat
+    # (the embedded worker's locally, a beat process in production) compares the latest drift_window answered
+    # requests of each model with the reference profile of the version most of them ran, in drift_reference_dir
+    # (<model>-<version>.json); fewer than drift_min_rows rows: insufficient_data. GET /api/v1/drift/{model} runs
+    # the same check on demand, with a window of at most drift_max_window.
+    drift_enabled: bool = True
+    drift_interval_s: float = Field(default=900.0, gt=0)
+    drift_window: int = Field(default=1000, gt=0)
+    drift_max_window: int = Field(default=10_000, gt=0)
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1)
+    drift_min_rows: int = Field(default=100, gt=0)
+    drift_permutations: int = Field(default=500, gt=0)  # of the MMD permutation test
+    drift_reference_dir: Path = REPO_ROOT / "artifacts" / "drift"
 
     # Set by `bentoml serve` for Prometheus' multiprocess mode (read here, not elsewhere).
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
@@ -243,6 +256,11 @@ class ServingSettings(BaseSettings):
     def embedded_worker(self) -> bool:
         """Whether the api runs a job worker beside itself (local mode unless said otherwise)."""
         return self.environment == "local" if self.jobs_embedded_worker is None else self.jobs_embedded_worker
+
+    @property
+    def beat_schedule_path(self) -> Path:
+        """Where the embedded worker's Celery beat remembers when each periodic task last ran."""
+        return self.data_dir / "celerybeat-schedule"
 
     @property
     def tensorrt_cache_dir(self) -> Path:

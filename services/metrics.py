@@ -174,6 +174,32 @@ SHADOW_LATENCY = Histogram(
     ["model", "version"],
     buckets=_LATENCY_BUCKETS,
 )
+# Drift (services/drift/monitor.py): the job worker's periodic check stores its results; the api reads the latest
+# of each model from the database when it is scraped, so every replica reports the same numbers (rules take max()).
+DRIFT_DETECTED = Gauge(
+    "cv_drift_detected",
+    "1 when the latest periodic drift check of a model found drift with this test, else 0 (read at scrape time).",
+    ["model", "test"],
+    multiprocess_mode="livemostrecent",
+)
+DRIFT_P_VALUE = Gauge(
+    "cv_drift_p_value",
+    "P-value (after the multiple-testing correction) of each test of the latest drift check; NaN when not run.",
+    ["model", "test", "feature"],
+    multiprocess_mode="livemostrecent",
+)
+DRIFT_CHECKED_AT = Gauge(
+    "cv_drift_last_check_timestamp_seconds",
+    "When the latest periodic drift check of a model ran (Unix time).",
+    ["model"],
+    multiprocess_mode="livemostrecent",
+)
+DRIFT_ROWS = Gauge(
+    "cv_drift_window_rows",
+    "Logged requests the latest periodic drift check of a model compared with its reference.",
+    ["model"],
+    multiprocess_mode="livemostrecent",
+)
 
 
 def render_metrics(multiproc_dir: str | None) -> tuple[bytes, str]:

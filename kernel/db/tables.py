@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -27,6 +27,8 @@ SQLModel.metadata.naming_convention = {
 # BIGINT ids on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# None stored as SQL NULL, not JSON null: so ``IS NULL`` finds the rows without a value.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Timestamp = DateTime(timezone=True)
 
 
@@ -74,6 +76,9 @@ class InferenceLogBase(SQLModel):
     # The A/B experiment that chose the version, and the arm it chose (services/experiments); None outside one.
     experiment: str | None = Field(default=None, max_length=64, index=True)
     arm: str | None = Field(default=None, max_length=64)
+    # What the drift monitor compares (services/drift/features.py request_features): image statistics, top label
+    # and confidence, the prediction's sketch. Set for answered items only.
+    features: dict[str, Any] | None = Field(default=None, sa_type=NullableJson)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
 
 
@@ -83,6 +88,8 @@ class InferenceLogCreate(InferenceLogBase):
 
 class InferenceLog(InferenceLogBase, table=True):
     __tablename__ = "inference_log"
+    # The drift monitor reads the latest rows of one model (services/drift/monitor.py).
+    __table_args__ = (Index("ix_inference_log_model_created_at", "model", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
 
@@ -275,3 +282,25 @@ class Feedback(FeedbackBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class DriftCheckBase(SQLModel):
+    """One drift check of a model version: the latest ``window`` logged requests against its reference."""
+
+    model: str = Field(max_length=64)
+    version: str | None = Field(default=None, max_length=64)  # None: nothing was logged to compare
+    window: int
+    n: int  # rows compared
+    verdict: str = Field(max_length=32)  # drift, no_drift, insufficient_data
+    alpha: float
+    tests: list[dict[str, Any]] = Field(default_factory=list, sa_type=Json)  # services/drift/detect.py DriftTest
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class DriftCheck(DriftCheckBase, table=True):
+    """Results of the periodic drift check (services/drift/monitor.py); the api exports the latest as gauges."""
+
+    __tablename__ = "drift_check"
+    __table_args__ = (Index("ix_drift_check_model_created_at", "model", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)

@@ -46,6 +46,7 @@ __all__ = [
     "Conflict",
     "CvClientError",
     "DetectResult",
+    "DriftReport",
     "ExperimentResult",
     "ExperimentsResult",
     "FeedbackResult",

@@ -18,6 +18,7 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    DriftReport,
     ExperimentResult,
     ExperimentsResult,
     FeedbackResult,
@@ -184,6 +185,10 @@ class AsyncClient:
     async def models(self) -> ModelsResult:
         """Every model with its versions, stages and load state."""
         return await self._run(calls.models())
+
+    async def drift(self, model: str, *, window: int | None = None, version: str | None = None) -> DriftReport:
+        """The latest ``window`` requests of ``model`` (of ``version``) against its reference: tests and verdict."""
+        return await self._run(calls.drift(model, window=window, version=version))
 
     async def health(self) -> HealthResult:
         """The server's health (returned, not raised, on a 503 with its status)."""

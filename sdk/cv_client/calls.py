@@ -15,6 +15,7 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    DriftReport,
     ExperimentResult,
     ExperimentsResult,
     FeedbackResult,
@@ -152,6 +153,11 @@ def cancel_job(job_id: str) -> Call[Job]:
 
 def models() -> Call[ModelsResult]:
     return Call("GET", "/models", _model(ModelsResult))
+
+
+def drift(model: str, *, window: int | None = None, version: str | None = None) -> Call[DriftReport]:
+    params = {k: v for k, v in {"window": window, "version": version}.items() if v is not None}
+    return Call("GET", f"/drift/{model}", _model(DriftReport), params=params)
 
 
 def health() -> Call[HealthResult]:

@@ -17,6 +17,7 @@ from cv_client.models import (
     BatchResult,
     ClassifyResult,
     DetectResult,
+    DriftReport,
     ExperimentResult,
     ExperimentsResult,
     FeedbackResult,
@@ -232,6 +233,10 @@ class Client:
     def models(self) -> ModelsResult:
         """Every model with its versions, stages and load state."""
         return self._run(calls.models())
+
+    def drift(self, model: str, *, window: int | None = None, version: str | None = None) -> DriftReport:
+        """The latest ``window`` requests of ``model`` (of ``version``) against its reference: tests and verdict."""
+        return self._run(calls.drift(model, window=window, version=version))
 
     def health(self) -> HealthResult:
         """The server's health; returned (not raised) when the server answers 503 with its status."""

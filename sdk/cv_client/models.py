@@ -289,3 +289,23 @@ class HealthResult(Result):
     live: bool
     models: dict[str, State]
     data: HealthData | None = None
+
+
+class DriftTestResult(Result):
+    name: str
+    feature: str
+    statistic: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    drift: bool
+
+
+class DriftReport(Result):
+    model: str
+    version: str | None
+    window: int
+    n: int
+    verdict: Literal["drift", "no_drift", "insufficient_data"]
+    alpha: float
+    tests: list[DriftTestResult]
+    checked_at: datetime

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import numpy as np
+
+from services.drift.features import request_features
 from services.imaging import DecodedImage
+from services.models.contract import Prediction
+
+log = logging.getLogger(__name__)
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
@@ -35,3 +42,15 @@ def image_columns(image: DecodedImage | None) -> dict[str, Any]:
         "image_height": image.height if image else None,
         "image_format": image.format if image else None,
     }
+
+
+def drift_features(pixels: np.ndarray, prediction: Prediction) -> dict[str, Any] | None:
+    """The ``features`` column of an answered item (services/drift/features.py); None, logged, should they fail.
+
+    A failure here must not cost the row: the request was answered, only the drift monitor loses one sample.
+    """
+    try:
+        return request_features(pixels, prediction)
+    except Exception:
+        log.warning("drift features failed", extra={"model": prediction.model}, exc_info=True)
+        return None

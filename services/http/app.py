@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kernel.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, ServiceError, problem_body
 from kernel.logging import get_request_id
 from services.config import ServingSettings
-from services.http import experiments, feedback, gallery, inference, ops
+from services.http import drift, experiments, feedback, gallery, inference, ops
 from services.http import jobs as job_routes
 from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
 from services.http.middleware import (
@@ -126,7 +126,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _handler(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(_http_error))
     app.add_exception_handler(Exception, _handler(_unexpected))
-    for module in (inference, job_routes, gallery, experiments, feedback, ops):
+    for module in (inference, job_routes, gallery, experiments, feedback, ops, drift):
         app.include_router(module.router)
     _add_middleware(app, settings, data_plane or (lambda: None))
     return app

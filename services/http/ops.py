@@ -10,6 +10,7 @@ from pydantic import MISSING
 from starlette.concurrency import run_in_threadpool
 
 from kernel.errors import ServiceError
+from services.drift.monitor import DriftMonitor, DriftPolicy
 from services.http.deps import BackendDep, DataPlaneDep, JobsDep, SettingsDep
 from services.http.schemas import HealthData, HealthResponse, ModelsResponse, ModelStatus, State
 from services.metrics import render_metrics
@@ -63,9 +64,11 @@ async def health(backend: BackendDep, data_plane: DataPlaneDep, jobs: JobsDep, r
 
 
 @router.get("/metrics", response_class=PlainTextResponse)  # the spec says text, as Prometheus' exposition is
-async def metrics(settings: SettingsDep, jobs: JobsDep) -> Response:
+async def metrics(settings: SettingsDep, jobs: JobsDep, data_plane: DataPlaneDep) -> Response:
     """Prometheus exposition of every serving process."""
     if jobs is not None:  # the job gauges are read from the database now (the workers have no metrics port)
         await run_in_threadpool(jobs.record_metrics)
+    if data_plane is not None and settings.drift_enabled:  # so are the latest stored drift checks (the workers')
+        await run_in_threadpool(DriftMonitor(data_plane.engine, DriftPolicy.from_settings(settings)).export)
     body, content_type = render_metrics(settings.prometheus_multiproc_dir)
     return Response(content=body, media_type=content_type)

@@ -9,6 +9,9 @@ Three parts, none of them in a route:
   before any model call (an item of an inline ``/batch``) still has its own record.
 - :class:`InferenceLogMiddleware` opens the ledger, and once the response has gone turns it into records
   for the log writer: one per image, or one for the request when it failed before any image was read.
+  That is also when each answered image's drift features are computed (services/drift/features.py: image
+  statistics on a strided thumbnail, the top label and confidence, the prediction's sketch), off the
+  response's path; cached answers have them too (they are real traffic).
   A ``/batch`` answered 202 became a job: the worker logs its images, one row per item.
 
 Who called and when the request started come from the request context (services/http/context.py).
@@ -29,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kernel.db.tables import InferenceLogCreate
 from kernel.errors import ServiceError, error_from_dict
 from services.clients.base import AsyncClientWrapper
-from services.db.records import image_columns, summarize
+from services.db.records import drift_features, image_columns, summarize
 from services.http.context import RequestContext, current_context
 from services.http.paths import API_PREFIX, route_template
 from services.imaging import DecodedImage
@@ -56,11 +59,18 @@ class ItemRecord:
 
     image: DecodedImage | None = None
     prediction: Prediction | None = None
+    pixels: np.ndarray | None = None  # what the model answered on (the features of the drift monitor come from it)
     summary: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
     status: int | None = None  # None: the response's status
     error_type: str | None = None
     call: InferenceItem | None = None  # what the model was asked (the shadow mirror asks its versions the same)
+
+    def features(self) -> dict[str, Any] | None:
+        """The drift monitor's features of an answered image (None otherwise, or should they fail)."""
+        if self.prediction is None or self.pixels is None:
+            return None
+        return drift_features(self.pixels, self.prediction)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class ItemLedger:
     ) -> None:
         item = self._item(pixels)
         item.prediction, item.summary, item.cached, item.status, item.call = prediction, summary, cached, 200, call
+        item.pixels = pixels
 
     def failed(self, pixels: np.ndarray, error: ServiceError) -> None:
         item = self._item(pixels)
@@ -133,6 +144,7 @@ class ItemLedger:
                     error_type=item.error_type or (error_type if own_status >= 400 else None),
                     **image_columns(item.image),
                     **item.summary,
+                    features=item.features(),
                 )
             )
         return records

@@ -273,3 +273,27 @@ class HealthResponse(ResponseBody):
     live: bool
     models: dict[str, State]
     data: HealthData | MISSING = MISSING  # left out when the server has neither a data plane nor jobs
+
+
+class DriftTestResult(ResponseBody):
+    """One statistical test of a drift check."""
+
+    name: str  # ks, psi, chi2, mmd
+    feature: str  # an image statistic, confidence, labels or sketch
+    statistic: float | None  # null when not finite
+    p_value: float | None  # null for PSI, which has none
+    adjusted_p_value: float | None  # after the multiple-testing correction
+    drift: bool
+
+
+class DriftResponse(ResponseBody):
+    """The latest ``window`` answered requests of a model against its version's reference profile."""
+
+    model: str
+    version: str | None  # the version most of the window ran (or the pinned one); null when nothing was logged
+    window: int
+    n: int  # requests compared
+    verdict: Literal["drift", "no_drift", "insufficient_data"]
+    alpha: float
+    tests: list[DriftTestResult]
+    checked_at: datetime

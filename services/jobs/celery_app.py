@@ -1,8 +1,9 @@
 """The job worker's composition root: ``celery -A services.jobs.celery_app worker``.
 
 Builds the worker's Celery app (services/jobs/celery_factory.py) with the task module
-(services/jobs/tasks.py), and starts, once the worker is ready, the heartbeat the api's health reads
-and job housekeeping: stalled jobs sent again, old ones deleted (services/jobs/housekeeping.py).
+(services/jobs/tasks.py) and Celery beat's schedule (the periodic drift check; ``celery -A
+services.jobs.celery_app beat`` reads it too), and starts, once the worker is ready, the heartbeat the
+api's health reads and job housekeeping: stalled jobs sent again, old ones deleted (services/jobs/housekeeping.py).
 Nothing imports this module but Celery: the api publishes with an app of its own.
 """
 
@@ -15,7 +16,7 @@ from celery import signals
 from kernel.db.session import create_db_engine
 from kernel.logging import configure_logging
 from services.config import get_settings
-from services.jobs.celery_factory import create_celery
+from services.jobs.celery_factory import beat_schedule, create_celery
 from services.jobs.heartbeat import Heartbeat
 from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
@@ -24,6 +25,8 @@ from services.jobs.store import ImageStore
 
 settings = get_settings()
 app = create_celery(settings, include=["services.jobs.tasks"])
+# Sent by `celery -A services.jobs.celery_app beat` (one process in production; the embedded worker's --beat locally).
+app.conf.beat_schedule = beat_schedule(settings)
 
 
 @signals.after_setup_logger.connect

@@ -18,6 +18,7 @@ from services.config import ServingSettings
 from services.jobs.broker import ALIAS
 
 TASK_NAME = "cv.jobs.process_chunk"
+DRIFT_TASK_NAME = "cv.drift.check"  # the periodic drift check (services/drift/monitor.py), sent by Celery beat
 
 
 def transport_options(settings: ServingSettings) -> dict[str, Any]:
@@ -59,3 +60,20 @@ def create_celery(settings: ServingSettings, include: Sequence[str] = ()) -> Cel
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def beat_schedule(settings: ServingSettings) -> dict[str, dict[str, Any]]:
+    """What Celery beat sends: the drift check every ``CV_DRIFT_INTERVAL_S`` (nothing when drift is off).
+
+    A message no worker took within one interval expires: the next one does the same work on fresher data.
+    """
+    if not settings.drift_enabled:
+        return {}
+    interval = settings.drift_interval_s
+    return {
+        "drift-check": {
+            "task": DRIFT_TASK_NAME,
+            "schedule": interval,
+            "options": {"queue": settings.jobs_queue, "expires": interval},
+        }
+    }

@@ -22,8 +22,13 @@ from services.process import die_with_parent
 log = logging.getLogger(__name__)
 
 
-def worker_command(settings: ServingSettings, *, hostname: str = "cv-jobs@%h") -> list[str]:
-    """The ``celery worker`` command line for ``settings``."""
+def worker_command(settings: ServingSettings, *, hostname: str = "cv-jobs@%h", beat: bool = False) -> list[str]:
+    """The ``celery worker`` command line for ``settings``; with ``beat``, it also runs Celery beat (one worker only).
+
+    Beat sends the periodic tasks (services/jobs/celery_factory.py ``beat_schedule``: the drift check); it must run
+    once per deployment, so only a lone worker (the embedded one, the native topology's) embeds it.
+    """
+    beat_args = ["--beat", "--schedule", str(settings.beat_schedule_path)] if beat else []
     return [
         sys.executable,
         "-m",
@@ -44,6 +49,7 @@ def worker_command(settings: ServingSettings, *, hostname: str = "cv-jobs@%h") -
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
+        *beat_args,
     ]
 
 

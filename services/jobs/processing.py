@@ -43,7 +43,7 @@ from services.clients.base import ModelClient
 from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import ItemResult
-from services.db.records import image_columns, summarize
+from services.db.records import drift_features, image_columns, summarize
 from services.imaging import DecodedImage, decode_image
 from services.jobs.store import ImageStore
 from services.metrics import JOB_ITEMS
@@ -246,6 +246,7 @@ class ChunkProcessor:
         record.model, record.version, record.precision = prediction.model, prediction.version, prediction.precision
         for key, value in summarize(prediction.result).items():
             setattr(record, key, value)
+        record.features = drift_features(image.pixels, prediction)
         return ItemResult(item.item_index, 200, result=body, log=record)
 
     def _failure(

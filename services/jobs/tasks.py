@@ -15,7 +15,8 @@ from sqlalchemy.exc import OperationalError
 from kernel.db.session import create_db_engine
 from services.clients.jobs import job_client
 from services.config import get_settings
-from services.jobs.celery_factory import TASK_NAME
+from services.drift.monitor import DriftMonitor, DriftPolicy
+from services.jobs.celery_factory import DRIFT_TASK_NAME, TASK_NAME
 from services.jobs.processing import ChunkProcessor, ImageLimits, backoff_s, settings_policy
 from services.jobs.store import ImageStore
 
@@ -48,3 +49,17 @@ def process_chunk(self: Any, job_id: str, indices: list[int], attempt: int = 0) 
         ) from exc
     if delay is not None:
         raise self.retry(kwargs={"attempt": attempt + 1}, countdown=delay)
+
+
+@lru_cache(maxsize=1)
+def drift_monitor() -> DriftMonitor:
+    """This process's drift monitor (built once, on first use)."""
+    settings = get_settings()
+    engine = create_db_engine(settings.sqlalchemy_url, connect_timeout_s=settings.db_connect_timeout_s)
+    return DriftMonitor(engine, DriftPolicy.from_settings(settings))
+
+
+@shared_task(name=DRIFT_TASK_NAME)
+def check_drift() -> int:
+    """The periodic drift check: every model's latest requests against its reference, each result stored."""
+    return len(drift_monitor().check_all())

@@ -39,6 +39,8 @@ class Prediction(BaseModel):
     precision: str
     result: dict[str, Any]
     timings_ms: dict[str, float]
+    # SKETCH_DIM floats (services/drift/features.py) the drift monitor compares; None where the model makes none.
+    sketch: list[float] | None = None
 
 
 class Model(ABC, Generic[P]):

@@ -46,12 +46,15 @@ def settings_from(env: dict[str, str]) -> ServingSettings:
         return ServingSettings(_env_file=None)  # type: ignore[call-arg]
 
 
-def start_worker(env: dict[str, str], log_path: Path, name: str) -> Worker:
-    """``celery -A services.jobs.celery_app worker`` with ``env`` (CV_* settings) over the test's environment."""
+def start_worker(env: dict[str, str], log_path: Path, name: str, *, beat: bool = False) -> Worker:
+    """``celery -A services.jobs.celery_app worker`` with ``env`` (CV_* settings) over the test's environment.
+
+    With ``beat``, it runs Celery beat inside itself, as the api's embedded worker does.
+    """
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
     handle = log_path.open("ab")
     process = subprocess.Popen(
-        worker_command(settings_from(env), hostname=f"{name}@%h"),
+        worker_command(settings_from(env), hostname=f"{name}@%h", beat=beat),
         cwd=REPO,
         env=full_env,
         stdout=handle,

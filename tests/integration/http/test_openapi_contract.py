@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from sqlmodel import Session
 from kernel.errors import ModelUnavailable
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
+from services.drift.monitor import latest_features
+from services.drift.reference import build_reference, reference_path
 from services.experiments.assignment import Arm
 from services.experiments.store import create_experiment
 from services.http.app import create_app
@@ -72,6 +75,16 @@ def _experiment_answers(
     note("GET", "/experiments/{experiment_id}", c.get("/experiments/aa"))
 
 
+def _reference_of_the_logged(plane: DataPlane, directory: Path, model: str) -> None:
+    """A drift reference built from the requests of ``model`` logged so far (so the check has one to compare)."""
+    plane.log_writer.flush()
+    with Session(plane.engine) as session:
+        rows = latest_features(session, model=model, window=1000)
+    version = rows[0][0]
+    assert version is not None
+    build_reference(model, version, [r for _, r in rows], source="test").save(reference_path(directory, model, version))
+
+
 @pytest.fixture(scope="module")
 def answers(
     backend: ThreadedClient, client: TestClient, photos: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
@@ -82,11 +95,19 @@ def answers(
         got.append(Answer(method, path, response))
         return response
 
+    references = tmp_path_factory.mktemp("drift")
     settings = get_settings().model_copy(
-        update={"data_dir": tmp_path_factory.mktemp("contract"), "max_batch_items": 3, "jobs_chunk_size": 2}
+        update={
+            "data_dir": tmp_path_factory.mktemp("contract"),
+            "max_batch_items": 3,
+            "jobs_chunk_size": 2,
+            "drift_reference_dir": references,
+            "drift_min_rows": 2,
+        }
     )
     with job_app(backend, settings) as app:
         c = app.client
+        note("GET", "/drift/{model}", c.get("/drift/embedder"))  # insufficient_data: nothing logged yet
         for _ in range(2):  # a miss, then a hit from the result cache
             note("POST", "/classify", c.post("/classify", files=_image(photos, "chelsea.jpg")))
         note("POST", "/detect", c.post("/detect", files=_image(photos, "astronaut.png")))
@@ -110,6 +131,8 @@ def answers(
         note("POST", "/search", c.post("/search", files=_image(photos, "chelsea.jpg")))
         note("DELETE", "/gallery/{item_id}", c.delete(f"/gallery/{added.json()['id']}"))
         _experiment_answers(app.plane, c, photos, note)
+        _reference_of_the_logged(app.plane, references, "classifier")
+        note("GET", "/drift/{model}", c.get("/drift/classifier"))  # a report with its tests
         note("GET", "/models", c.get("/models"))
         note("GET", "/health", c.get("/health"))  # with the log sink, the cache and the jobs
     note("GET", "/health", client.get("/health"))  # with none of them

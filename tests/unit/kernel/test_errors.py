@@ -57,6 +57,8 @@ EXPECTED_STATUS = {
     "gallery-model-mismatch": 409,
     "database-unavailable": 503,
     "experiment-conflict": 409,
+    "drift-reference-not-found": 404,
+    "drift-unavailable": 503,
     "unauthenticated": 401,
     "forbidden": 403,
     "rate-limited": 429,

@@ -173,3 +173,33 @@ def feedback() -> dict[str, Any]:
         "experiment": "clf-ab",
         "arm": "candidate",
     }
+
+
+def drift() -> dict[str, Any]:
+    return {
+        "model": "classifier",
+        "version": "v2",
+        "window": 1000,
+        "n": 800,
+        "verdict": "drift",
+        "alpha": 0.01,
+        "tests": [
+            {
+                "name": "ks",
+                "feature": "brightness",
+                "statistic": 0.4,
+                "p_value": 1e-9,
+                "adjusted_p_value": 1e-8,
+                "drift": True,
+            },
+            {
+                "name": "psi",
+                "feature": "labels",
+                "statistic": 0.1,
+                "p_value": None,
+                "adjusted_p_value": None,
+                "drift": False,
+            },
+        ],
+        "checked_at": "2026-12-05T01:00:00Z",
+    }

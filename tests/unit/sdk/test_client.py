@@ -177,6 +177,16 @@ async def _async_feedback(server: FakeServer) -> None:
         assert (await sdk.feedback("req-2", correct=False, item_index=1)).arm == "candidate"
 
 
+def test_drift_asks_for_the_window_and_version_given() -> None:
+    server = FakeServer().on("GET /api/v1/drift/classifier", bodies.drift(), bodies.drift())
+    sdk = client(server)
+    report = sdk.drift("classifier")
+    assert (report.verdict, report.tests[0].drift, report.tests[1].p_value) == ("drift", True, None)
+    assert dict(server.last.url.params) == {}
+    sdk.drift("classifier", window=50, version="v1")
+    assert dict(server.last.url.params) == {"window": "50", "version": "v1"}
+
+
 def test_health_503_is_a_result_not_an_error_and_not_retried() -> None:
     server = FakeServer().on("GET /api/v1/health", httpx.Response(503, json=bodies.health("down")))
     sleeps = Sleeps()
@@ -333,6 +343,7 @@ def test_async_client_makes_the_same_calls_and_retries() -> None:
         .on("GET /api/v1/jobs/job-123456789", bodies.job("running"), bodies.job("succeeded"))
         .on("GET /api/v1/health", bodies.health())
         .on("GET /api/v1/gallery", {"size": 2})
+        .on("GET /api/v1/drift/detector", bodies.drift())
         .on("POST /api/v1/classify", problem_response(400, bodies.problem(400, "invalid-image")))
     )
     sleeps: list[float] = []
@@ -349,6 +360,7 @@ def test_async_client_makes_the_same_calls_and_retries() -> None:
             assert done.finished
             assert (await sdk.health()).live
             assert (await sdk.gallery_size()).size == 2
+            assert (await sdk.drift("detector", window=10)).n == 800
             with pytest.raises(cv_client.BadRequest):
                 await sdk.classify(png())
 

@@ -43,6 +43,8 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (sdk.JobsHealth, server.JobsHealth),
     (sdk.HealthData, server.HealthData),
     (sdk.HealthResult, server.HealthResponse),
+    (sdk.DriftTestResult, server.DriftTestResult),
+    (sdk.DriftReport, server.DriftResponse),
 ]
 
 
@@ -75,6 +77,7 @@ SAMPLES: list[tuple[Callable[[], dict[str, Any]], type[BaseModel], type[BaseMode
     (bodies.feedback, sdk.FeedbackResult, server.FeedbackResponse),
     (bodies.models, sdk.ModelsResult, server.ModelsResponse),
     (bodies.health, sdk.HealthResult, server.HealthResponse),
+    (bodies.drift, sdk.DriftReport, server.DriftResponse),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from kernel.errors import InvalidImage, ModelUnavailable, NotFound, error_to_dict
+from services.db import records as records_module
+from services.drift.features import IMAGE_FEATURES, SKETCH_DIM
 from services.http.context import RequestContext
 from services.http.recording import (
     RECORDED_ROUTES,
@@ -183,3 +186,48 @@ def test_other_calls_pass_through() -> None:
     client: Any = RecordingClient(FakeModels())  # type: ignore[arg-type]
     assert asyncio.run(client.gallery_size()) == 3 and asyncio.run(client.gallery_remove("x")) is True
     assert asyncio.run(client.status("classifier"))["default_version"] == "v1"
+
+
+def test_an_answered_image_keeps_the_drift_features_and_others_none() -> None:
+    ledger = ItemLedger(model="classifier")
+    ok, failed = image(), image()
+    ledger.image_read(ok)
+    ledger.image_refused(InvalidImage("torn"))
+    ledger.image_read(failed)
+    sketch = [0.5] * SKETCH_DIM
+    answer = Prediction(
+        model="classifier",
+        version="v2",
+        precision="fp32",
+        result={"predictions": [{"class_id": 3, "label": "tabby", "score": 0.75}]},
+        timings_ms={},
+        sketch=sketch,
+    )
+    ledger.answered(ok.pixels, answer, {}, cached=True)  # a cached answer is traffic too
+    ledger.failed(failed.pixels, ModelUnavailable("down"))
+    context = RequestContext(request_id="r")
+    records = ledger.records(context, route="/api/v1/batch", status=200, error_type=None, latency_ms=1)
+    features = records[0].features
+    assert features is not None and set(features) == {"image", "label", "confidence", "sketch"}
+    assert set(features["image"]) == set(IMAGE_FEATURES)
+    assert (features["image"]["width"], features["image"]["height"]) == (4, 3)
+    assert (features["label"], features["confidence"], features["sketch"]) == ("tabby", 0.75, sketch)
+    assert records[1].features is None and records[2].features is None
+    assert records[0].model_dump()["features"] == features  # JSON-ready: what the writer inserts
+
+
+def test_features_that_fail_cost_only_the_features(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(pixels: np.ndarray, prediction: Prediction) -> dict[str, Any]:
+        raise ValueError("bug")
+
+    monkeypatch.setattr(records_module, "request_features", broken)
+    ledger = ItemLedger()
+    ledger.answered(image().pixels, prediction({"detections": []}), {"box_count": 0}, cached=False)
+    with caplog.at_level(logging.WARNING):
+        (record,) = ledger.records(
+            RequestContext(request_id="r"), route="/api/v1/detect", status=200, error_type=None, latency_ms=1
+        )
+    assert record.status == 200 and record.box_count == 0 and record.features is None
+    assert "drift features failed" in caplog.text

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from services.config import ServingSettings
 from services.jobs.embedded import EmbeddedWorker, worker_command
@@ -45,3 +46,10 @@ def test_the_command_runs_celery_on_the_configured_queue() -> None:
     joined = " ".join(command)
     assert "--queues q1" in joined and "--concurrency 3" in joined and "--hostname w@h" in joined
     assert "--without-mingle" in joined and "--pool prefork" in joined
+
+
+def test_the_command_embeds_celery_beat_only_when_asked(tmp_path: Path) -> None:
+    settings = ServingSettings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert "--beat" not in worker_command(settings)
+    command = worker_command(settings, beat=True)
+    assert command[command.index("--beat") :] == ["--beat", "--schedule", str(tmp_path / "celerybeat-schedule")]

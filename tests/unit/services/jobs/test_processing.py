@@ -54,6 +54,9 @@ def test_a_chunk_answers_every_item_with_its_result_and_log_row(
     assert {(r.route, r.model, r.status, r.request_id) for r in logs} == {("/api/v1/batch", "classifier", 200, "req-a")}
     assert logs[0].event_id == item_event_id(job_id, 0) and logs[0].top_label == "label-1"
     assert logs[0].image_format == "PNG" and logs[0].image_sha256 == items[0].image_sha256 and logs[0].version == "v1"
+    features = logs[1].features  # what the drift monitor compares: a job's images are traffic too
+    assert features is not None and set(features) == {"image", "label", "confidence", "sketch"}
+    assert features["image"]["width"] == 8 and features["label"] == "label-2"
     assert sample("cv_job_items_total", {"task": "classify", "outcome": "succeeded"}) == before + 3
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery.exceptions import Retry
 from sqlalchemy.exc import OperationalError
 
+from services.config import ServingSettings, get_settings
 from services.jobs import tasks
 from services.jobs.celery_app import app
+from services.jobs.celery_factory import DRIFT_TASK_NAME, beat_schedule
 from services.jobs.processing import RetryPolicy
+from services.models.catalogue import MODEL_NAMES
 
 
 class FakeProcessor:
@@ -103,3 +107,27 @@ def test_redis_looks_for_expired_deliveries_well_within_the_timeout() -> None:
     }
     assert options(jobs_broker_url="redis://r:6379/1", jobs_visibility_timeout_s=2)["unacked_restore_interval"] == 1.0
     assert options()["polling_interval"] == 0.5 and "unacked_restore_interval" not in options()
+
+
+def test_beat_sends_the_drift_check_every_interval_to_the_jobs_queue() -> None:
+    settings = ServingSettings(_env_file=None, drift_interval_s=60, jobs_queue="q")  # type: ignore[call-arg]
+    assert beat_schedule(settings) == {
+        "drift-check": {"task": DRIFT_TASK_NAME, "schedule": 60, "options": {"queue": "q", "expires": 60}}
+    }
+    assert beat_schedule(settings.model_copy(update={"drift_enabled": False})) == {}
+    assert app.conf.beat_schedule == beat_schedule(get_settings())
+    assert DRIFT_TASK_NAME in app.tasks
+
+
+def test_the_drift_task_checks_every_model_and_stores_the_results(data_dir: Path) -> None:
+    from kernel.db import migrate
+
+    tasks.drift_monitor.cache_clear()
+    try:
+        monitor = tasks.drift_monitor()
+        migrate.upgrade(monitor.engine)
+        assert tasks.check_drift.run() == len(MODEL_NAMES)  # nothing logged: insufficient_data, stored all the same
+        assert {c.verdict for c in monitor.latest().values()} == {"insufficient_data"}
+        assert tasks.drift_monitor() is monitor
+    finally:
+        tasks.drift_monitor.cache_clear()
