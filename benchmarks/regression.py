@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.regression --baseline REF`` checks REF out in a temporary worktree, imports each side's
 models with each side's own import scripts into each side's own BentoML home, then measures both sides
-alternately: bare model latency per model and precision (each round a subprocess running that side's code),
+alternately: bare model latency per model and precision (one process per side running that side's code, short
+blocks alternating between the two),
 served latency at concurrency 1 and throughput at 16 (both sides' `bentoml serve` up at once, rounds A B / B A),
 and accuracy on a fixed sample through each side's routes. It compares the ratios against
 benchmarks/regression.yaml, writes benchmarks/reports/regression.md (+ .json) and exits 1 when a metric is past
@@ -27,12 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python benchmarks/regression.py` must find services/ and tests/
 
+from benchmarks.common import stats  # noqa: E402
 from benchmarks.regression_compare import CONFIG, Check, compare, failures, load_limits, render  # noqa: E402
 from benchmarks.regression_sides import (  # noqa: E402
     MODELS,
     RegressionError,
     Side,
-    bare_round,
+    bare_blocks,
     baseline_worktree,
     git,
     import_models,
@@ -42,11 +44,12 @@ log = logging.getLogger("benchmarks.regression")
 PARTS = ("bare", "served", "accuracy")
 # Sizes: (default, --quick). The default is a moderate run (about 10 minutes on 2 busy cores).
 SIZES = {
-    "rounds": (3, 2),
-    "bare_calls": (40, 5),
+    "rounds": (6, 2),
+    "bare_blocks": (12, 2),
+    "bare_calls": (10, 4),
     "bare_warmup": (5, 2),
-    "sequential": (40, 6),
-    "requests": (96, 32),
+    "sequential": (20, 6),
+    "requests": (64, 32),
     "warmup": (16, 4),
     "classify_images": (500, 40),
     "coco_images": (128, 8),
@@ -59,11 +62,13 @@ def _median(values: list[float]) -> float:
 
 
 def flatten(raw: dict[str, Any]) -> dict[str, float]:
-    """One side's raw rounds -> the compared metrics (medians over rounds; throughput over all rounds)."""
+    """One side's raw results -> the compared metrics.
+
+    Bare: p50 of all the side's samples. Served: medians over rounds of each round's p50, throughput over all rounds.
+    """
     metrics: dict[str, float] = {}
-    for model, precisions in _by_key(raw.get("bare", [])).items():  # rounds of {model: {precision: stats}}
-        for precision, rounds in _by_key(precisions).items():
-            metrics[f"bare/{model}/{precision}/p50_ms"] = _median([r["p50"] for r in rounds])
+    for key, summary in raw.get("bare", {}).items():  # model/precision -> stats of the pooled samples
+        metrics[f"bare/{key}/p50_ms"] = summary["p50"]
     for route, by_concurrency in raw.get("served", {}).items():
         for c, rounds in by_concurrency.items():
             clean = all(r["ok"] == sum(r["statuses"].values()) for r in rounds)  # a failed request voids the metric
@@ -80,32 +85,20 @@ def flatten(raw: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _by_key(rounds: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """[{k: v}, {k: v2}] -> {k: [v, v2]}."""
-    out: dict[str, list[Any]] = {}
-    for one in rounds:
-        for key, value in one.items():
-            out.setdefault(key, []).append(value)
-    return out
-
-
 def describe_tree() -> str:
     dirty = git(REPO, "status", "--porcelain", "--untracked-files=no")
     return git(REPO, "rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
 
 
 def measure_sides(args: argparse.Namespace, sides: list[Side], workdir: Path) -> dict[str, dict[str, Any]]:
-    """Import, then the bare rounds, then the served rounds and the accuracy sample: each side's raw results."""
+    """Import, then the bare blocks, then the served rounds and the accuracy sample: each side's raw results."""
     serves = bool({"served", "accuracy"} & set(args.parts))
     for side in sides:
         import_models(side, list(MODELS) if serves else args.models, args.build_cache)
     raw: dict[str, dict[str, Any]] = {side.name: {} for side in sides}
     if "bare" in args.parts:
-        for index in range(args.rounds):
-            for side in sides if index % 2 == 0 else sides[::-1]:
-                log.info("bare round %d: %s", index, side.name)
-                one = bare_round(side, args.models, args.bare_calls, args.bare_warmup)
-                raw[side.name].setdefault("bare", []).append(one)
+        for name, by_key in bare_blocks(sides, args.models, args, workdir).items():
+            raw[name]["bare"] = {key: {**stats(ms), "samples": ms} for key, ms in by_key.items()}
     if serves:
         served(args, sides, workdir, raw)
     return raw
@@ -165,8 +158,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="a smoke run: 2 rounds of a few calls and requests, small samples")
     add("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     add("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models of the bare rounds")
-    add("--rounds", type=int, help="interleaved rounds per side")
-    add("--bare-calls", type=int, help="timed calls per model and precision per round")
+    add("--rounds", type=int, help="interleaved served rounds per side")
+    add("--bare-blocks", type=int, help="bare-model blocks per side (sides alternate block by block)")
+    add("--bare-calls", type=int, help="timed calls per model and precision per block")
     add("--bare-warmup", type=int, help="untimed calls first")
     add("--sequential", type=int, help="requests per route per round at concurrency 1")
     add("--requests", type=int, help="requests per route per round at concurrency 16")

@@ -162,9 +162,10 @@ def render(report: dict[str, Any], checks: list[Check]) -> str:
         "# Performance regression check",
         "",
         f"Working tree (`{report['tree']}`) against baseline `{report['baseline']}`, measured in one run on one "
-        "machine: bare model rounds and served rounds interleaved (baseline and tree alternating, ABBA), accuracy "
-        "on a fixed sample through each side's served routes. Ratios are tree / baseline; "
-        "latencies are medians over rounds of each round's p50. "
+        "machine, interleaved: bare-model blocks and served rounds alternate between baseline and tree (the order "
+        "flipping every time), accuracy on a fixed sample through each side's served routes. Ratios are tree / "
+        "baseline; bare latencies are the p50 of all the side's calls, served ones the median over rounds of each "
+        "round's p50. "
         "Made by `python -m benchmarks.regression`; limits in `benchmarks/regression.yaml`.",
         "",
         f"**Verdict: {verdict}**",

@@ -1,5 +1,5 @@
 """The two sides of the regression check: the baseline's temporary worktree, each side's own model store, and
-one bare-model round of a side in a subprocess running that side's code (benchmarks/regression_side.py).
+the bare-model blocks, timed in one process per side running that side's code (benchmarks/regression_side.py).
 
 Both sides run on this interpreter: dependency changes between the two refs are not isolated.
 """
@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 log = logging.getLogger("benchmarks.regression")
@@ -108,13 +109,69 @@ def import_models(side: Side, models: list[str], build_cache: Path | None) -> No
         _run([sys.executable, str(script)], side, f"import of {model}")
 
 
-def bare_round(side: Side, models: list[str], calls: int, warmup: int) -> dict[str, Any]:
-    """One bare-model round of ``side`` in a fresh process running the side's code; its JSON."""
-    cmd = [sys.executable, "-P", "-m", "benchmarks.regression_side", "--root", str(side.root)]
-    cmd += ["--models", *models, "--calls", str(calls), "--warmup", str(warmup)]
-    env = {**os.environ, **side.env(), "PYTHONPATH": str(HARNESS)}  # the harness; --root goes first inside
-    done = subprocess.run(cmd, cwd=side.root, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RegressionError(f"{side.name}: bare round failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])["bare"]
-    return result
+class SideProcess:
+    """benchmarks/regression_side.py --serve for one side: its sessions loaded once, timed block by block."""
+
+    def __init__(self, side: Side, models: list[str], log_path: Path) -> None:
+        cmd = [sys.executable, "-P", "-m", "benchmarks.regression_side", "--root", str(side.root), "--serve"]
+        env = {**os.environ, **side.env(), "PYTHONPATH": str(HARNESS)}  # the harness; --root goes first inside
+        self.side, self.log_path, self._log = side, log_path, log_path.open("w")
+        self.process = subprocess.Popen(
+            [*cmd, "--models", *models], cwd=side.root, env=env, stdin=PIPE, stdout=PIPE, stderr=self._log, text=True
+        )
+        self.keys: list[str] = self._read()["ready"]
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.close()
+            raise RegressionError(
+                f"{self.side.name}: the bare-model process ended:\n{self.log_path.read_text()[-3000:]}"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def time(self, key: str, calls: int) -> list[float]:
+        """Milliseconds of ``calls`` calls of ``key`` (``model/precision``)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"key": key, "calls": calls}) + "\n")
+        self.process.stdin.flush()
+        samples: list[float] = self._read()["samples"]
+        return samples
+
+    def close(self) -> None:
+        with suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def bare_blocks(sides: list[Side], models: list[str], plan: Any, workdir: Path) -> dict[str, dict[str, list[float]]]:
+    """Both sides' processes up at once; per block and per model/precision, one side then the other (the order
+    flips every block). Returns each side's samples per ``model/precision``."""
+    with ExitStack() as stack:
+        procs = {}
+        for side in sides:
+            procs[side.name] = SideProcess(side, models, workdir / f"bare-{side.name}.log")
+            stack.callback(procs[side.name].close)
+        keys = sorted(set.intersection(*(set(p.keys) for p in procs.values())))
+        for proc in procs.values():
+            for key in keys:
+                proc.time(key, plan.bare_warmup)
+        out: dict[str, dict[str, list[float]]] = {name: {key: [] for key in keys} for name in procs}
+        for block in range(plan.bare_blocks):
+            order = list(procs) if block % 2 == 0 else list(procs)[::-1]
+            for key in keys:
+                for name in order:
+                    out[name][key] += procs[name].time(key, plan.bare_calls)
+        log.info("bare: %d blocks of %d calls per side and model/precision", plan.bare_blocks, plan.bare_calls)
+        for name, proc in procs.items():
+            for key in sorted(set(proc.keys) - set(keys)):  # a precision only one side has: measured alone
+                out[name][key] = proc.time(key, plan.bare_blocks * plan.bare_calls)
+        return out

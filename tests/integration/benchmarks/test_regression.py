@@ -29,9 +29,11 @@ metrics: {"bare/classifier/int8/*": {max_ratio: 0.001}}
 """
 
 
-def _worktrees() -> list[str]:
-    out = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True, check=True)
-    return out.stdout.splitlines()
+def _worktrees() -> set[str]:
+    """The paths of the repository's worktrees (other checkouts may move their commits meanwhile)."""
+    cmd = ["git", "-C", str(REPO), "worktree", "list", "--porcelain"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {line.removeprefix("worktree ") for line in out.splitlines() if line.startswith("worktree ")}
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_quick_bare_run_against_head_names_the_failing_metric_and_cleans_up(mirr
         "bare/classifier/fp32/p50_ms": True,
         "bare/classifier/int8/p50_ms": False,
     }
-    assert len(report["raw"]["tree"]["bare"]) == 2  # --quick: two rounds per side
+    assert len(report["raw"]["tree"]["bare"]["classifier/int8"]["samples"]) == 2 * 4  # --quick: 2 blocks of 4
     assert "- bare/classifier/int8/p50_ms:" in out.read_text()
     assert _worktrees() == before
 
@@ -72,9 +74,9 @@ def test_a_side_process_times_every_precision_of_its_store(
 ) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert regression_side.main(["--root", str(REPO), "--models", "detector", "--calls", "2", "--warmup", "0"]) == 0
-    bare = json.loads(capsys.readouterr().out)["bare"]
-    assert set(bare["detector"]) == {"fp32", "int8"}
-    assert all(r["n"] == 2 and r["p50"] > 0 for r in bare["detector"].values())
+    bare = json.loads(capsys.readouterr().out)
+    assert set(bare) == {"detector/fp32", "detector/int8"}
+    assert all(r["n"] == 2 and r["p50"] > 0 for r in bare.values())
 
 
 def test_the_accuracy_samples_are_fixed_and_scored_through_the_served_routes(server: Server, tmp_path: Path) -> None:

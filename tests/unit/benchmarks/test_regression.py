@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,9 @@ def _load(p50: float, ok: int = 10, failed: int = 0, seconds: float = 2.0, cpu: 
     return {"ok": ok, "statuses": statuses, "seconds": seconds, "p50": p50, "cpu_ms_per_request": cpu}
 
 
-def test_flatten_takes_medians_over_rounds_and_throughput_over_all_of_them() -> None:
+def test_flatten_takes_bare_p50s_served_medians_over_rounds_and_throughput_over_all_of_them() -> None:
     raw = {
-        "bare": [
-            {"classifier": {"fp32": {"p50": 10.0}, "int8": {"p50": 4.0}}},
-            {"classifier": {"fp32": {"p50": 30.0}, "int8": {"p50": 6.0}}},
-            {"classifier": {"fp32": {"p50": 12.0}, "int8": {"p50": 5.0}}},
-        ],
+        "bare": {"classifier/fp32": {"p50": 12.0, "samples": [12.0]}, "classifier/int8": {"p50": 5.0}},
         "served": {
             "detect": {
                 "1": [_load(20.0), _load(40.0), _load(22.0)],
@@ -60,8 +58,8 @@ def test_a_failed_request_voids_the_served_metric() -> None:
 
 def test_quick_sizes_apply_unless_one_is_given() -> None:
     full, quick = regression.parse_args([]), regression.parse_args(["--quick", "--rounds", "4"])
-    assert (full.rounds, full.classify_images, full.baseline) == (3, 500, "HEAD~1")
-    assert (quick.rounds, quick.bare_calls, quick.classify_images) == (4, 5, 40)
+    assert (full.rounds, full.bare_blocks, full.classify_images, full.baseline) == (6, 12, 500, "HEAD~1")
+    assert (quick.rounds, quick.bare_calls, quick.classify_images) == (4, 4, 40)
     with pytest.raises(SystemExit):
         regression.parse_args(["--requests", "0"])
 
@@ -104,3 +102,18 @@ def test_a_side_process_refuses_code_under_test_from_another_checkout(
     regression_side.pin_root(REPO)  # this checkout's services/ is already imported from here
     with pytest.raises(RuntimeError, match="not from"):
         regression_side.pin_root(tmp_path)
+
+
+def test_a_side_process_answers_each_request_line_with_that_many_samples() -> None:
+    counted: list[str] = []
+    calls: dict[str, Callable[[], object]] = {
+        "detector/int8": lambda: counted.append("d"),
+        "classifier/fp32": lambda: counted.append("c"),
+    }
+    requests = ['{"key": "detector/int8", "calls": 3}\n', '{"key": "classifier/fp32", "calls": 1}']
+    reply = io.StringIO()
+    regression_side.serve(calls, requests, reply)
+    lines = [json.loads(line) for line in reply.getvalue().splitlines()]
+    assert lines[0] == {"ready": ["classifier/fp32", "detector/int8"]}
+    assert [len(line["samples"]) for line in lines[1:]] == [3, 1] and counted == ["d", "d", "d", "c"]
+    assert all(ms >= 0 for ms in lines[1]["samples"])
