@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust
+.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust regression
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -115,6 +115,14 @@ locust: install
 	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $(LOCUST_USERS) -r 4 -t $(LOCUST_TIME) \
 		--host $(LOCUST_HOST) --tier $(LOCUST_TIER) --csv benchmarks/reports/locust/$(LOCUST_TIER) \
 		--html benchmarks/reports/locust/$(LOCUST_TIER).html $(LOCUST_ARGS)
+
+# Performance regression check: the working tree against BASELINE (a git ref, checked out in a temporary worktree),
+# interleaved in one run; exits 1 when a ratio passes benchmarks/regression.yaml -> benchmarks/reports/regression.md.
+# Each side imports its own models into its own store. REGRESSION_ARGS=--quick for a smoke run.
+BASELINE ?= HEAD~1
+REGRESSION_ARGS ?=
+regression: install
+	$(PY) -m benchmarks.regression --baseline $(BASELINE) $(REGRESSION_ARGS)
 
 # Direct to an api replica vs through Traefik + ForwardAuth, on the native topology -> benchmarks/reports/gateway.md
 bench-gateway: import-models

@@ -37,14 +37,19 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) -> Server:
+def start_server(
+    log_path: Path, env: dict[str, str], timeout: float = 120.0, *, cwd: Path = REPO, port: int | None = None
+) -> Server:
     """Start the api service (and its model services) and wait until health says ok.
+
+    ``cwd`` is the checkout whose ``services.api:Api`` is served (benchmarks/regression.py serves a baseline's
+    temporary worktree too); ``port`` defaults to a free one.
 
     The result cache is off unless ``env`` turns it on (``CV_CACHE_ENABLED=true``): the load test and
     the benchmarks send one image many times and mean to measure the models, not the cache. So is the
     embedded job worker (``CV_JOBS_EMBEDDED_WORKER=true``), which only the batch-job tests need.
     """
-    port = free_port()
+    port = port or free_port()
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     defaults = {
         "BENTOML_DO_NOT_TRACK": "true",
@@ -60,7 +65,7 @@ def start_server(log_path: Path, env: dict[str, str], timeout: float = 120.0) ->
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [bentoml, "serve", "services.api:Api", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
+        cwd=cwd,
         env=full_env,
         stdout=handle,
         stderr=subprocess.STDOUT,
