@@ -24,7 +24,9 @@ from tests.integration.server import Server
 pytestmark = pytest.mark.integration
 
 DOCS_IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+# Debian's chromium here; a GitHub runner's Google Chrome there.
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
