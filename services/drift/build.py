@@ -105,24 +105,34 @@ def build_reference_for(
 
 
 def tiny_imagenet_reference(
-    model: str, version: str, *, limit: int = 2000, seed: int = 0, settings: ServingSettings | None = None
+    model: str,
+    version: str,
+    *,
+    limit: int = 2000,
+    seed: int = 0,
+    settings: ServingSettings | None = None,
+    pool: ModelPool | None = None,
 ) -> ReferenceProfile:
-    """The profile from the reference pool of Tiny-ImageNet val: a seeded sample of ``limit`` of its images."""
+    """The profile from the reference pool of Tiny-ImageNet val: a seeded sample of ``limit`` of its images.
+
+    The profile's ``extra["files"]`` lists the images, so the drift benchmark can keep its tuning windows apart.
+    """
     settings = settings or get_settings()
-    pool = list(tiny_imagenet_split(settings, held_out=False))
-    chosen = np.sort(np.random.default_rng(seed).choice(len(pool), size=min(limit, len(pool)), replace=False))
-    images = (decode(pool[int(i)][0], settings) for i in chosen)
+    records = list(tiny_imagenet_split(settings, held_out=False))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=min(limit, len(records)), replace=False))
+    images = (decode(records[int(i)][0], settings) for i in chosen)
     return build_reference_for(
         model,
         version,
         images,
-        source=f"Tiny-ImageNet-200 val, even image numbers (the reference pool): {len(chosen)} of {len(pool)}",
+        source=f"Tiny-ImageNet-200 val, even image numbers (the reference pool): {len(chosen)} of {len(records)}",
+        pool=pool,
         settings=settings,
         max_samples=limit,
         seed=seed,
         extra={
             "split": "val_<n>.JPEG with n even",
             "sample_seed": seed,
-            "files": [pool[int(i)][1]["filename"] for i in chosen],
+            "files": [records[int(i)][1]["filename"] for i in chosen],
         },
     )
