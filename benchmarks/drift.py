@@ -105,22 +105,24 @@ def run(args: argparse.Namespace, settings: ServingSettings) -> dict[str, Any]:
         results.append({"split": split, "shift": name, "features_s": features_s, **found})
         print(json.dumps(results[-1]), flush=True)
     extra_sets = [
-        ("evaluation", "COCO photos", lambda: coco_photos(settings), args.shifted_windows),
+        ("evaluation", "COCO photos", lambda: coco_photos(settings), "none", args.shifted_windows),
+        ("sensitivity", "COCO photos resized to 64x64", lambda: coco_photos(settings), "64x64", args.shifted_windows),
         (
             "not a shift?",
             "Tiny-ImageNet train (the fine-tuning data)",
             lambda: tiny_train(settings, per_class=3),
+            "none",
             args.shifted_windows,
         ),
     ]
-    for split, name, source, windows in extra_sets:
+    for split, name, source, shift, windows in extra_sets:
         if split not in args.splits:
             continue
         started = time.perf_counter()
         data = source()
         rows = cache.rows(
-            f"{split}-{name.split()[0]}-{name.split()[1]}-{len(data)}",
-            partial(decoded, data, settings, SHIFTS["none"]),
+            f"{split}-{name.split()[0]}-{name.split()[1]}-{shift}-{len(data)}",
+            partial(decoded, data, settings, SHIFTS[shift]),
         )
         features_s = time.perf_counter() - started
         found = evaluate(reference, rows, windows=windows, size=args.window, seed=7, replace=len(rows) < args.window)

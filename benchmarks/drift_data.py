@@ -46,6 +46,8 @@ SHIFTS: dict[str, Shift] = {
     "darkened x0.8": _pil(lambda im: ImageEnhance.Brightness(im).enhance(0.8)),
     "blurred r1": _pil(lambda im: im.filter(ImageFilter.GaussianBlur(radius=1))),
     "jpeg q75": _jpeg(75),
+    # Photos of another kind at Tiny-ImageNet's size: the size tests cannot see them, the content tests must.
+    "64x64": _pil(lambda im: im.resize((64, 64), Image.Resampling.BICUBIC)),
 }
 
 
