@@ -1,10 +1,11 @@
 """Drift command line.
 
 Usage:
-    python -m services.drift reference MODEL --version V [--limit N] [--seed S] [--out DIR]
+    python -m services.drift reference MODEL --version V [--limit N] [--seed S] [--out DIR] [--folder DIR]
 
 ``reference`` runs ``MODEL`` ``V`` from the model store in this process (INT8 first, as served) over the reference
-pool of Tiny-ImageNet val (services/drift/build.py) and writes ``<out>/<MODEL>-<V>.json``.
+pool of Tiny-ImageNet val (services/drift/build.py), or over the images of ``--folder``, and writes
+``<out>/<MODEL>-<V>.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from kernel.logging import configure_logging
 from kernel.paths import REPO_ROOT
 from services.config import get_settings
-from services.drift.build import tiny_imagenet_reference
+from services.drift.build import folder_reference, tiny_imagenet_reference
 from services.drift.reference import reference_path
 
 log = logging.getLogger("services.drift")  # also when run as __main__
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     reference.add_argument("model", help="the model's name in the store, e.g. classifier")
     reference.add_argument("--version", required=True, help="the version to profile, e.g. v2")
     reference.add_argument("--limit", type=int, default=2000, help="images in the profile (default 2000)")
+    reference.add_argument(
+        "--folder", type=Path, help="images to profile instead of the Tiny-ImageNet reference pool (the detector: COCO)"
+    )
     reference.add_argument("--seed", type=int, default=0, help="seed of the sample of the reference pool")
     reference.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"folder of the profiles (default {DEFAULT_OUT})"
@@ -37,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    profile = tiny_imagenet_reference(args.model, args.version, limit=args.limit, seed=args.seed, settings=settings)
+    if args.folder is not None:
+        profile = folder_reference(
+            args.model, args.version, args.folder, limit=args.limit, seed=args.seed, settings=settings
+        )
+    else:
+        profile = tiny_imagenet_reference(args.model, args.version, limit=args.limit, seed=args.seed, settings=settings)
     path = reference_path(args.out, args.model, args.version)
     profile.save(path)
     log.info("reference written", extra={"path": str(path), "images": profile.n, "bytes": path.stat().st_size})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from services.config import ServingSettings, get_settings
 from services.drift.features import request_features
 from services.drift.reference import ReferenceProfile, build_reference
 from services.imaging import decode_image
-from services.index.build_gallery import Record, tiny_imagenet_val
+from services.index.build_gallery import IMAGE_SUFFIXES, Record, tiny_imagenet_val
 from services.models.registry import ModelPool
 from services.models.worker import build_pool
 
@@ -135,4 +136,38 @@ def tiny_imagenet_reference(
             "sample_seed": seed,
             "files": [records[int(i)][1]["filename"] for i in chosen],
         },
+    )
+
+
+def folder_reference(
+    model: str,
+    version: str,
+    folder: Path,
+    *,
+    limit: int = 2000,
+    seed: int = 0,
+    settings: ServingSettings | None = None,
+    pool: ModelPool | None = None,
+) -> ReferenceProfile:
+    """The profile from the images of ``folder`` (recursively): a seeded sample of ``limit`` of them.
+
+    For models whose validation data is not Tiny-ImageNet (the detector: COCO128's train2017, keeping val2017 for
+    its evaluation).
+    """
+    settings = settings or get_settings()
+    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images under {folder}")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(files), size=min(limit, len(files)), replace=False))
+    images = (decode(files[int(i)].read_bytes(), settings) for i in chosen)
+    return build_reference_for(
+        model,
+        version,
+        images,
+        source=f"{folder.name}: {len(chosen)} of {len(files)} images",
+        pool=pool,
+        settings=settings,
+        max_samples=limit,
+        seed=seed,
+        extra={"folder": folder.name, "sample_seed": seed, "files": [files[int(i)].name for i in chosen]},
     )

@@ -98,3 +98,31 @@ def test_the_command_writes_the_profile(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert cli.main(["reference", "classifier", "--version", "v2", "--limit", "3", "--out", str(tmp_path)]) == 0
     assert calls == [("classifier", "v2", 3, 0)]
     assert ReferenceProfile.load(tmp_path / "classifier-v2.json") == made
+
+
+def test_folder_reference_samples_the_folder(tmp_path: Path) -> None:
+    for n in range(4):
+        Image.new("RGB", (12, 9), (50 * n, 0, 0)).save(tmp_path / f"{n}.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    profile = build.folder_reference("classifier", "v2", tmp_path, limit=3, settings=ServingSettings(), pool=pool())
+    assert profile.n == 3 and profile.image["width"] == [12.0] * 3
+    assert set(profile.extra["files"]) <= {f"{n}.jpg" for n in range(4)}
+
+
+def test_folder_reference_refuses_an_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no images"):
+        build.folder_reference("classifier", "v2", tmp_path, settings=ServingSettings(), pool=pool())
+
+
+def test_the_command_profiles_a_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    made = build.build_reference_for("classifier", "v2", images(2), source="test", pool=pool())
+    seen: list[Path] = []
+
+    def fake(model: str, version: str, folder: Path, **kwargs: object) -> ReferenceProfile:
+        seen.append(folder)
+        return made
+
+    monkeypatch.setattr(cli, "folder_reference", fake)
+    argv = ["reference", "detector", "--version", "v1", "--folder", str(tmp_path / "coco"), "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert seen == [tmp_path / "coco"] and (tmp_path / "detector-v1.json").is_file()
