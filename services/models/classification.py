@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.models.contract import Model, Params
 from services.models.preprocessing import Prepared
+from services.models.sketch import sketch_of
 
 
 class ClassifyParams(Params):
@@ -25,6 +26,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Classifier(Model[ClassifyParams]):
     task = "classification"
     params_type = ClassifyParams
+
+    def sketch(self, output: np.ndarray) -> list[float] | None:
+        """The class-probability vector, projected (services/models/sketch.py)."""
+        return sketch_of(softmax(output.astype(np.float64).reshape(-1)))
 
     def postprocess(self, output: np.ndarray, prepared: Prepared, params: ClassifyParams) -> dict[str, Any]:
         probs = softmax(output.astype(np.float64))

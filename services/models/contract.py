@@ -39,7 +39,8 @@ class Prediction(BaseModel):
     precision: str
     result: dict[str, Any]
     timings_ms: dict[str, float]
-    # SKETCH_DIM floats (services/drift/features.py) the drift monitor compares; None where the model makes none.
+    # The drift sketch (services/models/sketch.py): SKETCH_DIM floats, or None for a family without one. It travels
+    # to the api for the inference log; the public response bodies are built from ``result`` and never show it.
     sketch: list[float] | None = None
 
 
@@ -62,6 +63,10 @@ class Model(ABC, Generic[P]):
         """One runtime call for the whole batch."""
         return self.runner(batch)
 
+    def sketch(self, output: np.ndarray) -> list[float] | None:
+        """One image's raw output row -> its drift sketch; None (the default): this family has none."""
+        return None
+
     @abstractmethod
     def postprocess(self, output: np.ndarray, prepared: Prepared, params: P) -> dict[str, Any]:
         """One image's raw output row -> its JSON-ready result."""
@@ -77,6 +82,7 @@ class Model(ABC, Generic[P]):
         outputs = self.predict(np.stack([p.tensor for p in prepared]))
         t2 = time.perf_counter()
         results = [self.postprocess(outputs[i], prepared[i], params[i]) for i in range(len(prepared))]
+        sketches = [self.sketch(outputs[i]) for i in range(len(prepared))]
         t3 = time.perf_counter()
         INFERENCE_STAGE.labels(*labels, "preprocess").observe(t1 - t0)
         INFERENCE_STAGE.labels(*labels, "predict").observe(t2 - t1)
@@ -96,6 +102,7 @@ class Model(ABC, Generic[P]):
                 precision=self.precision,
                 result=result,
                 timings_ms=timings,
+                sketch=sketched,
             )
-            for result in results
+            for result, sketched in zip(results, sketches, strict=True)
         ]
