@@ -1,8 +1,9 @@
 """Settings for the offline tools (training, export, quantization, evaluation, data downloads).
 
-One settings class per process kind (STYLE.md, habit 1). The offline tools read four of the
+One settings class per process kind (STYLE.md, habit 1). The offline tools read five of the
 serving settings' ``CV_*`` variables, with the same names and defaults, so one environment drives
-both: ``CV_MODEL_MIRROR_DIR``, ``CV_DATASETS_MIRROR_DIR``, ``CV_DATA_DIR`` and ``CV_ARTIFACTS_DIR``.
+both: ``CV_MODEL_MIRROR_DIR``, ``CV_DATASETS_MIRROR_DIR``, ``CV_DATA_DIR``, ``CV_ARTIFACTS_DIR`` and
+``CV_DRIFT_REFERENCE_DIR``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class TrainingSettings(BaseSettings):
     artifacts_dir: Path = REPO_ROOT / "artifacts"
     # Unpacked data sets (datasets/), feature caches (cache/) and built model files (models/).
     data_dir: Path = REPO_ROOT / ".data"
+    # Drift reference profiles, where the api reads them (the serving settings' CV_DRIFT_REFERENCE_DIR).
+    drift_reference_dir: Path = REPO_ROOT / "artifacts" / "drift"
 
 
 @lru_cache

@@ -35,7 +35,7 @@ from services.models.store import list_versions, set_stage
 from training.gate.checks import decide, failed
 from training.gate.config import DEFAULT_CONFIG, GateConfigError, ModelGate, load_gate_config
 from training.gate.evaluation import HeldOut, evaluate_file, held_out
-from training.gate.extensions import EXTENSIONS
+from training.gate.extensions import extensions_for
 from training.gate.probes import interleaved_latency, parity
 from training.gate.report import GateRun, SectionBuilder, write
 from training.gate.results import VersionResult
@@ -146,9 +146,11 @@ def promote(name: str, candidate: str) -> list[str]:
 
 
 def run_gate(
-    args: argparse.Namespace, argv: Sequence[str], extensions: Sequence[SectionBuilder] = EXTENSIONS
+    args: argparse.Namespace, argv: Sequence[str], extensions: Sequence[SectionBuilder] | None = None
 ) -> GateRun:
     """Measure, decide, promote (unless refused or a dry run) and write the report."""
+    if extensions is None:
+        extensions = extensions_for(args.inference_log)
     gate = load_gate_config(args.model, args.config)
     if args.threads is not None:
         gate = gate.model_copy(update={"threads": args.threads})
@@ -188,6 +190,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the thresholds file")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: config)")
     parser.add_argument("--torch-state", type=Path, default=None, help="the candidate's PyTorch state dict")
+    parser.add_argument(
+        "--inference-log", default=None, help="a database URL: report the candidate's shadow agreement from its log"
+    )
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 11:
         parser.error("--limit must be at least 11 (precision@10 needs more than 10 images)")

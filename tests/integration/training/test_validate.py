@@ -16,10 +16,14 @@ import bentoml
 import pytest
 import yaml
 
+from kernel.db import migrate
+from kernel.db.session import create_db_engine
 from services.config import Stage
+from services.drift.reference import ReferenceProfile
 from services.models.store import import_model, list_versions, set_stage
 from training import validate
 from training.gate.config import DEFAULT_CONFIG
+from training.settings import get_training_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LIMIT = "60"
@@ -68,14 +72,35 @@ def _report(folder: Path, name: str) -> tuple[str, dict]:
     return path.read_text(), json.loads(path.with_suffix(".json").read_text())
 
 
+@pytest.fixture
+def references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Drift references go to a folder of the test's, not artifacts/drift."""
+    folder = tmp_path / "drift"
+    monkeypatch.setenv("CV_DRIFT_REFERENCE_DIR", str(folder))
+    get_training_settings.cache_clear()
+    yield folder
+    get_training_settings.cache_clear()
+
+
+@pytest.fixture
+def inference_log(tmp_path: Path) -> str:
+    """An empty, migrated inference-log database: the candidate never ran in stage shadow."""
+    url = f"sqlite:///{tmp_path / 'log.sqlite3'}"
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
 def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted(
-    copy_of, gate_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    copy_of, gate_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], references: Path, inference_log: str
 ) -> None:
     before = _stages("classifier")
     assert before["v1"] == "archived" and before["v2"] == "production"
     common = ["--limit", LIMIT, "--config", str(gate_config), "--report-dir", str(tmp_path)]
 
     assert validate.main(["classifier", "--candidate", "v1", *common]) == 1
+    assert not references.exists()  # no reference for a refused candidate
     out = capsys.readouterr().out
     assert "FAILED top1 drop (fp32)" in out and "classifier:v1: REFUSED" in out
     assert _stages("classifier") == before
@@ -88,7 +113,7 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     assert len(report["candidate"]["precisions"]["fp32"]["worst_classes"]) == 10
 
     copy_of("classifier", "v2", "gate-v3")
-    assert validate.main(["classifier", "--candidate", "gate-v3", *common]) == 0
+    assert validate.main(["classifier", "--candidate", "gate-v3", *common, "--inference-log", inference_log]) == 0
     assert "classifier:gate-v3: PROMOTED" in capsys.readouterr().out
     stages = _stages("classifier")
     assert stages["gate-v3"] == "production" and stages["v2"] == "archived" and stages["v1"] == "archived"
@@ -97,6 +122,11 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     drops = [c["measured"] for c in report["checks"] if "drop" in c["name"]]
     assert drops == [0.0, 0.0]  # the same files on the same images
     assert "production -> archived" in report["facts"]["stage changes"]
+    # The promoted version's drift reference, from the held-out images, where the api reads references.
+    profile = ReferenceProfile.load(references / "classifier-gate-v3.json")
+    assert (profile.model, profile.version, profile.n) == ("classifier", "gate-v3", int(LIMIT))
+    assert report["drift_reference"]["n"] == int(LIMIT) and "## Drift reference" in markdown
+    assert report["shadow"]["items"] == 0 and "never ran in stage `shadow`" in markdown
 
 
 def test_a_detector_dry_run_passes_and_moves_nothing(copy_of, gate_config: Path, tmp_path: Path) -> None:
