@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,9 @@ from scripts.openapi_docs import error_catalogue, postman_collection, replace_se
 from services.http.openapi import EXAMPLES_FILE  # noqa: E402
 
 Examples = dict[str, dict[str, Any]]
+# What the served api runs with beside the caller's environment (its own data folder with --serve); the experiment
+# command of the capture writes to the same database.
+_SERVER_ENV: dict[str, str] = {}
 
 
 def _photos() -> dict[str, bytes]:
@@ -108,7 +112,27 @@ def capture(client: httpx.Client) -> Examples:
     client.delete(f"/gallery/{added.json()['id']}").raise_for_status()
     keep("GET /models", None, client.get("/models"))
     keep("GET /health", None, client.get("/health"))
+    keep("GET /drift/{model}", None, client.get("/drift/classifier", params={"window": 500}))
+    _experiment_examples(client, keep, chelsea)
     return examples
+
+
+def _experiment_examples(client: httpx.Client, keep: Callable[..., httpx.Response], image: Any) -> None:
+    """An A/A experiment on the classifier (both arms on the production version), one answer and its feedback."""
+    env = {**os.environ, **_SERVER_ENV}
+    command = [sys.executable, "-m", "services.experiments", "create", "--model", "classifier", "--id", "clf-aa"]
+    arms = ["--arm", "control=v2:50", "--arm", "candidate=v2:50", "--salt", "docs"]
+    subprocess.run([*command, *arms], cwd=REPO, env=env, check=True, capture_output=True)
+    deadline = time.monotonic() + 30  # the api re-reads running experiments every CV_EXPERIMENTS_REFRESH_S
+    while True:
+        answer = client.post("/classify", files={"image": image}, headers={"X-Client-Id": "alice"})
+        if answer.json().get("experiment") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    feedback = {"request_id": answer.json()["request_id"], "label": answer.json()["predictions"][0]["label"]}
+    keep("POST /feedback", feedback, client.post("/feedback", json=feedback))
+    keep("GET /experiments", None, client.get("/experiments"))
+    keep("GET /experiments/{experiment_id}", None, client.get("/experiments/clf-aa"))
 
 
 def _wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 60.0) -> None:
@@ -124,7 +148,10 @@ def _wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 60.0) ->
 def serving(log_path: Path) -> Iterator[str]:
     """`bentoml serve services.api:Api` on a free loopback port, with its embedded job worker; stopped after."""
     port = free_port()
-    env = {**os.environ, "CV_CACHE_ENABLED": "false", "CV_JOBS_EMBEDDED_WORKER": "true"}
+    data_dir = log_path.parent / "export-openapi-data"  # its own database and gallery, fresh each time
+    shutil.rmtree(data_dir, ignore_errors=True)
+    _SERVER_ENV["CV_DATA_DIR"] = str(data_dir)
+    env = {**os.environ, "CV_CACHE_ENABLED": "false", "CV_JOBS_EMBEDDED_WORKER": "true", **_SERVER_ENV}
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
