@@ -39,6 +39,8 @@ async def drift(
     if data_plane is None:
         raise DriftUnavailable("this server keeps no inference log to compare")
     monitor = DriftMonitor(data_plane.engine, DriftPolicy.from_settings(settings))
+    # This replica's buffered records first, so the window ends with the requests it has just answered.
+    await run_in_threadpool(data_plane.log_writer.flush)
     result = await run_in_threadpool(partial(monitor.check, model, window=window, version=version))
     return DriftResponse(
         model=result.model,

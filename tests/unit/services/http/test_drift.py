@@ -41,10 +41,24 @@ def _client(settings: ServingSettings, plane: Any) -> Iterator[TestClient]:
         yield client
 
 
+class _Writer:
+    """The route flushes this replica's buffered records before it reads the window (/drift itself is not logged)."""
+
+    def __init__(self) -> None:
+        self.flushed = 0
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
 @pytest.fixture
-def client(settings: ServingSettings, engine: Engine) -> Iterator[TestClient]:
-    # The route and the metrics only use the data plane's engine (no log writer: /drift is not a logged route).
-    yield from _client(settings, SimpleNamespace(engine=engine, log_writer=None))
+def writer() -> _Writer:
+    return _Writer()
+
+
+@pytest.fixture
+def client(settings: ServingSettings, engine: Engine, writer: _Writer) -> Iterator[TestClient]:
+    yield from _client(settings, SimpleNamespace(engine=engine, log_writer=writer))
 
 
 def _problem(response: Any, status: int, slug: str) -> dict[str, Any]:
@@ -55,9 +69,10 @@ def _problem(response: Any, status: int, slug: str) -> dict[str, Any]:
     return body
 
 
-def test_nothing_logged_is_insufficient_data(client: TestClient) -> None:
+def test_nothing_logged_is_insufficient_data(client: TestClient, writer: _Writer) -> None:
     response = client.get("/drift/classifier")
     assert response.status_code == 200, response.text
+    assert writer.flushed == 1
     body = DriftResponse.model_validate(response.json())
     assert (body.model, body.version, body.window, body.n, body.verdict, body.tests) == (
         "classifier",
@@ -124,5 +139,5 @@ def test_metrics_leave_drift_alone_when_it_is_off(engine: Engine, settings: Serv
     save_reference(settings.drift_reference_dir, bright(31), model="detector")
     log_rows(engine, dark(31), model="detector")
     DriftMonitor(engine, DriftPolicy.from_settings(settings)).check_all()
-    for client in _client(off, SimpleNamespace(engine=engine, log_writer=None)):
+    for client in _client(off, SimpleNamespace(engine=engine, log_writer=_Writer())):
         assert 'cv_drift_window_rows{model="detector"} 31.0' not in client.get("/metrics").text
