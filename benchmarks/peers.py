@@ -65,14 +65,25 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def product(name: str, workdir: Path, batching: bool, concurrencies: tuple[int, ...], sequential: bool) -> Target:
-    """The api as `make serve` starts it, but for the result cache (off, so no request is a cache hit)."""
+def product(
+    name: str,
+    workdir: Path,
+    batching: bool,
+    concurrencies: tuple[int, ...],
+    sequential: bool,
+    extra: dict[str, str] | None = None,
+) -> Target:
+    """The api as `make serve` starts it, but for the result cache (off, so no request is a cache hit).
+
+    ``extra`` (a variant's settings, e.g. ``CV_ORT_ALLOW_SPINNING=true``) is added to its environment.
+    """
     from deploy.runner import own_bentoml_home
 
     home = own_bentoml_home(Path(os.environ["BENTOML_HOME"]), workdir / f"bentoml-{name}")
+    setting = f"adaptive batching {'on' if batching else 'off'}"
     return Target(
         name=name,
-        label=f"this product, /api/v1 (adaptive batching {'on' if batching else 'off'})",
+        label=f"this product, /api/v1 ({', '.join([setting, *(f'{k}={v}' for k, v in (extra or {}).items())])})",
         command=[_bin("bentoml"), "serve", "services.api:Api", "--host", "127.0.0.1", "--port", "{port}"],
         routes={"classify": "/api/v1/classify", "detect": "/api/v1/detect"},
         health="/api/v1/health",
@@ -81,6 +92,7 @@ def product(name: str, workdir: Path, batching: bool, concurrencies: tuple[int, 
             "CV_DATA_DIR": str(workdir / f"data-{name}"),
             "CV_CACHE_ENABLED": "false",
             "CV_BATCHING_ENABLED": str(batching).lower(),
+            **(extra or {}),
         },
         concurrencies=concurrencies,
         skip_sequential=not sequential,
@@ -144,6 +156,7 @@ def targets(plan: argparse.Namespace, workdir: Path) -> list[Target]:
             load,
         ),
         peer("torch-eager", "FastAPI + PyTorch eager (ImageNet Lite0)", "torch_classifier", "classify", {}, load),
+        *(product(f"product-{name}", workdir, True, load, True, env) for name, env in plan.variant),
         product("product-no-batching", workdir, False, batching_load, False),
     ]
     return [t for t in every if t.name in plan.only] if plan.only else every
@@ -204,6 +217,12 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine since boot."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
 async def _load(
     url: str, path: str, fields: dict[str, str], jpeg: bytes, concurrency: int, total: int
 ) -> tuple[list[float], Counter[str], float, Any]:
@@ -249,9 +268,10 @@ def measure(
     fields, total = FIELDS[route], plan.sequential if c == 1 else plan.requests
     asyncio.run(_load(url, path, fields, jpeg, c, plan.warmup))
     me = psutil.Process()
-    server0, client0 = tree_cpu_seconds(root), sum(me.cpu_times()[:2])
+    server0, client0, busy0 = tree_cpu_seconds(root), sum(me.cpu_times()[:2]), machine_busy_seconds()
     latencies, statuses, seconds, body = asyncio.run(_load(url, path, fields, jpeg, c, total))
     server_cpu, client_cpu = tree_cpu_seconds(root) - server0, sum(me.cpu_times()[:2]) - client0
+    other_cpu = max(0.0, machine_busy_seconds() - busy0 - server_cpu - client_cpu)
     ok = len(latencies)
     result = {
         **stats(latencies),
@@ -262,6 +282,7 @@ def measure(
         "server_cpu_ms_per_request": server_cpu * 1000 / max(ok, 1),
         "server_cores": server_cpu / seconds,
         "client_cpu_s": client_cpu,
+        "other_cores": other_cpu / seconds,  # what the rest of the machine (other work) used meanwhile
         "answer": summary(route, body),
     }
     log.info("  %s c=%d: p50 %.1f ms, p99 %.1f ms, %.1f req/s, server %.2f cores, %s", route, c, result["p50"],
@@ -314,12 +335,22 @@ def run(plan: argparse.Namespace, workdir: Path) -> Results:
             for route, data in jpegs.items()
         },
         "servers": {},
+        "notes": plan.notes,
     }
     results["bare"] = bare(plan, jpegs)
     for offset, target in enumerate(targets(plan, workdir)):
         port = plan.port + offset if plan.port else free_port()
         results["servers"][target.name] = run_target(target, jpegs, plan, workdir, port)
     return results
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """'spin:CV_ORT_ALLOW_SPINNING=true' -> ('spin', {'CV_ORT_ALLOW_SPINNING': 'true'})."""
+    name, _, settings = text.partition(":")
+    pairs = [pair.partition("=") for pair in settings.split(",") if pair]
+    if not name or any(not key or not sep for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE[,KEY=VALUE], got {text!r}")
+    return name, {key: value for key, _, value in pairs}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -330,9 +361,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup", type=int, default=30, help="warm-up requests before each measured run")
     add("--concurrencies", type=int, nargs="+", default=[16], help="load concurrencies of every server")
     add("--batching-concurrencies", type=int, nargs="*", default=[16, 32], help="the product's, batching on and off")
+    add("--variant", type=_variant, action="append", default=[], help="NAME:KEY=VALUE[,KEY=VALUE]: the product again")
     add("--only", nargs="*", default=[], help="server names to run (default: all)")
     add("--detect-image", type=Path, default=None, help="JPEG for detect (default: an 810x1080 stand-in)")
     add("--port", type=int, default=0, help="first loopback port, each server the next (default: free ports)")
+    add("--note", dest="notes", action="append", default=[], help="a line for the report's notes (repeatable)")
     add("--quick", action="store_true", help="a smoke run: small counts")
     add("--out", type=Path, default=REPO / "benchmarks" / "reports" / "peers.md", help="report (.json, .png beside)")
     parser.set_defaults(bare_calls=200)

@@ -23,6 +23,14 @@ def _cell(run: dict[str, Any] | None, key: str) -> Any:
     return "-" if run is None else float(run[key])
 
 
+def _cores(run: dict[str, Any] | None, key: str) -> str:
+    return "-" if run is None or key not in run else f"{run[key]:.2f}"
+
+
+def _failed(run: dict[str, Any] | None) -> str:
+    return "-" if run is None else str(sum(n for status, n in run["statuses"].items() if status != "200"))
+
+
 def route_table(results: Results, route: str) -> str:
     """One row per server that answers ``route``, plus bare session.run."""
     headers = [
@@ -34,6 +42,8 @@ def route_table(results: Results, route: str) -> str:
         f"c={LOAD} p99 ms",
         f"server CPU ms/request (c={LOAD})",
         f"server cores busy (c={LOAD})",
+        f"other work's cores (c={LOAD})",
+        f"not 200 (c=1, c={LOAD})",
         "answer",
     ]
     rows: list[list[Any]] = []
@@ -43,12 +53,12 @@ def route_table(results: Results, route: str) -> str:
         one, load = _at(results, name, route, "1"), _at(results, name, route, LOAD)
         keys = [(one, "p50"), (one, "p99"), (load, "throughput"), (load, "p50"), (load, "p99")]
         rows.append([server["label"], *(_cell(run, key) for run, key in keys)])
-        cpu = [_cell(load, "server_cpu_ms_per_request"), "-" if load is None else f"{load['server_cores']:.2f}"]
-        rows[-1] += [*cpu, (one or load or {}).get("answer", "-")]
+        cpu = [_cell(load, "server_cpu_ms_per_request"), _cores(load, "server_cores"), _cores(load, "other_cores")]
+        rows[-1] += [*cpu, f"{_failed(one)}, {_failed(load)}", (one or load or {}).get("answer", "-")]
     bare = results.get("bare", {}).get(route)
     if bare:
         label = f"bare session.run, {bare['precision']} file, batch 1, in process"
-        rows.append([label, float(bare["p50"]), float(bare["p99"]), "", "", "", "", "", ""])
+        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 9])
     return table(headers, rows)
 
 
@@ -83,7 +93,8 @@ def batching(results: Results) -> list[list[Any]]:
                 continue
             gain = on["throughput"] / off["throughput"]
             rows.append([route, c, on["throughput"], off["throughput"], f"{gain:.2f}x", on["p50"], off["p50"],
-                         on["p99"], off["p99"], "yes" if gain >= 1.0 else "**no**"])  # fmt: skip
+                         on["p99"], off["p99"], f"{_failed(on)}, {_failed(off)}",
+                         "yes" if gain >= 1.0 else "**no**"])  # fmt: skip
     return rows
 
 
@@ -139,12 +150,25 @@ def render(results: Results) -> str:
         "## Adaptive batching on against off (the product)",
         "",
         table(
-            ["route", "c", "req/s on", "req/s off", "gain", "p50 on", "p50 off", "p99 on", "p99 off", "never slower"],
+            [
+                "route",
+                "c",
+                "req/s on",
+                "req/s off",
+                "gain",
+                "p50 on",
+                "p50 off",
+                "p99 on",
+                "p99 off",
+                "not 200 (on, off)",
+                "never slower",
+            ],
             batching(results),
         ),
         "",
         "![req/s and p50](peers.png)",
         "",
+        *(["## Notes", "", *(f"- {note}" for note in results["notes"]), ""] if results.get("notes") else []),
     ]
     return "\n".join(lines)
 
