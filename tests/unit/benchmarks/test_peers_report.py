@@ -12,7 +12,8 @@ REPORT = Path(__file__).resolve().parents[3] / "benchmarks" / "reports" / "peers
 
 
 def _results() -> dict[str, Any]:
-    return json.loads(REPORT.with_suffix(".json").read_text())  # type: ignore[no-any-return]
+    results: dict[str, Any] = json.loads(REPORT.with_suffix(".json").read_text())
+    return results
 
 
 def test_the_report_renders_again_from_its_results() -> None:
