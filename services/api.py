@@ -61,7 +61,12 @@ def _depends(service: Any, url: str | None) -> Any:
     return bentoml.depends(service, url=url) if url else bentoml.depends(service)
 
 
-@bentoml.service(name="api", workers=1, traffic={"timeout": 120, "max_concurrency": 512})
+@bentoml.service(
+    name="api",
+    workers=1,
+    traffic={"timeout": 120, "max_concurrency": 512},
+    logging={"access": {"enabled": settings.bentoml_access_log}},
+)
 @bentoml.asgi_app(app, path="/api/v1")
 class Api:
     """Public API: classify, detect, search, gallery, batch, models, health, metrics."""

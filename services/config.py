@@ -67,6 +67,12 @@ class ServingSettings(BaseSettings):
     prefer_int8: bool = True
     # ONNX Runtime threads per session (the machines here have 2 cores).
     ort_intra_op_threads: int = Field(default=2, gt=0)
+    # Whether ONNX Runtime's idle intra-op threads busy-wait for the next run. Off: on a small CPU the api and
+    # the other model services need those cycles (benchmarks/reports/peers.md measured it).
+    ort_allow_spinning: bool = False
+    # BentoML's own access line per call, in the api and every model service. Off: the api logs each request
+    # (services/http/middleware.py) and each model batch is logged with its request ids (services/models/worker.py).
+    bentoml_access_log: bool = False
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [
