@@ -19,7 +19,9 @@ from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
 from services.clients.base import AsyncModelClient
+from services.clients.inprocess import InProcessClient
 from services.clients.remote import AsyncRemoteClient
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.detector import DetectorService
 from services.embedder import EmbedderService
@@ -71,18 +73,28 @@ def _depends(service: Any, url: str | None) -> Any:
 class Api:
     """Public API: classify, detect, search, gallery, batch, models, health, metrics."""
 
-    classifier = _depends(ClassifierService, settings.classifier_url)
-    detector = _depends(DetectorService, settings.detector_url)
-    embedder = _depends(EmbedderService, settings.embedder_url)
+    if not settings.models_in_process:  # otherwise `bentoml serve` starts no model service
+        classifier = _depends(ClassifierService, settings.classifier_url)
+        detector = _depends(DetectorService, settings.detector_url)
+        embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
         configure_logging(settings.log_level, settings.log_json)
         self.data_plane = DataPlane.from_settings(settings)
-        # Each model's bentoml.depends handle is the class attribute named after it.
-        self.backend = self.data_plane.wrap(AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES}))
+        self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
         # Started after the migrations above, and with this process's environment (the model services' addresses).
         self.job_worker = EmbeddedWorker(worker_command(settings)).start() if settings.embedded_worker else None
+
+    def _models(self) -> AsyncModelClient:
+        """The model services through their bentoml.depends handles, or the models in this process."""
+        if settings.models_in_process:
+            models = InProcessClient(settings)
+            for name in MODEL_NAMES:  # loaded now, not on the first request
+                models.worker(name)
+            return ThreadedClient(models)
+        # Each model's bentoml.depends handle is the class attribute named after it.
+        return AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES})
 
     @bentoml.on_shutdown
     async def close_data_plane(self) -> None:

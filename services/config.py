@@ -54,6 +54,9 @@ class ServingSettings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_items: int = Field(default=16, gt=0)
 
+    # One box: the models run in the api process (no model services, no api -> model hop, no adaptive batching).
+    # Off: `bentoml serve` starts a service per model beside the api, or the api reaches those at the URLs below.
+    models_in_process: bool = False
     # Model services deployed apart; left unset, `bentoml serve` runs them beside the api.
     classifier_url: str | None = None
     detector_url: str | None = None
