@@ -58,7 +58,7 @@ def route_table(results: Results, route: str) -> str:
     bare = results.get("bare", {}).get(route)
     if bare:
         label = f"bare session.run, {bare['precision']} file, batch 1, in process"
-        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 9])
+        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 8])
     return table(headers, rows)
 
 
@@ -123,7 +123,8 @@ def render(results: Results) -> str:
         "",
         "Server CPU is the user + system time of the server's whole process tree (api, model services, job worker) "
         "during the measured requests; `cores busy` is that over the wall time. The machine is shared: other work "
-        "ran on the same cores during this run, so compare the ratios, not the absolute figures, with another run.",
+        "ran on the same cores during this run, so compare the ratios, not the absolute figures, with another run. "
+        "Where the product's time goes (py-spy, `benchmarks/peers_profile.py`): peers_profile.md.",
         "",
         "## Machine",
         "",
