@@ -19,6 +19,7 @@ from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
 from services.clients.base import AsyncModelClient
+from services.clients.batching import MicroBatchingClient
 from services.clients.inprocess import InProcessClient
 from services.clients.remote import AsyncRemoteClient
 from services.clients.threaded import ThreadedClient
@@ -92,7 +93,12 @@ class Api:
             models = InProcessClient(settings)
             for name in MODEL_NAMES:  # loaded now, not on the first request
                 models.worker(name)
-            return ThreadedClient(models)
+            # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
+            return (
+                MicroBatchingClient(models, settings.max_batch_size)
+                if settings.batching_enabled
+                else ThreadedClient(models)
+            )
         # Each model's bentoml.depends handle is the class attribute named after it.
         return AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES})
 
