@@ -20,7 +20,10 @@ from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
 from services.clients.base import AsyncModelClient
+from services.clients.batching import MicroBatchingClient
+from services.clients.inprocess import InProcessClient
 from services.clients.remote import AsyncRemoteClient
+from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.detector import DetectorService
 from services.embedder import EmbedderService
@@ -65,20 +68,25 @@ def _depends(service: Any, url: str | None) -> Any:
     return bentoml.depends(service, url=url) if url else bentoml.depends(service)
 
 
-@bentoml.service(name="api", workers=1, traffic={"timeout": 120, "max_concurrency": 512})
+@bentoml.service(
+    name="api",
+    workers=1,
+    traffic={"timeout": 120, "max_concurrency": 512},
+    logging={"access": {"enabled": settings.bentoml_access_log}},
+)
 @bentoml.asgi_app(app, path="/api/v1")
 class Api:
     """Public API: classify, detect, search, gallery, batch, models, health, metrics."""
 
-    classifier = _depends(ClassifierService, settings.classifier_url)
-    detector = _depends(DetectorService, settings.detector_url)
-    embedder = _depends(EmbedderService, settings.embedder_url)
+    if not settings.models_in_process:  # otherwise `bentoml serve` starts no model service
+        classifier = _depends(ClassifierService, settings.classifier_url)
+        detector = _depends(DetectorService, settings.detector_url)
+        embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
         configure_logging(settings.log_level, settings.log_json)
         self.data_plane = DataPlane.from_settings(settings)
-        # Each model's bentoml.depends handle is the class attribute named after it.
-        self.backend = self.data_plane.wrap(AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES}))
+        self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
         # Started after the migrations above, and with this process's environment (the model services' addresses).
         # Its Celery beat sends the periodic drift check (CV_DRIFT_ENABLED).
@@ -89,6 +97,21 @@ class Api:
     async def start_shadow_mirror(self) -> None:
         """Start the shadow mirror's tasks on the server's event loop (docs/adr/0011-shadow-traffic.md)."""
         self.data_plane.start()
+
+    def _models(self) -> AsyncModelClient:
+        """The model services through their bentoml.depends handles, or the models in this process."""
+        if settings.models_in_process:
+            models = InProcessClient(settings)
+            for name in MODEL_NAMES:  # loaded now, not on the first request
+                models.worker(name)
+            # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
+            return (
+                MicroBatchingClient(models, settings.max_batch_size)
+                if settings.batching_enabled
+                else ThreadedClient(models)
+            )
+        # Each model's bentoml.depends handle is the class attribute named after it.
+        return AsyncRemoteClient({name: getattr(self, name) for name in MODEL_NAMES})
 
     @bentoml.on_shutdown
     async def close_data_plane(self) -> None:

@@ -54,6 +54,9 @@ class ServingSettings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_items: int = Field(default=16, gt=0)
 
+    # One box: the models run in the api process (no model services, no api -> model hop, no adaptive batching).
+    # Off: `bentoml serve` starts a service per model beside the api, or the api reaches those at the URLs below.
+    models_in_process: bool = False
     # Model services deployed apart; left unset, `bentoml serve` runs them beside the api.
     classifier_url: str | None = None
     detector_url: str | None = None
@@ -67,6 +70,12 @@ class ServingSettings(BaseSettings):
     prefer_int8: bool = True
     # ONNX Runtime threads per session (the machines here have 2 cores).
     ort_intra_op_threads: int = Field(default=2, gt=0)
+    # Whether ONNX Runtime's idle intra-op threads busy-wait for the next run. Off: on a small CPU the api and
+    # the other model services need those cycles (benchmarks/reports/peers.md measured it).
+    ort_allow_spinning: bool = False
+    # BentoML's own access line per call, in the api and every model service. Off: the api logs each request
+    # (services/http/middleware.py) and each model batch is logged with its request ids (services/models/worker.py).
+    bentoml_access_log: bool = False
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [

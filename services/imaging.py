@@ -87,7 +87,7 @@ def decode_image(
     try:
         image.seek(0)  # GIF, multi-page TIFF: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        ImageOps.exif_transpose(image, in_place=True)  # in place: otherwise a full copy even when upright
         rgb = to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}") from exc

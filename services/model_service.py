@@ -20,6 +20,7 @@ SETTINGS = get_settings()
 SERVICE_CONFIG: dict[str, Any] = {
     "workers": 1,
     "traffic": {"timeout": 60, "max_concurrency": 256},
+    "logging": {"access": {"enabled": SETTINGS.bentoml_access_log}},
 }
 
 

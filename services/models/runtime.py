@@ -64,9 +64,11 @@ class OrtRunner:
         providers: list[str],
         threads: int,
         tensorrt: TensorrtOptions | None = None,
+        spinning: bool = True,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path

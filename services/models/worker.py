@@ -97,6 +97,7 @@ def build_pool(name: str, settings: ServingSettings) -> ModelPool:
             output_name=spec.output_name,
             providers=settings.ort_providers,
             threads=settings.ort_intra_op_threads,
+            spinning=settings.ort_allow_spinning,
             tensorrt=TensorrtOptions(settings.ort_trt_fp16, settings.ort_trt_int8, settings.tensorrt_cache_dir),
         )
 

@@ -95,3 +95,12 @@ def test_ort_runner_with_tensorrt_options_on_a_cpu_build(tiny_onnx: Path, tmp_pa
     if "TensorrtExecutionProvider" not in available_providers(["TensorrtExecutionProvider"]):
         assert ort_runner.providers == ["CPUExecutionProvider"]
     np.testing.assert_allclose(ort_runner(np.ones((2, 3, 4, 4), dtype=np.float32)), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize(("spinning", "entry"), [(True, "1"), (False, "0")])
+def test_ort_runner_sets_whether_idle_threads_spin(tiny_onnx: Path, spinning: bool, entry: str) -> None:
+    ort_runner = OrtRunner(
+        tiny_onnx, input_name="images", output_name="out", providers=[], threads=2, spinning=spinning
+    )
+    options = ort_runner.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry

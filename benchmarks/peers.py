@@ -1,0 +1,395 @@
+"""The product against the peers a user could write themselves, on loopback, one load generator, one run.
+
+Starts ``bentoml serve services.api:Api`` as shipped (result cache off, inference logging, metrics, request ids and
+validation on; adaptive batching on, then off) and each hand-written peer of benchmarks/peers/ in turn, and sends each
+the same photo: a warm-up, then requests at concurrency 1 and at each load concurrency, over keep-alive connections.
+Records latency percentiles, throughput and the CPU seconds of each server's process tree (and of this load generator).
+Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `python benchmarks/peers.py` must find services/ and deploy/
+
+from benchmarks.common import machine_facts, photos, stats  # noqa: E402
+from benchmarks.peers_report import write_report  # noqa: E402
+from deploy.topology import free_port  # noqa: E402
+
+log = logging.getLogger("benchmarks.peers")
+Results = dict[str, Any]
+FIELDS: dict[str, dict[str, str]] = {"classify": {"top_k": "5"}, "detect": {}}
+PEERS = REPO / "benchmarks" / "peers"  # the peers' files, each run as `uvicorn <file>:app`
+UVICORN_ARGS = ("--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning")
+DETECT_SIZE = (810, 1080)  # ultralytics' bus.jpg, the photo the issue timed detection on
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server to measure: how to start it and which of its paths answer which route."""
+
+    name: str
+    label: str
+    command: list[str]
+    routes: dict[str, str]  # route -> path
+    health: str
+    env: dict[str, str] = field(default_factory=dict)
+    concurrencies: tuple[int, ...] = ()  # the load concurrencies measured (besides 1, unless skip_sequential)
+    skip_sequential: bool = False
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def product(
+    name: str,
+    workdir: Path,
+    batching: bool,
+    concurrencies: tuple[int, ...],
+    sequential: bool,
+    extra: dict[str, str] | None = None,
+) -> Target:
+    """The api as `make serve` starts it, but for the result cache (off, so no request is a cache hit).
+
+    ``extra`` (a variant's settings, e.g. ``CV_ORT_ALLOW_SPINNING=true``) is added to its environment.
+    """
+    from deploy.runner import own_bentoml_home
+
+    home = own_bentoml_home(Path(os.environ["BENTOML_HOME"]), workdir / f"bentoml-{name}")
+    setting = f"adaptive batching {'on' if batching else 'off'}"
+    return Target(
+        name=name,
+        label=f"this product, /api/v1 ({', '.join([setting, *(f'{k}={v}' for k, v in (extra or {}).items())])})",
+        command=[_bin("bentoml"), "serve", "services.api:Api", "--host", "127.0.0.1", "--port", "{port}"],
+        routes={"classify": "/api/v1/classify", "detect": "/api/v1/detect"},
+        health="/api/v1/health",
+        env={
+            "BENTOML_HOME": str(home),
+            "CV_DATA_DIR": str(workdir / f"data-{name}"),
+            "CV_CACHE_ENABLED": "false",
+            "CV_BATCHING_ENABLED": str(batching).lower(),
+            **(extra or {}),
+        },
+        concurrencies=concurrencies,
+        skip_sequential=not sequential,
+    )
+
+
+def peer(name: str, label: str, module: str, route: str, env: dict[str, str], load: tuple[int, ...]) -> Target:
+    """A peer of benchmarks/peers/ under uvicorn (one process, as its README would say)."""
+    return Target(
+        name=name,
+        label=label,
+        command=[_bin("python"), "-m", "uvicorn", "--app-dir", str(PEERS), f"{module}:app", *UVICORN_ARGS],
+        routes={route: f"/{route}"},
+        health="/health",
+        env={"PEER_THREADS": "2", **env},
+        concurrencies=load,
+    )
+
+
+def served_files(name: str) -> tuple[dict[str, Path], str]:
+    """The production entry of ``name`` in the model store: its files by precision and the precision served."""
+    from services.config import ServingSettings
+    from services.models.store import list_versions
+
+    entries = list_versions(name)
+    entry = next((e for e in entries if e.spec.stage.value == "production"), entries[-1])
+    served = "int8" if ServingSettings().prefer_int8 and "int8" in entry.paths else "fp32"
+    return entry.paths, served
+
+
+def targets(plan: argparse.Namespace, workdir: Path) -> list[Target]:
+    """The product (batching on, then off) and the peers, in the order they run."""
+    load, batching_load = tuple(plan.concurrencies), tuple(sorted({*plan.concurrencies, *plan.batching_concurrencies}))
+    classifier, _ = served_files("classifier")
+    detector, detector_precision = served_files("detector")
+    labels = str(REPO / "artifacts" / "lite0_tiny_imagenet200" / "labels.json")
+    every = [
+        product("product", workdir, True, batching_load, True),
+        peer(
+            "ort-int8",
+            "FastAPI + ONNX Runtime, INT8 file",
+            "ort_classifier",
+            "classify",
+            {"PEER_MODEL": str(classifier["int8"]), "PEER_LABELS": labels},
+            load,
+        ),
+        peer(
+            "ort-fp32",
+            "FastAPI + ONNX Runtime, FP32 file",
+            "ort_classifier",
+            "classify",
+            {"PEER_MODEL": str(classifier["fp32"]), "PEER_LABELS": labels},
+            load,
+        ),
+        peer(
+            "ort-detector",
+            f"FastAPI + ONNX Runtime YOLOX-Nano ({detector_precision} file)",
+            "ort_detector",
+            "detect",
+            {"PEER_MODEL": str(detector[detector_precision])},
+            load,
+        ),
+        peer("torch-eager", "FastAPI + PyTorch eager (ImageNet Lite0)", "torch_classifier", "classify", {}, load),
+        *(product(f"product-{name}", workdir, True, load, True, env) for name, env in plan.variant),
+        product("product-no-batching", workdir, False, batching_load, False),
+    ]
+    return [t for t in every if t.name in plan.only] if plan.only else every
+
+
+@contextmanager
+def launch(target: Target, workdir: Path, port: int, timeout: float) -> Iterator[tuple[str, psutil.Process]]:
+    """Start ``target`` on 127.0.0.1:``port`` and wait for its health route; stop its process group afterwards."""
+    log_path = workdir / f"{target.name}.log"
+    command = [part.replace("{port}", str(port)) for part in target.command]
+    with log_path.open("wb") as handle:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **target.env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url + target.health, process, timeout, log_path)
+        yield url, psutil.Process(process.pid)
+    finally:
+        _stop(process)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def tree_cpu_seconds(root: psutil.Process) -> float:
+    """User + system CPU seconds of ``root`` and every live descendant."""
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine since boot."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+async def _load(
+    url: str, path: str, fields: dict[str, str], jpeg: bytes, concurrency: int, total: int
+) -> tuple[list[float], Counter[str], float, Any]:
+    """``total`` POSTs from ``concurrency`` workers over keep-alive connections: latencies (ms), statuses, seconds."""
+    todo, statuses, latencies, first = iter(range(total)), Counter[str](), list[float](), list[Any]()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
+        async def worker() -> None:
+            for _ in todo:
+                started = time.perf_counter()
+                try:
+                    response = await client.post(path, files={"image": ("photo.jpg", jpeg, "image/jpeg")}, data=fields)
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+                    continue
+                statuses[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    if not first:
+                        first.append(response.json())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - started, first[0] if first else None
+
+
+def summary(route: str, body: Any) -> str:
+    """What a server answered, short: the top label (classify) or the number of detections and the best class."""
+    if not isinstance(body, dict):
+        return "no answer"
+    if route == "classify":
+        best = (body.get("predictions") or [{}])[0]
+        return f"{best.get('label', best.get('class_id'))} ({best.get('score', 0.0):.2f})"
+    detections = body.get("detections") or []
+    return f"{len(detections)} boxes" + (f", best class {detections[0].get('class_id')}" if detections else "")
+
+
+def measure(
+    url: str, root: psutil.Process, route: str, path: str, jpeg: bytes, c: int, plan: argparse.Namespace
+) -> Results:
+    """A warm-up at concurrency ``c``, then the measured requests; latency, throughput and CPU of both sides."""
+    fields, total = FIELDS[route], plan.sequential if c == 1 else plan.requests
+    asyncio.run(_load(url, path, fields, jpeg, c, plan.warmup))
+    me = psutil.Process()
+    server0, client0, busy0 = tree_cpu_seconds(root), sum(me.cpu_times()[:2]), machine_busy_seconds()
+    latencies, statuses, seconds, body = asyncio.run(_load(url, path, fields, jpeg, c, total))
+    server_cpu, client_cpu = tree_cpu_seconds(root) - server0, sum(me.cpu_times()[:2]) - client0
+    other_cpu = max(0.0, machine_busy_seconds() - busy0 - server_cpu - client_cpu)
+    ok = len(latencies)
+    result = {
+        **stats(latencies),
+        "statuses": dict(statuses),
+        "seconds": seconds,
+        "throughput": ok / seconds,
+        "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_request": server_cpu * 1000 / max(ok, 1),
+        "server_cores": server_cpu / seconds,
+        "client_cpu_s": client_cpu,
+        "other_cores": other_cpu / seconds,  # what the rest of the machine (other work) used meanwhile
+        "answer": summary(route, body),
+    }
+    log.info("  %s c=%d: p50 %.1f ms, p99 %.1f ms, %.1f req/s, server %.2f cores, %s", route, c, result["p50"],
+             result["p99"], result["throughput"], result["server_cores"], statuses)  # fmt: skip
+    return result
+
+
+def run_target(target: Target, jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path, port: int) -> Results:
+    log.info("%s: starting (%s)", target.name, target.label)
+    timeout = 300.0 if "bentoml" in target.command[0] else 120.0
+    with launch(target, workdir, port, timeout) as (url, root):
+        result: Results = {"label": target.label, "routes": {}}
+        for route, path in target.routes.items():
+            levels = target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
+            result["routes"][route] = {str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in levels}
+    return result
+
+
+def detect_photo(path: Path | None) -> bytes:
+    """The detection photo: the file given, else scikit-image's astronaut stretched to bus.jpg's 810x1080."""
+    if path is not None:
+        return path.read_bytes()
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()).resize(DETECT_SIZE, Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def bare(plan: argparse.Namespace, jpegs: dict[str, bytes]) -> Results:
+    """session.run alone, in this process, batch 1: the floor under every server."""
+    import numpy as np
+
+    from benchmarks.serving import bare_ort
+
+    out = {}
+    for model, route in (("classifier", "classify"), ("detector", "detect")):
+        image = np.asarray(Image.open(io.BytesIO(jpegs[route])).convert("RGB"))
+        out[route] = bare_ort(model, image, plan.bare_calls)
+    return out
+
+
+def run(plan: argparse.Namespace, workdir: Path) -> Results:
+    jpegs = {"classify": photos()["chelsea"], "detect": detect_photo(plan.detect_image)}
+    results: Results = {
+        "machine": machine_facts(),
+        "plan": {k: str(v) for k, v in vars(plan).items()},
+        "photos": {
+            route: {"bytes": len(data), "size": list(Image.open(io.BytesIO(data)).size)}
+            for route, data in jpegs.items()
+        },
+        "servers": {},
+        "notes": plan.notes,
+    }
+    results["bare"] = bare(plan, jpegs)
+    for offset, target in enumerate(targets(plan, workdir)):
+        port = plan.port + offset if plan.port else free_port()
+        results["servers"][target.name] = run_target(target, jpegs, plan, workdir, port)
+    return results
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """'spin:CV_ORT_ALLOW_SPINNING=true' -> ('spin', {'CV_ORT_ALLOW_SPINNING': 'true'})."""
+    name, _, settings = text.partition(":")
+    pairs = [pair.partition("=") for pair in settings.split(",") if pair]
+    if not name or any(not key or not sep for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE[,KEY=VALUE], got {text!r}")
+    return name, {key: value for key, _, value in pairs}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = parser.add_argument
+    add("--requests", type=int, default=600, help="requests per load run")
+    add("--sequential", type=int, default=300, help="requests at concurrency 1")
+    add("--warmup", type=int, default=30, help="warm-up requests before each measured run")
+    add("--concurrencies", type=int, nargs="+", default=[16], help="load concurrencies of every server")
+    add("--batching-concurrencies", type=int, nargs="*", default=[16, 32], help="the product's, batching on and off")
+    add("--variant", type=_variant, action="append", default=[], help="NAME:KEY=VALUE[,KEY=VALUE]: the product again")
+    add("--only", nargs="*", default=[], help="server names to run (default: all)")
+    add("--detect-image", type=Path, default=None, help="JPEG for detect (default: an 810x1080 stand-in)")
+    add("--port", type=int, default=0, help="first loopback port, each server the next (default: free ports)")
+    add("--note", dest="notes", action="append", default=[], help="a line for the report's notes (repeatable)")
+    add("--quick", action="store_true", help="a smoke run: small counts")
+    add("--out", type=Path, default=REPO / "benchmarks" / "reports" / "peers.md", help="report (.json, .png beside)")
+    parser.set_defaults(bare_calls=200)
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(sequential=10, requests=24, warmup=4, bare_calls=10, batching_concurrencies=[])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    plan = parse_args(argv)
+    os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))  # before anything imports bentoml
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cv-peers-") as tmp:
+        results = run(plan, Path(tmp))
+    results["machine"]["benchmark wall time"] = f"{time.monotonic() - started:.0f} s"
+    write_report(results, plan.out)
+    plan.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    print(plan.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

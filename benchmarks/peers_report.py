@@ -1,0 +1,210 @@
+"""benchmarks/reports/peers.md and peers.png from what benchmarks/peers.py measured (pure: results in, text out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import table
+
+Results = dict[str, Any]
+PRODUCT, NO_BATCHING = "product", "product-no-batching"
+# route -> the peer the goals compare with (the issue's FastAPI + ONNX Runtime peers, INT8 classifier file).
+BASELINE = {"classify": "ort-int8", "detect": "ort-detector"}
+LOAD = "16"  # the concurrency the goals name
+
+
+def _at(results: Results, server: str, route: str, c: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = results["servers"].get(server, {}).get("routes", {}).get(route, {}).get(c)
+    return found
+
+
+def _cell(run: dict[str, Any] | None, key: str) -> Any:
+    return "-" if run is None else float(run[key])
+
+
+def _cores(run: dict[str, Any] | None, key: str) -> str:
+    return "-" if run is None or key not in run else f"{run[key]:.2f}"
+
+
+def _failed(run: dict[str, Any] | None) -> str:
+    return "-" if run is None else str(sum(n for status, n in run["statuses"].items() if status != "200"))
+
+
+def route_table(results: Results, route: str) -> str:
+    """One row per server that answers ``route``, plus bare session.run."""
+    headers = [
+        "server",
+        "c=1 p50 ms",
+        "c=1 p99 ms",
+        f"c={LOAD} req/s",
+        f"c={LOAD} p50 ms",
+        f"c={LOAD} p99 ms",
+        f"server CPU ms/request (c={LOAD})",
+        f"server cores busy (c={LOAD})",
+        f"other work's cores (c={LOAD})",
+        f"not 200 (c=1, c={LOAD})",
+        "answer",
+    ]
+    rows: list[list[Any]] = []
+    for name, server in results["servers"].items():
+        if route not in server["routes"] or name == NO_BATCHING:
+            continue
+        one, load = _at(results, name, route, "1"), _at(results, name, route, LOAD)
+        keys = [(one, "p50"), (one, "p99"), (load, "throughput"), (load, "p50"), (load, "p99")]
+        rows.append([server["label"], *(_cell(run, key) for run, key in keys)])
+        cpu = [_cell(load, "server_cpu_ms_per_request"), _cores(load, "server_cores"), _cores(load, "other_cores")]
+        rows[-1] += [*cpu, f"{_failed(one)}, {_failed(load)}", (one or load or {}).get("answer", "-")]
+    bare = results.get("bare", {}).get(route)
+    if bare:
+        label = f"bare session.run, {bare['precision']} file, batch 1, in process"
+        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 8])
+    return table(headers, rows)
+
+
+def goals(results: Results) -> list[tuple[str, float, float, float, bool]]:
+    """(goal, product, peer, ratio, met) for each route's three goals against its FastAPI + ORT peer."""
+    out = []
+    for route, peer in BASELINE.items():
+        ours1, theirs1 = _at(results, PRODUCT, route, "1"), _at(results, peer, route, "1")
+        ours, theirs = _at(results, PRODUCT, route, LOAD), _at(results, peer, route, LOAD)
+        if None in (ours1, theirs1, ours, theirs):
+            continue
+        assert ours1 and theirs1 and ours and theirs  # for mypy: checked just above
+        p50 = (ours1["p50"], theirs1["p50"])
+        rps = (ours["throughput"], theirs["throughput"])
+        p99 = (ours["p99"], theirs["p99"])
+        out += [
+            (f"{route}: p50 at c=1 <= peer's", *p50, p50[0] / p50[1], p50[0] <= p50[1]),
+            (f"{route}: req/s at c={LOAD} >= 1.2x peer's", *rps, rps[0] / rps[1], rps[0] >= 1.2 * rps[1]),
+            (f"{route}: p99 at c={LOAD} <= peer's", *p99, p99[0] / p99[1], p99[0] <= p99[1]),
+        ]
+    return out
+
+
+def batching(results: Results) -> list[list[Any]]:
+    """The product with adaptive batching on against off, per route and load concurrency."""
+    rows: list[list[Any]] = []
+    off_routes = results["servers"].get(NO_BATCHING, {}).get("routes", {})
+    for route, levels in off_routes.items():
+        for c, off in levels.items():
+            on = _at(results, PRODUCT, route, c)
+            if on is None:
+                continue
+            gain = on["throughput"] / off["throughput"]
+            rows.append([route, c, on["throughput"], off["throughput"], f"{gain:.2f}x", on["p50"], off["p50"],
+                         on["p99"], off["p99"], f"{_failed(on)}, {_failed(off)}",
+                         "yes" if gain >= 1.0 else "**no**"])  # fmt: skip
+    return rows
+
+
+def _photo(photo: dict[str, Any]) -> str:
+    return f"{photo['size'][0]}x{photo['size'][1]}, {photo['bytes']:,} bytes"
+
+
+def render(results: Results) -> str:
+    machine, plan, photos = results["machine"], results["plan"], results["photos"]
+    detect_source = plan["detect_image"]
+    if detect_source == "None":
+        detect_source = "a stand-in for bus.jpg: scikit-image's astronaut stretched to 810x1080, JPEG quality 90"
+    lines = [
+        "# The product against hand-written peers",
+        "",
+        "Made by `python benchmarks/peers.py` (benchmarks/peers/ holds the peers); the numbers below come from one "
+        "run, each server started in turn on loopback and measured by the same load generator: an httpx async "
+        f"client over keep-alive connections, {plan['warmup']} warm-up requests before each measured run, "
+        f"{plan['sequential']} requests at concurrency 1 and {plan['requests']} at each load concurrency. "
+        "The product is `bentoml serve services.api:Api` as shipped in local mode (validation, request ids, metrics, "
+        "inference logging to SQLite and the embedded job worker on) but for the result cache, which is off "
+        "(`CV_CACHE_ENABLED=false`), so no answer is a cache hit.",
+        "",
+        f"Photos: classify `chelsea` from scikit-image, {_photo(photos['classify'])}; detect "
+        f"{_photo(photos['detect'])} ({detect_source}).",
+        "",
+        "Server CPU is the user + system time of the server's whole process tree (api, model services, job worker) "
+        "during the measured requests; `cores busy` is that over the wall time. The machine is shared: other work "
+        "ran on the same cores during this run, so compare the ratios, not the absolute figures, with another run. "
+        "Where the product's time goes (py-spy, `benchmarks/peers_profile.py`): peers_profile.md.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {key}: {value}" for key, value in machine.items()],
+        "",
+        "## Classify",
+        "",
+        route_table(results, "classify"),
+        "",
+        "## Detect",
+        "",
+        route_table(results, "detect"),
+        "",
+        "## Goals (product / FastAPI + ONNX Runtime peer, same run)",
+        "",
+        table(
+            ["goal", "product", "peer", "ratio", "met"],
+            [
+                [g, ours, theirs, f"{ratio:.2f}", "yes" if ok else "**no**"]
+                for g, ours, theirs, ratio, ok in goals(results)
+            ],
+        ),
+        "",
+        "## Adaptive batching on against off (the product)",
+        "",
+        table(
+            [
+                "route",
+                "c",
+                "req/s on",
+                "req/s off",
+                "gain",
+                "p50 on",
+                "p50 off",
+                "p99 on",
+                "p99 off",
+                "not 200 (on, off)",
+                "never slower",
+            ],
+            batching(results),
+        ),
+        "",
+        "![req/s and p50](peers.png)",
+        "",
+        *(["## Notes", "", *(f"- {note}" for note in results["notes"]), ""] if results.get("notes") else []),
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: Results, path: Path) -> None:
+    """Throughput at the load concurrency and p50 at concurrency 1, per server and route."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (c, key, title) in zip(
+        axes,
+        ((LOAD, "throughput", f"req/s at concurrency {LOAD}"), ("1", "p50", "p50 ms at concurrency 1")),
+        strict=True,
+    ):
+        names, values, colours = [], [], []
+        for name, server in results["servers"].items():
+            for route in server["routes"]:
+                run = _at(results, name, route, c)
+                if run is not None:
+                    names.append(f"{route}: {name}")
+                    values.append(float(run[key]))
+                    colours.append("tab:blue" if name.startswith(PRODUCT) else "tab:grey")
+        ax.barh(names, values, color=colours)
+        ax.invert_yaxis()
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(results: Results, out: Path) -> None:
+    """peers.md and peers.png at ``out`` (its .png sibling)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results))
+    plot(results, out.with_suffix(".png"))
