@@ -164,7 +164,9 @@ def test_build_skips_undecodable_files(engine: SearchEngine, settings: ServingSe
     finally:
         logger.removeHandler(handler)
     assert engine.size() == 1
-    assert [(r.getMessage(), r.file) for r in handler.records] == [  # type: ignore[attr-defined]
+    # Only the warnings: whether the INFO lines ("indexed") reach the handler depends on the level another test set.
+    skipped = [r for r in handler.records if r.levelno >= logging.WARNING]
+    assert [(r.getMessage(), r.file) for r in skipped] == [  # type: ignore[attr-defined]
         ("skipped", "notes.png"),
         ("skipped", "truncated.png"),
     ]
