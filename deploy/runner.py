@@ -78,6 +78,8 @@ class Topology:
     def start(self, timeout_s: float = 240.0) -> None:
         """Run the one-shot processes, then start the rest at once and wait until every one is ready."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # The shared data folder (a volume in compose): beat writes its schedule there before anything else would.
+        (self.config.run_dir / "data").mkdir(parents=True, exist_ok=True)
         render_traefik(self.config, self.plan)
         if self.config.monitoring:
             render_prometheus(self.config, self.plan)
