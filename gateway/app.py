@@ -20,16 +20,22 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.config import GatewaySettings
 from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthenticated
+from gateway.keycache import CachedKeyStore, Invalidations, KeyCache
 from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.metrics import DECISIONS, LIMITER_ERRORS, LIMITER_UP, render_metrics
 from gateway.tiers import Tier, Tiers, UnknownTier
+from kernel.db.tables import ApiKeyPublic
 from kernel.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
 from kernel.headers import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
 from kernel.logging import REQUEST_ID_HEADER, clean_request_id
 from kernel.signing import SIGNATURE_HEADER, sign
 
 logger = logging.getLogger("gateway")
+
+
+class Keys(Protocol):
+    def authenticate(self, key: str) -> ApiKeyPublic | None: ...
 
 
 class Limiter(Protocol):
@@ -92,7 +98,7 @@ class Gateway:
     """
 
     def __init__(
-        self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool, signing_secret: str | None = None
+        self, *, keys: Keys, tiers: Tiers, limiter: Limiter, fail_open: bool, signing_secret: str | None = None
     ) -> None:
         self.keys = keys
         self.tiers = tiers
@@ -182,6 +188,8 @@ class Gateway:
         body = {"status": status, "limiter": backend, "fail_mode": "open" if self.fail_open else "closed"}
         if backend == "redis":
             body["redis"] = "ok" if redis_ok else "down"
+        if isinstance(self.keys, CachedKeyStore):
+            body["key_cache"] = "live" if self.keys.cache.live else "off"
         return (200 if redis_ok or self.fail_open else 503), body
 
 
@@ -210,14 +218,32 @@ def build_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-def build_gateway(settings: GatewaySettings) -> Gateway:
-    """The key store, tiers and Redis limiter from settings."""
+def build_keys(settings: GatewaySettings) -> Keys:
+    """The key store; with Redis and ``key_cache_entries`` > 0, cached and subscribed to key changes (ADR 0013)."""
     from kernel.db.session import create_db_engine
 
+    store = KeyStore(
+        create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
+    )
+    if not settings.redis_url or settings.key_cache_entries == 0:
+        return store
+    cache = KeyCache(
+        max_entries=settings.key_cache_entries,
+        ttl_s=settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_cache_negative_ttl_s,
+    )
+    # Its own connection, without the limiter's socket timeout: it waits for messages (health checks find a dead one).
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5
+    )
+    Invalidations(client, settings.key_channel, cache).start()
+    return CachedKeyStore(store, cache)
+
+
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    """The key store, tiers and Redis limiter from settings."""
     return Gateway(
-        keys=KeyStore(
-            create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
-        ),
+        keys=build_keys(settings),
         tiers=Tiers.from_file(settings.tiers_file),
         limiter=(
             RedisLimiter.from_url(settings.redis_url, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix)
