@@ -236,8 +236,7 @@ def build_keys(settings: GatewaySettings) -> Keys:
     client = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5
     )
-    Invalidations(client, settings.key_channel, cache).start()
-    return CachedKeyStore(store, cache)
+    return CachedKeyStore(store, cache, Invalidations(client, settings.key_channel, cache).start())
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:

@@ -105,9 +105,10 @@ class KeyCache:
 class CachedKeyStore:
     """:meth:`KeyStore.authenticate` through a :class:`KeyCache`: the secret is checked on every request."""
 
-    def __init__(self, store: KeyStore, cache: KeyCache) -> None:
+    def __init__(self, store: KeyStore, cache: KeyCache, invalidations: Invalidations | None = None) -> None:
         self.store = store
         self.cache = cache
+        self.invalidations = invalidations  # what keeps ``cache`` honest (None in unit tests)
 
     def authenticate(self, key: str) -> ApiKeyPublic | None:
         """As :meth:`KeyStore.authenticate`, reading the database only on a miss."""
