@@ -44,6 +44,8 @@ class GatewaySettings(BaseSettings):
     key_cache_entries: int = Field(default=10_000, ge=0)
     key_cache_ttl_s: float = Field(default=30.0, gt=0)
     key_cache_negative_ttl_s: float = Field(default=5.0, gt=0)
+    # Decide requests whose key is cached on the event loop (no worker-thread hop); false: always in a thread.
+    auth_inline: bool = True
     # When Redis is unreachable: true admits requests unlimited (fail open), false answers 503 (fail closed).
     fail_open: bool = False
     tiers_file: Path = Path(__file__).with_name("tiers.yaml")

@@ -110,6 +110,13 @@ class CachedKeyStore:
         self.cache = cache
         self.invalidations = invalidations  # what keeps ``cache`` honest (None in unit tests)
 
+    def holds(self, key: str) -> bool:
+        """Whether ``key``'s prefix has a fresh entry (authenticating it would read no database)."""
+        try:
+            return self.cache.get(parse_key(key).prefix) is not None
+        except InvalidKeyFormat:
+            return True  # refused without a lookup
+
     def authenticate(self, key: str) -> ApiKeyPublic | None:
         """As :meth:`KeyStore.authenticate`, reading the database only on a miss."""
         try:
