@@ -60,3 +60,10 @@ def test_the_auth_report_compares_variants_with_no_cache() -> None:
     assert "| key cache | 10 | 1.5 | 3.0 | -1.50 |" in report
     assert "p50 **2.0 ms**" in report and "max 4.0 ms" in report
     assert set(gateway_auth.variants("/x")) > set(gateway_auth.variants(None))
+
+
+def test_interleaved_alternates_the_calls() -> None:
+    order: list[str] = []
+    timings = gateway.interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert timings["a"]["n"] == timings["b"]["n"] == 3
