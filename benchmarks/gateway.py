@@ -199,15 +199,18 @@ api replicas, three model services, PostgreSQL and Redis. Compare ratios within 
 
 The edge adds **{overhead["models"]:.1f} ms** at p50 to `GET /api/v1/models` and **{overhead["classify"]:.1f} ms**
 to `POST /api/v1/classify`: one Traefik hop, one ForwardAuth round trip (the key from the auth service's cache
-(ADR 0013) + one Lua script in Redis), the api's signature and tier-limit checks; `/auth` alone answers in
-{seq["auth alone"]["p50"]:.1f} ms, so about {overhead["models"] - seq["auth alone"]["p50"]:.1f} ms of the `models`
-overhead is Traefik's own two proxy hops. Direct calls carry a signature made as the auth service makes it.
+(ADR 0013) + one Lua script in Redis), the api's signature and tier-limit checks. `/auth` alone (timed on its own,
+after the pairs) answers in {seq["auth alone"]["p50"]:.1f} ms; what the edge adds beyond it is Traefik's two proxy hops.
+Direct calls carry a signature made as the auth service makes it.
 
 ## Concurrent
 
 {table(["request", "req/s", "p50 ms", "p99 ms", "statuses"], conc_rows)}
 
 {refusals}
+
+The concurrent runs are one after the other, not interleaved: under a changing load their ratio is the least
+trustworthy number of this report.
 
 Through the edge, classify at concurrency 8 keeps **{ratio:.2f}x** of the direct throughput (the model
 services are the bottleneck on 2 cores; the edge competes with them for the same cores).
