@@ -3,7 +3,6 @@ CLI reaches both, and a replica that lost its subscription flushes what it may h
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from tests.integration.conftest import REDIS_URL, postgres_url
 from tests.integration.proxy import TcpProxy
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,9 @@ def settings(pg_schema: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch)
 
 def _replica(settings: GatewaySettings) -> Gateway:
     gateway = build_gateway(settings)
-    assert isinstance(gateway.keys, CachedKeyStore)
-    _wait(lambda: gateway.keys.cache.live)  # type: ignore[union-attr]
+    keys = gateway.keys
+    assert isinstance(keys, CachedKeyStore)
+    _wait(lambda: keys.cache.live, "the key cache's subscription")
     return gateway
 
 
@@ -66,13 +67,9 @@ def _stop(gateway: Gateway) -> None:
     keys.invalidations.stop()
 
 
-def _wait(condition: Callable[[], object], timeout_s: float = 10.0) -> float:
-    """Seconds until ``condition()`` held (fails after ``timeout_s``: a bound on correctness, not a speed test)."""
-    started = time.perf_counter()
-    while not condition():
-        assert time.perf_counter() - started < timeout_s, "condition not reached"
-        time.sleep(0.002)
-    return time.perf_counter() - started
+def _wait(condition: Callable[[], object], what: str = "the replicas to agree") -> None:
+    """Until ``condition()`` holds; 10 s is a bound on correctness, not a speed test (benchmarks/gateway_auth.py)."""
+    wait_for(condition, 10, what, interval_s=0.002)
 
 
 def _status(gateway: Gateway, key: str) -> int:
