@@ -124,9 +124,11 @@ REGRESSION_ARGS ?=
 regression: install
 	$(PY) -m benchmarks.regression --baseline $(BASELINE) $(REGRESSION_ARGS)
 
-# Direct to an api replica vs through Traefik + ForwardAuth, on the native topology -> benchmarks/reports/gateway.md
+# Direct to an api replica vs through Traefik + ForwardAuth, on the native topology -> benchmarks/reports/gateway.md;
+# the auth service alone by variant (key cache off/on) and a revocation's way to two replicas -> gateway_auth.md
 bench-gateway: import-models
 	$(PY) benchmarks/gateway.py
+	$(PY) benchmarks/gateway_auth.py
 
 # PyTorch eager vs ONNX FP32 vs INT8 (vs TensorRT on a GPU) at batch 1/8/32 -> benchmarks/reports/formats.{md,json,png},
 # then the model cards pick up its latency. The eager columns need the `train` extra; FORMATS_ARGS=--quick for a smoke run.

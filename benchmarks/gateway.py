@@ -6,7 +6,8 @@ Starts the production topology on loopback (deploy/), on the machine's PostgreSQ
 - ``GET /api/v1/models`` and ``POST /api/v1/classify`` sequentially, direct vs through the edge (p50, p99);
 - ``POST /api/v1/classify`` at concurrency 8, direct vs through the edge (throughput);
 - the auth service's ``GET /auth`` alone, sequentially and at concurrency 16;
-- inside the auth service's decision: the key lookup (PostgreSQL) and the limiter (Redis Lua), in process.
+- inside the auth service's decision: the key lookup (PostgreSQL on a miss, the key cache on a hit) and the limiter
+  (Redis Lua), in process.
 
 Writes benchmarks/reports/gateway.md and gateway.json. ``python benchmarks/gateway.py [--quick]``.
 """
@@ -32,8 +33,8 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# Run as a script, benchmarks/ comes first on the path, and this file would shadow the gateway package.
+sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks")]
 
 from benchmarks.common import machine_facts, photos, stats, table, timed  # noqa: E402
 
@@ -89,6 +90,18 @@ def _post_image(client: httpx.Client, base: str, path: str, headers: Headers, im
     client.post(base + path, headers=headers("POST", path), files=files).raise_for_status()
 
 
+def interleaved(calls: dict[str, Callable[[], object]], n: int, warmup: int = 10) -> dict[str, dict[str, float]]:
+    """Each of ``calls`` ``n`` times, round-robin (one of each, then the next round): stats per name."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(warmup + n):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if i >= warmup:
+                samples[name].append((time.perf_counter() - t0) * 1000)
+    return {name: stats(values) for name, values in samples.items()}
+
+
 def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> dict[str, Any]:
     edge, direct = topology.plan.edge_url, topology.plan.get("api-1").url
     auth = topology.plan.get("auth").url
@@ -99,10 +112,13 @@ def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> di
     results: dict[str, Any] = {"sequential": {}, "concurrent": {}}
     ways: list[tuple[str, str, Headers]] = [("direct", direct, signed), ("edge", edge, lambda _m, _p: bearer)]
     with httpx.Client(timeout=60) as client:
-        for name, base, headers in ways:
-            results["sequential"][f"models {name}"] = timed(partial(_get, client, base, "/api/v1/models", headers), n)
-            classify = partial(_post_image, client, base, "/api/v1/classify", headers, cat)
-            results["sequential"][f"classify {name}"] = timed(classify, n_infer)
+        # Direct and edge alternate call by call, so the shared machine's load falls on both alike.
+        for route, n_calls, call in (
+            ("models", n, lambda base, headers: _get(client, base, "/api/v1/models", headers)),
+            ("classify", n_infer, lambda base, headers: _post_image(client, base, "/api/v1/classify", headers, cat)),
+        ):
+            timings = interleaved({name: partial(call, base, headers) for name, base, headers in ways}, n_calls)
+            results["sequential"].update({f"{route} {name}": s for name, s in timings.items()})
         forward = {**bearer, "X-Forwarded-Uri": "/api/v1/classify", "X-Forwarded-Method": "POST"}
         results["sequential"]["auth alone"] = timed(
             lambda: client.get(f"{auth}/auth", headers=forward).raise_for_status(), n
@@ -136,6 +152,7 @@ def key_store(topology: Any) -> Any:
 
 def decision_parts(topology: Any, store: Any, key: str, calls: int) -> dict[str, Any]:
     """The auth service's two lookups, timed in this process against the same PostgreSQL and Redis."""
+    from gateway.keycache import CachedKeyStore, KeyCache
     from gateway.limiter import RedisLimiter
     from gateway.tiers import Tiers
 
@@ -144,8 +161,12 @@ def decision_parts(topology: Any, store: Any, key: str, calls: int) -> dict[str,
         env["CV_GATEWAY_REDIS_URL"], timeout_s=1, prefix=f"{env['CV_GATEWAY_REDIS_PREFIX']}bench:"
     )
     tier = Tiers.from_file(REPO / "gateway" / "tiers.yaml").get("enterprise")
+    cache = KeyCache()
+    cache.set_live(True)  # no subscriber here: nothing changes the key while this runs
+    cached = CachedKeyStore(store, cache)
     return {
-        "key lookup (PostgreSQL)": timed(lambda: store.authenticate(key), calls),
+        "key lookup, cache miss (PostgreSQL)": timed(lambda: store.authenticate(key), calls),
+        "key lookup, cache hit": timed(lambda: cached.authenticate(key), calls),
         "limiter (Redis Lua)": timed(lambda: limiter.check("bench", tier), calls),
     }
 
@@ -169,23 +190,27 @@ def render(r: dict[str, Any]) -> str:
     return f"""# The edge's cost: direct to an api replica vs through Traefik + ForwardAuth
 
 Generated by `python benchmarks/gateway.py{" --quick" if r["quick"] else ""}` on {r["machine"]["date"]}. Every process
-of the production topology (deploy/) runs on this machine: Traefik, the auth service, two api replicas, three
-model services, a Celery worker, PostgreSQL and Redis. Compare ratios within this run, not across machines.
+of the production topology (deploy/) but the batch-job worker runs on this machine: Traefik, the auth service, two
+api replicas, three model services, PostgreSQL and Redis. Compare ratios within this run, not across machines.
 
-## Sequential (one request at a time), ms
+## Sequential (one request at a time, direct and edge alternating call by call), ms
 
 {table(["request", "n", "p50", "p99"], rows)}
 
 The edge adds **{overhead["models"]:.1f} ms** at p50 to `GET /api/v1/models` and **{overhead["classify"]:.1f} ms**
-to `POST /api/v1/classify`: one Traefik hop, one ForwardAuth round trip (key lookup + Lua script), the
-api's signature and tier-limit checks; `/auth` alone answers in {seq["auth alone"]["p50"]:.1f} ms, so the rest is
-Traefik's own hops. Direct calls carry a signature made as the auth service makes it.
+to `POST /api/v1/classify`: one Traefik hop, one ForwardAuth round trip (the key from the auth service's cache
+(ADR 0013) + one Lua script in Redis), the api's signature and tier-limit checks. `/auth` alone (timed on its own,
+after the pairs) answers in {seq["auth alone"]["p50"]:.1f} ms; what the edge adds beyond it is Traefik's two proxy hops.
+Direct calls carry a signature made as the auth service makes it.
 
 ## Concurrent
 
 {table(["request", "req/s", "p50 ms", "p99 ms", "statuses"], conc_rows)}
 
 {refusals}
+
+The concurrent runs are one after the other, not interleaved: under a changing load their ratio is the least
+trustworthy number of this report.
 
 Through the edge, classify at concurrency 8 keeps **{ratio:.2f}x** of the direct throughput (the model
 services are the bottleneck on 2 cores; the edge competes with them for the same cores).
@@ -195,8 +220,10 @@ services are the bottleneck on 2 cores; the edge competes with them for the same
 {table(["part", "n", "p50", "p99"], part_rows)}
 
 Of `/auth`'s {seq["auth alone"]["p50"]:.2f} ms p50, the key lookup takes
-{parts["key lookup (PostgreSQL)"]["p50"]:.2f} ms and the limiter {parts["limiter (Redis Lua)"]["p50"]:.2f} ms;
-the rest is HTTP and the ASGI app.
+{parts["key lookup, cache hit"]["p50"]:.3f} ms from the cache
+({parts["key lookup, cache miss (PostgreSQL)"]["p50"]:.2f} ms on a miss, from PostgreSQL) and the limiter
+{parts["limiter (Redis Lua)"]["p50"]:.2f} ms; the rest is HTTP and the ASGI app.
+`benchmarks/reports/gateway_auth.md` compares the auth service's variants.
 
 ## Machine
 
@@ -208,6 +235,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls: a smoke run")
     parser.add_argument("--out", type=Path, default=REPORTS)
+    parser.add_argument("--base-port", type=int, default=0, help="first of the topology's ports (0: free ports)")
     args = parser.parse_args(argv)
     args.calls = 60 if args.quick else 300
     args.concurrent_calls = 40 if args.quick else 200
@@ -233,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
             key_hash_secret=secrets.token_urlsafe(32),
             namespace=namespace,
             extra_env={"CV_CACHE_ENABLED": "false"},
+            worker=False,  # no batch jobs here; fewer processes competing for the cores
+            base_port=args.base_port,
         )
         with Topology(config, plan(config)) as topology:
             store = key_store(topology)
             key, _ = store.create(name="benchmark", tier="enterprise")
             results = measure(args, topology, store, key)
-    results.update(machine=machine_facts(), quick=args.quick)
+    results.update(machine={**machine_facts(), "load average (1 min) at the end": os.getloadavg()[0]}, quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "gateway.md").write_text(render(results))

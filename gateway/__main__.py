@@ -1,9 +1,11 @@
-"""Command line: ``python -m gateway keys create --tier pro --name NAME``, ``keys list|revoke PREFIX``, ``serve``."""
+"""Command line: ``python -m gateway keys create --tier pro --name NAME``, ``keys list|revoke PREFIX``,
+``keys tier PREFIX TIER``, ``serve``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from gateway.config import GatewaySettings, get_gateway_settings
 from gateway.keys import KeyStore
@@ -17,7 +19,34 @@ def _store(settings: GatewaySettings) -> KeyStore:
     engine = create_db_engine(settings.sqlalchemy_url)
     if settings.environment == "local":  # production migrates with `python -m services.db migrate`
         migrate.upgrade(engine)
-    return KeyStore(engine, hash_key=settings.key_hash_secret.get_secret_value().encode())
+    hash_key = settings.key_hash_secret.get_secret_value().encode()
+    return KeyStore(engine, hash_key=hash_key, on_change=_announcer(settings))
+
+
+def _announcer(settings: GatewaySettings) -> Callable[[str], None] | None:
+    """Publishes a changed key to every auth replica's cache (gateway/keycache.py); None without Redis."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    from gateway.keycache import KeyEvents
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    events = KeyEvents(client, settings.key_channel)
+
+    def announce(prefix: str) -> None:
+        try:
+            replicas = events.publish(prefix)
+        except redis.RedisError as error:
+            print(
+                f"warning: could not announce the change on Redis ({error}); auth replicas apply it within"
+                f" CV_GATEWAY_KEY_CACHE_TTL_S={settings.key_cache_ttl_s:g}s",
+                file=sys.stderr,
+            )
+            return
+        print(f"announced to {replicas} auth replica(s)", file=sys.stderr)
+
+    return announce
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("list", help="list keys (prefixes only)")
     revoke = keys.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
+    tier = keys.add_parser("tier", help="move a key to another tier")
+    tier.add_argument("prefix")
+    tier.add_argument("tier")
     commands.add_parser("serve", help="run the ForwardAuth service")
     return parser
 
@@ -51,11 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, server_header=False)
         return 0
     store = _store(settings)
-    if args.action == "create":
+    if args.action in ("create", "tier"):
         tiers = Tiers.from_file(settings.tiers_file)
         if args.tier not in tiers.names:
             print(f"unknown tier {args.tier!r}; configured: {', '.join(tiers.names)}", file=sys.stderr)
             return 2
+    if args.action == "tier":
+        if not store.set_tier(prefix=args.prefix, tier=args.tier):
+            print(f"no key with prefix {args.prefix!r}", file=sys.stderr)
+            return 1
+        print(f"{args.prefix} is now {args.tier}")
+        return 0
+    if args.action == "create":
         key, record = store.create(name=args.name, tier=args.tier)
         print(f"created {record.prefix} ({record.tier}, {record.name}); the key is shown only now:")
         print(key)

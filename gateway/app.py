@@ -17,19 +17,26 @@ from typing import Any, Protocol
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from gateway.config import GatewaySettings
 from gateway.errors import Forbidden, LimiterUnavailable, RateLimited, Unauthenticated
+from gateway.keycache import CachedKeyStore, Invalidations, KeyCache
 from gateway.keys import KeyStore
 from gateway.limiter import Decision, MemoryLimiter, RedisLimiter
 from gateway.metrics import DECISIONS, LIMITER_ERRORS, LIMITER_UP, render_metrics
 from gateway.tiers import Tier, Tiers, UnknownTier
+from kernel.db.tables import ApiKeyPublic
 from kernel.errors import PROBLEM_CONTENT_TYPE, ServiceError, problem_from_error
 from kernel.headers import GATEWAY_HEADERS, RATE_LIMIT_HEADERS
 from kernel.logging import REQUEST_ID_HEADER, clean_request_id
 from kernel.signing import SIGNATURE_HEADER, sign
 
 logger = logging.getLogger("gateway")
+
+
+class Keys(Protocol):
+    def authenticate(self, key: str) -> ApiKeyPublic | None: ...
 
 
 class Limiter(Protocol):
@@ -92,7 +99,7 @@ class Gateway:
     """
 
     def __init__(
-        self, *, keys: KeyStore, tiers: Tiers, limiter: Limiter, fail_open: bool, signing_secret: str | None = None
+        self, *, keys: Keys, tiers: Tiers, limiter: Limiter, fail_open: bool, signing_secret: str | None = None
     ) -> None:
         self.keys = keys
         self.tiers = tiers
@@ -130,6 +137,11 @@ class Gateway:
                 self.signing_secret, method=method, uri=uri, request_id=request_id, headers=identity
             )
         return Verdict(status=200, headers=forwarded)
+
+    def answers_from_memory(self, headers: Mapping[str, str]) -> bool:
+        """Whether the key in ``headers`` is in the key cache: deciding then reads no database, only Redis once."""
+        key = _api_key(headers)
+        return key is not None and isinstance(self.keys, CachedKeyStore) and self.keys.holds(key)
 
     def authorize(self, request: Request) -> Response:
         """ForwardAuth: Traefik sends the client's headers and the original URI as ``X-Forwarded-Uri``."""
@@ -182,17 +194,25 @@ class Gateway:
         body = {"status": status, "limiter": backend, "fail_mode": "open" if self.fail_open else "closed"}
         if backend == "redis":
             body["redis"] = "ok" if redis_ok else "down"
+        if isinstance(self.keys, CachedKeyStore):
+            body["key_cache"] = "live" if self.keys.cache.live else "off"
         return (200 if redis_ok or self.fail_open else 503), body
 
 
-def build_app(gateway: Gateway) -> FastAPI:
-    """The FastAPI app around a :class:`Gateway`."""
+def build_app(gateway: Gateway, *, inline: bool = True) -> FastAPI:
+    """The FastAPI app around a :class:`Gateway`.
+
+    ``inline``: a request whose key is cached is decided on the event loop (one Redis round trip, bounded by
+    ``CV_GATEWAY_REDIS_TIMEOUT_S``), sparing the hop to a worker thread; a miss reads the database in a thread.
+    """
     app = FastAPI(title="cv-api gateway", openapi_url=None)
 
     @app.get("/auth")
-    def auth(request: Request) -> Response:
+    async def auth(request: Request) -> Response:
         """ForwardAuth decision for one client request."""
-        return gateway.authorize(request)
+        if inline and gateway.answers_from_memory(request.headers):
+            return gateway.authorize(request)
+        return await run_in_threadpool(gateway.authorize, request)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -210,14 +230,31 @@ def build_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-def build_gateway(settings: GatewaySettings) -> Gateway:
-    """The key store, tiers and Redis limiter from settings."""
+def build_keys(settings: GatewaySettings) -> Keys:
+    """The key store; with Redis and ``key_cache_entries`` > 0, cached and subscribed to key changes (ADR 0013)."""
     from kernel.db.session import create_db_engine
 
+    store = KeyStore(
+        create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
+    )
+    if not settings.redis_url or settings.key_cache_entries == 0:
+        return store
+    cache = KeyCache(
+        max_entries=settings.key_cache_entries,
+        ttl_s=settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_cache_negative_ttl_s,
+    )
+    # Its own connection, without the limiter's socket timeout: it waits for messages (health checks find a dead one).
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5
+    )
+    return CachedKeyStore(store, cache, Invalidations(client, settings.key_channel, cache).start())
+
+
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    """The key store, tiers and Redis limiter from settings."""
     return Gateway(
-        keys=KeyStore(
-            create_db_engine(settings.sqlalchemy_url), hash_key=settings.key_hash_secret.get_secret_value().encode()
-        ),
+        keys=build_keys(settings),
         tiers=Tiers.from_file(settings.tiers_file),
         limiter=(
             RedisLimiter.from_url(settings.redis_url, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix)
@@ -231,4 +268,4 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Composition root of the auth service."""
-    return build_app(build_gateway(settings))
+    return build_app(build_gateway(settings), inline=settings.auth_inline)

@@ -39,6 +39,13 @@ class GatewaySettings(BaseSettings):
     data_dir: Path = Field(
         default=REPO_ROOT / ".data", validation_alias=AliasChoices("CV_GATEWAY_DATA_DIR", "CV_DATA_DIR")
     )
+    # The key cache (gateway/keycache.py, ADR 0013): rows kept per replica, dropped at once on a change announced on
+    # Redis pub/sub; the TTLs are a backstop only. 0 entries, or no Redis: every request reads the database.
+    key_cache_entries: int = Field(default=10_000, ge=0)
+    key_cache_ttl_s: float = Field(default=30.0, gt=0)
+    key_cache_negative_ttl_s: float = Field(default=5.0, gt=0)
+    # Decide requests whose key is cached on the event loop (no worker-thread hop); false: always in a thread.
+    auth_inline: bool = True
     # When Redis is unreachable: true admits requests unlimited (fail open), false answers 503 (fail closed).
     fail_open: bool = False
     tiers_file: Path = Path(__file__).with_name("tiers.yaml")
@@ -64,6 +71,11 @@ class GatewaySettings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The key database as SQLAlchemy wants it: psycopg 3 for PostgreSQL, the api's SQLite by default."""
         return sqlalchemy_database_url(self.database_url, self.data_dir)
+
+    @property
+    def key_channel(self) -> str:
+        """The Redis pub/sub channel on which key changes are announced to every auth replica."""
+        return f"{self.redis_prefix}keys"
 
     @property
     def fail_mode(self) -> str:

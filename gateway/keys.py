@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from kernel.db.tables import ApiKey, ApiKeyPublic, utcnow
@@ -58,12 +60,33 @@ def secret_matches(secret: str, stored_hash: str, *, hash_key: bytes) -> bool:
     return hmac.compare_digest(hash_secret(secret, hash_key=hash_key), stored_hash)
 
 
-class KeyStore:
-    """API keys in the database (PostgreSQL, or SQLite in local mode)."""
+@dataclass(frozen=True)
+class StoredKey:
+    """A key's row as the gateway checks it: the public record and the keyed hash of its secret."""
 
-    def __init__(self, engine: Engine, *, hash_key: bytes) -> None:
+    record: ApiKeyPublic
+    key_hash: str
+
+
+class KeyStore:
+    """API keys in the database (PostgreSQL, or SQLite in local mode).
+
+    ``on_change`` is called with a key's prefix after every committed change to it (create, revoke, tier): the
+    auth service's key caches are told through it (gateway/keycache.py publishes the prefix on Redis).
+    """
+
+    def __init__(self, engine: Engine, *, hash_key: bytes, on_change: Callable[[str], None] | None = None) -> None:
         self._engine = engine
         self._hash_key = hash_key
+        self._on_change = on_change
+
+    @property
+    def hash_key(self) -> bytes:
+        return self._hash_key
+
+    def _changed(self, prefix: str) -> None:
+        if self._on_change is not None:
+            self._on_change(prefix)
 
     def create(self, *, name: str, tier: str) -> tuple[str, ApiKeyPublic]:
         """Store a new key; the full key is returned here only and never again."""
@@ -75,7 +98,9 @@ class KeyStore:
             session.add(row)
             session.commit()
             session.refresh(row)
-            return key, ApiKeyPublic.model_validate(row, from_attributes=True)
+            record = ApiKeyPublic.model_validate(row, from_attributes=True)
+        self._changed(record.prefix)  # a cache may hold this prefix as unknown
+        return key, record
 
     def list(self) -> list[ApiKeyPublic]:
         """Every key, oldest first, without hashes."""
@@ -93,7 +118,29 @@ class KeyStore:
                 row.revoked_at = utcnow()
                 session.add(row)
                 session.commit()
-            return True
+        self._changed(prefix)  # again on a second revoke: a replica that missed the first hears it now
+        return True
+
+    def set_tier(self, *, prefix: str, tier: str) -> bool:
+        """Move the key with ``prefix`` to ``tier``; False when there is none."""
+        with Session(self._engine) as session:
+            row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+            if row is None:
+                return False
+            row.tier = tier
+            session.add(row)
+            session.commit()
+        self._changed(prefix)
+        return True
+
+    def lookup(self, prefix: str) -> StoredKey | None:
+        """The row with ``prefix`` (revoked or not), or None: one indexed read, without the ORM's session."""
+        table = ApiKey.__table__  # type: ignore[attr-defined]
+        with self._engine.connect() as connection:
+            row = connection.execute(sa_select(table).where(table.c.prefix == prefix)).mappings().first()
+        if row is None:
+            return None
+        return StoredKey(ApiKeyPublic.model_validate(dict(row)), row["key_hash"])
 
     def authenticate(self, key: str) -> ApiKeyPublic | None:
         """The key's record when the key is well formed, known and its secret matches; else None.
@@ -104,8 +151,11 @@ class KeyStore:
             parts = parse_key(key)
         except InvalidKeyFormat:
             return None
-        with Session(self._engine) as session:
-            row = session.exec(select(ApiKey).where(ApiKey.prefix == parts.prefix)).first()
-            if row is None or not secret_matches(parts.secret, row.key_hash, hash_key=self._hash_key):
-                return None
-            return ApiKeyPublic.model_validate(row, from_attributes=True)
+        return checked(parts, self.lookup(parts.prefix), hash_key=self._hash_key)
+
+
+def checked(parts: ParsedKey, stored: StoredKey | None, *, hash_key: bytes) -> ApiKeyPublic | None:
+    """``stored``'s record when ``parts``' secret matches its hash, else None."""
+    if stored is None or not secret_matches(parts.secret, stored.key_hash, hash_key=hash_key):
+        return None
+    return stored.record

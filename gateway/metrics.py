@@ -27,6 +27,20 @@ LIMITER_ERRORS = Counter(
     ["fail_mode"],
 )
 
+KEY_CACHE = Counter(
+    "cv_gateway_key_cache_total",
+    "Key lookups by the auth service's cache: hit, or miss (read from the database).",
+    ["result"],
+)
+KEY_CACHE_LIVE = Gauge(
+    "cv_gateway_key_cache_live",
+    "1 while the key cache serves (its invalidation channel is subscribed), 0 while every lookup reads the database.",
+)
+KEY_INVALIDATIONS = Counter(
+    "cv_gateway_key_invalidations_total",
+    "Key changes (revoke, tier, create) received on the invalidation channel.",
+)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text of this process."""

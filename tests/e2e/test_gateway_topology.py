@@ -99,6 +99,9 @@ def test_unknown_and_revoked_keys(topology: Topology, new_key: NewKey) -> None:
         assert edge.get("/api/v1/models", headers=_bearer(key)).status_code == 200
         assert edge.get("/api/v1/models", headers=_bearer(key[:-2] + "xx")).status_code == 401
         assert f"revoked {prefix}" in gateway_cli(topology, "revoke", prefix)
+        # Announced to the auth service's key cache (ADR 0013): refused once the announcement is processed.
+        refused = lambda: edge.get("/api/v1/models", headers=_bearer(key)).status_code == 403  # noqa: E731
+        wait_for(refused, 5, "the revoked key's refusal at the edge")
         assert any(prefix in row and "revoked" in row for row in gateway_cli(topology, "list").splitlines())
         response = edge.get("/api/v1/models", headers=_bearer(key))
     assert response.status_code == 403

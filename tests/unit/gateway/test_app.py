@@ -176,3 +176,34 @@ def test_without_a_redis_url_local_mode_limits_in_process(tmp_path: Path) -> Non
     assert client.get("/health").json() == {"status": "ok", "limiter": "memory", "fail_mode": "closed"}
     statuses = [_auth(client, key, uri="/api/v1/models").status_code for _ in range(7)]
     assert statuses[:5] == [200] * 5 and statuses[-1] == 429  # free: burst 5 (gateway/tiers.yaml)
+
+
+def test_a_cached_key_is_decided_on_the_event_loop_and_a_miss_in_a_thread(
+    store: KeyStore, tiers: Tiers, monkeypatch: Any
+) -> None:
+    import threading
+
+    from gateway.keycache import CachedKeyStore, KeyCache
+
+    cache = KeyCache()
+    cache.set_live(True)
+    gateway = Gateway(keys=CachedKeyStore(store, cache), tiers=tiers, limiter=FakeLimiter(), fail_open=False)
+    threads: list[str] = []
+    decide = gateway.decide
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return decide(*args)
+
+    monkeypatch.setattr(gateway, "decide", recorded)
+    key, _ = store.create(name="a", tier="pro")
+    with TestClient(build_app(gateway)) as client:
+        assert [_auth(client, key).status_code for _ in range(2)] == [200, 200]
+        assert _auth(client, "not-a-key").status_code == 401  # refused without a lookup: on the loop too
+        assert client.get("/health").json()["key_cache"] == "live"
+    worker = "AnyIO worker thread"
+    assert threads[0].startswith(worker) and not threads[1].startswith(worker) and threads[1] == threads[2]
+    threads.clear()
+    with TestClient(build_app(gateway, inline=False)) as client:
+        _auth(client, key)
+    assert threads[0].startswith(worker)

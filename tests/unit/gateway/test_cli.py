@@ -50,3 +50,22 @@ def test_serve_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     assert main(["serve"]) == 0
     assert seen == {"host": "127.0.0.1", "port": 8081, "access_log": False, "server_header": False}
+
+
+def test_tier_moves_a_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "create", "--tier", "pro", "--name", "ci"]) == 0
+    prefix = capsys.readouterr().out.splitlines()[-1].split("_")[1]
+    assert main(["keys", "tier", prefix, "gold"]) == 2
+    assert main(["keys", "tier", "000000000000", "free"]) == 1
+    assert main(["keys", "tier", prefix, "free"]) == 0
+    assert main(["keys", "list"]) == 0
+    assert "\tfree\t" in capsys.readouterr().out
+
+
+def test_a_change_that_cannot_be_announced_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CV_GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    get_gateway_settings.cache_clear()
+    assert main(["keys", "create", "--tier", "pro", "--name", "ci"]) == 0
+    assert "could not announce the change" in capsys.readouterr().err
