@@ -11,23 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from kernel.db.tables import InferenceLogCreate
 from services.config import ServingSettings
 from services.experiments.snapshot import ExperimentBook
 from services.http.app import create_app
 from services.http.recording import RecordingClient
 from tests.unit.services.http.test_caching import FakeModels
-
-
-class Writer:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.records: list[InferenceLogCreate] = []
-
-    def submit(self, records: list[InferenceLogCreate]) -> None:
-        if self.error:
-            raise self.error
-        self.records.extend(records)
+from tests.unit.services.shadow.fakes import Writer
 
 
 class Plane:
