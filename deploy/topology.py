@@ -163,6 +163,8 @@ def _beat(config: TopologyConfig, env: dict[str, str]) -> ProcessSpec:
     """Celery beat: sends the periodic drift check for the worker to run (one per topology)."""
     schedule = str(Path(env["CV_DATA_DIR"]) / "celerybeat-schedule")
     command = [sys.executable, "-m", "celery", "--app", "services.jobs.celery_app", "beat", "--schedule", schedule]
+    # Celery's own default is WARNING, which would hide the "beat: Starting..." line readiness waits for.
+    command += ["--loglevel", "INFO"]
     return ProcessSpec("beat", command, env, ready_log="beat: Starting")
 
 
