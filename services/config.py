@@ -67,6 +67,10 @@ class ServingSettings(BaseSettings):
     prefer_int8: bool = True
     # ONNX Runtime threads per session (the machines here have 2 cores).
     ort_intra_op_threads: int = Field(default=2, gt=0)
+    # ONNX Runtime's CPU memory arena and memory-pattern planning per session (benchmarks/reports/memory.md measures
+    # what turning them off saves and costs); on by default, as ONNX Runtime has them.
+    ort_cpu_mem_arena: bool = True
+    ort_mem_pattern: bool = True
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [

@@ -64,8 +64,12 @@ class OrtRunner:
         providers: list[str],
         threads: int,
         tensorrt: TensorrtOptions | None = None,
+        cpu_mem_arena: bool = True,
+        mem_pattern: bool = True,
     ) -> None:
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = cpu_mem_arena  # off: buffers go back to the allocator after each run
+        options.enable_mem_pattern = mem_pattern
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -95,3 +95,20 @@ def test_ort_runner_with_tensorrt_options_on_a_cpu_build(tiny_onnx: Path, tmp_pa
     if "TensorrtExecutionProvider" not in available_providers(["TensorrtExecutionProvider"]):
         assert ort_runner.providers == ["CPUExecutionProvider"]
     np.testing.assert_allclose(ort_runner(np.ones((2, 3, 4, 4), dtype=np.float32)), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_ort_runner_sets_the_arena_and_memory_patterns_as_asked(tiny_onnx: Path, on: bool) -> None:
+    ort_runner = OrtRunner(
+        tiny_onnx,
+        input_name="images",
+        output_name="out",
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        cpu_mem_arena=on,
+        mem_pattern=on,
+    )
+    options = ort_runner.session.get_session_options()
+    assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (on, on)
+    batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(2)])
+    np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1]])  # same answers either way
