@@ -27,7 +27,6 @@ from benchmarks.common import table  # noqa: E402
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults (arena on, patterns on)": {},
     "CPU arena off": {"CV_ORT_CPU_MEM_ARENA": "false"},
-    "memory patterns off": {"CV_ORT_MEM_PATTERN": "false"},
     "arena and patterns off": {"CV_ORT_CPU_MEM_ARENA": "false", "CV_ORT_MEM_PATTERN": "false"},
     "INT8 file only (no FP32 fallback session)": {"INT8_ONLY": "1"},
 }
@@ -79,6 +78,7 @@ def measure(runs: int) -> dict[str, dict[str, dict[str, float]]]:
             command = [sys.executable, __file__, "--child", model, "--runs", str(runs)]
             done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=True)
             results.setdefault(model, {})[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(model, variant, results[model][variant], file=sys.stderr, flush=True)
     return results
 
 
