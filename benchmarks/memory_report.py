@@ -51,6 +51,22 @@ def goal_rows(peaks: dict[str, dict[str, float]]) -> list[list[Any]]:
     return rows
 
 
+def dominates(phases: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Per model service: how much is the process at rest (imports, sessions) and how much comes with batches."""
+    idle, lines = next(iter(phases.values())), []
+    for group in sorted({group_of(r) for p in phases.values() for r in p}, key=str.lower):
+        if not _is_model(group):
+            continue
+        roles = sorted({r for p in phases.values() for r in p if group_of(r) == group})
+        parts = []
+        for role in roles:
+            rest = idle.get(role, {}).get("pss_mean", float("nan"))
+            peak = max(p.get(role, {}).get("pss_max", 0.0) for p in phases.values())
+            parts.append(f"{role.split(': ', 1)[-1]} {rest:.0f} MB at rest, {peak:.0f} MB at its peak")
+        lines.append(f"- {group}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def deployment_section(title: str, result: dict[str, Any]) -> str:
     phases = result["phases"]
     headers = ["process", "idle RSS", "idle PSS", "idle USS", *(f"peak PSS: {n}" for n in list(phases)[1:])]
@@ -74,6 +90,11 @@ errors; batch jobs: {jobs["jobs"]} ({jobs["error_count"]} errors).
 ### Goal: <= {GOAL_MB:.0f} MB per model service (peak PSS of its processes)
 
 {table(["model service", "idle PSS", "peak PSS", "peak RSS", "within goal"], goal_rows(peaks))}
+
+Where it goes (PSS): at rest it is the imports and the ONNX Runtime sessions; what a worker gains above that comes
+with batches (ONNX Runtime's arena, decoded images). See benchmarks/reports/memory_ort.md for the sessions alone.
+
+{dominates(phases)}
 
 Processes with torch's libraries mapped: {", ".join(torch) if torch else "none"}.
 """
@@ -145,14 +166,14 @@ def plot_soak(samples: list[Sample], soak: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 6))
+    fig, ax = plt.subplots(figsize=(11, 8))
     window = [s for s in samples if soak["t0"] <= s.t <= soak["t1"]]
     for role, (ts, vs) in sorted(series(window).items()):
         if max(vs) >= 40:  # the small helpers would only crowd the legend
             ax.plot([(t - soak["t0"]) / 60 for t in ts], vs, label=role, linewidth=1)
     ax.axvline(soak["warmup_s"] / 60, color="grey", linestyle="--", linewidth=1)
     ax.set(xlabel="minutes into the soak", ylabel="RSS (MB)", title="RSS per process during the soak")
-    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
