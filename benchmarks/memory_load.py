@@ -58,15 +58,26 @@ async def _post(client: httpx.AsyncClient, tally: Tally, path: str, jpeg: bytes,
     tally.record(path, str(r.status_code), "" if r.is_success else r.text)
 
 
+Transport = httpx.AsyncBaseTransport | None  # None: the network; tests give an httpx.MockTransport
+
+
 async def mixed(
-    base: str, headers: dict[str, str], jpegs: dict[str, bytes], seconds: float, concurrency: int, rate: float | None
+    base: str,
+    headers: dict[str, str],
+    jpegs: dict[str, bytes],
+    seconds: float,
+    concurrency: int,
+    rate: float | None,
+    transport: Transport = None,
 ) -> dict[str, Any]:
     """Mixed requests for ``seconds`` from ``concurrency`` workers; at most ``rate`` per second when given."""
     tally, mix = Tally(), itertools.cycle(MIX)
     start = time.monotonic()
     deadline, slot = start + seconds, [start]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=120) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=120, transport=transport
+    ) as client:
 
         async def worker() -> None:
             while time.monotonic() < deadline:
@@ -81,7 +92,9 @@ async def mixed(
     return {**tally.as_dict(), "seconds": elapsed, "throughput": tally.ok / elapsed, "error_count": tally.error_count}
 
 
-async def batch_job(client: httpx.AsyncClient, tally: Tally, jpegs: dict[str, bytes], images: int) -> None:
+async def batch_job(
+    client: httpx.AsyncClient, tally: Tally, jpegs: dict[str, bytes], images: int, poll_s: float = 1.0
+) -> None:
     """One job of ``images`` images (alternately classify and detect), polled until it ends."""
     task = "classify" if tally.jobs.total() % 2 == 0 else "detect"
     photos = list(jpegs.values())
@@ -93,7 +106,7 @@ async def batch_job(client: httpx.AsyncClient, tally: Tally, jpegs: dict[str, by
             return
         location, status = r.json()["location"], "queued"
         for _ in range(600):
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(poll_s)
             poll = await client.get(location, params={"limit": 1})
             if poll.status_code != 200:
                 tally.record("GET job", str(poll.status_code), poll.text)
@@ -108,10 +121,12 @@ async def batch_job(client: httpx.AsyncClient, tally: Tally, jpegs: dict[str, by
         tally.record("/api/v1/batch", type(exc).__name__, str(exc))
 
 
-async def jobs(base: str, headers: dict[str, str], jpegs: dict[str, bytes], count: int, images: int) -> dict[str, Any]:
+async def jobs(
+    base: str, headers: dict[str, str], jpegs: dict[str, bytes], count: int, images: int, transport: Transport = None
+) -> dict[str, Any]:
     """``count`` batch jobs, two at a time."""
     tally = Tally()
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, transport=transport) as client:
         for i in range(0, count, 2):
             await asyncio.gather(*(batch_job(client, tally, jpegs, images) for _ in range(min(2, count - i))))
     return {
@@ -121,19 +136,25 @@ async def jobs(base: str, headers: dict[str, str], jpegs: dict[str, bytes], coun
 
 
 async def soak(
-    base: str, headers: dict[str, str], jpegs: dict[str, bytes], seconds: float, rate: float, job_every_s: float
+    base: str,
+    headers: dict[str, str],
+    jpegs: dict[str, bytes],
+    seconds: float,
+    rate: float,
+    job_every_s: float,
+    transport: Transport = None,
 ) -> dict[str, Any]:
     """Paced mixed traffic for ``seconds`` and one batch job of 16 images every ``job_every_s``."""
     tally = Tally()
 
     async def job_loop() -> None:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, transport=transport) as client:
             end = time.monotonic() + seconds - job_every_s / 2
             while time.monotonic() < end:
                 await asyncio.sleep(job_every_s / 2)
                 await batch_job(client, tally, jpegs, 16)
                 await asyncio.sleep(job_every_s / 2)
 
-    load, _ = await asyncio.gather(mixed(base, headers, jpegs, seconds, 16, rate), job_loop())
+    load, _ = await asyncio.gather(mixed(base, headers, jpegs, seconds, 16, rate, transport), job_loop())
     job_errors = tally.error_count + sum(n for s, n in tally.jobs.items() if s != "succeeded")
     return {**load, "batch": tally.as_dict(), "error_count": load["error_count"] + job_errors}

@@ -154,3 +154,87 @@ def test_render_the_whole_report() -> None:
     text = render(results)
     assert "300 MB, peak PSS 250 MB" in text
     assert text.count("### Goal") == 2 and "torch's libraries mapped: x" in text
+
+
+def test_memory_main_renders_a_raw_file_of_an_earlier_run(tmp_path: Path) -> None:
+    import pickle
+
+    from benchmarks import memory
+
+    phases = summarise(_samples(), [("idle after start", 0, 60), ("load", 300, 600)])
+    deployment = {"phases": phases, "torch": {}, "load": {"throughput": 12.0, "error_count": 0}}
+    deployment["jobs"] = {"jobs": {"succeeded": 4}, "error_count": 0}
+    results = {
+        "machine": {"date": "today"},
+        "gallery": {
+            "phases": {"gallery build (5 images)": {"build_gallery": phases["load"]["classifier: bentoml supervisor"]}},
+            "seconds": 3.0,
+        },
+        "production": {**deployment, "soak": _soak(), "soak_series": _samples()},
+    }
+    raw = tmp_path / "raw.pickle"
+    raw.write_bytes(pickle.dumps(results))
+    out = tmp_path / "memory.md"
+    assert memory.main(["--render", str(raw), "--out", str(out)]) == 0
+    assert "## Soak through the edge" in out.read_text() and "make serve" not in out.read_text().split("\n## ")[2]
+    assert (tmp_path / "memory.json").is_file() and (tmp_path / "memory_soak.png").is_file()
+
+
+def test_memory_quick_plan_is_short() -> None:
+    from benchmarks.memory import parse_args
+
+    plan = parse_args(["--quick", "--soak-minutes", "20"])
+    assert (plan.soak_minutes, plan.gallery, plan.idle_s) == (1.0, 100, 5.0)
+    assert parse_args([]).soak_minutes == 20.0
+
+
+def test_memory_ort_render_and_rss() -> None:
+    from benchmarks.memory_ort import _rss_mb
+    from benchmarks.memory_ort import render as render_ort
+
+    rss, peak = _rss_mb()
+    assert 0 < rss <= peak
+    row = {"imports": 70.0, "loaded": 140.0, "after runs": 200.0, "peak": 210.0, "batch16 ms": 50.0}
+    text = render_ort({"detector": {"CPU arena off": row}}, runs=2)
+    assert "| detector | CPU arena off | 70.0 | 140.0 | 200.0 | 210.0 | 50.0 |" in text
+
+
+def _api(fail_detect: bool = False) -> object:
+    """A stand-in api: 200 for inference, 202 + a job that has succeeded by the first poll; 503 for detect if asked."""
+    import httpx
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/batch":
+            return httpx.Response(202, json={"location": "/api/v1/jobs/j1", "status": "queued"})
+        if request.url.path.startswith("/api/v1/jobs/"):
+            return httpx.Response(200, json={"status": "succeeded"})
+        if fail_detect and request.url.path == "/api/v1/detect":
+            return httpx.Response(503, text="overloaded")
+        return httpx.Response(200, json={})
+
+    return httpx.MockTransport(handle)
+
+
+def test_mixed_load_counts_every_route_and_errors() -> None:
+    import asyncio
+
+    from benchmarks.memory_load import mixed
+
+    jpegs = {"chelsea": b"c", "astronaut": b"a"}
+    result = asyncio.run(mixed("http://api", {}, jpegs, 0.3, 2, 200.0, _api(fail_detect=True)))
+    routes = {key.split()[0] for key in result["statuses"]}
+    assert routes == {"/api/v1/classify", "/api/v1/detect", "/api/v1/search"}
+    assert result["error_count"] == result["statuses"]["/api/v1/detect 503"] > 0
+    assert result["ok"] == sum(n for k, n in result["statuses"].items() if k.endswith(" 200"))
+
+
+def test_jobs_and_soak_poll_jobs_to_the_end() -> None:
+    import asyncio
+
+    from benchmarks import memory_load
+
+    jpegs = {"chelsea": b"c", "astronaut": b"a"}
+    done = asyncio.run(memory_load.jobs("http://api", {}, jpegs, 3, 4, _api()))
+    assert done["jobs"] == {"succeeded": 3} and done["error_count"] == 0
+    soaked = asyncio.run(memory_load.soak("http://api", {}, jpegs, 2.5, 50.0, 2.0, _api()))
+    assert soaked["error_count"] == 0 and soaked["batch"]["jobs"] == {"succeeded": 1}
