@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from benchmarks.memory_load import Tally
@@ -199,7 +200,7 @@ def test_memory_ort_render_and_rss() -> None:
     assert "| detector | CPU arena off | 70.0 | 140.0 | 200.0 | 210.0 | 50.0 |" in text
 
 
-def _api(fail_detect: bool = False) -> object:
+def _api(fail_detect: bool = False) -> httpx.MockTransport:
     """A stand-in api: 200 for inference, 202 + a job that has succeeded by the first poll; 503 for detect if asked."""
     import httpx
 
