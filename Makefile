@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway lock bentos openapi locust regression
+.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway bench-memory lock bentos openapi locust regression
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -129,6 +129,11 @@ regression: install
 bench-gateway: import-models
 	$(PY) benchmarks/gateway.py
 	$(PY) benchmarks/gateway_auth.py
+
+# Resident memory of every process of `make serve` and of the native topology (idle, load, jobs, gallery build) and a
+# soak through the edge -> benchmarks/reports/memory.{md,json} + memory_soak.png; MEMORY_ARGS=--quick for a smoke run.
+bench-memory: import-models
+	$(PY) benchmarks/memory.py $(MEMORY_ARGS)
 
 # PyTorch eager vs ONNX FP32 vs INT8 (vs TensorRT on a GPU) at batch 1/8/32 -> benchmarks/reports/formats.{md,json,png},
 # then the model cards pick up its latency. The eager columns need the `train` extra; FORMATS_ARGS=--quick for a smoke run.

@@ -76,6 +76,10 @@ class ServingSettings(BaseSettings):
     # BentoML's own access line per call, in the api and every model service. Off: the api logs each request
     # (services/http/middleware.py) and each model batch is logged with its request ids (services/models/worker.py).
     bentoml_access_log: bool = False
+    # ONNX Runtime's CPU memory arena and memory-pattern planning per session (benchmarks/reports/memory.md measures
+    # what turning them off saves and costs); on by default, as ONNX Runtime has them.
+    ort_cpu_mem_arena: bool = True
+    ort_mem_pattern: bool = True
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [

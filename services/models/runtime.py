@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
 
 def available_providers(preferred: list[str]) -> list[str]:
     """The preferred providers this onnxruntime build has, in order; CPU always last."""
+    import onnxruntime as ort  # here, not at the top: see OrtRunner.__init__
+
     have = set(ort.get_available_providers())
     chosen = [p for p in preferred if p in have and p != "CPUExecutionProvider"]
     return [*chosen, "CPUExecutionProvider"]
@@ -65,8 +66,16 @@ class OrtRunner:
         threads: int,
         tensorrt: TensorrtOptions | None = None,
         spinning: bool = True,
+        cpu_mem_arena: bool = True,
+        mem_pattern: bool = True,
     ) -> None:
+        # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
+        # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = cpu_mem_arena  # off: buffers go back to the allocator after each run
+        options.enable_mem_pattern = mem_pattern
         options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.inter_op_num_threads = 1

@@ -99,6 +99,8 @@ def build_pool(name: str, settings: ServingSettings) -> ModelPool:
             threads=settings.ort_intra_op_threads,
             spinning=settings.ort_allow_spinning,
             tensorrt=TensorrtOptions(settings.ort_trt_fp16, settings.ort_trt_int8, settings.tensorrt_cache_dir),
+            cpu_mem_arena=settings.ort_cpu_mem_arena,
+            mem_pattern=settings.ort_mem_pattern,
         )
 
     return ModelPool(

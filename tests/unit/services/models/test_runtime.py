@@ -104,3 +104,20 @@ def test_ort_runner_sets_whether_idle_threads_spin(tiny_onnx: Path, spinning: bo
     )
     options = ort_runner.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_ort_runner_sets_the_arena_and_memory_patterns_as_asked(tiny_onnx: Path, on: bool) -> None:
+    ort_runner = OrtRunner(
+        tiny_onnx,
+        input_name="images",
+        output_name="out",
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        cpu_mem_arena=on,
+        mem_pattern=on,
+    )
+    options = ort_runner.session.get_session_options()
+    assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (on, on)
+    batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(2)])
+    np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1]])  # same answers either way

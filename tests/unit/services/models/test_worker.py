@@ -209,12 +209,15 @@ def test_build_pool_loads_store_entries_on_onnx_runtime(tiny_onnx: Path, monkeyp
         default_versions={"tiny": "v1"},
         prefer_int8=False,
         max_loaded_versions=1,
+        ort_cpu_mem_arena=False,
     )
     built = build_pool("tiny", settings)
     assert built.pinned_default == "v1"
     assert built.prefer_int8 is False
     model = built.versions["v1"].models["fp32"]
     assert isinstance(model.runner, OrtRunner)
+    options = model.runner.session.get_session_options()
+    assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, True)  # as the settings say
     # The tiny graph returns per-channel means: a blue image is class "b".
     blue = np.zeros((8, 8, 3), dtype=np.uint8)
     blue[..., 2] = 200
