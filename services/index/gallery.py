@@ -92,10 +92,11 @@ class GalleryIndex:
             return
         vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         if self.dim is None:
-            self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
+            self.dim = vectors.shape[1]
         if vectors.shape[1] != self.dim:
             raise ValueError(f"{self.path} holds {vectors.shape[1]}-d vectors; expected {self.dim}")
         row_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        self._index = AdaptiveIndex(self.dim, self.params)
         self._index.add(vectors, row_ids)
         self._ids = {r[0]: r[1] for r in rows}
         self._meta = {r[0]: json.loads(r[3]) for r in rows}
@@ -128,12 +129,13 @@ class GalleryIndex:
         new_ids = ids or [uuid.uuid4().hex for _ in range(len(vectors))]
         with self._lock:
             self._db.execute("BEGIN")
-            if self._index is None:
-                self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
+            index = self._index
+            if index is None:
+                self.dim, self._index = vectors.shape[1], (index := AdaptiveIndex(vectors.shape[1], self.params))
             if vectors.shape[1] != self.dim:
                 raise ValueError(f"{vectors.shape[1]}-d vectors for a gallery of {self.dim}-d vectors")
             try:
-                if embedder is not None and len(self._index) == 0:
+                if embedder is not None and len(index) == 0:
                     self._db.execute("INSERT OR REPLACE INTO gallery_info VALUES ('embedder', ?)", (embedder,))
                 elif embedder is not None:
                     check_embedder(self.embedder, embedder)
@@ -148,7 +150,7 @@ class GalleryIndex:
             except Exception:
                 self._db.execute("ROLLBACK")
                 raise
-            self._index.add(vectors, np.asarray(row_ids, dtype=np.int64))
+            index.add(vectors, np.asarray(row_ids, dtype=np.int64))
             self._ids.update(zip(row_ids, new_ids, strict=True))
             self._meta.update(zip(row_ids, metadata, strict=True))
         return new_ids
