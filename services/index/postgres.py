@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from services.index.vectors import AdaptiveIndex, IndexParams
 log = logging.getLogger(__name__)
 
 CHANNEL = "cv_gallery"
+_POLL_S = 0.25  # how often the listener looks at the stop flag
 _WRITE_LOCK = 0x6761_6C6C  # pg_advisory_xact_lock key of gallery writes ("gall")
 _NEXT_SEQ = "nextval(pg_get_serial_sequence('gallery_item', 'seq'))"
 _UPSERT = f"""
@@ -37,8 +39,11 @@ VALUES (%s, %s, %s, %s, %s, false, now())
 ON CONFLICT (id) DO UPDATE SET vector = EXCLUDED.vector, dim = EXCLUDED.dim, meta = EXCLUDED.meta,
     embedder = EXCLUDED.embedder, deleted = false, created_at = EXCLUDED.created_at, seq = {_NEXT_SEQ}
 """
-_CHANGES = "SELECT seq, id, vector, meta, embedder, deleted FROM gallery_item WHERE seq > %s ORDER BY seq"
-_LIVE = "SELECT seq, id, vector, meta, embedder, deleted FROM gallery_item WHERE NOT deleted ORDER BY seq"
+# Removed rows come without their vector: the first load reads every row's seq, but only live vectors.
+_CHANGES = """
+SELECT seq, id, CASE WHEN deleted THEN NULL ELSE vector END, meta, embedder, deleted
+FROM gallery_item WHERE seq > %s ORDER BY seq
+"""
 T = TypeVar("T")
 
 
@@ -77,7 +82,7 @@ class PostgresGallery:
         self.last_seq = 0
         self._stop = threading.Event()
         self._writer = self._connect()
-        self._apply(self._writer, _LIVE, ())
+        self._apply(self._writer, _CHANGES, None)
         self._listener = threading.Thread(target=self._listen, name="gallery-listen", daemon=True)
         self._listener.start()
 
@@ -140,9 +145,7 @@ class PostgresGallery:
                     conn = self._connect(autocommit=True)
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._apply(conn, _CHANGES, None)  # what was missed while not listening
-                for _ in conn.notifies(timeout=self.catchup_interval_s, stop_after=1):
-                    pass
-                if not self._stop.is_set():
+                if self._wait_for_notification(conn) and not self._stop.is_set():
                     self._apply(conn, _CHANGES, None)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("gallery listener lost its connection (%s); re-connecting", type(exc).__name__)
@@ -152,6 +155,15 @@ class PostgresGallery:
                 self._stop.wait(min(self.catchup_interval_s, 1.0))
         if conn is not None:
             conn.close()
+
+    def _wait_for_notification(self, conn: psycopg.Connection[Any]) -> bool:
+        """Wait for a notification or ``catchup_interval_s``, in short slices so ``close`` is quick."""
+        deadline = time.monotonic() + self.catchup_interval_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            slice_s = max(0.01, min(_POLL_S, deadline - time.monotonic()))
+            for _ in conn.notifies(timeout=slice_s, stop_after=1):
+                return True
+        return not self._stop.is_set()
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -279,5 +291,5 @@ class PostgresGallery:
     def close(self) -> None:
         """Stop listening and close both connections."""
         self._stop.set()
-        self._listener.join(timeout=self.catchup_interval_s + 2)
+        self._listener.join(timeout=_POLL_S + 5)
         self._writer.close()
