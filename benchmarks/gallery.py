@@ -35,7 +35,6 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 def embed_real(count: int, cache: Path) -> tuple[np.ndarray, list[bytes], str]:
     """``count`` val images embedded by the default embedder (cached), their JPEG bytes and the embedding space."""
     from services.config import ServingSettings
-    from services.imaging import decode_image
     from services.index.build_gallery import tiny_imagenet_val
     from services.index.search import embedding_space
     from services.models.worker import InferenceItem, ModelWorker, build_pool
@@ -49,7 +48,7 @@ def embed_real(count: int, cache: Path) -> tuple[np.ndarray, list[bytes], str]:
     worker, vectors, space = ModelWorker(build_pool("embedder", settings)), [], ""
     t0 = time.perf_counter()
     for start in range(0, len(records), 32):
-        items = [InferenceItem(image=decode_image(d, declared_type=None).pixels) for d in records[start : start + 32]]
+        items = [InferenceItem(image=_pixels(d, settings)) for d in records[start : start + 32]]
         for outcome in worker.run(items):
             assert outcome.prediction is not None, outcome.error
             vectors.append(outcome.prediction.result["embedding"])
@@ -58,6 +57,14 @@ def embed_real(count: int, cache: Path) -> tuple[np.ndarray, list[bytes], str]:
     array = np.asarray(vectors, dtype=np.float32)
     np.savez(cache, vectors=array, space=np.asarray(space))
     return array, records, space
+
+
+def _pixels(data: bytes, settings: Any) -> np.ndarray:
+    from services.imaging import decode_image
+
+    return decode_image(
+        data, declared_type=None, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    ).pixels
 
 
 def synthetic(real: np.ndarray, count: int, noise: float, seed: int = 0) -> np.ndarray:
@@ -159,14 +166,13 @@ def load_postgres(gallery: np.ndarray, space: str, url: str) -> dict[str, Any]:
         engine = create_db_engine(sqlalchemy_database_url(scoped, Path(".")))
         migrate.upgrade(engine)
         engine.dispose()
-        with psycopg.connect(scoped) as conn, conn.cursor() as cursor:
-            with cursor.copy(
-                "COPY gallery_item (id, vector, dim, meta, embedder, deleted, created_at) FROM STDIN"
-            ) as copy:
-                for i, vector in enumerate(gallery):
-                    copy.write_row(
-                        (f"g{i}", vector.tobytes(), gallery.shape[1], json.dumps({"n": i}), space, False, "now")
-                    )
+        with (
+            psycopg.connect(scoped) as conn,
+            conn.cursor() as cursor,
+            cursor.copy("COPY gallery_item (id, vector, dim, meta, embedder, deleted, created_at) FROM STDIN") as copy,
+        ):
+            for i, vector in enumerate(gallery):
+                copy.write_row((f"g{i}", vector.tobytes(), gallery.shape[1], json.dumps({"n": i}), space, False, "now"))
         t0 = time.perf_counter()
         replica = PostgresGallery(scoped)
         seconds, kind, size = time.perf_counter() - t0, replica.index_kind, len(replica)
@@ -207,24 +213,26 @@ def served(data_dir: Path, query_jpegs: list[bytes], plan: argparse.Namespace) -
 
 
 def render(results: dict[str, Any]) -> str:
-    b, plan = results["bare"], results["plan"]
+    b, plan, machine = results["bare"], results["plan"], results["machine"]
+    synthetic_count = plan["size"] - plan["real_gallery"]
     sweep = [[r["ef_search"], f"{r['recall_at_10']:.4f}", f"{r['p50']:.3f}", f"{r['p99']:.3f}"] for r in b["hnsw"]]
     lines = [
         "# Gallery at 100,000 vectors: exact vs HNSW, bare and served",
         "",
-        f"`python benchmarks/gallery.py` (machine: {results['machine'].get('cpu', '?')}, {results['machine'].get('nproc', '?')} cores,"
+        f"`python benchmarks/gallery.py` (machine: {machine.get('cpu', '?')}, {machine.get('nproc', '?')} cores,"
         " shared with other jobs: absolute numbers are noisy, ratios within the run are what to compare).",
         "",
         "## Data",
         f"- gallery: {plan['size']:,} L2-normalised {b['dim']}-d vectors in the embedding space `{results['space']}`:"
-        f" {plan['real_gallery']:,} real embeddings of Tiny-ImageNet val images, plus {plan['size'] - plan['real_gallery']:,}"
+        f" {plan['real_gallery']:,} real embeddings of Tiny-ImageNet val images, plus {synthetic_count:,}"
         f" synthetic ones, each a random real vector's log-probabilities plus N(0, {plan['noise']}) noise,"
         " softmaxed and re-normalised (same kind of vector and cluster structure; not copies).",
         f"- queries: {plan['queries']:,} further real val images, embedded the same way and held out of the gallery.",
-        "- ground truth: exact inner-product search (`IndexFlatIP`) over the same vectors; recall@10 = |HNSW top-10 ∩ exact top-10| / 10.",
+        "- ground truth: exact inner-product search (`IndexFlatIP`) over the same vectors;"
+        " recall@10 = |HNSW top-10 ∩ exact top-10| / 10.",
         "",
-        f"## Bare search, one query at a time (shipped: M={b['shipped']['hnsw_m']}, efConstruction={b['shipped']['ef_construction']},"
-        f" efSearch={b['shipped']['ef_search']})",
+        f"## Bare search, one query at a time (shipped: M={b['shipped']['hnsw_m']},"
+        f" efConstruction={b['shipped']['ef_construction']}, efSearch={b['shipped']['ef_search']})",
         "",
         table(
             ["index", "recall@10", "p50 ms", "p99 ms"],
@@ -285,11 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=43010)
     parser.add_argument("--postgres-url", default=None, help="also time a PostgreSQL replica's start")
     parser.add_argument("--no-serve", action="store_true")
+    parser.add_argument(
+        "--serve-only", action="store_true", help="only the served measurement, over the last run's gallery"
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cv-gallery-bench")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "reports" / "gallery.md")
     plan = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     plan.cache.mkdir(parents=True, exist_ok=True)
+    if plan.serve_only:  # the gallery and bare numbers of an earlier run; add the served measurement
+        earlier: dict[str, Any] = json.loads(plan.out.with_suffix(".json").read_text())
+        _, jpegs, _ = embed_real(plan.real, plan.cache / f"real-{plan.real}.npz")
+        earlier["served"] = served(plan.cache / "data", jpegs[: plan.queries], plan)
+        return write(earlier, plan.out)
     real, jpegs, space = embed_real(plan.real, plan.cache / f"real-{plan.real}.npz")
     real = normalise(real)
     queries, gallery_real = real[: plan.queries], real[plan.queries :]
@@ -308,9 +324,13 @@ def main(argv: list[str] | None = None) -> int:
         results["load"]["postgres"] = load_postgres(gallery, space, plan.postgres_url)
     if not plan.no_serve:
         results["served"] = served(data_dir, jpegs[: plan.queries], plan)
-    plan.out.write_text(render(results))
-    plan.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    log.info("wrote %s", plan.out)
+    return write(results, plan.out)
+
+
+def write(results: dict[str, Any], out: Path) -> int:
+    out.write_text(render(results))
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    log.info("wrote %s", out)
     return 0
 
 
