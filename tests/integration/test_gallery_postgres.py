@@ -163,3 +163,18 @@ def test_both_replicas_switch_to_hnsw_and_drop_removed_items(replicas: Callable[
     eventually(lambda: len(b) == 79)
     assert "i7" not in ids_found(b, vectors[7], 10)
     assert ids_found(b, vectors[8], 1) == ["i8"]
+
+
+def test_catch_up_on_demand_applies_what_was_committed_elsewhere(
+    url: str, replicas: Callable[..., PostgresGallery]
+) -> None:
+    b = replicas()
+    with psycopg.connect(url) as conn:  # no NOTIFY, and b's periodic catch-up is a minute away
+        conn.execute(
+            "INSERT INTO gallery_item (id, vector, dim, meta, deleted, created_at) "
+            "VALUES ('direct', %s, 8, '{\"k\": 1}', false, now())",
+            (unit(1)[0].tobytes(),),
+        )
+    b.catch_up()
+    assert len(b) == 1 and b.contains("direct")
+    assert b.catch_up() == 0  # nothing new
