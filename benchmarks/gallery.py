@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
 from benchmarks.common import machine_facts, stats, table  # noqa: E402
 
 log = logging.getLogger("benchmarks.gallery")
-EF_SEARCH = (16, 32, 64, 128, 256)
+EF_SEARCH = (16, 32, 64, 128, 256, 512)
 
 
 def embed_real(count: int, cache: Path) -> tuple[np.ndarray, list[bytes], str]:
@@ -80,19 +80,26 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
 
 
-def one_by_one(index: Any, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, dict[str, float]]:
-    """Each query alone (as a served request searches), with its latency."""
-    found, samples = [], []
+def one_by_one(index: Any, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Each query alone (as a served request searches): scores, labels and latency."""
+    found, scores, samples = [], [], []
     for query in queries:
         t0 = time.perf_counter()
-        _, labels = index.search(query[None, :], k)
+        score, labels = index.search(query[None, :], k)
         samples.append((time.perf_counter() - t0) * 1000)
         found.append(labels[0])
-    return np.asarray(found), stats(samples)
+        scores.append(score[0])
+    return np.asarray(scores), np.asarray(found), stats(samples)
 
 
 def recall(truth: np.ndarray, found: np.ndarray) -> float:
+    """recall@k by id: |found ∩ exact top-k| / k."""
     return float(np.mean([len(set(t) & set(f)) / len(t) for t, f in zip(truth.tolist(), found.tolist(), strict=True)]))
+
+
+def recall_with_ties(truth_scores: np.ndarray, found_scores: np.ndarray, eps: float = 1e-6) -> float:
+    """recall@k counting a hit whose similarity ties the exact k-th one's (a different id at the same distance)."""
+    return float(np.mean(found_scores >= truth_scores[:, -1:] - eps))
 
 
 def bare(gallery: np.ndarray, queries: np.ndarray, plan: argparse.Namespace) -> dict[str, Any]:
@@ -102,19 +109,24 @@ def bare(gallery: np.ndarray, queries: np.ndarray, plan: argparse.Namespace) -> 
     shipped = IndexParams()
     exact = faiss.IndexFlatIP(gallery.shape[1])
     exact.add(gallery)
-    truth, exact_latency = one_by_one(exact, queries)
-    t0 = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(gallery.shape[1], shipped.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = shipped.ef_construction
-    hnsw.add(gallery)
-    build_s = time.perf_counter() - t0
-    sweep = []
-    for ef in EF_SEARCH:
-        hnsw.hnsw.efSearch = ef
-        found, latency = one_by_one(hnsw, queries)
-        sweep.append({"ef_search": ef, "recall_at_10": recall(truth, found), **latency})
-        log.info("efSearch=%d recall@10=%.4f p50=%.3f ms", ef, sweep[-1]["recall_at_10"], latency["p50"])
+    truth_scores, truth, exact_latency = one_by_one(exact, queries)
+    sweep, builds = [], {}
+    for ef_construction in sorted({shipped.ef_construction, *plan.ef_construction}):
+        t0 = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(gallery.shape[1], shipped.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = ef_construction
+        hnsw.add(gallery)
+        builds[ef_construction] = time.perf_counter() - t0
+        for ef in EF_SEARCH:
+            hnsw.hnsw.efSearch = ef
+            scores, found, latency = one_by_one(hnsw, queries)
+            row = {"ef_construction": ef_construction, "ef_search": ef, "recall_at_10": recall(truth, found)}
+            sweep.append({**row, "recall_ties": recall_with_ties(truth_scores, scores), **latency})
+            log.info("%s ties=%.4f p50=%.3f ms", row, sweep[-1]["recall_ties"], latency["p50"])
+    build_s = builds[shipped.ef_construction]
     return {
+        "builds_s": builds,
+        "exact_ties_at_10th": float(np.mean(np.sum(np.abs(truth_scores - truth_scores[:, -1:]) < 1e-6, axis=1))),
         "exact": exact_latency,
         "hnsw": sweep,
         "shipped": asdict(shipped),
@@ -215,7 +227,11 @@ def served(data_dir: Path, query_jpegs: list[bytes], plan: argparse.Namespace) -
 def render(results: dict[str, Any]) -> str:
     b, plan, machine = results["bare"], results["plan"], results["machine"]
     synthetic_count = plan["size"] - plan["real_gallery"]
-    sweep = [[r["ef_search"], f"{r['recall_at_10']:.4f}", f"{r['p50']:.3f}", f"{r['p99']:.3f}"] for r in b["hnsw"]]
+    sweep = [
+        [r["ef_construction"], r["ef_search"], *(f"{r[k]:.4f}" for k in ("recall_at_10", "recall_ties"))]
+        + [f"{r['p50']:.3f}", f"{r['p99']:.3f}"]
+        for r in b["hnsw"]
+    ]
     lines = [
         "# Gallery at 100,000 vectors: exact vs HNSW, bare and served",
         "",
@@ -241,7 +257,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "HNSW efSearch sweep (recall/latency trade-off):",
         "",
-        table(["efSearch", "recall@10", "p50 ms", "p99 ms"], sweep),
+        table(["efConstruction", "efSearch", "recall@10 (ids)", "recall@10 (ties count)", "p50 ms", "p99 ms"], sweep),
         "",
         "## Start-up and memory",
         "",
@@ -288,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=int, default=10_000, help="val images embedded (gallery + queries)")
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--ef-construction", type=int, nargs="*", default=[], help="also build with these")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--port", type=int, default=43010)
