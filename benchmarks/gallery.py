@@ -228,8 +228,7 @@ def render(results: dict[str, Any]) -> str:
     b, plan, machine = results["bare"], results["plan"], results["machine"]
     synthetic_count = plan["size"] - plan["real_gallery"]
     sweep = [
-        [r["ef_construction"], r["ef_search"], *(f"{r[k]:.4f}" for k in ("recall_at_10", "recall_ties"))]
-        + [f"{r['p50']:.3f}", f"{r['p99']:.3f}"]
+        [r["ef_construction"], r["ef_search"], *(f"{r[k]:.4f}" for k in ("recall_at_10", "recall_ties")), *_ms(r)]
         for r in b["hnsw"]
     ]
     lines = [
@@ -281,6 +280,10 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ms(latency: dict[str, float]) -> list[str]:
+    return [f"{latency['p50']:.3f}", f"{latency['p99']:.3f}"]
 
 
 def _pg(load: dict[str, Any] | None) -> str:
