@@ -97,8 +97,8 @@ class ServingSettings(BaseSettings):
     # The in-memory index: exact below this many vectors, HNSW from it on (benchmarks/reports/gallery.md).
     gallery_hnsw_threshold: int = Field(default=20_000, gt=0)
     gallery_hnsw_m: int = Field(default=32, gt=1)
-    gallery_hnsw_ef_construction: int = Field(default=80, gt=0)
-    gallery_hnsw_ef_search: int = Field(default=64, gt=0)
+    gallery_hnsw_ef_construction: int = Field(default=200, gt=0)
+    gallery_hnsw_ef_search: int = Field(default=256, gt=0)
     # HNSW cannot delete: removals are tombstones until they pass this fraction of the graph, then it is rebuilt.
     gallery_tombstone_fraction: float = Field(default=0.1, gt=0, le=1)
     # PostgreSQL gallery: seconds between catch-ups that recover a missed notification.

@@ -22,8 +22,8 @@ class IndexParams:
 
     hnsw_threshold: int = 20_000
     hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 64
+    ef_construction: int = 200
+    ef_search: int = 256
     tombstone_fraction: float = 0.1
 
 
