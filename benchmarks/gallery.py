@@ -278,6 +278,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         _served(results.get("served")),
         "",
+        *(f"Note: {note}" for note in results.get("notes", [])),
+        "",
     ]
     return "\n".join(lines)
 
