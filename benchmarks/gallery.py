@@ -278,7 +278,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         _served(results.get("served")),
         "",
-        *(f"Note: {note}" for note in results.get("notes", [])),
+        *(f"- Note: {note}" for note in results.get("notes", [])),
         "",
     ]
     return "\n".join(lines)
