@@ -13,7 +13,9 @@ import pytest
 from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from kernel.errors import GalleryModelMismatch
+from services.config import ServingSettings
 from services.index.postgres import PostgresGallery
+from services.index.store import open_gallery
 from services.index.vectors import IndexParams
 from tests.integration.conftest import postgres_url
 from tests.integration.proxy import TcpProxy
@@ -178,3 +180,12 @@ def test_catch_up_on_demand_applies_what_was_committed_elsewhere(
     b.catch_up()
     assert len(b) == 1 and b.contains("direct")
     assert b.catch_up() == 0  # nothing new
+
+
+def test_open_gallery_opens_the_postgres_store_when_configured(url: str) -> None:
+    settings = ServingSettings(_env_file=None, gallery_backend="postgres", database_url=url, gallery_hnsw_threshold=9)  # type: ignore[call-arg]
+    gallery = open_gallery(settings)
+    try:
+        assert isinstance(gallery, PostgresGallery) and gallery.params.hnsw_threshold == 9 and len(gallery) == 0
+    finally:
+        gallery.close()
