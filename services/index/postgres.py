@@ -26,6 +26,7 @@ from kernel.errors import DatabaseUnavailable
 from services.index.base import Hit
 from services.index.gallery import check_embedder, hits
 from services.index.vectors import AdaptiveIndex, IndexParams
+from services.metrics import GALLERY_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class PostgresGallery:
         self.last_seq = 0
         self._stop = threading.Event()
         self._writer = self._connect()
-        self._apply(self._writer, _CHANGES, None)
+        self._apply(self._writer)
         self._listener = threading.Thread(target=self._listen, name="gallery-listen", daemon=True)
         self._listener.start()
 
@@ -96,13 +97,13 @@ class PostgresGallery:
 
     def catch_up(self) -> int:
         """Apply every change committed since the last one applied; returns how many rows were applied."""
-        return self._write(lambda conn: self._apply(conn, _CHANGES, None))
+        return self._write(lambda conn: self._apply(conn))
 
-    def _apply(self, conn: psycopg.Connection[Any], query: str, args: tuple[Any, ...] | None) -> int:
+    def _apply(self, conn: psycopg.Connection[Any]) -> int:
         """Read changed rows in ``seq`` order and apply them to the in-memory index (idempotent)."""
         since = self.last_seq
         with conn.cursor(binary=True) as cursor:
-            cursor.execute(query, args if args is not None else (since,))
+            cursor.execute(_CHANGES, (since,))
             rows = cursor.fetchall()
         conn.rollback()  # end the read transaction: the next catch-up must see newer commits
         with self._lock:
@@ -131,6 +132,7 @@ class PostgresGallery:
                 self._ids[seq], self._label[item_id], self._meta[seq] = item_id, seq, meta
                 self._embedder = embedder
         self.last_seq = max(self.last_seq, int(rows[-1][0]))
+        GALLERY_SIZE.set(len(self._ids))  # writes through other replicas change this one's size too
         if not self._ids:
             self._embedder = None
             if self.fixed_dim is None:
@@ -144,9 +146,9 @@ class PostgresGallery:
                 if conn is None:
                     conn = self._connect(autocommit=True)
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self._apply(conn, _CHANGES, None)  # what was missed while not listening
+                    self._apply(conn)  # what was missed while not listening
                 if self._wait_for_notification(conn) and not self._stop.is_set():
-                    self._apply(conn, _CHANGES, None)
+                    self._apply(conn)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("gallery listener lost its connection (%s); re-connecting", type(exc).__name__)
                 if conn is not None:
@@ -193,7 +195,7 @@ class PostgresGallery:
             if not conn.closed:
                 conn.rollback()
             raise
-        self._apply(conn, _CHANGES, None)  # read-your-writes on this replica
+        self._apply(conn)  # read-your-writes on this replica
         return result
 
     @property
