@@ -103,6 +103,19 @@ class ServingSettings(BaseSettings):
     # Embedding dimensionality of the gallery index; unset: the stored vectors', or the first embedder's
     # (1280 for embedder v1's pooled features, 200 for v2's class probabilities).
     gallery_dim: int | None = None
+    # Where the gallery lives (docs/adr/0012-gallery-in-postgresql.md): "sqlite", one file per process
+    # (local mode); "postgres", one table in CV_DATABASE_URL shared by every embedder replica, kept in step
+    # by LISTEN/NOTIFY. Unset: "postgres" in production, "sqlite" otherwise.
+    gallery_backend: Literal["sqlite", "postgres"] | None = None
+    # The in-memory index: exact below this many vectors, HNSW from it on (benchmarks/reports/gallery.md).
+    gallery_hnsw_threshold: int = Field(default=20_000, gt=0)
+    gallery_hnsw_m: int = Field(default=32, gt=1)
+    gallery_hnsw_ef_construction: int = Field(default=200, gt=0)
+    gallery_hnsw_ef_search: int = Field(default=256, gt=0)
+    # HNSW cannot delete: removals are tombstones until they pass this fraction of the graph, then it is rebuilt.
+    gallery_tombstone_fraction: float = Field(default=0.1, gt=0, le=1)
+    # PostgreSQL gallery: seconds between catch-ups that recover a missed notification.
+    gallery_catchup_interval_s: float = Field(default=5.0, gt=0)
 
     # Data plane (docs/adr/0004-data-plane.md). Left unset, local mode needs no server: SQLite under
     # data_dir for the inference logs and an in-process result cache.
@@ -214,6 +227,12 @@ class ServingSettings(BaseSettings):
             raise ValueError("behind the gateway, production needs CV_GATEWAY_SIGNING_SECRET (16+ characters)")
         return self
 
+    @model_validator(mode="after")
+    def _check_gallery(self) -> ServingSettings:
+        if self.gallery_store == "postgres" and not (self.database_url or "").startswith(("postgresql", "postgres:")):
+            raise ValueError("the PostgreSQL gallery (CV_GALLERY_BACKEND=postgres) needs a PostgreSQL CV_DATABASE_URL")
+        return self
+
     @property
     def gateway_headers_trusted(self) -> bool:
         """Whether the gateway's headers on a request come from the gateway (Traefik in front, or in process)."""
@@ -230,6 +249,13 @@ class ServingSettings(BaseSettings):
         if not self.behind_traefik or self.gateway_signing_secret is None:
             return None
         return self.gateway_signing_secret.get_secret_value()
+
+    @property
+    def gallery_store(self) -> Literal["sqlite", "postgres"]:
+        """Which gallery store this process uses: ``gallery_backend``, else PostgreSQL in production only."""
+        if self.gallery_backend is not None:
+            return self.gallery_backend
+        return "postgres" if self.environment == "production" else "sqlite"
 
     @property
     def gallery_path(self) -> Path:

@@ -7,8 +7,8 @@ from typing import Any
 import bentoml
 
 from kernel.errors import ServiceError, error_to_dict
-from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
+from services.index.store import open_gallery
 from services.model_service import BATCHING, SERVICE_CONFIG, SETTINGS, ModelService
 from services.models.worker import InferenceItem
 
@@ -19,7 +19,7 @@ class EmbedderService(ModelService):
 
     def __init__(self) -> None:
         super().__init__()
-        self.engine = SearchEngine(self.worker, GalleryIndex(SETTINGS.gallery_path, SETTINGS.gallery_dim))
+        self.engine = SearchEngine(self.worker, open_gallery(SETTINGS))
 
     @bentoml.api(**BATCHING)
     def search(self, items: list[SearchItem]) -> list[SearchOutcome]:

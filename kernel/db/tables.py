@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, LargeBinary, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -304,3 +304,23 @@ class DriftCheck(DriftCheckBase, table=True):
     __table_args__ = (Index("ix_drift_check_model_created_at", "model", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+
+
+class GalleryItem(SQLModel, table=True):
+    """One gallery image's embedding when the gallery lives in PostgreSQL (services/index/postgres.py).
+
+    ``seq`` is taken from the table's sequence on every write (insert, re-add, removal), so a replica that
+    has applied everything up to ``seq`` = n catches up with ``WHERE seq > n``. A removal keeps the row with
+    ``deleted`` set, so catch-up sees it; re-adding the id revives the row.
+    """
+
+    __tablename__ = "gallery_item"
+
+    seq: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    id: str = Field(max_length=64, unique=True)  # the gallery id clients see
+    vector: bytes = Field(sa_type=LargeBinary)  # float32, little-endian, L2-normalised
+    dim: int
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=Json)
+    embedder: str | None = Field(default=None, max_length=128)  # model:version of the embedding space
+    deleted: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

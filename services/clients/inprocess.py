@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 from services.config import ServingSettings
-from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
+from services.index.store import open_gallery
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 
 
@@ -41,7 +41,7 @@ class InProcessClient:
             embedder = self.worker("embedder")
             with self._lock:
                 if self._engine is None:
-                    index = GalleryIndex(self.settings.gallery_path, self.settings.gallery_dim)
+                    index = open_gallery(self.settings)
                     self._engine = SearchEngine(embedder, index)
         return self._engine
 

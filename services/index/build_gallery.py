@@ -27,8 +27,8 @@ from kernel.errors import ServiceError
 from kernel.logging import configure_logging
 from services.config import ServingSettings, get_settings
 from services.imaging import decode_image
-from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, embedding_space
+from services.index.store import open_gallery
 from services.models.worker import InferenceItem, ModelWorker, build_pool
 
 log = logging.getLogger("services.index.build_gallery")  # also when run as __main__
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    index = GalleryIndex(settings.gallery_path, settings.gallery_dim)
+    index = open_gallery(settings)
     if args.rebuild:
         log.info("emptying the gallery", extra={"gallery_size": len(index), "embedder": index.embedder})
         index.clear()

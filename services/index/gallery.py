@@ -1,9 +1,9 @@
-"""An exact cosine index in FAISS, persisted in SQLite.
+"""The local gallery store: a cosine index in FAISS, persisted in one SQLite file.
 
-SQLite is the source of truth (id, vector, metadata); the FAISS index is rebuilt from it
-at start-up and kept in step on every add and remove. Exact search (``IndexFlatIP``)
-answers a 1280-d query over 10,000 images in a few milliseconds on this machine; an
-HNSW index behind the same interface is the step for galleries past ~100k.
+SQLite is the source of truth (id, vector, metadata); the in-memory index
+(:class:`services.index.vectors.AdaptiveIndex`: exact below ``gallery_hnsw_threshold``, HNSW above) is
+rebuilt from it at start-up and kept in step on every add and remove. One process per file: replicas
+that must share a gallery use :mod:`services.index.postgres` (docs/adr/0012-gallery-in-postgresql.md).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from kernel.errors import GalleryModelMismatch
 from services.index.base import Hit
+from services.index.vectors import AdaptiveIndex, IndexParams
 
 
 def _mismatch(gallery: str | None, query: str) -> str:
@@ -48,15 +48,30 @@ CREATE TABLE IF NOT EXISTS gallery (
 _INFO_SCHEMA = "CREATE TABLE IF NOT EXISTS gallery_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
+def hits(
+    scores: np.ndarray, labels: np.ndarray, ids: dict[int, str], meta: dict[int, dict[str, Any]]
+) -> list[list[Hit]]:
+    """The search results of an :class:`AdaptiveIndex`, as hits with their gallery ids and metadata."""
+    return [
+        [
+            Hit(id=ids[int(r)], score=float(s), metadata=meta[int(r)])
+            for s, r in zip(score_row, id_row, strict=True)
+            if r >= 0
+        ]
+        for score_row, id_row in zip(scores, labels, strict=True)
+    ]
+
+
 class GalleryIndex:
-    """FAISS ``IndexIDMap2(IndexFlatIP)`` over vectors stored in one SQLite file.
+    """An :class:`AdaptiveIndex` over vectors stored in one SQLite file.
 
     ``dim``: the vectors' dimension; None takes it from the stored vectors, or from the first ones added
     (embedders differ: 1280-d pooled features, 200-d class probabilities), and forgets it when the
     gallery is emptied, so a gallery rebuilt by another embedder takes that one's dimension.
     """
 
-    def __init__(self, path: Path, dim: int | None = None) -> None:
+    def __init__(self, path: Path, dim: int | None = None, params: IndexParams | None = None) -> None:
+        self.params = params or IndexParams()
         self.fixed_dim = dim
         self.dim = dim
         self.path = path
@@ -77,17 +92,17 @@ class GalleryIndex:
             return
         vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         if self.dim is None:
-            self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
+            self.dim = vectors.shape[1]
         if vectors.shape[1] != self.dim:
             raise ValueError(f"{self.path} holds {vectors.shape[1]}-d vectors; expected {self.dim}")
         row_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        self._index.add_with_ids(vectors, row_ids)
+        self._index = AdaptiveIndex(self.dim, self.params)
+        self._index.add(vectors, row_ids)
         self._ids = {r[0]: r[1] for r in rows}
         self._meta = {r[0]: json.loads(r[3]) for r in rows}
 
-    @staticmethod
-    def _new_index(dim: int | None) -> Any:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)) if dim is not None else None
+    def _new_index(self, dim: int | None) -> AdaptiveIndex | None:
+        return AdaptiveIndex(dim, self.params) if dim is not None else None
 
     def _forget_dim(self) -> None:
         """An empty gallery with no configured dimension takes the next embedder's."""
@@ -114,12 +129,13 @@ class GalleryIndex:
         new_ids = ids or [uuid.uuid4().hex for _ in range(len(vectors))]
         with self._lock:
             self._db.execute("BEGIN")
-            if self._index is None:
-                self.dim, self._index = vectors.shape[1], self._new_index(vectors.shape[1])
+            index = self._index
+            if index is None:
+                self.dim, self._index = vectors.shape[1], (index := AdaptiveIndex(vectors.shape[1], self.params))
             if vectors.shape[1] != self.dim:
                 raise ValueError(f"{vectors.shape[1]}-d vectors for a gallery of {self.dim}-d vectors")
             try:
-                if embedder is not None and self._index.ntotal == 0:
+                if embedder is not None and len(index) == 0:
                     self._db.execute("INSERT OR REPLACE INTO gallery_info VALUES ('embedder', ?)", (embedder,))
                 elif embedder is not None:
                     check_embedder(self.embedder, embedder)
@@ -134,7 +150,7 @@ class GalleryIndex:
             except Exception:
                 self._db.execute("ROLLBACK")
                 raise
-            self._index.add_with_ids(vectors, np.asarray(row_ids, dtype=np.int64))
+            index.add(vectors, np.asarray(row_ids, dtype=np.int64))
             self._ids.update(zip(row_ids, new_ids, strict=True))
             self._meta.update(zip(row_ids, metadata, strict=True))
         return new_ids
@@ -150,11 +166,11 @@ class GalleryIndex:
             if row is None:
                 return False
             self._db.execute("DELETE FROM gallery WHERE row_id = ?", (row[0],))
-            last = self._index is not None and self._index.ntotal == 1
+            last = self._index is not None and len(self._index) == 1
             if last:  # the last one: the next image may come from any embedder
                 self._db.execute("DELETE FROM gallery_info WHERE key = 'embedder'")
             if self._index is not None:
-                self._index.remove_ids(np.asarray([row[0]], dtype=np.int64))
+                self._index.remove(np.asarray([row[0]], dtype=np.int64))
             self._ids.pop(row[0], None)
             self._meta.pop(row[0], None)
             if last:
@@ -175,22 +191,20 @@ class GalleryIndex:
     def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
         queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
         with self._lock:
-            if self._index is None or self._index.ntotal == 0:
+            if self._index is None or len(self._index) == 0:
                 return [[] for _ in range(len(queries))]
             if queries.shape[1] != self.dim:
                 raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
-            scores, row_ids = self._index.search(queries, min(top_k, self._index.ntotal))
-            return [
-                [
-                    Hit(id=self._ids[int(r)], score=float(s), metadata=self._meta[int(r)])
-                    for s, r in zip(score_row, id_row, strict=True)
-                    if r >= 0
-                ]
-                for score_row, id_row in zip(scores, row_ids, strict=True)
-            ]
+            scores, row_ids = self._index.search(queries, top_k)
+            return hits(scores, row_ids, self._ids, self._meta)
+
+    @property
+    def index_kind(self) -> str:
+        """``exact`` or ``hnsw`` (``exact`` while empty)."""
+        return self._index.kind if self._index is not None else "exact"
 
     def __len__(self) -> int:
-        return int(self._index.ntotal) if self._index is not None else 0
+        return len(self._index) if self._index is not None else 0
 
     def close(self) -> None:
         self._db.close()

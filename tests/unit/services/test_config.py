@@ -78,6 +78,9 @@ def test_production_with_json_logs_and_servers_is_accepted(monkeypatch: pytest.M
     monkeypatch.setenv("CV_REDIS_URL", "redis://redis:6379/0")
     s = settings()
     assert s.environment == "production" and s.migrate_on_start is False
+    assert s.gallery_store == "postgres"  # replicas share one gallery in production
+    monkeypatch.setenv("CV_GALLERY_BACKEND", "sqlite")
+    assert settings().gallery_store == "sqlite"
 
 
 def test_production_behind_the_gateway_needs_its_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
