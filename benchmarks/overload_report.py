@@ -1,0 +1,135 @@
+"""benchmarks/reports/overload.md from the figures benchmarks/overload.py measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.common import table
+
+METHOD = """\
+Each server is `bentoml serve services.api:Api` on loopback (the api and the three model services), result cache off
+(`CV_CACHE_ENABLED=false`), started as tests/integration/server.py does. Each phase is a fixed wall time of closed-loop
+clients posting scikit-image's `chelsea` (451x300, JPEG q90) to `POST /api/v1/classify`; a client refused with 503
+waits the `Retry-After` it is sent (as the SDK does) before sending again. The phases of one server run one after
+another after a warm-up at concurrency 16; the servers one after another, all in one run, under `nice -n 10` on a
+machine other jobs share, so compare ratios within the run rather than absolute figures across runs.
+
+- *answered req/s*: 200 answers per second of the phase; latencies are the client's, of answered requests only.
+- *refused*: 503 `overloaded` answers and their latency; *other errors*: any answer but 200/503, and transport errors.
+- *server 200 / 503*: the server's own counts for the phase (`cv_http_requests_total`, `cv_admission_refused_total`
+  from its /metrics): equal to the client's when nothing admitted was lost.
+- *server CPU*: cores used by the server's process tree (api + model services) during the phase.
+"""
+
+
+def _row(label: str, phase: dict[str, Any], base: float | None) -> list[Any]:
+    lat, ref, counts = phase["latency_ms"], phase["refusal_ms"], phase.get("server_counts", {})
+    other = {k: v for k, v in phase["statuses"].items() if k not in ("200", "503")}
+    ratio = f"{phase['throughput'] / base:.0%}" if base else "-"
+    return [
+        label,
+        phase["concurrency"],
+        phase["throughput"],
+        ratio,
+        lat["p50"],
+        lat["p99"],
+        lat["max"],
+        phase["refused"],
+        ref["p50"] if phase["refused"] else "-",
+        ref["p99"] if phase["refused"] else "-",
+        sum(other.values()),
+        f"{counts.get('status 200', 0):.0f} / {counts.get('status 503', 0):.0f}",
+        phase["server_cpu_cores"],
+    ]
+
+
+HEADERS = [
+    "server",
+    "concurrency",
+    "answered req/s",
+    "vs c=16",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "refused",
+    "refusal p50 ms",
+    "refusal p99 ms",
+    "other errors",
+    "server 200 / 503",
+    "server CPU cores",
+]
+
+
+def _overload_rows(results: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for label in ("admission on", "admission off"):
+        phases = results.get(label)
+        if not phases:
+            continue
+        base = phases.get("16", phases.get(16, {})).get("throughput")
+        rows += [_row(label, p, base) for c, p in phases.items() if c != "server_error_lines"]
+    return rows
+
+
+def _batching_rows(results: dict[str, Any]) -> list[list[Any]]:
+    on, off = results.get("admission on") or {}, results.get("batching off") or {}
+    rows = []
+    for c in ("16", "32", 16, 32):
+        if c in on and c in off:
+            a, b = on[c], off[c]
+            rows.append(
+                [
+                    c,
+                    a["throughput"],
+                    b["throughput"],
+                    f"{a['throughput'] / b['throughput'] - 1:+.0%}",
+                    a["latency_ms"]["p50"],
+                    b["latency_ms"]["p50"],
+                    a["latency_ms"]["p99"],
+                    b["latency_ms"]["p99"],
+                ]
+            )
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown report."""
+    machine = "\n".join(f"- {k}: {v}" for k, v in results["machine"].items())
+    plan = ", ".join(f"{k}={v}" for k, v in results["plan"].items() if k != "out")
+    batching = table(
+        [
+            "concurrency",
+            "batching on req/s",
+            "batching off req/s",
+            "gain",
+            "on p50 ms",
+            "off p50 ms",
+            "on p99 ms",
+            "off p99 ms",
+        ],
+        _batching_rows(results),
+    )
+    errors = {
+        k: v.get("server_error_lines") for k, v in results.items() if isinstance(v, dict) and ("16" in v or 16 in v)
+    }
+    return f"""# Overload: admission control and adaptive batching
+
+Written by `benchmarks/overload.py` ({plan}).
+
+## Method
+
+{METHOD}
+## Machine
+
+{machine}
+
+## Admission control (classify, chelsea, cache off)
+
+{table(HEADERS, _overload_rows(results))}
+
+## Adaptive batching on vs off (admission on)
+
+{batching}
+
+Server ERROR log lines per server: {errors}
+"""
