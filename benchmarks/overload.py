@@ -160,71 +160,74 @@ def _cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def measure_server(server: Server, jpeg: bytes, plan: argparse.Namespace, concurrencies: list[int]) -> dict[Any, Any]:
-    """Warm up, then ``plan.rounds`` rounds of one phase per concurrency (interleaved, so the machine's other load
-    weighs on each alike): client figures, server CPU and the server's own counts and durations."""
-    url, process = server.url, psutil.Process(server.process.pid)
-    asyncio.run(_phase(url, jpeg, 16, plan.warmup, True))
-    rounds: dict[int, list[dict[str, Any]]] = {c: [] for c in concurrencies}
-    counts: dict[int, Counter[str]] = {c: Counter() for c in concurrencies}
-    server_ms: dict[int, dict[str, list[float]]] = {c: {} for c in concurrencies}
-    cpu: dict[int, list[float]] = {c: [] for c in concurrencies}
-    for _ in range(plan.rounds):
-        for c in concurrencies:
-            offset = server.log_path.stat().st_size
-            before, cpu0 = _server_counts(url), _cpu_s(process)
-            result = asyncio.run(_phase(url, jpeg, c, plan.seconds, not plan.ignore_retry_after))
-            cpu[c].append((_cpu_s(process) - cpu0) / result["seconds"])
-            after = _server_counts(url)
-            counts[c].update({k: after.get(k, 0.0) - before.get(k, 0.0) for k in after})
-            for status, samples in _server_times(server.log_path, offset).items():
-                server_ms[c].setdefault(status, []).extend(samples)
-            rounds[c].append(result)
-    phases: dict[Any, Any] = {}
-    for c in concurrencies:
-        phase = _merge(rounds[c])
-        phase["server_cpu_cores"] = float(np.mean(cpu[c]))
-        phase["server_counts"] = dict(counts[c])
-        phase["server_ms"] = {status: _percentiles(samples) for status, samples in server_ms[c].items()}
-        log.info(
-            "c=%d: %.1f req/s answered %s, p50 %.0f p99 %.0f max %.0f ms; refused %d (p99 %.1f ms); %s; server %s",
-            c,
-            phase["throughput"],
-            [round(t, 1) for t in phase["throughput_by_round"]],
-            *(phase["latency_ms"][k] for k in ("p50", "p99", "max")),
-            phase["refused"],
-            phase["refusal_ms"]["p99"],
-            phase["statuses"],
-            phase["server_ms"],
-        )
-        phases[c] = phase
-    return phases
+class Tally:
+    """What one server's phases at one concurrency measured, over the rounds."""
+
+    def __init__(self) -> None:
+        self.rounds: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.server_ms: dict[str, list[float]] = {}
+        self.cpu: list[float] = []
+
+    def measure(self, server: Server, jpeg: bytes, concurrency: int, plan: argparse.Namespace) -> None:
+        """One phase: client figures, server CPU, the server's own counts and logged durations."""
+        offset, process = server.log_path.stat().st_size, psutil.Process(server.process.pid)
+        before, cpu0 = _server_counts(server.url), _cpu_s(process)
+        result = asyncio.run(_phase(server.url, jpeg, concurrency, plan.seconds, not plan.ignore_retry_after))
+        self.cpu.append((_cpu_s(process) - cpu0) / result["seconds"])
+        after = _server_counts(server.url)
+        self.counts.update({k: after.get(k, 0.0) - before.get(k, 0.0) for k in after})
+        for status, samples in _server_times(server.log_path, offset).items():
+            self.server_ms.setdefault(status, []).extend(samples)
+        self.rounds.append(result)
+
+    def summary(self) -> dict[str, Any]:
+        phase = _merge(self.rounds)
+        phase["server_cpu_cores"] = float(np.mean(self.cpu))
+        phase["server_counts"] = dict(self.counts)
+        phase["server_ms"] = {status: _percentiles(samples) for status, samples in self.server_ms.items()}
+        return phase
 
 
 def run(plan: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-
+    """All servers up at once; each round runs every server's phases in turn, so the machine's other load weighs
+    on each alike (other helpers share the CPUs): the ratios within a round are what counts."""
     jpeg = photos()["chelsea"]
     results: dict[str, Any] = {"machine": machine_facts(), "plan": {k: str(v) for k, v in vars(plan).items()}}
     base = {"CV_CACHE_ENABLED": "false", "BENTOML_HOME": os.environ["BENTOML_HOME"]}
-    servers = {
+    configs = {
         "admission on": ({}, plan.concurrencies),
         "admission off": ({"CV_ADMISSION_ENABLED": "false"}, plan.concurrencies),
-        "batching off": ({"CV_BATCHING_ENABLED": "false"}, [16, 32]),
+        "batching off": ({"CV_ADMISSION_ENABLED": "false", "CV_BATCHING_ENABLED": "false"}, [16, 32]),
     }
-    for i, (label, (env, concurrencies)) in enumerate(servers.items()):
-        if label not in plan.servers:
-            continue
-        data = workdir / f"data-{i}"
-        log.info("starting server %s", label)
-        server = start_server(
-            workdir / f"server-{i}.log", {**base, **env, "CV_DATA_DIR": str(data)}, 240, port=plan.port
-        )
-        try:
-            results[label] = measure_server(server, jpeg, plan, concurrencies)
-        finally:
+    configs = {label: config for label, config in configs.items() if label in plan.servers}
+    servers: dict[str, Server] = {}
+    try:
+        for i, (label, (env, _)) in enumerate(configs.items()):
+            log.info("starting server %s", label)
+            port = plan.port + i if plan.port else None
+            servers[label] = start_server(
+                workdir / f"server-{i}.log", {**base, **env, "CV_DATA_DIR": str(workdir / f"data-{i}")}, 240, port=port
+            )
+        for server in servers.values():
+            asyncio.run(_phase(server.url, jpeg, 16, plan.warmup, True))
+        tallies = {(label, c): Tally() for label, (_, cs) in configs.items() for c in cs}
+        for r in range(plan.rounds):
+            for (label, c), tally in tallies.items():
+                tally.measure(servers[label], jpeg, c, plan)
+                log.info(
+                    "round %d %s c=%d: %.1f req/s",
+                    r,
+                    label,
+                    c,
+                    tally.rounds[-1]["answered_ms"].__len__() / plan.seconds,
+                )
+    finally:
+        for server in servers.values():
             server.stop()
-        errors = server.log().count('"level": "ERROR"')
-        results[label]["server_error_lines"] = errors
+    for label, (_, cs) in configs.items():
+        results[label] = {c: tallies[(label, c)].summary() for c in cs}
+        results[label]["server_error_lines"] = servers[label].log().count('"level": "ERROR"')
     return results
 
 

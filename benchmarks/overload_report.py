@@ -72,7 +72,7 @@ def _overload_rows(results: dict[str, Any]) -> list[list[Any]]:
 
 
 def _batching_rows(results: dict[str, Any]) -> list[list[Any]]:
-    on, off = results.get("admission on") or {}, results.get("batching off") or {}
+    on, off = results.get("admission off") or {}, results.get("batching off") or {}
     rows = []
     for c in ("16", "32", 16, 32):
         if c in on and c in off:

@@ -96,7 +96,9 @@ class ServingSettings(BaseSettings):
     admission_min_inflight: int = Field(default=2, gt=0)
     admission_target_ms: int = Field(default=500, ge=0)
     admission_queue_timeout_ms: int = Field(default=250, ge=0)
+    # Retry-After of a refusal: at least this; under sustained overload up to the max (refused per admitted).
     admission_retry_after_s: int = Field(default=1, gt=0)
+    admission_retry_after_max_s: int = Field(default=30, gt=0)
 
     # Embedding dimensionality of the gallery index; unset: the stored vectors', or the first embedder's
     # (1280 for embedder v1's pooled features, 200 for v2's class probabilities).

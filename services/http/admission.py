@@ -17,6 +17,7 @@ Health, metrics, models, jobs and everything else are never refused.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -49,7 +50,10 @@ class AdmissionController:
     Args:
         max_inflight: The most slots: requests of this process that may run at once.
         queue_timeout_s: The longest a request waits for a slot; 0 refuses whenever all slots are busy.
-        retry_after_s: The ``Retry-After`` a refusal carries.
+        retry_after_s: The least ``Retry-After`` a refusal carries.
+        retry_after_max_s: The most: under sustained overload ``Retry-After`` grows to the ratio of refused to admitted
+            requests over the last second or two (how long the refused callers take to be served at the rate requests
+            are admitted), so that callers who honour it stop turning the api's CPU into refusals.
         target_s: The slot hold time the limit steers to; 0: a fixed limit.
         min_inflight: The fewest slots the limit may fall to.
         clock: Monotonic seconds (a fake one in tests).
@@ -60,6 +64,7 @@ class AdmissionController:
         max_inflight: int,
         queue_timeout_s: float,
         retry_after_s: int = 1,
+        retry_after_max_s: int = 1,
         *,
         target_s: float = 0.0,
         min_inflight: int = 1,
@@ -69,6 +74,8 @@ class AdmissionController:
         self.min_inflight = min(min_inflight, max_inflight)
         self.queue_timeout_s = queue_timeout_s
         self.retry_after_s = retry_after_s
+        self.retry_after_max_s = max(retry_after_s, retry_after_max_s)
+        self._window = _Window(clock)
         self.target_s = target_s
         self.clock = clock
         self.limit = float(max_inflight)
@@ -115,6 +122,7 @@ class AdmissionController:
         if not waiter.done():
             self._leave(waiter)
             raise self._refuse(route, "timeout")
+        self._window.add(admitted=1)
         ADMISSION_WAIT.observe(self.clock() - started)  # the slot was handed over: inflight already counts it
 
     def release(self, held_s: float) -> None:
@@ -157,7 +165,13 @@ class AdmissionController:
         finally:
             self.release(self.clock() - started)
 
+    def retry_after(self) -> int:
+        """Seconds a refused caller should wait: refused per admitted lately, within the bounds."""
+        admitted, refused = self._window.counts()
+        return min(self.retry_after_max_s, max(self.retry_after_s, math.ceil(refused / max(admitted, 1))))
+
     def _take(self, waited_s: float) -> None:
+        self._window.add(admitted=1)
         self.inflight += 1
         ADMISSION_INFLIGHT.inc()
         ADMISSION_WAIT.observe(waited_s)
@@ -171,12 +185,37 @@ class AdmissionController:
         self._waiters.remove(waiter)
 
     def _refuse(self, route: str, reason: str) -> Overloaded:
+        self._window.add(refused=1)
+        retry_after = self.retry_after()
         ADMISSION_REFUSED.labels(route, reason).inc()
         HTTP_ERRORS.labels(route, Overloaded.type_slug).inc()
         return Overloaded(
-            f"{self.inflight} inference requests are running and the queue is full; retry after {self.retry_after_s} s",
-            retry_after_s=self.retry_after_s,
+            f"{self.inflight} inference requests are running and the queue is full; retry after {retry_after} s",
+            retry_after_s=retry_after,
         )
+
+
+class _Window:
+    """Admitted and refused requests in the current and the previous one-second window."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.start = clock()
+        self.now = [0, 0]  # admitted, refused
+        self.before = [0, 0]
+
+    def add(self, admitted: int = 0, refused: int = 0) -> None:
+        """Count requests in the current window (opening a new one each second)."""
+        now = self.clock()
+        if now - self.start >= 1.0:
+            self.before = self.now if now - self.start < 2.0 else [0, 0]
+            self.now, self.start = [0, 0], now
+        self.now[0] += admitted
+        self.now[1] += refused
+
+    def counts(self) -> tuple[int, int]:
+        """(admitted, refused) over the two windows."""
+        return self.now[0] + self.before[0], self.now[1] + self.before[1]
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,7 @@ def create_app(
             settings.admission_max_inflight,
             settings.admission_queue_timeout_ms / 1000,
             settings.admission_retry_after_s,
+            settings.admission_retry_after_max_s,
             target_s=settings.admission_target_ms / 1000,
             min_inflight=settings.admission_min_inflight,
         )

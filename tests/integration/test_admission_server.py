@@ -84,7 +84,7 @@ def test_a_flood_is_answered_or_refused_cleanly_and_nothing_admitted_is_lost(
     assert ok and refused, "64 requests on 2 slots: some answered, some refused"
     for r in refused:
         assert r.headers["content-type"] == "application/problem+json"
-        assert r.headers["retry-after"] == "1"
+        assert int(r.headers["retry-after"]) >= 1  # grows with refusals per admission (CV_ADMISSION_RETRY_AFTER_MAX_S)
         assert r.json()["type"] == "urn:cv-api:problem:overloaded"
     for r in answers:
         if r.status_code == 200:

@@ -55,6 +55,28 @@ def test_admits_up_to_the_limit_then_refuses_at_once_without_a_queue() -> None:
     asyncio.run(scenario())
 
 
+def test_retry_after_grows_with_refusals_per_admission_within_bounds() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        controller = AdmissionController(2, queue_timeout_s=0.0, retry_after_s=1, retry_after_max_s=5, clock=clock)
+        await controller.acquire("/r")
+        await controller.acquire("/r")
+        answers = []
+        for _ in range(20):
+            with pytest.raises(Overloaded) as refused:
+                await controller.acquire("/r")
+            answers.append(int(refused.value.headers["Retry-After"]))
+        assert answers[0] == 1  # 1 refused, 2 admitted
+        assert answers[5] == 3  # 6 refused per 2 admitted
+        assert answers[-1] == 5  # capped
+        clock.now += 5.0  # the windows are past: back to the least
+        with pytest.raises(Overloaded) as refused:
+            await controller.acquire("/r")
+        assert refused.value.headers["Retry-After"] == "1"
+
+    asyncio.run(scenario())
+
+
 def test_a_queued_request_gets_the_next_released_slot_in_order() -> None:
     async def scenario() -> None:
         controller = AdmissionController(1, queue_timeout_s=5.0)
