@@ -79,17 +79,19 @@ async def _phase(url: str, jpeg: bytes, concurrency: int, seconds: float, honour
                     statuses[type(exc).__name__] += 1
                     continue
                 latency = (time.perf_counter() - t0) * 1000
-                statuses[str(r.status)] += 1
+                problem = r.headers.get("x-problem-type")
+                statuses[f"{r.status} {problem}" if problem else str(r.status)] += 1
                 if r.status == 200:
                     answered.append(latency)
-                elif r.status == 503:
+                elif problem == "overloaded":
                     refused.append(latency)
                     if r.headers.get("content-type") != "application/problem+json":
                         malformed["content-type"] += 1
                     if "retry-after" not in r.headers:
                         malformed["retry-after"] += 1
                     if honour_retry_after:
-                        await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+                        wait = float(r.headers.get("retry-after", "1"))
+                        await asyncio.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
                 else:
                     log.warning("answered %d", r.status)
 
@@ -235,7 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add = parser.add_argument
     add("--seconds", type=float, default=8.0, help="wall time of each phase")
-    add("--rounds", type=int, default=3, help="rounds of the phases, interleaved")
+    add("--rounds", type=int, default=2, help="rounds of the phases, interleaved")
     add("--warmup", type=float, default=8.0, help="seconds at concurrency 16 before the phases")
     add("--concurrencies", type=int, nargs="+", default=[16, 32, 256])
     add("--servers", nargs="+", default=["admission on", "admission off", "batching off"])

@@ -15,17 +15,25 @@ another after a warm-up at concurrency 16; the servers one after another, all in
 machine other jobs share, so compare ratios within the run rather than absolute figures across runs.
 
 - *answered req/s*: 200 answers per second of the phase; latencies are the client's, of answered requests only.
-- *refused*: 503 `overloaded` answers and their latency; *other errors*: any answer but 200/503, and transport errors.
+- *refused*: 503 `overloaded` answers and their latency; *other errors*: any other answer (e.g. 503
+  `model-unavailable`: the model service's batcher shedding a request it cannot run within `CV_MAX_LATENCY_MS`),
+  and transport errors.
 - *server 200 / 503*: the server's own counts for the phase (`cv_http_requests_total`, `cv_admission_refused_total`
   from its /metrics): equal to the client's when nothing admitted was lost.
+- *server: refusal / answer p99*: the same, as the api's access log times them (from its middleware, without the
+  time a request waits for the api's event loop or the client's).
+- *vs c=16*: answered req/s over the c=16 figure of the same server; in brackets, round by round.
 - *server CPU*: cores used by the server's process tree (api + model services) during the phase.
 """
 
 
-def _row(label: str, phase: dict[str, Any], base: float | None) -> list[Any]:
+def _row(label: str, phase: dict[str, Any], base: float | None, base_rounds: list[float]) -> list[Any]:
     lat, ref, counts = phase["latency_ms"], phase["refusal_ms"], phase.get("server_counts", {})
-    other = {k: v for k, v in phase["statuses"].items() if k not in ("200", "503")}
+    other = {k: v for k, v in phase["statuses"].items() if k not in ("200", "503", "503 overloaded")}
     ratio = f"{phase['throughput'] / base:.0%}" if base else "-"
+    by_round = phase.get("throughput_by_round", [])
+    if base_rounds and len(base_rounds) == len(by_round):  # each round's own ratio: the machine's load varies
+        ratio += " (" + ", ".join(f"{a / b:.0%}" for a, b in zip(by_round, base_rounds, strict=True)) + ")"
     return [
         label,
         phase["concurrency"],
@@ -37,6 +45,8 @@ def _row(label: str, phase: dict[str, Any], base: float | None) -> list[Any]:
         phase["refused"],
         ref["p50"] if phase["refused"] else "-",
         ref["p99"] if phase["refused"] else "-",
+        phase.get("server_ms", {}).get("503", {}).get("p99", "-"),
+        phase.get("server_ms", {}).get("200", {}).get("p99", "-"),
         sum(other.values()),
         f"{counts.get('status 200', 0):.0f} / {counts.get('status 503', 0):.0f}",
         phase["server_cpu_cores"],
@@ -54,6 +64,8 @@ HEADERS = [
     "refused",
     "refusal p50 ms",
     "refusal p99 ms",
+    "server: refusal p99 ms",
+    "server: answer p99 ms",
     "other errors",
     "server 200 / 503",
     "server CPU cores",
@@ -66,8 +78,9 @@ def _overload_rows(results: dict[str, Any]) -> list[list[Any]]:
         phases = results.get(label)
         if not phases:
             continue
-        base = phases.get("16", phases.get(16, {})).get("throughput")
-        rows += [_row(label, p, base) for c, p in phases.items() if c != "server_error_lines"]
+        first = phases.get("16", phases.get(16, {}))
+        base, base_rounds = first.get("throughput"), first.get("throughput_by_round", [])
+        rows += [_row(label, p, base, base_rounds) for c, p in phases.items() if c != "server_error_lines"]
     return rows
 
 
@@ -127,7 +140,7 @@ Written by `benchmarks/overload.py` ({plan}).
 
 {table(HEADERS, _overload_rows(results))}
 
-## Adaptive batching on vs off (admission on)
+## Adaptive batching on vs off (admission off on both, so only batching differs)
 
 {batching}
 
