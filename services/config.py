@@ -93,8 +93,8 @@ class ServingSettings(BaseSettings):
     # between min and max (AIMD) to keep a request's time in its slot under the target (0: fixed at max).
     admission_enabled: bool = True
     admission_max_inflight: int = Field(default=32, gt=0)
-    admission_min_inflight: int = Field(default=8, gt=0)  # enough for the model services' batches to pay
-    admission_target_ms: int = Field(default=500, ge=0)
+    admission_min_inflight: int = Field(default=16, gt=0)  # a full batch (CV_MAX_BATCH_SIZE): batching must pay
+    admission_target_ms: int = Field(default=1000, ge=0)
     admission_queue_timeout_ms: int = Field(default=50, ge=0)  # so every refusal leaves within 50 ms
     # Retry-After of a refusal: at least this; under sustained overload up to the max (refused per admitted).
     admission_retry_after_s: int = Field(default=1, gt=0)
