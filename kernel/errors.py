@@ -100,9 +100,9 @@ class ModelUnavailable(ServiceError):
 
 
 class Overloaded(ServiceError):
-    """The api has more inference requests in flight than it can answer in time: refused before any model runs.
+    """More inference requests than the api can answer in time: refused at once, before any model ran.
 
-    Admission control (services/http/admission.py) answers it at once, with ``Retry-After``.
+    Admission control (services/http/admission.py) sends it with ``Retry-After``.
     """
 
     status_code = 503
