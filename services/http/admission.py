@@ -51,9 +51,9 @@ class AdmissionController:
         max_inflight: The most slots: requests of this process that may run at once.
         queue_timeout_s: The longest a request waits for a slot; 0 refuses whenever all slots are busy.
         retry_after_s: The least ``Retry-After`` a refusal carries.
-        retry_after_max_s: The most: under sustained overload ``Retry-After`` grows to the ratio of refused to admitted
-            requests over the last second or two (how long the refused callers take to be served at the rate requests
-            are admitted), so that callers who honour it stop turning the api's CPU into refusals.
+        retry_after_max_s: The most: under sustained overload ``Retry-After`` grows until callers who honour it come
+            back about as fast as requests are admitted (:meth:`retry_after`), so that refusals do not take the
+            api's CPU from answers.
         target_s: The slot hold time the limit steers to; 0: a fixed limit.
         min_inflight: The fewest slots the limit may fall to.
         clock: Monotonic seconds (a fake one in tests).
@@ -76,6 +76,8 @@ class AdmissionController:
         self.retry_after_s = retry_after_s
         self.retry_after_max_s = max(retry_after_s, retry_after_max_s)
         self._window = _Window(clock)
+        self._retry_after = float(retry_after_s)
+        self._tuned_at = self._window.start
         self.target_s = target_s
         self.clock = clock
         self.limit = float(max_inflight)
@@ -166,9 +168,24 @@ class AdmissionController:
             self.release(self.clock() - started)
 
     def retry_after(self) -> int:
-        """Seconds a refused caller should wait: refused per admitted lately, within the bounds."""
-        admitted, refused = self._window.counts()
-        return min(self.retry_after_max_s, max(self.retry_after_s, math.ceil(refused / max(admitted, 1))))
+        """Seconds a refused caller should wait.
+
+        Once a second it is scaled by the square root of the last second's refusals per admission (at most halved):
+        it settles where callers who honour it come back about as fast as requests are admitted, so refusals cost
+        the api no more than answers do. After a quiet second it starts again from the least.
+        """
+        window = self._window
+        if window.start != self._tuned_at:
+            self._tuned_at = window.start
+            admitted, refused = window.before
+            if admitted + refused == 0:
+                self._retry_after = float(self.retry_after_s)
+            else:
+                scale = max(0.5, math.sqrt(refused / max(admitted, 1)))
+                self._retry_after = min(
+                    float(self.retry_after_max_s), max(self.retry_after_s, self._retry_after * scale)
+                )
+        return math.ceil(self._retry_after)
 
     def _take(self, waited_s: float) -> None:
         self._window.add(admitted=1)
@@ -196,7 +213,7 @@ class AdmissionController:
 
 
 class _Window:
-    """Admitted and refused requests in the current and the previous one-second window."""
+    """Admitted and refused requests in the current and the previous one-second window (``start``: the current's)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -216,6 +233,22 @@ class _Window:
     def counts(self) -> tuple[int, int]:
         """(admitted, refused) over the two windows."""
         return self.now[0] + self.before[0], self.now[1] + self.before[1]
+
+
+_DRAIN_BYTES = 1 << 20
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (and drop) up to 1 MiB of the refused request's body, so the connection stays usable: answering while
+    the client still uploads made some clients see a reset instead of the 503."""
+    seen = 0
+    while seen <= _DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 @dataclass(frozen=True)
@@ -245,6 +278,7 @@ class AdmissionMiddleware(_HttpOnly):
             await self.controller.acquire(API_PREFIX + path)
         except Overloaded as refused:
             scope["route"] = _Refused(path)
+            await _drain(receive)
             response = problem_response(refused, instance=full_path(scope))
             response.headers["x-problem-type"] = refused.type_slug
             await response(scope, receive, send)

@@ -55,24 +55,35 @@ def test_admits_up_to_the_limit_then_refuses_at_once_without_a_queue() -> None:
     asyncio.run(scenario())
 
 
-def test_retry_after_grows_with_refusals_per_admission_within_bounds() -> None:
+def test_retry_after_grows_while_refusals_outpace_admissions_within_bounds() -> None:
     async def scenario() -> None:
         clock = FakeClock()
-        controller = AdmissionController(2, queue_timeout_s=0.0, retry_after_s=1, retry_after_max_s=5, clock=clock)
+        controller = AdmissionController(2, queue_timeout_s=0.0, retry_after_s=1, retry_after_max_s=30, clock=clock)
+
+        async def refusals(count: int) -> list[int]:
+            answers = []
+            for _ in range(count):
+                with pytest.raises(Overloaded) as refused:
+                    await controller.acquire("/r")
+                answers.append(int(refused.value.headers["Retry-After"]))
+            return answers
+
         await controller.acquire("/r")
         await controller.acquire("/r")
-        answers = []
-        for _ in range(20):
-            with pytest.raises(Overloaded) as refused:
-                await controller.acquire("/r")
-            answers.append(int(refused.value.headers["Retry-After"]))
-        assert answers[0] == 1  # 1 refused, 2 admitted
-        assert answers[5] == 3  # 6 refused per 2 admitted
-        assert answers[-1] == 5  # capped
-        clock.now += 5.0  # the windows are past: back to the least
-        with pytest.raises(Overloaded) as refused:
-            await controller.acquire("/r")
-        assert refused.value.headers["Retry-After"] == "1"
+        assert set(await refusals(18)) == {1}  # the first second: 18 refused per 2 admitted
+        clock.now += 1.0
+        assert set(await refusals(4)) == {3}  # 1 s x sqrt(9)
+        clock.now += 1.0
+        assert await refusals(1) == [6]  # 4 refused, none admitted: 3 s x sqrt(4)
+        clock.now += 1.0
+        controller.release(0.1)
+        controller.release(0.1)
+        await controller.acquire("/r")
+        await controller.acquire("/r")
+        clock.now += 1.0
+        assert await refusals(1) == [3]  # a second of admissions only: halved
+        clock.now += 5.0  # a quiet spell: back to the least
+        assert await refusals(1) == [1]
 
     asyncio.run(scenario())
 
