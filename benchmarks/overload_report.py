@@ -39,6 +39,12 @@ run's):
   every hold was over 500 ms, the limit sat at 8 and answered req/s at c=32 were 5.0 with admission control against
   11.0 without (c=256: 4.2 against 5.7, but without it p99 14.0 s and 494 requests shed by the model service's
   batcher after ~11 s as 503 `model-unavailable`). Hence the floor of 16 (a full batch) and the 1 s target.
+- Run 4 (limit 16..32 steering to 1 s; `Retry-After` = refused per admitted over the last 2 s, 1..30 s): c=32
+  refused 178 (every hold was over 1 s, so the limit left 32); c=256 answered 5.7 req/s (47 % of c=16) against
+  7.9 (84 %) without admission control, whose p99 was 12.2 s with 529 requests shed as `model-unavailable`; and 58
+  connection resets (aiohttp `ClientOSError`) with it: refusals answered while the client was still uploading.
+  Hence the refusal drains the body first, and `Retry-After` is scaled each second until refusals come back
+  about as fast as admissions.
 - In every run the api's own refusal time (its access log) stayed small (p99 14-45 ms) while the client saw the
   refusal after up to ~2 s at c=256: that wait is before the app runs (the api process waiting for CPU, uvicorn
   parsing), which admission control cannot shorten on a machine that gives the server a quarter of a core.
