@@ -45,6 +45,9 @@ run's):
   connection resets (aiohttp `ClientOSError`) with it: refusals answered while the client was still uploading.
   Hence the refusal drains the body first, and `Retry-After` is scaled each second until refusals come back
   about as fast as admissions.
+- Run 5 (these defaults): no transport errors any more, and the server's counts equal the client's (nothing
+  admitted lost, every 503 an `overloaded` refusal); but the machine's other load fell from ~23 to ~6 between the
+  two rounds, so its ratios (35 % and 228 % at c=256) say nothing.
 - In every run the api's own refusal time (its access log) stayed small (p99 14-45 ms) while the client saw the
   refusal after up to ~2 s at c=256: that wait is before the app runs (the api process waiting for CPU, uvicorn
   parsing), which admission control cannot shorten on a machine that gives the server a quarter of a core.
