@@ -32,6 +32,11 @@ class ServiceError(Exception):
         """The problem ``type`` URI."""
         return PROBLEM_TYPE_BASE + self.type_slug
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the problem carries (``Retry-After`` on a refusal); none by default."""
+        return {}
+
 
 class InvalidParameter(ServiceError):
     status_code = 422
@@ -92,6 +97,27 @@ class ModelUnavailable(ServiceError):
     type_slug = "model-unavailable"
     title = "Model unavailable"
     remedy = "Retry after a few seconds; GET /api/v1/health shows which model is down."
+
+
+class Overloaded(ServiceError):
+    """More inference requests than the api can answer in time: refused at once, before any model ran.
+
+    Admission control (services/http/admission.py) sends it with ``Retry-After``.
+    """
+
+    status_code = 503
+    type_slug = "overloaded"
+    title = "Service overloaded"
+    remedy = "Wait for the Retry-After seconds, then send the request again; nothing of this request was run."
+
+    def __init__(self, public_message: str | None = None, *, retry_after_s: int = 1, **extra: Any) -> None:
+        super().__init__(public_message, **extra)
+        self.retry_after_s = max(1, retry_after_s)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds (RFC 9110)."""
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class InferenceFailed(ServiceError):
@@ -195,6 +221,7 @@ ERRORS_BY_SLUG: dict[str, type[ServiceError]] = {
         NotFound,
         VersionNotFound,
         ModelUnavailable,
+        Overloaded,
         InferenceFailed,
         WorkerLost,
         ImageMissing,

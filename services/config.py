@@ -100,6 +100,19 @@ class ServingSettings(BaseSettings):
     # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
     max_latency_ms: int = Field(default=5000, gt=0)
 
+    # Admission control of the api's inference routes (services/http/admission.py, benchmarks/reports/overload.md):
+    # a limit of requests per api process run at once; others wait for a slot up to the queue timeout, or are
+    # refused at once (503 overloaded, Retry-After) when the expected wait is longer than that. The limit moves
+    # between min and max (AIMD) to keep a request's time in its slot under the target (0: fixed at max).
+    admission_enabled: bool = True
+    admission_max_inflight: int = Field(default=32, gt=0)
+    admission_min_inflight: int = Field(default=16, gt=0)  # a full batch (CV_MAX_BATCH_SIZE): batching must pay
+    admission_target_ms: int = Field(default=1000, ge=0)
+    admission_queue_timeout_ms: int = Field(default=50, ge=0)  # so every refusal leaves within 50 ms
+    # Retry-After of a refusal: at least this; under sustained overload up to the max (refused per admitted).
+    admission_retry_after_s: int = Field(default=1, gt=0)
+    admission_retry_after_max_s: int = Field(default=30, gt=0)
+
     # Embedding dimensionality of the gallery index; unset: the stored vectors', or the first embedder's
     # (1280 for embedder v1's pooled features, 200 for v2's class probabilities).
     gallery_dim: int | None = None

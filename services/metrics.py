@@ -36,6 +36,28 @@ HTTP_ERRORS = Counter(
     "Problem responses by route template and problem type.",
     ["route", "type"],
 )
+# Admission control of the inference routes (services/http/admission.py).
+ADMISSION_REFUSED = Counter(
+    "cv_admission_refused_total",
+    "Inference requests refused with 503 overloaded, by route template and reason (full: at once; timeout: after "
+    "waiting the queue timeout for a slot).",
+    ["route", "reason"],
+)
+ADMISSION_INFLIGHT = Gauge(
+    "cv_admission_inflight",
+    "Inference requests holding an admission slot now (summed over api processes).",
+    multiprocess_mode="livesum",
+)
+ADMISSION_LIMIT = Gauge(
+    "cv_admission_limit",
+    "The adaptive limit of inference requests in flight (summed over api processes).",
+    multiprocess_mode="livesum",
+)
+ADMISSION_WAIT = Histogram(
+    "cv_admission_wait_seconds",
+    "Time an admitted inference request waited for its slot.",
+    buckets=_LATENCY_BUCKETS,
+)
 INFERENCE_STAGE = Histogram(
     "cv_inference_stage_seconds",
     "Time spent in each stage of the model contract (per batch for predict).",

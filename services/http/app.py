@@ -21,6 +21,7 @@ from kernel.logging import get_request_id
 from services.config import ServingSettings
 from services.http import drift, experiments, feedback, gallery, inference, ops
 from services.http import jobs as job_routes
+from services.http.admission import GUARDED_PATHS, AdmissionController, AdmissionMiddleware
 from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
 from services.http.middleware import (
     AccessLogMiddleware,
@@ -122,6 +123,18 @@ def create_app(
         form_limits={"max_files": settings.job_max_items},  # a batch job's images come as one form
     )
     install(app, settings, backend, data_plane, jobs)
+    app.state.admission = (
+        AdmissionController(
+            settings.admission_max_inflight,
+            settings.admission_queue_timeout_ms / 1000,
+            settings.admission_retry_after_s,
+            settings.admission_retry_after_max_s,
+            target_s=settings.admission_target_ms / 1000,
+            min_inflight=settings.admission_min_inflight,
+        )
+        if settings.admission_enabled
+        else None
+    )
     app.add_exception_handler(ServiceError, _handler(_service_error))
     app.add_exception_handler(RequestValidationError, _handler(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(_http_error))
@@ -150,6 +163,9 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, data_plane: DataPla
         max_body_bytes=max_body,
         batch_max_body_bytes=max(max_body, settings.job_max_request_bytes),
     )
+    admission: AdmissionController | None = app.state.admission
+    if admission is not None:  # outside the inference log: a refused request ran nothing and logs no record
+        app.add_middleware(AdmissionMiddleware, controller=admission, paths=GUARDED_PATHS)
     if settings.gateway_headers_trusted:
         app.add_middleware(RateLimitEchoMiddleware)
         app.add_middleware(GatewayCallerMiddleware)

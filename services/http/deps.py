@@ -13,6 +13,7 @@ from kernel.errors import PayloadTooLarge, ServiceError
 from kernel.headers import TIER_MAX_BATCH_HEADER, TIER_MAX_IMAGE_BYTES_HEADER
 from services.clients.base import AsyncModelClient
 from services.config import ServingSettings
+from services.http.admission import AdmissionController
 from services.http.dataplane import DataPlane
 from services.http.recording import current_ledger
 from services.imaging import DecodedImage, decode_image
@@ -58,6 +59,11 @@ def _jobs(request: Request) -> JobQueue | None:
     return jobs
 
 
+def _admission(request: Request) -> AdmissionController | None:
+    admission: AdmissionController | None = getattr(request.app.state, "admission", None)
+    return admission
+
+
 @dataclass(frozen=True)
 class Limits:
     """The input limits of one request: the server's, tightened by the caller's tier when the gateway says so."""
@@ -93,6 +99,7 @@ SettingsDep = Annotated[ServingSettings, Depends(_settings)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
 BackendDep = Annotated[AsyncModelClient, Depends(_backend)]
 DataPlaneDep = Annotated[DataPlane | None, Depends(_data_plane)]
+AdmissionDep = Annotated[AdmissionController | None, Depends(_admission)]  # None: admission control is off
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 

@@ -15,10 +15,19 @@ from fastapi.responses import JSONResponse
 from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
 from kernel.logging import get_request_id
 from services.experiments.snapshot import Assignment
-from services.http.deps import BackendDep, DataPlaneDep, JobsDep, Limits, LimitsDep, SettingsDep, read_image
+from services.http.deps import (
+    AdmissionDep,
+    BackendDep,
+    DataPlaneDep,
+    JobsDep,
+    Limits,
+    LimitsDep,
+    SettingsDep,
+    read_image,
+)
 from services.http.experiments import experiment_version
 from services.http.jobs import submit_job
-from services.http.recording import attribute_model
+from services.http.recording import BATCH_ROUTE, attribute_model
 from services.http.schemas import (
     BatchItem,
     BatchResponse,
@@ -172,6 +181,7 @@ async def batch(
     limits: LimitsDep,
     backend: BackendDep,
     jobs: JobsDep,
+    admission: AdmissionDep,
     images: Annotated[list[UploadFile], File(description="Several images for one task")],
     task: Annotated[BatchTask, Form()],
     top_k: TopK = 5,
@@ -198,7 +208,10 @@ async def batch(
         raise PayloadTooLarge(
             f"{len(images)} images; at most {limits.max_batch_items} are answered inline (send mode=job)"
         )
-    return await _inline_batch(limits, backend, images, task, params, version)
+    if admission is None:
+        return await _inline_batch(limits, backend, images, task, params, version)
+    async with admission.slot(BATCH_ROUTE):  # an inline batch is inference now: admitted like /classify
+        return await _inline_batch(limits, backend, images, task, params, version)
 
 
 async def _inline_batch(

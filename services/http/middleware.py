@@ -3,7 +3,8 @@
 Outermost first: :class:`RequestIdMiddleware` (request id in and out, the request context),
 :class:`AccessLogMiddleware` (access log and HTTP metrics), :class:`GatewaySignatureMiddleware`
 (401 without the gateway's signature), :class:`GatewayCallerMiddleware` and :class:`RateLimitEchoMiddleware`
-(behind a trusted gateway: the caller, and its ``RateLimit-*`` headers back to the client),
+(behind a trusted gateway: the caller, and its ``RateLimit-*`` headers back to the client), admission control of
+the inference routes (services/http/admission.py: 503 ``overloaded`` before the body is parsed),
 :class:`BodyLimitMiddleware` (413 before any route), then the inference-log hand-off
 (services/http/recording.py). So a refused signature still has a request id and is logged and counted,
 and an oversized body is refused before any route reads it.

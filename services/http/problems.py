@@ -12,7 +12,8 @@ from kernel.logging import get_request_id
 def problem_response(error: ServiceError, *, instance: str) -> JSONResponse:
     """``error`` as ``application/problem+json`` with the request id."""
     body = problem_from_error(error, instance=instance, request_id=get_request_id())
-    return JSONResponse(body, status_code=error.status_code, media_type=PROBLEM_CONTENT_TYPE)
+    headers = error.headers or None
+    return JSONResponse(body, status_code=error.status_code, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
 async def send_problem(scope: Scope, send: Send, error: ServiceError) -> None:

@@ -41,6 +41,7 @@ REBUILT_ERRORS = [cls for cls in ALL_ERRORS if cls not in GATEWAY_ERRORS]
 # The public contract: a problem type's status never changes by accident. A new error states its status here.
 EXPECTED_STATUS = {
     "internal-error": 500,
+    "overloaded": 503,
     "invalid-parameter": 422,
     "invalid-image": 400,
     "payload-too-large": 413,
