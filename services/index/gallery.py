@@ -62,7 +62,40 @@ def hits(
     ]
 
 
-class GalleryIndex:
+class IndexedEntries:
+    """The in-memory half both gallery stores share (this SQLite one and services/index/postgres.py).
+
+    An :class:`AdaptiveIndex` over row numbers, with each row's gallery id and metadata, guarded by ``_lock``;
+    the stores fill them from their own storage.
+    """
+
+    dim: int | None
+    _lock: threading.Lock
+    _index: AdaptiveIndex | None
+    _ids: dict[int, str]
+    _meta: dict[int, dict[str, Any]]
+
+    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
+        """The ``top_k`` nearest entries of each query."""
+        queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
+        with self._lock:
+            if self._index is None or len(self._index) == 0:
+                return [[] for _ in range(len(queries))]
+            if queries.shape[1] != self.dim:
+                raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
+            scores, row_ids = self._index.search(queries, top_k)
+            return hits(scores, row_ids, self._ids, self._meta)
+
+    @property
+    def index_kind(self) -> str:
+        """``exact`` or ``hnsw`` (``exact`` while empty)."""
+        return self._index.kind if self._index is not None else "exact"
+
+    def __len__(self) -> int:
+        return len(self._index) if self._index is not None else 0
+
+
+class GalleryIndex(IndexedEntries):
     """An :class:`AdaptiveIndex` over vectors stored in one SQLite file.
 
     ``dim``: the vectors' dimension; None takes it from the stored vectors, or from the first ones added
@@ -187,24 +220,6 @@ class GalleryIndex:
             self._ids.clear()
             self._meta.clear()
             self._forget_dim()
-
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
-        with self._lock:
-            if self._index is None or len(self._index) == 0:
-                return [[] for _ in range(len(queries))]
-            if queries.shape[1] != self.dim:
-                raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
-            scores, row_ids = self._index.search(queries, top_k)
-            return hits(scores, row_ids, self._ids, self._meta)
-
-    @property
-    def index_kind(self) -> str:
-        """``exact`` or ``hnsw`` (``exact`` while empty)."""
-        return self._index.kind if self._index is not None else "exact"
-
-    def __len__(self) -> int:
-        return len(self._index) if self._index is not None else 0
 
     def close(self) -> None:
         self._db.close()

@@ -23,8 +23,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kernel.errors import DatabaseUnavailable
-from services.index.base import Hit
-from services.index.gallery import check_embedder, hits
+from services.index.gallery import IndexedEntries, check_embedder
 from services.index.vectors import AdaptiveIndex, IndexParams
 from services.metrics import GALLERY_SIZE
 
@@ -48,7 +47,7 @@ FROM gallery_item WHERE seq > %s ORDER BY seq
 T = TypeVar("T")
 
 
-class PostgresGallery:
+class PostgresGallery(IndexedEntries):
     """A :class:`services.index.base.VectorIndex` over the ``gallery_item`` table (migration 0008).
 
     Args:
@@ -269,26 +268,7 @@ class PostgresGallery:
 
         return self._write(query)
 
-    # -- reads (in memory) ----------------------------------------------------------------------------
-
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """The ``top_k`` nearest entries of each query, from this replica's index."""
-        queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
-        with self._lock:
-            if self._index is None or len(self._index) == 0:
-                return [[] for _ in range(len(queries))]
-            if queries.shape[1] != self.dim:
-                raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
-            scores, labels = self._index.search(queries, top_k)
-            return hits(scores, labels, self._ids, self._meta)
-
-    @property
-    def index_kind(self) -> str:
-        """``exact`` or ``hnsw`` (``exact`` while empty)."""
-        return self._index.kind if self._index is not None else "exact"
-
-    def __len__(self) -> int:
-        return len(self._index) if self._index is not None else 0
+    # Reads (search, index_kind, len) come from IndexedEntries: this replica's in-memory index.
 
     def close(self) -> None:
         """Stop listening and close both connections."""
