@@ -87,9 +87,10 @@ def make_serve(args: argparse.Namespace, workdir: Path, jpegs: Any) -> dict[str,
     """`bentoml serve services.api:Api` in local mode with its embedded job worker."""
     from tests.integration.server import start_server
 
-    env = {
+    env: dict[str, str | None] = {
         "CV_DATA_DIR": str(workdir / "serve-data"),
         "CV_JOBS_EMBEDDED_WORKER": "true",
+        "CV_MODELS_IN_PROCESS": None,  # as `make serve` runs: the models in the api process (ADR 0014)
         "BENTOML_HOME": os.environ["BENTOML_HOME"],
     }
     server = start_server(workdir / "serve.log", env, timeout=240)

@@ -80,10 +80,13 @@ def product(
     from deploy.runner import own_bentoml_home
 
     home = own_bentoml_home(Path(os.environ["BENTOML_HOME"]), workdir / f"bentoml-{name}")
-    setting = f"adaptive batching {'on' if batching else 'off'}"
+    in_process = (extra or {}).get("CV_MODELS_IN_PROCESS", "true").lower() == "true"  # `make serve`'s default
+    placement = "models in the api process" if in_process else "model services"
+    setting = f"{placement}, batching {'on' if batching else 'off'}"
+    shown = {k: v for k, v in (extra or {}).items() if k != "CV_MODELS_IN_PROCESS"}
     return Target(
         name=name,
-        label=f"this product, /api/v1 ({', '.join([setting, *(f'{k}={v}' for k, v in (extra or {}).items())])})",
+        label=f"this product, /api/v1 ({', '.join([setting, *(f'{k}={v}' for k, v in shown.items())])})",
         command=[_bin("bentoml"), "serve", "services.api:Api", "--host", "127.0.0.1", "--port", "{port}"],
         routes={"classify": "/api/v1/classify", "detect": "/api/v1/detect"},
         health="/api/v1/health",

@@ -78,7 +78,7 @@ def _depends(service: Any, url: str | None) -> Any:
 class Api:
     """Public API: classify, detect, search, gallery, batch, models, health, metrics."""
 
-    if not settings.models_in_process:  # otherwise `bentoml serve` starts no model service
+    if not settings.run_models_in_process:  # otherwise `bentoml serve` starts no model service
         classifier = _depends(ClassifierService, settings.classifier_url)
         detector = _depends(DetectorService, settings.detector_url)
         embedder = _depends(EmbedderService, settings.embedder_url)
@@ -100,13 +100,13 @@ class Api:
 
     def _models(self) -> AsyncModelClient:
         """The model services through their bentoml.depends handles, or the models in this process."""
-        if settings.models_in_process:
+        if settings.run_models_in_process:
             models = InProcessClient(settings)
             for name in MODEL_NAMES:  # loaded now, not on the first request
                 models.worker(name)
             # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
             return (
-                MicroBatchingClient(models, settings.max_batch_size)
+                MicroBatchingClient(models, settings.max_batch_size, settings.max_concurrent_runs)
                 if settings.batching_enabled
                 else ThreadedClient(models)
             )

@@ -54,9 +54,12 @@ class ServingSettings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_items: int = Field(default=16, gt=0)
 
-    # One box: the models run in the api process (no model services, no api -> model hop, no adaptive batching).
-    # Off: `bentoml serve` starts a service per model beside the api, or the api reaches those at the URLs below.
-    models_in_process: bool = False
+    # Where the models run (docs/adr/0014-models-in-the-api-process-on-one-box.md). True: in the api process, one
+    # ONNX Runtime session per model, concurrent calls micro-batched (no model services, no api -> model hop).
+    # False: `bentoml serve` starts a service per model beside the api, or the api reaches those at the URLs below.
+    # Unset: true in local mode when no model URL is set (`make serve`), false otherwise (production, deployed apart);
+    # read it through `run_models_in_process`.
+    models_in_process: bool | None = None
     # Model services deployed apart; left unset, `bentoml serve` runs them beside the api.
     classifier_url: str | None = None
     detector_url: str | None = None
@@ -99,6 +102,9 @@ class ServingSettings(BaseSettings):
     max_batch_size: int = Field(default=16, gt=0)
     # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
     max_latency_ms: int = Field(default=5000, gt=0)
+    # Models in the api process: batches of one model run at once (2: one batch's Python work overlaps the other's
+    # ONNX Runtime call; services/clients/batching.py, benchmarks/reports/peers.md).
+    max_concurrent_runs: int = Field(default=2, gt=0)
 
     # Admission control of the api's inference routes (services/http/admission.py, benchmarks/reports/overload.md):
     # a limit of requests per api process run at once; others wait for a slot up to the queue timeout, or are
@@ -245,6 +251,28 @@ class ServingSettings(BaseSettings):
         if self.gallery_store == "postgres" and not (self.database_url or "").startswith(("postgresql", "postgres:")):
             raise ValueError("the PostgreSQL gallery (CV_GALLERY_BACKEND=postgres) needs a PostgreSQL CV_DATABASE_URL")
         return self
+
+    @model_validator(mode="after")
+    def _check_model_placement(self) -> ServingSettings:
+        if self.models_in_process and self.model_urls:
+            raise ValueError(
+                "CV_MODELS_IN_PROCESS=true runs the models in the api, so the model services at "
+                f"{', '.join(self.model_urls)} would never be called: unset one or the other"
+            )
+        return self
+
+    @property
+    def model_urls(self) -> dict[str, str]:
+        """The ``CV_<MODEL>_URL`` settings that are set: model services deployed apart."""
+        urls = {"classifier": self.classifier_url, "detector": self.detector_url, "embedder": self.embedder_url}
+        return {name: url for name, url in urls.items() if url}
+
+    @property
+    def run_models_in_process(self) -> bool:
+        """Whether the api runs the models itself: as set, else in local mode without model URLs (ADR 0014)."""
+        if self.models_in_process is not None:
+            return self.models_in_process
+        return self.environment == "local" and not self.model_urls
 
     @property
     def gateway_headers_trusted(self) -> bool:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,22 +37,57 @@ _BACKGROUND = (255, 255, 255)
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
+# EXIF orientations that turn the stored image a quarter: its width and height swap.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class DecodeFloor:
+    """The least a model needs of a photo: its shorter or longer side in pixels (services/models/catalogue.py).
+
+    A JPEG larger than that by 2x, 4x or 8x is decoded at that reduced scale by libjpeg's DCT scaling (Pillow's
+    ``draft``): a 12-megapixel photo for a 224-px classifier decodes 1/8 of its pixels. The model still resizes
+    what it gets to its input, so it never sees fewer pixels than it uses.
+    """
+
+    side: Literal["shorter", "longer"]
+    pixels: int
+
+    def reduction(self, width: int, height: int) -> int:
+        """The largest of 8, 4, 2 (else 1) that keeps the side at least ``pixels`` long."""
+        side = min(width, height) if self.side == "shorter" else max(width, height)
+        return next((s for s in (8, 4, 2) if side // s >= self.pixels), 1)
+
+
 @dataclass(frozen=True)
 class DecodedImage:
-    """A validated image as 8-bit RGB pixels plus what the logs and results need."""
+    """A validated image as 8-bit RGB pixels plus what the logs and results need.
+
+    ``width`` and ``height`` are the image's as uploaded (after EXIF orientation); the pixels are that size divided
+    by ``reduction`` when the JPEG was decoded at a reduced scale (``DecodeFloor``).
+    """
 
     pixels: np.ndarray  # H x W x 3, uint8, RGB
     format: str
     sha256: str
     byte_size: int
+    reduction: int = 1
+    source_size: tuple[int, int] | None = None  # (width, height) as uploaded; None: the pixels' size
 
     @property
     def width(self) -> int:
-        return int(self.pixels.shape[1])
+        return self.source_size[0] if self.source_size else int(self.pixels.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.pixels.shape[0])
+        return self.source_size[1] if self.source_size else int(self.pixels.shape[0])
+
+    def coordinates(self) -> dict[str, Any]:
+        """What a model that answers in image coordinates needs to map them back to the upload (DetectParams)."""
+        if self.reduction == 1:
+            return {}
+        return {"reduction": self.reduction, "source_size": (self.width, self.height)}
 
 
 def decode_image(
@@ -60,6 +96,7 @@ def decode_image(
     declared_type: str | None,
     max_bytes: int,
     max_pixels: int,
+    floor: DecodeFloor | None = None,
 ) -> DecodedImage:
     """Validate ``data`` and decode it to RGB.
 
@@ -68,6 +105,8 @@ def decode_image(
         declared_type: The content type the client declared for the part, if any.
         max_bytes: Largest accepted upload.
         max_pixels: Largest accepted width * height.
+        floor: What the model that will read the pixels needs; a JPEG well above it decodes at a reduced scale.
+            None: full size.
 
     Raises:
         PayloadTooLarge, ImageTooLarge, UnsupportedMediaType, InvalidImage.
@@ -84,9 +123,14 @@ def decode_image(
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width == 0 or height == 0:
         raise InvalidImage("image has no pixels")
+    reduction = floor.reduction(width, height) if floor is not None and real_format in ("JPEG", "MPO") else 1
     try:
         image.seek(0)  # GIF, multi-page TIFF: the first frame
+        if reduction > 1:
+            # Pillow picks the largest of 1/8, 1/4, 1/2 within the asked size: exactly 1/reduction here.
+            image.draft(image.mode, (width // reduction, height // reduction))
         image.load()
+        quarter_turn = reduction > 1 and image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS
         ImageOps.exif_transpose(image, in_place=True)  # in place: otherwise a full copy even when upright
         rgb = to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -96,6 +140,8 @@ def decode_image(
         format=real_format,
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
+        reduction=reduction,
+        source_size=None if reduction == 1 else ((height, width) if quarter_turn else (width, height)),
     )
 
 

@@ -1,8 +1,10 @@
-"""Micro-batching of the models in the api process (``CV_MODELS_IN_PROCESS``): one run per model at a time.
+"""Micro-batching of the models in the api process (``CV_MODELS_IN_PROCESS``): a few runs per model at a time.
 
-While a model runs a batch in a thread, the calls that arrive for it wait; when the run ends they go as one batch
-(up to ``max_batch_size`` images). A lone call runs at once, so concurrency 1 waits for nothing, and concurrent calls
-never run concurrent ONNX Runtime sessions of one model that would fight over the same cores.
+Up to ``max_runs`` batches of one model run at once, each in a thread; the calls that arrive while all of them run
+wait, and the next run to end takes them as one batch (up to ``max_batch_size`` images). A lone call runs at once,
+so concurrency 1 waits for nothing. Two runs (``CV_MAX_CONCURRENT_RUNS``, the default) overlap one batch's Python
+work (preprocessing, postprocessing) with the other's ONNX Runtime call, which a single run leaves idle
+(benchmarks/reports/peers.md: one run at a time answered 49.8 detect req/s at c=16, unbatched calls 61.7).
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ Waiting = tuple[list[InferenceItem], "asyncio.Future[list[Outcome]]"]
 class MicroBatchingClient(AsyncClientWrapper):
     """An async client over blocking models (InProcessClient) that merges concurrent ``infer`` calls per model."""
 
-    def __init__(self, models: ModelClient, max_batch_size: int) -> None:
+    def __init__(self, models: ModelClient, max_batch_size: int, max_runs: int = 1) -> None:
         super().__init__(ThreadedClient(models))
         self.models = models
         self.max_batch_size = max_batch_size
+        self.max_runs = max_runs
         self._queues: dict[str, deque[Waiting]] = {}
-        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._draining: dict[str, set[asyncio.Task[None]]] = {}
 
     async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(model, deque()).append((items, future))
-        if model not in self._draining:
-            self._draining[model] = asyncio.create_task(self._drain(model))
+        running = self._draining.setdefault(model, set())
+        if len(running) < self.max_runs:
+            task = asyncio.create_task(self._drain(model))
+            running.add(task)
         return await future
 
     def _next_batch(self, queue: deque[Waiting]) -> list[Waiting]:
@@ -63,4 +68,5 @@ class MicroBatchingClient(AsyncClientWrapper):
                         future.set_result(outcomes[start : start + len(waiting)])
                     start += len(waiting)
         finally:
-            del self._draining[model]
+            # At once, with no await after the queue was seen empty: a call arriving now starts a new run.
+            self._draining[model].discard(asyncio.current_task())

@@ -16,7 +16,7 @@ from services.config import ServingSettings
 from services.http.admission import AdmissionController
 from services.http.dataplane import DataPlane
 from services.http.recording import current_ledger
-from services.imaging import DecodedImage, decode_image
+from services.imaging import DecodedImage, DecodeFloor, decode_image
 from services.jobs.queue import JobQueue
 
 # The routes' model client (the composition root's, wrapped by the cache and the inference log).
@@ -103,8 +103,10 @@ AdmissionDep = Annotated[AdmissionController | None, Depends(_admission)]  # Non
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 
-async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
+async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | None = None) -> DecodedImage:
     """Read one uploaded part within the byte limit and decode it off the event loop.
+
+    ``floor``: what the model that reads it needs (``catalogue.decode_floor``); a JPEG well above it decodes reduced.
 
     Each image read or refused is noted, in upload order, in the inference log's ledger of the request
     (services/http/recording.py): this is where every upload is validated, before any model call.
@@ -120,6 +122,7 @@ async def read_image(upload: UploadFile, limits: Limits) -> DecodedImage:
             declared_type=upload.content_type,
             max_bytes=limits.max_image_bytes,
             max_pixels=limits.max_image_pixels,
+            floor=floor,
         )
     except ServiceError as exc:
         ledger.image_refused(exc)

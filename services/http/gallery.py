@@ -20,6 +20,7 @@ from services.http.schemas import (
     SearchResponse,
 )
 from services.index.search import SearchItem
+from services.models.catalogue import decode_floor
 from services.models.worker import InferenceItem
 
 router = APIRouter(tags=["similarity search"])
@@ -34,7 +35,7 @@ async def search(
     409 when the gallery was built by another embedder version: its vectors are not comparable.
     """
     started = time.perf_counter()
-    decoded = await read_image(image, limits)
+    decoded = await read_image(image, limits, decode_floor("embedder"))
     decode_ms = (time.perf_counter() - started) * 1000
     item = SearchItem(image=decoded.pixels, top_k=top_k, request_id=get_request_id())
     (outcome,) = await backend.search([item])
@@ -73,7 +74,7 @@ async def gallery_add(
 ) -> GalleryItemResponse:
     """Add an image and its metadata to the search gallery (409 if the gallery holds another embedder's vectors)."""
     meta = parse_metadata(metadata)
-    decoded = await read_image(image, limits)
+    decoded = await read_image(image, limits, decode_floor("embedder"))
     meta.setdefault("filename", image.filename)
     meta.setdefault("sha256", decoded.sha256)
     added = await backend.gallery_add(InferenceItem(image=decoded.pixels, request_id=get_request_id()), meta)

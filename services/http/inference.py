@@ -41,7 +41,7 @@ from services.http.schemas import (
     TaskAnswer,
 )
 from services.imaging import DecodedImage
-from services.models.catalogue import JOB_TASKS
+from services.models.catalogue import JOB_TASKS, decode_floor, image_params
 from services.models.worker import InferenceItem, Outcome
 
 router = APIRouter(tags=["inference"])
@@ -103,7 +103,11 @@ async def run_one(
     backend: BackendDep, model: str, image: DecodedImage, params: dict[str, Any], version: str | None
 ) -> Outcome:
     item = InferenceItem(
-        image=image.pixels, params=params, version=version, request_id=get_request_id(), image_sha256=image.sha256
+        image=image.pixels,
+        params=image_params(model, image, params),
+        version=version,
+        request_id=get_request_id(),
+        image_sha256=image.sha256,
     )
     (outcome,) = await backend.infer(model, [item])
     return outcome
@@ -136,7 +140,7 @@ async def classify(
 ) -> ClassifyResponse:
     """Classify one image: the top-k labels with their probabilities."""
     started = time.perf_counter()
-    decoded = await read_image(image, limits)
+    decoded = await read_image(image, limits, decode_floor("classifier"))
     decode_ms = (time.perf_counter() - started) * 1000
     version, assignment = await experiment_version(request, plane, "classifier", version)
     outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
@@ -162,7 +166,7 @@ async def detect(
     """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
     started = time.perf_counter()
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
-    decoded = await read_image(image, limits)
+    decoded = await read_image(image, limits, decode_floor("detector"))
     decode_ms = (time.perf_counter() - started) * 1000
     version, assignment = await experiment_version(request, plane, "detector", version)
     outcome = await run_one(backend, "detector", decoded, params, version)
@@ -226,13 +230,17 @@ async def _inline_batch(
     decoded: list[DecodedImage | ServiceError] = []
     for upload in images:
         try:
-            decoded.append(await read_image(upload, limits))
+            decoded.append(await read_image(upload, limits, decode_floor(JOB_TASKS[task])))
         except ServiceError as exc:
             decoded.append(exc)
     valid = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
     items = [
         InferenceItem(
-            image=d.pixels, params=params, version=version, request_id=get_request_id(), image_sha256=d.sha256
+            image=d.pixels,
+            params=image_params(JOB_TASKS[task], d, params),
+            version=version,
+            request_id=get_request_id(),
+            image_sha256=d.sha256,
         )
         for _, d in valid
     ]

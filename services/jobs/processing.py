@@ -44,10 +44,10 @@ from services.config import ServingSettings
 from services.db import jobs as jobs_db
 from services.db.jobs import ItemResult
 from services.db.records import drift_features, image_columns, summarize
-from services.imaging import DecodedImage, decode_image
+from services.imaging import DecodedImage, DecodeFloor, decode_image
 from services.jobs.store import ImageStore
 from services.metrics import JOB_ITEMS
-from services.models.catalogue import JOB_TASKS
+from services.models.catalogue import JOB_TASKS, decode_floor, image_params
 from services.models.worker import InferenceItem, Outcome
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class ChunkProcessor:
         decoded: list[tuple[BatchJobItem, DecodedImage]] = []
         for item in group:
             try:
-                decoded.append((item, self._decode(item)))
+                decoded.append((item, self._decode(item, decode_floor(JOB_TASKS[job.task]))))
             except ServiceError as exc:
                 finals.append(self._failure(job, item, exc, None, started))
         if not decoded:
@@ -185,7 +185,7 @@ class ChunkProcessor:
         requests = [
             InferenceItem(
                 image=image.pixels,
-                params=job.params,
+                params=image_params(JOB_TASKS[job.task], image, job.params),
                 version=job.version,
                 request_id=job.request_id,
                 image_sha256=image.sha256,
@@ -211,13 +211,17 @@ class ChunkProcessor:
                 finals.append(self._failure(job, item, error, image, started))
         return finals, transient
 
-    def _decode(self, item: BatchJobItem) -> DecodedImage:
+    def _decode(self, item: BatchJobItem, floor: DecodeFloor | None) -> DecodedImage:
         try:
             data = self.store.read(item.input_uri or "")
         except (FileNotFoundError, ValueError) as exc:
             raise ImageMissing(f"image of item {item.item_index} is not in the job store") from exc
         return decode_image(
-            data, declared_type=item.content_type, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels
+            data,
+            declared_type=item.content_type,
+            max_bytes=self.limits.max_bytes,
+            max_pixels=self.limits.max_pixels,
+            floor=floor,
         )
 
     def _success(

@@ -9,7 +9,9 @@ training tools and the benchmarks. Adding a model means adding an entry here, a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from services.imaging import DecodedImage, DecodeFloor
 from services.models.spec import Task
 
 
@@ -28,6 +30,9 @@ class CatalogueEntry:
         service: The BentoML service class, as ``module:Class`` (imported only where a service is built or
             started: importing one loads BentoML).
         job_task: The ``task`` of ``POST /batch`` (and of batch jobs) that runs it; None when batches cannot.
+        decode_floor: The least of an upload every version of it resizes from (``preprocessing.decode_floor`` of
+            its input spec; tests/unit/services/models/test_catalogue.py holds every stored version to it): the
+            api decodes larger JPEGs at a reduced scale. None: always full size.
     """
 
     name: str
@@ -35,6 +40,7 @@ class CatalogueEntry:
     route: str
     service: str
     job_task: str | None = None
+    decode_floor: DecodeFloor | None = None
 
     @property
     def service_module(self) -> str:
@@ -51,15 +57,44 @@ class CatalogueEntry:
 
 
 CATALOGUE: tuple[CatalogueEntry, ...] = (
-    CatalogueEntry("classifier", "classification", "/classify", "services.classifier:ClassifierService", "classify"),
-    CatalogueEntry("detector", "detection", "/detect", "services.detector:DetectorService", "detect"),
-    CatalogueEntry("embedder", "embedding", "/search", "services.embedder:EmbedderService"),
+    CatalogueEntry(
+        "classifier",
+        "classification",
+        "/classify",
+        "services.classifier:ClassifierService",
+        "classify",
+        DecodeFloor("shorter", 224),
+    ),
+    CatalogueEntry(
+        "detector", "detection", "/detect", "services.detector:DetectorService", "detect", DecodeFloor("longer", 416)
+    ),
+    CatalogueEntry(
+        "embedder",
+        "embedding",
+        "/search",
+        "services.embedder:EmbedderService",
+        decode_floor=DecodeFloor("shorter", 224),
+    ),
 )
 
 MODEL_NAMES: tuple[str, ...] = tuple(entry.name for entry in CATALOGUE)
 # POST /batch's task -> the model it runs (the models batch jobs may use).
 JOB_TASKS: dict[str, str] = {entry.job_task: entry.name for entry in CATALOGUE if entry.job_task}
 JOB_MODELS: tuple[str, ...] = tuple(JOB_TASKS.values())
+
+
+def decode_floor(name: str) -> DecodeFloor | None:
+    """What ``name`` needs of an upload (``CatalogueEntry.decode_floor``); None for a name not in the catalogue."""
+    found = next((e for e in CATALOGUE if e.name == name), None)
+    return found.decode_floor if found else None
+
+
+def image_params(name: str, image: DecodedImage, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` plus what a model answering in image coordinates needs when ``image`` was decoded reduced."""
+    found = next((e for e in CATALOGUE if e.name == name), None)
+    if found is None or found.task != "detection" or image.reduction == 1:
+        return params
+    return {**params, **image.coordinates()}
 
 
 def entry(name: str) -> CatalogueEntry:

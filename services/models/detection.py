@@ -21,6 +21,11 @@ class DetectParams(Params):
     iou: float = Field(default=0.45, gt=0.0, le=1.0)
     max_detections: int = Field(default=100, ge=1, le=1000)
     classes: tuple[int, ...] | None = None
+    # The image was decoded at 1/reduction of its uploaded size (services/imaging.py, DecodeFloor): boxes are
+    # answered in the upload's pixels, (width, height) = source_size. Set by the api, not by callers, and left out
+    # of dumps (reports list the parameters a caller chose).
+    reduction: int = Field(default=1, ge=1, le=8, exclude=True)
+    source_size: tuple[int, int] | None = Field(default=None, exclude=True)
 
     @field_validator("classes")
     @classmethod
@@ -105,6 +110,9 @@ class YoloxDetector(Model[DetectParams]):
         dx, dy = prepared.offset
         boxes = (boxes[kept] - np.asarray([dx, dy, dx, dy], dtype=np.float32)) / prepared.scale
         boxes = np.clip(boxes, 0, [width, height, width, height])
+        if params.reduction > 1:  # decoded pixel x covers upload pixels [x * r, (x + 1) * r)
+            width, height = params.source_size or (width * params.reduction, height * params.reduction)
+            boxes = np.clip(boxes * np.float32(params.reduction), 0, [width, height, width, height])
         return {
             "detections": [
                 {

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,18 @@ class Server:
 
 
 def start_server(
-    log_path: Path, env: dict[str, str], timeout: float = 120.0, *, cwd: Path = REPO, port: int | None = None
+    log_path: Path,
+    env: Mapping[str, str | None],
+    timeout: float = 120.0,
+    *,
+    cwd: Path = REPO,
+    port: int | None = None,
 ) -> Server:
-    """Start the api service (and its model services) and wait until health says ok.
+    """Start the api service and its model services and wait until health says ok.
+
+    The models run in their own services (``CV_MODELS_IN_PROCESS=false``), the topology production deploys and the
+    one whose hop these tests exercise; ``env={"CV_MODELS_IN_PROCESS": None}`` serves `make serve`'s default instead
+    (the models in the api process, docs/adr/0014-models-in-the-api-process-on-one-box.md). A None value unsets.
 
     ``cwd`` is the checkout whose ``services.api:Api`` is served (benchmarks/regression.py serves a baseline's
     temporary worktree too); ``port`` defaults to a free one.
@@ -56,8 +66,10 @@ def start_server(
         "CV_LOG_JSON": "true",
         "CV_CACHE_ENABLED": "false",
         "CV_JOBS_EMBEDDED_WORKER": "false",
+        "CV_MODELS_IN_PROCESS": "false",
     }
-    full_env = {**os.environ, **defaults, **env}
+    merged = {**os.environ, **defaults, **env}
+    full_env = {key: value for key, value in merged.items() if value is not None}
     if "BENTOML_HOME" in full_env:
         full_env["BENTOML_HOME"] = str(
             own_bentoml_home(Path(full_env["BENTOML_HOME"]), log_path.parent / f"bentoml-{port}")

@@ -1,4 +1,5 @@
-"""CV_MODELS_IN_PROCESS=true: `bentoml serve services.api:Api` starts no model service and answers from the api."""
+"""`make serve`'s default (CV_MODELS_IN_PROCESS unset, local mode, no model URL): `bentoml serve services.api:Api`
+starts no model service and answers from the api (docs/adr/0014-models-in-the-api-process-on-one-box.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def one_process_server(
     model_store: list[str], bentoml_home: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     data: Path = tmp_path_factory.mktemp("in-process-data")
-    env = {"BENTOML_HOME": bentoml_home, "CV_DATA_DIR": str(data), "CV_MODELS_IN_PROCESS": "true"}
+    env: dict[str, str | None] = {"BENTOML_HOME": bentoml_home, "CV_DATA_DIR": str(data), "CV_MODELS_IN_PROCESS": None}
     running = start_server(data / "server.log", env)
     yield running
     running.stop()

@@ -83,6 +83,33 @@ def test_production_with_json_logs_and_servers_is_accepted(monkeypatch: pytest.M
     assert settings().gallery_store == "sqlite"
 
 
+def test_models_run_in_the_api_on_one_box_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().models_in_process is None
+    assert settings().run_models_in_process is True  # `make serve`: local mode, no model URL (ADR 0014)
+    monkeypatch.setenv("CV_MODELS_IN_PROCESS", "false")
+    assert settings().run_models_in_process is False  # `bentoml serve` starts the model services beside the api
+
+
+def test_model_urls_or_production_mean_model_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_DETECTOR_URL", "http://detector:3000")
+    s = settings()
+    assert s.model_urls == {"detector": "http://detector:3000"} and s.run_models_in_process is False
+    monkeypatch.delenv("CV_DETECTOR_URL")
+    monkeypatch.setenv("CV_ENVIRONMENT", "production")
+    monkeypatch.setenv("CV_DATABASE_URL", "postgresql://cv:s3cret-from-vault@db:5432/cv")
+    monkeypatch.setenv("CV_REDIS_URL", "redis://redis:6379/0")
+    assert settings().run_models_in_process is False  # production deploys the model services apart
+    monkeypatch.setenv("CV_MODELS_IN_PROCESS", "true")
+    assert settings().run_models_in_process is True  # asked for: one production box
+
+
+def test_models_in_process_with_model_urls_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CV_MODELS_IN_PROCESS", "true")
+    monkeypatch.setenv("CV_CLASSIFIER_URL", "http://classifier:3000")
+    with pytest.raises(ValidationError, match="would never be called"):
+        settings()
+
+
 def test_production_behind_the_gateway_needs_its_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CV_ENVIRONMENT", "production")
     monkeypatch.setenv("CV_DATABASE_URL", "postgresql://cv:s3cret-from-vault@db:5432/cv")

@@ -80,3 +80,54 @@ def test_a_lone_call_runs_at_once(size: int) -> None:
     client = MicroBatchingClient(models, max_batch_size=4)  # type: ignore[arg-type]
     outcomes = asyncio.run(client.infer("detector", [item(str(i)) for i in range(size)]))
     assert len(outcomes) == size and models.runs == [("detector", [str(i) for i in range(size)])]
+
+
+class HeldModels(Models):
+    """Every run holds until released, so the test sees which runs were in flight together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[list[str | None]] = []
+        self.lock = threading.Lock()
+
+    def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
+        with self.lock:
+            self.started.append([item.request_id for item in items])
+        self.release.wait(5)
+        self.runs.append((model, [item.request_id for item in items]))
+        return [Outcome(error={"id": item.request_id}) for item in items]
+
+
+def test_up_to_max_runs_batches_of_one_model_run_together() -> None:
+    async def scenario() -> tuple[list[list[str | None]], list[Any]]:
+        models = HeldModels()
+        client = MicroBatchingClient(models, max_batch_size=16, max_runs=2)  # type: ignore[arg-type]
+        first = asyncio.create_task(client.infer("classifier", [item("first")]))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(client.infer("classifier", [item("second")]))  # a free run: starts at once
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(client.infer("classifier", [item(n)])) for n in ("a", "b", "c")]
+        await asyncio.sleep(0.05)
+        in_flight = list(models.started)
+        models.release.set()
+        answers = await asyncio.gather(first, second, *rest)
+        return in_flight, answers
+
+    in_flight, answers = asyncio.run(scenario())
+    assert in_flight == [["first"], ["second"]]  # both runs started before either ended; a, b, c waited
+    assert [[o.error for o in outcomes] for outcomes in answers] == [
+        [{"id": n}] for n in ("first", "second", "a", "b", "c")
+    ]
+
+
+def test_a_call_after_every_run_ended_starts_a_new_one() -> None:
+    async def scenario() -> list[Outcome]:
+        models = Models()
+        models.release.set()
+        client = MicroBatchingClient(models, max_batch_size=4, max_runs=2)  # type: ignore[arg-type]
+        await asyncio.gather(*(client.infer("detector", [item(str(i))]) for i in range(5)))
+        await asyncio.sleep(0)
+        assert not client._draining["detector"]  # every run task removed itself when its queue was empty
+        return await asyncio.wait_for(client.infer("detector", [item("late")]), 5)
+
+    assert [o.error for o in asyncio.run(scenario())] == [{"id": "late"}]

@@ -186,6 +186,14 @@ def test_postprocess_maps_boxes_to_original_pixels_and_clips() -> None:
     assert detections[1]["label"] == "2"  # no label for class 2: its id
 
 
+def test_postprocess_answers_in_the_uploaded_pixels_of_a_reduced_decode() -> None:
+    """Decoded at 1/2 (imaging.DecodeFloor): the 64 x 40 pixels were a 127 x 79 upload; boxes double, then clip."""
+    params = DetectParams(confidence=0.25, reduction=2, source_size=(127, 79))
+    detections = detector().postprocess(output_with_two_boxes(), prepared(), params)["detections"]
+    assert detections[0]["box"] == pytest.approx({"x1": 32.0, "y1": 48.0, "x2": 64.0, "y2": 79.0})
+    assert detections[1]["box"] == pytest.approx({"x1": 0.0, "y1": 0.0, "x2": 127.0, "y2": 79.0})
+
+
 def test_postprocess_confidence_filter() -> None:
     result = detector().postprocess(output_with_two_boxes(), prepared(), DetectParams(confidence=0.5))
     assert [d["class_id"] for d in result["detections"]] == [1]

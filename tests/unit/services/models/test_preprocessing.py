@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 import pytest
@@ -80,6 +82,20 @@ def test_normalise_identity_spec_keeps_raw_pixel_values() -> None:
     image = gradient(5, 4)
     tensor = normalise(image, InputSpec(height=4, width=5))
     np.testing.assert_array_equal(tensor, image.transpose(2, 0, 1).astype(np.float32))
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_normalise_gives_the_bits_of_the_hwc_formulation(order: Literal["RGB", "BGR"]) -> None:
+    """Channels-first before converting is only faster: each element sees the same float32 operations."""
+    image = np.random.default_rng(7).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    spec = InputSpec(height=37, width=53, color_order=order, scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    hwc = (image[:, :, ::-1] if order == "BGR" else image).astype(np.float32)
+    hwc *= np.float32(spec.scale)
+    hwc -= np.asarray(spec.mean, dtype=np.float32)
+    hwc /= np.asarray(spec.std, dtype=np.float32)
+    tensor = normalise(image, spec)
+    assert tensor.dtype == np.float32 and tensor.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(tensor, hwc.transpose(2, 0, 1))
 
 
 def test_normalise_does_not_modify_its_input() -> None:
