@@ -9,6 +9,7 @@ commands, the same ``CV_*`` settings, loopback ports in place of container names
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -216,6 +217,9 @@ def plan(config: TopologyConfig) -> Plan:
     port = dict(zip(names, _ports(config, len(names)), strict=True))
     serving = _serving_env(config)
     models = {m.url_env: _local(port[m.name]) for m in CATALOGUE}
+    # Compose gives each model service 2 CPUs of its own and 2 threads; here they share this machine's cores with
+    # everything else, where one thread each answered more (benchmarks/reports/peers.md).
+    model_env = {**serving, "CV_ORT_INTRA_OP_THREADS": os.environ.get("CV_ORT_INTRA_OP_THREADS", "1")}
     api_env = {
         **serving,
         **models,
@@ -227,7 +231,7 @@ def plan(config: TopologyConfig) -> Plan:
         ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
         *(
             ProcessSpec(
-                m.name, _bentoml(m.service, port[m.name]), serving, _local(port[m.name], "/readyz"), port=port[m.name]
+                m.name, _bentoml(m.service, port[m.name]), model_env, _local(port[m.name], "/readyz"), port=port[m.name]
             )
             for m in CATALOGUE
         ),

@@ -71,8 +71,11 @@ class ServingSettings(BaseSettings):
     max_loaded_versions: int = Field(default=3, gt=0)
     # Prefer an INT8 file when a model entry has one (falls back to FP32 on failure).
     prefer_int8: bool = True
-    # ONNX Runtime threads per session (the machines here have 2 cores).
-    ort_intra_op_threads: int = Field(default=2, gt=0)
+    # ONNX Runtime intra-op threads per session. 1: on a small box the parallelism comes from running two batches at
+    # once (CV_MAX_CONCURRENT_RUNS) and from the api's own threads, and a second intra-op thread that does not spin
+    # cost more in wake-ups than it gave (benchmarks/reports/peers.md); a model service with cores of its own sets
+    # it to them (docker-compose.prod.yml).
+    ort_intra_op_threads: int = Field(default=1, gt=0)
     # Whether ONNX Runtime's idle intra-op threads busy-wait for the next run. Off: on a small CPU the api and
     # the other model services need those cycles (benchmarks/reports/peers.md measured it).
     ort_allow_spinning: bool = False
