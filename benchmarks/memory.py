@@ -176,6 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="a smoke run: short phases, a 1-minute soak")
     add("--skip-serve", action="store_true", help="the production topology only")
     add("--out", type=Path, default=REPORTS / "memory.md", help="report (.json and _soak.png beside it)")
+    add("--logs", type=Path, default=Path(tempfile.gettempdir()) / "cv-memory-logs", help="where the logs are kept")
     add("--raw", type=Path, default=Path(tempfile.gettempdir()) / "cv-memory-results.pickle", help="raw results")
     add("--render", type=Path, help="only write the report from a --raw file of an earlier run")
     parser.set_defaults(idle_s=30.0, load_s=60.0, jobs=4, job_images=16, job_every_s=60.0)
@@ -205,11 +206,25 @@ def main(argv: list[str] | None = None) -> int:
             log.info("make serve")
             results["serve"] = make_serve(args, workdir, jpegs)
         log.info("production topology")
-        results["production"] = production(args, workdir, jpegs)
+        try:
+            results["production"] = production(args, workdir, jpegs)
+        finally:
+            keep_logs(workdir, args.logs)
     results["machine"]["benchmark wall time"] = f"{time.monotonic() - started:.0f} s"
     args.raw.write_bytes(pickle.dumps(results))  # to render again (--render) should the report fail
     write(results, args.out)
     return 0
+
+
+def keep_logs(workdir: Path, into: Path) -> None:
+    """Copy every process's log (the api, the topology's services, Traefik) out of the run's temporary folder."""
+    if into.exists():
+        shutil.rmtree(into)
+    for path in workdir.rglob("*.log"):
+        target = into / path.relative_to(workdir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    log.info("logs kept in %s", into)
 
 
 def write(results: dict[str, Any], out: Path) -> None:

@@ -200,7 +200,8 @@ def test_a_caller_that_reaches_a_replica_directly_cannot_claim_a_tier(topology: 
     response = httpx.get(f"{replica}/api/v1/models", headers=forged, timeout=10)
     assert response.status_code == 401 and response.headers["content-type"] == PROBLEM_CONTENT_TYPE
     assert response.json()["type"].endswith("gateway-signature-invalid")
-    assert httpx.get(f"{replica}/api/v1/health", timeout=10).status_code == 200  # Traefik's health check
+    assert httpx.get(f"{replica}/livez", timeout=10).status_code == 200  # Traefik's health check
+    assert httpx.get(f"{replica}/api/v1/health", timeout=10).status_code == 200
 
 
 def _served_by(topology: Topology, request_ids: list[str]) -> Counter[str]:
