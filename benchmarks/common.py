@@ -55,8 +55,9 @@ def machine_facts() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "onnxruntime": onnxruntime.__version__,
         "bentoml": bentoml.__version__,
-        "serving settings": f"max_batch_size={s.max_batch_size}, max_latency_ms={s.max_latency_ms}, "
-        f"ort_intra_op_threads={s.ort_intra_op_threads}, log_level={s.log_level}",
+        "serving settings": f"models_in_process={s.run_models_in_process}, micro_batch_size={s.micro_batch_size}, "
+        f"max_concurrent_runs={s.max_concurrent_runs}, max_batch_size={s.max_batch_size}, "
+        f"max_latency_ms={s.max_latency_ms}, ort_intra_op_threads={s.ort_intra_op_threads}, log_level={s.log_level}",
     }
 
 

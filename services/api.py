@@ -106,7 +106,7 @@ class Api:
                 models.worker(name)
             # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
             return (
-                MicroBatchingClient(models, settings.max_batch_size, settings.max_concurrent_runs)
+                MicroBatchingClient(models, settings.micro_batch_size, settings.max_concurrent_runs)
                 if settings.batching_enabled
                 else ThreadedClient(models)
             )

@@ -105,9 +105,12 @@ class ServingSettings(BaseSettings):
     max_batch_size: int = Field(default=16, gt=0)
     # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
     max_latency_ms: int = Field(default=5000, gt=0)
-    # Models in the api process: batches of one model run at once (2: one batch's Python work overlaps the other's
-    # ONNX Runtime call; services/clients/batching.py, benchmarks/reports/peers.md).
+    # Models in the api process (services/clients/batching.py, benchmarks/reports/peers.md): batches of one model run
+    # at once (2: one batch's Python work overlaps the other's ONNX Runtime call), and the largest such batch (4: at
+    # concurrency 16 as many answers a second as 16 and a p99 a third to a half lower; a long batch holds up the
+    # calls behind it, and on this CPU a batch saves little model time per image).
     max_concurrent_runs: int = Field(default=2, gt=0)
+    micro_batch_size: int = Field(default=4, gt=0)
 
     # Admission control of the api's inference routes (services/http/admission.py, benchmarks/reports/overload.md):
     # a limit of requests per api process run at once; others wait for a slot up to the queue timeout, or are
