@@ -106,9 +106,10 @@ class ServingSettings(BaseSettings):
     # The longest a request may wait in the batching queue before the dispatcher sheds it with 503.
     max_latency_ms: int = Field(default=5000, gt=0)
     # Models in the api process (services/clients/batching.py, benchmarks/reports/peers.md): batches of one model run
-    # at once (2: one batch's Python work overlaps the other's ONNX Runtime call), and the largest such batch (4: at
-    # concurrency 16 as many answers a second as 16 and a p99 a third to a half lower; a long batch holds up the
-    # calls behind it, and on this CPU a batch saves little model time per image).
+    # at once (2: one batch's Python work overlaps the other's ONNX Runtime call), and the largest such batch (4: in
+    # three runs at concurrency 16 as many answers a second as with 16, and a detect p99 lower in each, 23-47 %; the
+    # classify p99 went either way; on this CPU a batch saves little model time per image, and a long one holds up
+    # the calls behind it).
     max_concurrent_runs: int = Field(default=2, gt=0)
     micro_batch_size: int = Field(default=4, gt=0)
 
