@@ -44,13 +44,15 @@ def image_columns(image: DecodedImage | None) -> dict[str, Any]:
     }
 
 
-def drift_features(pixels: np.ndarray, prediction: Prediction) -> dict[str, Any] | None:
+def drift_features(
+    pixels: np.ndarray, prediction: Prediction, size: tuple[int, int] | None = None
+) -> dict[str, Any] | None:
     """The ``features`` column of an answered item (services/drift/features.py); None, logged, should they fail.
 
     A failure here must not cost the row: the request was answered, only the drift monitor loses one sample.
     """
     try:
-        return request_features(pixels, prediction)
+        return request_features(pixels, prediction, size)
     except Exception:
         log.warning("drift features failed", extra={"model": prediction.model}, exc_info=True)
         return None

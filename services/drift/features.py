@@ -29,11 +29,12 @@ def _thumbnail(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(pixels[::step, ::step], dtype=np.float32) / 255.0
 
 
-def image_statistics(pixels: np.ndarray) -> dict[str, float]:
+def image_statistics(pixels: np.ndarray, size: tuple[int, int] | None = None) -> dict[str, float]:
     """The image features of one decoded upload.
 
     Args:
-        pixels: RGB uint8 H x W x 3, the decoded upload at full size.
+        pixels: RGB uint8 H x W x 3, the decoded upload (at full size, or reduced: services/imaging.py, DecodeFloor).
+        size: The upload's (width, height) when the pixels are reduced; None: the pixels' own.
 
     Returns:
         ``width``, ``height`` (pixels, of the full image); ``brightness`` (mean luma, 0..1); ``contrast`` (standard
@@ -55,8 +56,8 @@ def image_statistics(pixels: np.ndarray) -> dict[str, float]:
     else:
         blur = 0.0
     values = {
-        "width": float(pixels.shape[1]),
-        "height": float(pixels.shape[0]),
+        "width": float(size[0] if size else pixels.shape[1]),
+        "height": float(size[1] if size else pixels.shape[0]),
         "brightness": float(luma.mean()),
         "contrast": float(luma.std()),
         "saturation": float(saturation.mean()),
@@ -76,12 +77,13 @@ def _top(prediction: Prediction) -> tuple[str | None, float | None]:
     return (str(label) if label is not None else None), round(float(best.get("score", 0.0)), DECIMALS)
 
 
-def request_features(pixels: np.ndarray, prediction: Prediction) -> dict[str, Any]:
+def request_features(pixels: np.ndarray, prediction: Prediction, size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The JSON-ready drift features of one answered request (the inference log's ``features`` column).
 
     Args:
         pixels: The decoded upload, RGB uint8 H x W x 3.
         prediction: The model's answer for it.
+        size: The upload's (width, height) when the pixels were decoded reduced; None: the pixels' own.
 
     Returns:
         ``{"image": {<IMAGE_FEATURES>: float}, "label": str | None, "confidence": float | None,
@@ -89,7 +91,7 @@ def request_features(pixels: np.ndarray, prediction: Prediction) -> dict[str, An
     """
     label, confidence = _top(prediction)
     return {
-        "image": image_statistics(pixels),
+        "image": image_statistics(pixels, size),
         "label": label,
         "confidence": confidence,
         "sketch": list(prediction.sketch) if prediction.sketch is not None else None,

@@ -70,7 +70,8 @@ class ItemRecord:
         """The drift monitor's features of an answered image (None otherwise, or should they fail)."""
         if self.prediction is None or self.pixels is None:
             return None
-        return drift_features(self.pixels, self.prediction)
+        size = (self.image.width, self.image.height) if self.image is not None else None  # the upload's, not reduced
+        return drift_features(self.pixels, self.prediction, size)
 
 
 @dataclass

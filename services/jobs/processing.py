@@ -250,7 +250,7 @@ class ChunkProcessor:
         record.model, record.version, record.precision = prediction.model, prediction.version, prediction.precision
         for key, value in summarize(prediction.result).items():
             setattr(record, key, value)
-        record.features = drift_features(image.pixels, prediction)
+        record.features = drift_features(image.pixels, prediction, (image.width, image.height))
         return ItemResult(item.item_index, 200, result=body, log=record)
 
     def _failure(

@@ -109,3 +109,17 @@ def test_every_served_input_is_covered_by_its_catalogue_floor() -> None:
         for spec in inputs:
             needed = floor_of_spec(spec)
             assert needed.side == floor.side and needed.pixels <= floor.pixels, (name, spec)
+
+
+def test_drift_features_of_a_reduced_decode_keep_the_uploaded_size() -> None:
+    """The drift monitor's width and height are the upload's: a reduced decode must not look like a smaller photo."""
+    from services.http.recording import ItemRecord
+    from services.models.contract import Prediction
+
+    image = decode(photo(810, 1080), DETECTOR)
+    prediction = Prediction(model="detector", version="v1", precision="int8", result={"detections": []}, timings_ms={})
+    features = ItemRecord(image=image, prediction=prediction, pixels=image.pixels).features()
+    assert features is not None
+    assert (features["image"]["width"], features["image"]["height"]) == (810.0, 1080.0)
+    full = ItemRecord(image=decode(photo(810, 1080), None), prediction=prediction).features()
+    assert full is None  # nothing answered on: no pixels, no features
