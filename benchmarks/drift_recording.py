@@ -73,7 +73,7 @@ def measure(rounds: int = 20, calls: int = 200) -> dict[str, Any]:
         for _ in range(rounds):
             samples["features"].append(_per_call_us(lambda: request_features(pixels, prediction), calls))  # noqa: B023
             samples["records_with"].append(_per_call_us(lambda: _records(image, prediction), calls))  # noqa: B023
-            recording.drift_features = lambda pixels, prediction: None
+            recording.drift_features = lambda pixels, prediction, size=None: None
             try:
                 samples["records_without"].append(_per_call_us(lambda: _records(image, prediction), calls))  # noqa: B023
             finally:

@@ -74,6 +74,13 @@ def deployment_section(title: str, result: dict[str, Any]) -> str:
     service_rows = [[g, v["pss_idle"], v["pss"], v["rss"]] for g, v in sorted(peaks.items())]
     torch = sorted(r for r, has in result["torch"].items() if has)
     load, jobs = result["load"], result["jobs"]
+    goal = goal_rows(peaks)
+    goal_text = (
+        table(["model service", "idle PSS", "peak PSS", "peak RSS", "within goal"], goal)
+        if goal
+        else "No model service runs here: the three models are in the api worker (docs/adr/0014-models-in-the-api-"
+        "process-on-one-box.md), so its peak above is all three models' with the api's own memory."
+    )
     return f"""## {title}
 
 Load phase: {load["throughput"]:.1f} req/s at concurrency 16 (mixed classify/detect/search), {load["error_count"]}
@@ -89,7 +96,7 @@ errors; batch jobs: {jobs["jobs"]} ({jobs["error_count"]} errors).
 
 ### Goal: <= {GOAL_MB:.0f} MB per model service (peak PSS of its processes)
 
-{table(["model service", "idle PSS", "peak PSS", "peak RSS", "within goal"], goal_rows(peaks))}
+{goal_text}
 
 Where it goes (PSS): at rest it is the imports and the ONNX Runtime sessions; what a worker gains above that comes
 with batches (ONNX Runtime's arena, decoded images). See benchmarks/reports/memory_ort.md for the sessions alone.
