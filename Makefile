@@ -41,7 +41,7 @@ import-models: install
 # the top is the api's). tests/integration/bentos/test_bento_build.py builds them too and checks what each packages.
 BENTOFILES := $(wildcard bentos/*/bentofile.yaml)
 bentos: import-models
-	set -e; for f in $(BENTOFILES); do $(VENV)/bin/bentoml build -f $$f .; done
+	set -e; for f in $(BENTOFILES); do CV_MODELS_IN_PROCESS=false $(VENV)/bin/bentoml build -f $$f .; done
 
 # The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000), with thumbnails for the demo page at
 # /ui. Skipped when it is not empty.

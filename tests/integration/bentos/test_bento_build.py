@@ -39,7 +39,9 @@ def _production_tags() -> dict[str, str]:
 def _env(bentoml_home: str) -> dict[str, str]:
     # No index, no proxy: a build that tried the network would fail here rather than hang.
     offline = {"PIP_NO_INDEX": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    return {**os.environ, "BENTOML_HOME": bentoml_home, "BENTOML_DO_NOT_TRACK": "true", **offline}
+    # As `make bentos` builds them: the api Bento is the api and one service per model (its bentofile says why).
+    placement = {"CV_MODELS_IN_PROCESS": "false"}
+    return {**os.environ, "BENTOML_HOME": bentoml_home, "BENTOML_DO_NOT_TRACK": "true", **offline, **placement}
 
 
 @pytest.mark.parametrize("bentofile", list(BENTOFILES))
