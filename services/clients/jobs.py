@@ -23,8 +23,7 @@ log = logging.getLogger(__name__)
 
 def explicit_urls(settings: ServingSettings) -> dict[str, str]:
     """The job models' ``CV_<MODEL>_URL`` settings that are set (services deployed apart)."""
-    urls = {name: getattr(settings, f"{name}_url", None) for name in JOB_MODELS}
-    return {name: url for name, url in urls.items() if url}
+    return {name: url for name, url in settings.model_urls.items() if name in JOB_MODELS}
 
 
 def job_client(settings: ServingSettings) -> ModelClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,16 @@ class Hit:
     id: str
     score: float
     metadata: dict[str, Any]
+
+
+def rows_to_add(
+    vectors: np.ndarray, metadata: list[dict[str, Any]], ids: list[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    """What every store's ``add`` takes first: the vectors as N x D float32 and an id for each (new ones if None)."""
+    vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
+    if len(metadata) != len(vectors):
+        raise ValueError("one metadata dict per vector")
+    return vectors, ids or [uuid.uuid4().hex for _ in range(len(vectors))]
 
 
 class VectorIndex(Protocol):

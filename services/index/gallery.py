@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kernel.errors import GalleryModelMismatch
-from services.index.base import Hit
+from services.index.base import Hit, rows_to_add
 from services.index.vectors import AdaptiveIndex, IndexParams
 
 
@@ -156,10 +155,7 @@ class GalleryIndex(IndexedEntries):
         *,
         embedder: str | None = None,
     ) -> list[str]:
-        vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
-        if len(metadata) != len(vectors):
-            raise ValueError("one metadata dict per vector")
-        new_ids = ids or [uuid.uuid4().hex for _ in range(len(vectors))]
+        vectors, new_ids = rows_to_add(vectors, metadata, ids)
         with self._lock:
             self._db.execute("BEGIN")
             index = self._index

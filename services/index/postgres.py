@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kernel.errors import DatabaseUnavailable
+from services.index.base import rows_to_add
 from services.index.gallery import IndexedEntries, check_embedder
 from services.index.vectors import AdaptiveIndex, IndexParams
 from services.metrics import GALLERY_SIZE
@@ -211,10 +211,7 @@ class PostgresGallery(IndexedEntries):
         embedder: str | None = None,
     ) -> list[str]:
         """Store vectors with their metadata (an existing id is replaced); returns their ids."""
-        vectors = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
-        if len(metadata) != len(vectors):
-            raise ValueError("one metadata dict per vector")
-        new_ids = ids or [uuid.uuid4().hex for _ in range(len(vectors))]
+        vectors, new_ids = rows_to_add(vectors, metadata, ids)
         dim = vectors.shape[1]
         if self.fixed_dim is not None and dim != self.fixed_dim:
             raise ValueError(f"{dim}-d vectors for a gallery of {self.fixed_dim}-d vectors")

@@ -84,17 +84,15 @@ JOB_MODELS: tuple[str, ...] = tuple(JOB_TASKS.values())
 
 
 def decode_floor(name: str) -> DecodeFloor | None:
-    """What ``name`` needs of an upload (``CatalogueEntry.decode_floor``); None for a name not in the catalogue."""
-    found = next((e for e in CATALOGUE if e.name == name), None)
-    return found.decode_floor if found else None
+    """What model ``name`` needs of an upload (``CatalogueEntry.decode_floor``)."""
+    return entry(name).decode_floor
 
 
 def image_params(name: str, image: DecodedImage, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` plus what a model answering in image coordinates needs when ``image`` was decoded reduced."""
-    found = next((e for e in CATALOGUE if e.name == name), None)
-    if found is None or found.task != "detection" or image.reduction == 1:
+    if entry(name).task != "detection":
         return params
-    return {**params, **image.coordinates()}
+    return {**params, **image.coordinates()}  # nothing added for an image decoded at full size
 
 
 def entry(name: str) -> CatalogueEntry:
