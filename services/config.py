@@ -86,6 +86,11 @@ class ServingSettings(BaseSettings):
     # what turning them off saves and costs); on by default, as ONNX Runtime has them.
     ort_cpu_mem_arena: bool = True
     ort_mem_pattern: bool = True
+    # The largest batch one ONNX Runtime run takes on the CPU provider; a larger batch (the model services' adaptive
+    # batcher merges up to CV_MAX_BATCH_SIZE calls) runs in slices of it. 4: on this CPU each image costs the same as
+    # in a batch of 16 (detector 10.3 vs 10.6 ms, classifier 3.1 vs 3.4 ms on one thread) and the arena holds half
+    # (detector 163 vs 336 MB) without growing with the batch shapes it has seen (benchmarks/reports/memory_ort.md).
+    ort_cpu_max_batch: int = Field(default=4, gt=0)
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [

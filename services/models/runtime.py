@@ -68,6 +68,7 @@ class OrtRunner:
         spinning: bool = True,
         cpu_mem_arena: bool = True,
         mem_pattern: bool = True,
+        cpu_max_batch: int | None = None,
     ) -> None:
         # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
         # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
@@ -94,6 +95,10 @@ class OrtRunner:
         batch_dim = next(i.shape[0] for i in self.session.get_inputs() if i.name == input_name)
         # Some exports (the YOLOX-Nano file among them) fix the batch at 1: run such batches image by image.
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        # On the CPU provider a larger batch runs in slices of ``cpu_max_batch``: as fast per image, and the memory
+        # arena never grows to a 16-image activation set (benchmarks/reports/memory_ort.md). GPUs take it whole.
+        on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        self.max_batch = self.fixed_batch or (cpu_max_batch if on_cpu else None)
         log.info("onnx session ready", extra={"file": path.name, "providers": self.session.get_providers()})
 
     @property
@@ -102,10 +107,10 @@ class OrtRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 N x C x H x W batch."""
-        if self.fixed_batch is None or len(batch) == self.fixed_batch:
+        step = self.max_batch
+        if step is None or (len(batch) == step if self.fixed_batch else len(batch) <= step):
             (output,) = self.session.run([self.output_name], {self.input_name: batch})
             return np.asarray(output)
-        step = self.fixed_batch
         parts = [
             self.session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
             for i in range(0, len(batch), step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,6 +50,49 @@ def test_ort_runner_fixed_batch_of_one_runs_image_by_image(tiny_onnx_batch1: Pat
     batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(3)])
     np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
     np.testing.assert_allclose(ort_runner(batch[:1]), [[0, 0, 0]])
+
+
+class _CountingSession:
+    """The runner's session, recording the batch size of every run."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.sizes: list[int] = []
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.sizes.append(len(next(iter(feeds.values()))))
+        return list(self.session.run(outputs, feeds))
+
+
+def test_cpu_max_batch_runs_a_larger_batch_in_slices_with_the_same_answer(tiny_onnx: Path) -> None:
+    capped = OrtRunner(
+        tiny_onnx,
+        input_name="images",
+        output_name="out",
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        cpu_max_batch=2,
+    )
+    counting = capped.session = _CountingSession(capped.session)
+    batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(5)])
+    np.testing.assert_allclose(capped(batch), runner(tiny_onnx)(batch))
+    assert counting.sizes == [2, 2, 1]
+    np.testing.assert_allclose(capped(batch[:2]), [[0, 0, 0], [1, 1, 1]])
+    assert counting.sizes[3:] == [2], "a batch within the cap is one run"
+
+
+def test_cpu_max_batch_never_raises_a_fixed_batch(tiny_onnx_batch1: Path) -> None:
+    fixed = OrtRunner(
+        tiny_onnx_batch1,
+        input_name="images",
+        output_name="out",
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        cpu_max_batch=4,
+    )
+    assert fixed.max_batch == 1
+    batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(3)])
+    np.testing.assert_allclose(fixed(batch), [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
 
 
 def test_tensorrt_options_map_to_provider_options(tmp_path: Path) -> None:
