@@ -1,7 +1,8 @@
 """What a model service's ONNX Runtime sessions hold: each model loaded as its service loads it, in a fresh process
-per variant (the defaults, batches of 16 in one run, the CPU arena off, memory patterns off, both off, the INT8 file only), then run on
-batches of 16 and of 1 like the adaptive batcher sends. Reports RSS after loading, after the runs, the peak (VmHWM),
-and the median batch-16 time, so a saving is weighed against its cost. Writes benchmarks/reports/memory_ort.md/.json.
+per variant (the defaults, batches of 16 in one run, the CPU arena off, memory patterns off, both off, the INT8 file
+only), then run on batches of 16 and of 1 like the adaptive batcher sends. Reports RSS after loading, after the
+runs, the peak (VmHWM), and the median batch-16 time, so a saving is weighed against its cost. Writes
+benchmarks/reports/memory_ort.md/.json.
 
     python benchmarks/memory_ort.py [--runs N]
 """

@@ -196,7 +196,9 @@ def run(plan: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     on each alike (other helpers share the CPUs): the ratios within a round are what counts."""
     jpeg = photos()["chelsea"]
     results: dict[str, Any] = {"machine": machine_facts(), "plan": {k: str(v) for k, v in vars(plan).items()}}
-    base = {"CV_CACHE_ENABLED": "false", "BENTOML_HOME": os.environ["BENTOML_HOME"]}
+    # None unsets (tests/integration/server.py): the models in the api process, as `make serve` runs them.
+    placement = {"in-process": None, "services": "false"}[plan.models]
+    base = {"CV_CACHE_ENABLED": "false", "BENTOML_HOME": os.environ["BENTOML_HOME"], "CV_MODELS_IN_PROCESS": placement}
     configs = {
         "admission on": ({}, plan.concurrencies),
         "admission off": ({"CV_ADMISSION_ENABLED": "false"}, plan.concurrencies),
@@ -241,6 +243,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup", type=float, default=8.0, help="seconds at concurrency 16 before the phases")
     add("--concurrencies", type=int, nargs="+", default=[16, 32, 256])
     add("--servers", nargs="+", default=["admission on", "admission off", "batching off"])
+    add(
+        "--models",
+        choices=["in-process", "services"],
+        default="in-process",
+        help="where the models run: in the api process (`make serve`'s default) or in their own services",
+    )
     add("--ignore-retry-after", action="store_true", help="refused clients send again at once")
     add("--port", type=int, default=None, help="the servers' port (default: a free one)")
     add("--out", type=Path, default=REPO / "benchmarks" / "reports" / "overload.md", help="report (.json beside it)")

@@ -7,12 +7,12 @@ from typing import Any
 from benchmarks.common import table
 
 METHOD = """\
-Each server is `bentoml serve services.api:Api` on loopback (the api and the three model services), result cache off
+Each server is `bentoml serve services.api:Api` on loopback ({placement}), result cache off
 (`CV_CACHE_ENABLED=false`), started as tests/integration/server.py does. Each phase is a fixed wall time of closed-loop
 clients posting scikit-image's `chelsea` (451x300, JPEG q90) to `POST /api/v1/classify`; a client refused with 503
 waits the `Retry-After` it is sent (as the SDK does) before sending again. The phases of one server run one after
-another after a warm-up at concurrency 16; the servers one after another, all in one run, under `nice -n 10` on a
-machine other jobs share, so compare ratios within the run rather than absolute figures across runs.
+another after a warm-up at concurrency 16; the servers one after another, all in one run, so compare ratios within the
+run rather than absolute figures across runs.
 
 - *answered req/s*: 200 answers per second of the phase; latencies are the client's, of answered requests only.
 - *refused*: 503 `overloaded` answers and their latency; *other errors*: any other answer (e.g. 503
@@ -23,9 +23,14 @@ machine other jobs share, so compare ratios within the run rather than absolute 
 - *server: refusal / answer p99*: the same, as the api's access log times them (from its middleware, without the
   time a request waits for the api's event loop or the client's).
 - *vs c=16*: answered req/s over the c=16 figure of the same server; in brackets, round by round.
-- *server CPU*: cores used by the server's process tree (api + model services) during the phase.
+- *server CPU*: cores used by the server's process tree (api, and model services where they run) during the phase.
 """
 
+
+PLACEMENT = {
+    "in-process": "the models in the api process, as `make serve` runs them",
+    "services": "the api and the three model services",
+}
 
 HISTORY = """\
 Earlier runs of this script on the same shared machine, which chose the defaults (the figures are theirs, not this
@@ -51,6 +56,9 @@ run's):
 - In every run the api's own refusal time (its access log) stayed small (p99 14-45 ms) while the client saw the
   refusal after up to ~2 s at c=256: that wait is before the app runs (the api process waiting for CPU, uvicorn
   parsing), which admission control cannot shorten on a machine that gives the server a quarter of a core.
+- Run 6 (2026-12-05 02:29, the model services, a machine shared with other jobs): c=16 43.4 req/s; c=256 28.6
+  (66 % of c=16), p99 2.0 s, 1732 refusals (client p99 1.0 s, server p99 66 ms); admission off p99 10.8 s with 40
+  shed as `model-unavailable`; batching on +40 % / +85 % at c=16 / c=32.
 """
 
 
@@ -158,7 +166,7 @@ Written by `benchmarks/overload.py` ({plan}).
 
 ## Method
 
-{METHOD}
+{METHOD.format(placement=PLACEMENT[results["plan"].get("models", "services")])}
 ## Machine
 
 {machine}
