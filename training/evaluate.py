@@ -11,7 +11,9 @@ Usage::
 - detector: COCO mAP@0.5:0.95 and mAP@0.5 (pycocotools) on the 128 held-out val2017 images
   with their YOLO labels: score threshold 0.001, class-aware NMS IoU 0.65, 100 detections.
 - embedder: retrieval precision@10 on Tiny-ImageNet val: for each image, the share of its
-  10 nearest other images (cosine) that have its class.
+  10 nearest other images (cosine) that have its class. ``--expand K`` searches with query expansion, as
+  ``/search`` does (services/index/vectors.py); ``--split train`` measures on the first 50 train images of each
+  class instead, which is where an embedder version's ``query_expansion`` is chosen, never on val.
 
 The model is the serving class built from the serving spec (:mod:`training.serving`), so
 decoding, preprocessing and postprocessing are the served ones.
@@ -48,6 +50,7 @@ log = logging.getLogger("training.evaluate")
 # The protocol behind the 0.339 reference (../shared/models/README.md).
 MAP_PARAMS = DetectParams(confidence=0.001, iou=0.65, max_detections=100)
 RETRIEVAL_K = 10
+TRAIN_PER_CLASS = 50  # --split train: as many images of each class as val has
 
 Samples = Sequence[tuple[Path, int]]
 
@@ -148,11 +151,13 @@ def embed_all(model: Model[Any], paths: Sequence[Path], *, batch_size: int = 32)
 
 
 def neighbour_hits(
-    embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024
+    embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024, expand: int = 0
 ) -> np.ndarray:
     """Per row, the share of its ``k`` nearest other rows (cosine) that share its label.
 
-    Rows are normalised here, so any non-zero embeddings work. Ties are broken by row order.
+    Rows are normalised here, so any non-zero embeddings work. Ties are broken by row order. ``expand`` > 0: each
+    row is first expanded by its ``expand`` nearest other rows as the gallery index expands a query
+    (:meth:`services.index.vectors.AdaptiveIndex.expanded`), never by itself.
     """
     n = len(embeddings)
     if n <= k:
@@ -165,32 +170,56 @@ def neighbour_hits(
         sims = vectors[start : start + chunk] @ vectors.T
         rows = np.arange(len(sims))
         sims[rows, start + rows] = -np.inf  # never retrieve the query itself
+        if expand > 0:
+            sims = _expanded_similarities(vectors, sims, start, expand)
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         shares[start + rows] = (labels[nearest] == labels[start + rows, None]).sum(axis=1) / k
     return shares
 
 
-def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024) -> float:
+def _expanded_similarities(vectors: np.ndarray, sims: np.ndarray, start: int, expand: int) -> np.ndarray:
+    """Similarities of the chunk's rows, expanded by their ``expand`` nearest other rows, with every row."""
+    rows = np.arange(len(sims))
+    nearest = np.argpartition(-sims, expand - 1, axis=1)[:, :expand]
+    weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 0.0, None)
+    queries = vectors[start : start + len(sims)] + np.einsum("qk,qkd->qd", weights, vectors[nearest])
+    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    expanded = queries @ vectors.T
+    expanded[rows, start + rows] = -np.inf
+    return expanded
+
+
+def precision_at_k(
+    embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024, expand: int = 0
+) -> float:
     """Mean share of each row's ``k`` nearest other rows (cosine) that share its label (:func:`neighbour_hits`)."""
-    return float(neighbour_hits(embeddings, labels, k, chunk=chunk).mean())
+    return float(neighbour_hits(embeddings, labels, k, chunk=chunk, expand=expand).mean())
 
 
 def embedder_precision(
-    model: Model[Any], samples: Samples, *, k: int = RETRIEVAL_K, batch_size: int = 32
+    model: Model[Any], samples: Samples, *, k: int = RETRIEVAL_K, batch_size: int = 32, expand: int = 0
 ) -> dict[str, Any]:
     """Retrieval precision@k of an embedding model over labelled images (each one a query)."""
     embeddings = embed_all(model, [path for path, _ in samples], batch_size=batch_size)
     labels = np.asarray([label for _, label in samples])
-    return {f"precision_at_{k}": precision_at_k(embeddings, labels, k), "images": len(samples), "k": k}
+    precision = precision_at_k(embeddings, labels, k, expand=expand)
+    return {f"precision_at_{k}": precision, "images": len(samples), "k": k, "expand": expand}
 
 
-def tiny_imagenet_val(limit: int | None = None) -> list[tuple[Path, int]]:
-    """Tiny-ImageNet val ``(path, label index)``, in annotation order; ``limit`` keeps the first N."""
+def tiny_imagenet_val(
+    limit: int | None = None, split: str = "val", per_class: int = TRAIN_PER_CLASS
+) -> list[tuple[Path, int]]:
+    """Tiny-ImageNet val ``(path, label index)``, in annotation order; ``limit`` keeps the first N.
+
+    ``split="train"``: the first ``per_class`` train images of each class instead (by default as many as val has),
+    for choices that must not look at val.
+    """
     from training.data.tiny_imagenet import TinyImageNet, locate
 
     settings = get_training_settings()
-    root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
-    samples = [(s.path, s.label) for s in TinyImageNet(root).val()]
+    data = TinyImageNet(locate(settings.data_dir / "datasets", settings.datasets_mirror_dir))
+    chosen = data.train(per_class=per_class) if split == "train" else data.val()
+    samples = [(s.path, s.label) for s in chosen]
     return samples[:limit] if limit else samples
 
 
@@ -202,6 +231,9 @@ def evaluate(
     limit: int | None = None,
     threads: int = DEFAULT_THREADS,
     embedding: EmbeddingOutput | None = None,
+    split: str = "val",
+    expand: int = 0,
+    per_class: int = TRAIN_PER_CLASS,
 ) -> dict[str, Any]:
     """Run the evaluation of ``kind`` on ``onnx_path``; returns its report (``embedding``: see ``serving_spec``)."""
     settings = get_training_settings()
@@ -212,13 +244,15 @@ def evaluate(
     if task == "detection":
         result = detector_map(model, locate_coco128(settings.data_dir, settings.datasets_mirror_dir))
     elif task == "embedding":
-        result = embedder_precision(model, tiny_imagenet_val(limit))
+        result = embedder_precision(model, tiny_imagenet_val(limit, split, per_class), expand=expand)
     else:
-        result = classifier_accuracy(model, tiny_imagenet_val(limit))
+        result = classifier_accuracy(model, tiny_imagenet_val(limit, split, per_class))
     return {
         "kind": kind,
         "onnx": str(onnx_path),
         **({"embedding": embedding.model_dump()} if embedding is not None else {}),
+        "split": split if task != "detection" else "coco128",
+        **({"per_class": per_class} if split == "train" and task != "detection" else {}),
         "bytes": Path(onnx_path).stat().st_size,
         "precision": precision,
         **result,
@@ -232,6 +266,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--onnx", type=Path, required=True, help="the ONNX file to evaluate")
     parser.add_argument("--precision", default="fp32", help="label recorded with the result (fp32, int8)")
     parser.add_argument("--limit", type=int, default=None, help="first N Tiny-ImageNet val images (default: all)")
+    parser.add_argument(
+        "--split",
+        choices=["val", "train"],
+        default="val",
+        help=f"Tiny-ImageNet val, or the first {TRAIN_PER_CLASS} train images of each class (to choose without val)",
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=TRAIN_PER_CLASS, help="--split train: the first N images of each class"
+    )
+    parser.add_argument(
+        "--expand",
+        type=int,
+        default=0,
+        metavar="K",
+        help="embedder: search with query expansion by the K nearest images, as /search does (0: none)",
+    )
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="ONNX Runtime intra-op threads")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: stdout)")
     parser.add_argument(
@@ -251,7 +301,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.class_probabilities is not None:
         head = EmbeddingOutput(transform="softmax", temperature=args.class_probabilities)
     report = evaluate(
-        args.kind, args.onnx, precision=args.precision, limit=args.limit, threads=args.threads, embedding=head
+        args.kind,
+        args.onnx,
+        precision=args.precision,
+        limit=args.limit,
+        threads=args.threads,
+        embedding=head,
+        split=args.split,
+        expand=args.expand,
+        per_class=args.per_class,
     )
     text = json.dumps(report, indent=2)
     if args.out:

@@ -48,6 +48,8 @@ METRIC_NAMES = {
     "top1_1000": "top-1, all 1,000 classes",
     "top5_1000": "top-5, all 1,000 classes",
     "precision_at_10": "precision@10",
+    "precision_at_10_expand_10": "precision@10, expand=10",
+    "precision_at_10_expand_30": "precision@10, expand=30",
 }
 
 

@@ -112,9 +112,9 @@ class AsyncClient:
             )
         )
 
-    async def search(self, image: ImageInput, top_k: int = 5) -> SearchResult:
-        """The gallery images most similar to one image."""
-        return await self._run(calls.search(image, top_k=top_k))
+    async def search(self, image: ImageInput, top_k: int = 5, expand: int | None = None) -> SearchResult:
+        """The gallery images most similar to one image (``expand``: as :meth:`Client.search`)."""
+        return await self._run(calls.search(image, top_k=top_k, expand=expand))
 
     async def gallery_add(self, image: ImageInput, metadata: dict[str, Any] | None = None) -> GalleryItem:
         """Add an image (and a JSON object stored with it) to the search gallery."""

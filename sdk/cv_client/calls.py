@@ -91,8 +91,8 @@ def detect(
     return Call("POST", "/detect", _model(DetectResult), form, _image(image))
 
 
-def search(image: ImageInput, *, top_k: int) -> Call[SearchResult]:
-    return Call("POST", "/search", _model(SearchResult), _form(top_k=top_k), _image(image))
+def search(image: ImageInput, *, top_k: int, expand: int | None = None) -> Call[SearchResult]:
+    return Call("POST", "/search", _model(SearchResult), _form(top_k=top_k, expand=expand), _image(image))
 
 
 def gallery_add(image: ImageInput, *, metadata: dict[str, Any] | None) -> Call[GalleryItem]:

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="the most similar gallery images")
     search.add_argument("path", type=Path)
     search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--expand", type=int, default=None, help="query expansion (0: none; default: the server's)")
 
     batch = commands.add_parser("batch", help="a batch job over a folder's images, one JSON line per image")
     batch.add_argument("folder", type=Path)
@@ -103,7 +104,7 @@ def _detect(client: Client, args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], None]] = {
     "classify": lambda c, a: _emit(c.classify(a.path, top_k=a.top_k, version=a.version)),
     "detect": _detect,
-    "search": lambda c, a: _emit(c.search(a.path, top_k=a.top_k)),
+    "search": lambda c, a: _emit(c.search(a.path, top_k=a.top_k, expand=a.expand)),
     "batch": _batch,
     "models": lambda c, a: _emit(c.models()),
     "health": lambda c, a: _emit(c.health()),

@@ -153,9 +153,13 @@ class Client:
             )
         )
 
-    def search(self, image: ImageInput, top_k: int = 5) -> SearchResult:
-        """The gallery images most similar to one image."""
-        return self._run(calls.search(image, top_k=top_k))
+    def search(self, image: ImageInput, top_k: int = 5, expand: int | None = None) -> SearchResult:
+        """The gallery images most similar to one image.
+
+        ``expand``: query expansion, the nearest gallery images added to the query first (0: none; None: the
+        embedder version's setting).
+        """
+        return self._run(calls.search(image, top_k=top_k, expand=expand))
 
     def gallery_add(self, image: ImageInput, metadata: dict[str, Any] | None = None) -> GalleryItem:
         """Add an image (and a JSON object stored with it) to the search gallery."""

@@ -125,6 +125,7 @@ class SearchResult(Result):
     image: ImageInfo
     results: list[SearchHit]
     gallery_size: int
+    query_expansion: int
     timings_ms: dict[str, float]
 
 

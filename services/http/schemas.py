@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import MISSING, BaseModel, ConfigDict
+from pydantic import MISSING, BaseModel, ConfigDict, Field
 
 from kernel.db.tables import ExperimentStatus, ItemStatus, JobStatus
 from services.config import Stage
@@ -107,7 +107,7 @@ class Problem(ResponseBody):
 
 class SearchHit(ResponseBody):
     id: str
-    score: float
+    score: float = Field(description="Cosine similarity with the query searched (the expanded query, with expansion)")
     metadata: dict[str, Any]
 
 
@@ -117,6 +117,7 @@ class SearchResponse(ResponseBody):
     image: ImageInfo
     results: list[SearchHit]
     gallery_size: int
+    query_expansion: int = Field(description="Gallery neighbours added to the query before the search (0: none)")
     timings_ms: dict[str, float]
 
 

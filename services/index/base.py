@@ -59,8 +59,12 @@ class VectorIndex(Protocol):
         """Delete one entry; False if it was not there."""
         ...
 
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """The ``top_k`` nearest entries of each query (Q x D)."""
+    def search(self, queries: np.ndarray, top_k: int, expand: int = 0) -> list[list[Hit]]:
+        """The ``top_k`` nearest entries of each query (Q x D).
+
+        ``expand`` > 0: each query is first expanded by its ``expand`` nearest entries, weighted by their cosine
+        (services/index/vectors.py); the hits' scores are then cosines with the expanded query.
+        """
         ...
 
     def __len__(self) -> int: ...

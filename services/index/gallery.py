@@ -74,15 +74,15 @@ class IndexedEntries:
     _ids: dict[int, str]
     _meta: dict[int, dict[str, Any]]
 
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """The ``top_k`` nearest entries of each query."""
+    def search(self, queries: np.ndarray, top_k: int, expand: int = 0) -> list[list[Hit]]:
+        """The ``top_k`` nearest entries of each query (``expand``: query expansion, services/index/vectors.py)."""
         queries = np.atleast_2d(np.ascontiguousarray(queries, dtype=np.float32))
         with self._lock:
             if self._index is None or len(self._index) == 0:
                 return [[] for _ in range(len(queries))]
             if queries.shape[1] != self.dim:
                 raise ValueError(f"{queries.shape[1]}-d queries for a gallery of {self.dim}-d vectors")
-            scores, row_ids = self._index.search(queries, top_k)
+            scores, row_ids = self._index.search(queries, top_k, expand)
             return hits(scores, row_ids, self._ids, self._meta)
 
     @property

@@ -5,6 +5,7 @@ Shared by the embedder BentoML service and the api's in-process backend.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,19 @@ from services.index.base import VectorIndex
 from services.index.gallery import check_embedder
 from services.metrics import GALLERY_SIZE
 from services.models.contract import Prediction
+from services.models.spec import MAX_QUERY_EXPANSION
 from services.models.worker import InferenceItem, ModelWorker, Outcome
 
 
 class SearchItem(InferenceItem):
-    """An image to look up, with how many neighbours to return."""
+    """An image to look up, with how many neighbours to return and how far to expand the query.
+
+    ``expand``: the gallery neighbours added to the query before the search (services/index/vectors.py); None takes
+    the embedder version's ``query_expansion`` (its spec), 0 searches with the query alone.
+    """
 
     top_k: int = Field(default=5, ge=1, le=100)
+    expand: int | None = Field(default=None, ge=0, le=MAX_QUERY_EXPANSION)
 
 
 class SearchOutcome(BaseModel):
@@ -30,6 +37,7 @@ class SearchOutcome(BaseModel):
     prediction: Prediction | None = None
     hits: list[dict[str, Any]] = []
     gallery_size: int = 0
+    expand: int = 0  # the gallery neighbours added to the query
     error: dict[str, Any] | None = None
 
 
@@ -51,17 +59,30 @@ class SearchEngine:
         results = [SearchOutcome(error=o.error) for o in outcomes]
         if not answered:
             return results
-        queries = np.asarray([_vector(outcomes[i]) for i in answered], dtype=np.float32)
-        top_k = max(items[i].top_k for i in answered)
-        hit_lists = self.index.search(queries, top_k)
         size = len(self.index)
-        for i, hits in zip(answered, hit_lists, strict=True):
-            results[i] = SearchOutcome(
-                prediction=outcomes[i].prediction,
-                hits=[{"id": h.id, "score": h.score, "metadata": h.metadata} for h in hits[: items[i].top_k]],
-                gallery_size=size,
-            )
+        groups: dict[int, list[int]] = defaultdict(list)  # one index search per expansion asked for
+        for i in answered:
+            groups[self._expansion(items[i], outcomes[i])].append(i)
+        for expand, members in groups.items():
+            queries = np.asarray([_vector(outcomes[i]) for i in members], dtype=np.float32)
+            hit_lists = self.index.search(queries, max(items[i].top_k for i in members), expand)
+            for i, hits in zip(members, hit_lists, strict=True):
+                results[i] = SearchOutcome(
+                    prediction=outcomes[i].prediction,
+                    hits=[{"id": h.id, "score": h.score, "metadata": h.metadata} for h in hits[: items[i].top_k]],
+                    gallery_size=size,
+                    expand=expand,
+                )
         return results
+
+    def _expansion(self, item: SearchItem, outcome: Outcome) -> int:
+        """The request's ``expand``, else the answering version's ``query_expansion``."""
+        if item.expand is not None:
+            return item.expand
+        prediction = outcome.prediction
+        loaded = self.worker.pool.versions.get(prediction.version) if prediction is not None else None
+        head = loaded.spec.embedding if loaded is not None else None
+        return head.query_expansion if head is not None else 0
 
     def add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
         """Embed one image and store it with its metadata."""

@@ -5,6 +5,11 @@ Labels are the store's int64 row ids (SQLite ``row_id``, PostgreSQL ``seq``). Ex
 tombstone: searches over-fetch and drop tombstoned labels, and the graph is rebuilt from its own stored
 vectors once tombstones pass ``tombstone_fraction`` of it (benchmarks/reports/gallery.md measures both
 kinds at 100,000 vectors).
+
+A search may expand its queries first (``expand``: average query expansion, weighted by similarity): each query
+plus its ``expand`` nearest live vectors, each weighted by its non-negative cosine with the query, normalised, is
+what is searched. Where a query's neighbours mostly share a class, this pulls it towards that class
+(training/evaluate.py measures it; docs/adr/0015-query-expansion-for-the-class-embedder.md).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class AdaptiveIndex:
         inner = faiss.IndexHNSWFlat(self.dim, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         inner.hnsw.efConstruction = self.params.ef_construction
         inner.hnsw.efSearch = self.params.ef_search
-        return faiss.IndexIDMap(inner)
+        return faiss.IndexIDMap2(inner)  # IDMap2: a vector can be read back by its label (query expansion)
 
     def add(self, vectors: np.ndarray, labels: np.ndarray) -> None:
         """Add vectors (N x dim, float32) under their labels; switches to HNSW past the threshold."""
@@ -103,8 +108,30 @@ class AdaptiveIndex:
         if len(labels):
             self._index.add_with_ids(vectors, labels)
 
-    def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and labels (Q x k, k = min(top_k, live size)) of the nearest live vectors, best first."""
+    def search(self, queries: np.ndarray, top_k: int, expand: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and labels (Q x k, k = min(top_k, live size)) of the nearest live vectors, best first.
+
+        ``expand`` > 0 searches each query expanded by its ``expand`` nearest vectors (the module's docstring); the
+        scores are then cosines with the expanded query.
+        """
+        if expand > 0 and len(self):
+            queries = self.expanded(queries, expand)
+        return self._nearest(queries, top_k)
+
+    def expanded(self, queries: np.ndarray, expand: int) -> np.ndarray:
+        """Each query plus its ``expand`` nearest live vectors weighted by their non-negative cosine, L2-normalised."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        scores, labels = self._nearest(queries, expand)
+        found = labels >= 0
+        neighbours = np.zeros((*labels.shape, self.dim), np.float32)
+        if found.any():
+            neighbours[found] = self._index.reconstruct_batch(labels[found])
+        weights = np.where(found, np.clip(scores, 0.0, None), 0.0).astype(np.float32)
+        summed = queries + np.einsum("qk,qkd->qd", weights, neighbours)
+        norms = np.linalg.norm(summed, axis=1, keepdims=True)
+        return np.ascontiguousarray(summed / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+    def _nearest(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(top_k, len(self))
         if k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

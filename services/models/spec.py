@@ -44,6 +44,9 @@ class InputSpec(BaseModel):
     letterbox: Letterbox | None = None
 
 
+MAX_QUERY_EXPANSION = 50
+
+
 class EmbeddingOutput(BaseModel):
     """How an embedding model's vector is made from the network output it reads (``ModelSpec.output_name``).
 
@@ -55,6 +58,10 @@ class EmbeddingOutput(BaseModel):
 
     transform: Literal["none", "softmax"] = "none"
     temperature: float = Field(default=1.0, gt=0.0)
+    # How many of a query's nearest gallery vectors a search adds to it before searching again (query expansion,
+    # services/index/vectors.py); 0: plain search. A request's ``expand`` overrides it. Chosen per version on train
+    # images, never on the val split it is reported on (docs/adr/0015-query-expansion-for-the-class-embedder.md).
+    query_expansion: int = Field(default=0, ge=0, le=MAX_QUERY_EXPANSION)
 
 
 class ModelSpec(BaseModel):

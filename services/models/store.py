@@ -12,6 +12,7 @@ import hashlib
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import bentoml
 from bentoml.exceptions import NotFound as BentoNotFound
@@ -52,8 +53,9 @@ def list_versions(name: str) -> list[LoadedFiles]:
 def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False) -> str:
     """Create the entry ``spec.name:spec.version`` holding ``files`` (precision -> path).
 
-    Idempotent: an entry whose file checksums match is kept as it is. A different
-    entry under the same tag is an error unless ``force`` is set.
+    Idempotent: an entry whose file checksums match keeps its files and its stage (a release may have moved it);
+    the rest of its spec is rewritten where the code's spec has changed (e.g. a new serving setting of the version).
+    A different entry under the same tag is an error unless ``force`` is set.
 
     Returns:
         The tag of the entry.
@@ -67,7 +69,7 @@ def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False
     if existing is not None:
         stored = existing.info.metadata.get("spec")
         if isinstance(stored, dict) and stored.get("sha256") == sums and not force:
-            log.info("model already in the store", extra={"tag": spec.tag})
+            _refresh_spec(existing, spec.model_copy(update={"stage": ModelSpec.model_validate(stored).stage}))
             return spec.tag
         if not force:
             raise FileExistsError(f"{spec.tag} exists with other files; pass force=True to replace it")
@@ -81,6 +83,18 @@ def import_model(spec: ModelSpec, files: dict[str, Path], *, force: bool = False
             shutil.copyfile(path, entry.path_of(path.name))
     log.info("model imported", extra={"tag": spec.tag, "files": sorted(spec.files.values())})
     return spec.tag
+
+
+def _refresh_spec(entry: Any, spec: ModelSpec) -> None:
+    """Write ``spec`` into the stored entry's metadata (as :func:`set_stage` does) unless it is already there."""
+    dumped = spec.model_dump(mode="json", exclude_none=True)
+    if entry.info.metadata.get("spec") == dumped:
+        log.info("model already in the store", extra={"tag": spec.tag})
+        return
+    entry.info.metadata["spec"] = dumped
+    entry.info.labels.update({"task": spec.task, "arch": spec.arch})
+    entry.flush()
+    log.info("model spec updated in the store", extra={"tag": spec.tag})
 
 
 def set_stage(name: str, version: str, stage: Stage) -> ModelSpec:

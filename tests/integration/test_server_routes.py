@@ -46,9 +46,14 @@ def test_gallery_and_search(server: Server, photos: dict[str, bytes]) -> None:
     assert added.status_code == 201, added.text
     item_id = added.json()["id"]
     assert httpx.get(f"{url}/gallery").json()["size"] >= 1
-    hits = httpx.post(f"{url}/search", files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")}, timeout=30)
+    hits = httpx.post(
+        f"{url}/search",
+        files={"image": ("r.jpg", photos["rocket.jpg"], "image/jpeg")},
+        data={"expand": "1"},  # crosses the hop to the embedder service with the query
+        timeout=30,
+    )
     assert hits.status_code == 200, hits.text
-    assert hits.json()["results"][0]["id"] == item_id
+    assert hits.json()["results"][0]["id"] == item_id and hits.json()["query_expansion"] == 1
     assert hits.json()["results"][0]["metadata"]["kind"] == "rocket"
     assert httpx.delete(f"{url}/gallery/{item_id}").status_code == 204
     assert httpx.delete(f"{url}/gallery/{item_id}").status_code == 404

@@ -29,6 +29,11 @@ def test_gallery_add_search_delete(client: TestClient, photos: dict[str, bytes])
     assert body["results"][0]["score"] > 0.99
     assert body["results"][0]["metadata"]["name"] == "chelsea.jpg"
     assert len(body["results"]) == 2 and body["gallery_size"] == start + 3
+    assert body["query_expansion"] == 0, "embedder v2 searches with the query alone unless asked"
+    expanded = client.post(
+        "/search", files={"image": ("q.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "2", "expand": "2"}
+    ).json()
+    assert expanded["query_expansion"] == 2 and expanded["results"][0]["id"] == ids["chelsea.jpg"]
     assert client.delete(f"/gallery/{ids['chelsea.jpg']}").status_code == 204
     assert client.delete(f"/gallery/{ids['chelsea.jpg']}").status_code == 404
     top = client.post("/search", files={"image": ("q.jpg", photos["chelsea.jpg"], "image/jpeg")}).json()
@@ -43,11 +48,11 @@ def test_gallery_rejects_non_object_metadata(client: TestClient, photos: dict[st
         assert response.status_code == 422
 
 
-def test_search_rejects_bad_top_k(client: TestClient, photos: dict[str, bytes]) -> None:
-    response = client.post(
-        "/search", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "0"}
-    )
-    assert response.status_code == 422
+def test_search_rejects_bad_top_k_and_expand(client: TestClient, photos: dict[str, bytes]) -> None:
+    for field in ({"top_k": "0"}, {"expand": "51"}, {"expand": "-1"}):
+        response = client.post("/search", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data=field)
+        assert response.status_code == 422, field
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_models_lists_every_model_with_metadata(client: TestClient) -> None:

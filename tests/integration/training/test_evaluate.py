@@ -44,6 +44,11 @@ def test_the_lite0_file_embeds_and_classifies_tiny_imagenet_val(capsys: pytest.C
     assert evaluate.main(["embedder", "--onnx", str(onnx_path), "--limit", "40"]) == 0
     embedded = json.loads(capsys.readouterr().out)
     assert embedded["images"] == 40 and 0.0 <= embedded["precision_at_10"] <= 1.0
+    assert (embedded["split"], embedded["expand"]) == ("val", 0)
+    expanded = evaluate.evaluate("embedder", onnx_path, limit=60, split="train", expand=3)
+    assert (expanded["split"], expanded["expand"], expanded["images"]) == ("train", 3, 60)
+    # train is listed class by class: the first 60 are 50 of one class and 10 of the next, never val's order
+    assert 0.5 <= expanded["precision_at_10"] <= 1.0
     # The ImageNet-1k head does not use Tiny-ImageNet indices: top-k here only checks the plumbing.
     report = evaluate.evaluate("classifier", onnx_path, limit=8)
     assert report["images"] == 8 and 0.0 <= report["top1"] <= report["top5"] <= 1.0

@@ -47,6 +47,7 @@ def search() -> dict[str, Any]:
         "image": IMAGE,
         "results": [{"id": "g1", "score": 0.97, "metadata": {"kind": "rocket"}}],
         "gallery_size": 1,
+        "query_expansion": 0,
         "timings_ms": {"total": 3.0},
     }
 

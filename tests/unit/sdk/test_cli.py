@@ -51,7 +51,8 @@ def test_search_models_and_health(photo: Path, capsys: pytest.CaptureFixture[str
         .on("GET /api/v1/models", bodies.models())
         .on("GET /api/v1/health", bodies.health())
     )
-    assert run(server, "search", str(photo)) == 0
+    assert run(server, "search", str(photo), "--expand", "5") == 0
+    assert server.last is not None and form(server.last) == {"top_k": "5", "expand": "5"}
     assert run(server, "models") == 0
     assert run(server, "health") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -69,6 +69,8 @@ def test_search_gallery_add_size_and_remove() -> None:
     hits = sdk.search(png(), top_k=2)
     assert form(server.last) == {"top_k": "2"}
     assert hits.results[0].metadata == {"kind": "rocket"} and hits.gallery_size == 1
+    assert sdk.search(png(), top_k=2, expand=10).query_expansion == 0  # the fake's body; the form is what counts
+    assert form(server.last) == {"top_k": "2", "expand": "10"}
     added = sdk.gallery_add(png(), metadata={"kind": "rocket"})
     assert json.loads(form(server.last)["metadata"]) == {"kind": "rocket"} and added.id == "g1"
     assert sdk.gallery_size().size == 7

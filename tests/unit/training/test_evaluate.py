@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.index.vectors import AdaptiveIndex
 from services.models.classification import Classifier
 from services.models.detection import YoloxDetector, make_grid
 from services.models.embedding import Embedder
@@ -92,6 +93,23 @@ def test_precision_at_k_counts_only_same_label_neighbours() -> None:
     assert evaluate.precision_at_k(embeddings, labels, k=2, chunk=4) == pytest.approx(2 / 6)
 
 
+def test_expanded_precision_ranks_each_row_as_the_gallery_index_would_without_it() -> None:
+    """Leave-one-out expansion of row i == AdaptiveIndex over the other rows searching row i with ``expand``."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, 8))
+    labels = rng.integers(0, 4, 40)
+    embeddings = centres[labels] + 0.9 * rng.normal(size=(40, 8))
+    vectors = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)).astype(np.float32)
+    hits = evaluate.neighbour_hits(embeddings, labels, k=5, expand=3, chunk=16)
+    for row in range(40):
+        others = np.delete(np.arange(40), row)
+        index = AdaptiveIndex(8)
+        index.add(vectors[others], others.astype(np.int64))
+        _, found = index.search(vectors[row : row + 1], 5, expand=3)
+        assert hits[row] == pytest.approx((labels[found[0]] == labels[row]).mean())
+    assert not np.allclose(hits, evaluate.neighbour_hits(embeddings, labels, k=5)), "expansion changed something"
+
+
 def test_precision_at_k_normalises_rows_so_scale_does_not_matter() -> None:
     rng = np.random.default_rng(1)
     embeddings = rng.normal(size=(30, 6))
@@ -109,7 +127,7 @@ def test_embedder_precision_runs_images_through_the_serving_embedder(tmp_path: P
     model = Embedder(_spec("embedding", "efficientnet_lite0", "embeddings"), lambda b: b.mean(axis=(2, 3)))
     samples = [(_write(tmp_path / f"{c}-{i}.png", colour), c) for c, colour in COLOURS.items() for i in range(3)]
     result = evaluate.embedder_precision(model, samples, k=2, batch_size=4)
-    assert result == {"precision_at_2": 1.0, "images": 9, "k": 2}
+    assert result == {"precision_at_2": 1.0, "images": 9, "k": 2, "expand": 0}
 
 
 # --- detection -----------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 
 from kernel.errors import InvalidParameter, ModelUnavailable, ServiceError
 from services.index import search as search_module
+from services.index.base import Hit
 from services.index.gallery import GalleryIndex
 from services.index.search import SearchEngine, SearchItem
 from services.models.registry import ModelPool
+from services.models.spec import EmbeddingOutput
 from services.models.worker import InferenceItem, ModelWorker, Outcome
 from tests.unit.fakes import FakeFactory, FakeRunner, make_entry, sample
 
@@ -145,3 +147,47 @@ def test_a_query_from_another_embedder_version_gets_409_not_meaningless_neighbou
     assert index.embedder == "embedder:v4"
     assert engine.search([SearchItem(image=image(1))])[0].hits[0]["score"] == pytest.approx(1.0)
     index.close()
+
+
+@pytest.fixture
+def expanding(tmp_path: Path) -> Iterator[tuple[SearchEngine, list[int]]]:
+    """An engine whose embedder version says ``query_expansion=2``, and the ``expand`` of every index search."""
+    entry = make_entry(name="embedder", version="v3", task="embedding")
+    entry = entry.model_copy(
+        update={"spec": entry.spec.model_copy(update={"embedding": EmbeddingOutput(query_expansion=2)})}
+    )
+    pool = ModelPool("embedder", [entry], FakeFactory({("v3", "fp32"): FakeRunner(fn=embed_by_pixel_value)}))
+    index = GalleryIndex(tmp_path / "gallery.sqlite3", dim=3)
+    index.add(AXES, [{}, {}, {}], ids=["x", "y", "z"])
+    asked: list[int] = []
+    searched = index.search
+
+    def spy(queries: np.ndarray, top_k: int, expand: int = 0) -> list[list[Hit]]:
+        asked.append(expand)
+        return searched(queries, top_k, expand)
+
+    index.search = spy  # type: ignore[method-assign]
+    yield SearchEngine(ModelWorker(pool), index), asked
+    index.close()
+
+
+def test_search_expands_as_the_version_says_unless_the_request_says_otherwise(
+    expanding: tuple[SearchEngine, list[int]],
+) -> None:
+    engine, asked = expanding
+    default, plain, wider = engine.search(
+        [SearchItem(image=image(0)), SearchItem(image=image(1), expand=0), SearchItem(image=image(1), expand=3)]
+    )
+    assert (default.expand, plain.expand, wider.expand) == (2, 0, 3)
+    assert sorted(asked) == [0, 2, 3], "one index search per expansion"
+    assert default.hits[0]["id"] == "x" and plain.hits[0]["id"] == wider.hits[0]["id"] == "y"
+
+
+def test_search_without_a_query_expansion_setting_searches_plainly(engine: SearchEngine) -> None:
+    (result,) = engine.search([SearchItem(image=image(0))])
+    assert result.expand == 0
+
+
+def test_search_item_refuses_an_expansion_out_of_range() -> None:
+    with pytest.raises(ValidationError):
+        SearchItem(image=image(0), expand=51)

@@ -149,3 +149,36 @@ def test_the_postgres_gallery_needs_a_postgres_url() -> None:
         ServingSettings(_env_file=None, gallery_backend="postgres")  # type: ignore[call-arg]
     settings = ServingSettings(_env_file=None, gallery_backend="postgres", database_url="postgresql://u@h/db")  # type: ignore[call-arg]
     assert settings.gallery_store == "postgres"
+
+
+@pytest.mark.parametrize("threshold", [10_000, 10], ids=["exact", "hnsw"])
+def test_query_expansion_adds_the_nearest_vectors_weighted_by_their_cosine(threshold: int) -> None:
+    vectors = clustered(300, dim=16)
+    index = AdaptiveIndex(16, IndexParams(hnsw_threshold=threshold))
+    index.add(vectors, labels(300, start=500))
+    queries = clustered(4, dim=16, seed=7)
+    plain_scores, plain_labels = index.search(queries, 3)
+    expected = queries + np.einsum("qk,qkd->qd", np.clip(plain_scores, 0, None), vectors[plain_labels - 500])
+    expected = unit(expected)
+    assert np.allclose(index.expanded(queries, 3), expected, atol=1e-5)
+    scores, found = index.search(queries, 5, expand=3)
+    exact_scores = expected @ vectors.T
+    assert found[:, 0].tolist() == (exact_scores.argmax(axis=1) + 500).tolist()
+    assert np.allclose(scores[:, 0], exact_scores.max(axis=1), atol=1e-4), "scores are cosines with the expanded query"
+
+
+def test_query_expansion_never_uses_a_removed_vector() -> None:
+    base = unit(np.asarray([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]))
+    index = AdaptiveIndex(2)
+    index.add(base, labels(3))
+    query = unit(np.asarray([[0.6, 0.8]]))
+    index.remove(np.asarray([2]))  # the query's nearest; the expansion falls to [0, 1]
+    assert np.allclose(index.expanded(query, 1), unit(query + (query @ base[1]) * base[1]), atol=1e-6)
+
+
+def test_query_expansion_past_the_gallery_size_uses_what_there_is() -> None:
+    index = AdaptiveIndex(2)
+    index.add(unit(np.asarray([[1.0, 0.0]])), labels(1))
+    query = unit(np.asarray([[0.0, 1.0]]))  # orthogonal: weight 0, the query is unchanged
+    assert np.allclose(index.expanded(query, 5), query)
+    assert AdaptiveIndex(2).search(query, 3, expand=5)[1].shape == (1, 0)

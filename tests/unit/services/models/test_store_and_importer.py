@@ -87,6 +87,27 @@ def test_set_stage_rewrites_the_spec_and_the_label_and_list_versions_sees_it(tmp
     assert [e.spec.stage for e in list_versions("unit-stage-model")] == [Stage.ARCHIVED]
 
 
+def test_reimporting_the_same_files_takes_the_codes_spec_but_keeps_the_released_stage(tmp_path: Path) -> None:
+    import bentoml
+
+    from services.models.spec import EmbeddingOutput
+    from services.models.store import set_stage
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"refresh")
+    spec = _spec("v9").model_copy(update={"name": "unit-refresh-model", "stage": Stage.SHADOW})
+    import_model(spec, {"fp32": path})
+    set_stage("unit-refresh-model", "v9", Stage.PRODUCTION)  # a release promoted it
+    before = bentoml.models.get("unit-refresh-model:v9").info.creation_time
+    changed = spec.model_copy(update={"embedding": EmbeddingOutput(query_expansion=7)})
+    assert import_model(changed, {"fp32": path}) == "unit-refresh-model:v9"
+    (entry,) = list_versions("unit-refresh-model")
+    assert entry.spec.embedding == EmbeddingOutput(query_expansion=7)
+    assert entry.spec.stage == Stage.PRODUCTION, "the release's stage, not the import's"
+    assert bentoml.models.get("unit-refresh-model:v9").info.creation_time == before, "the entry is not re-created"
+    assert entry.paths["fp32"].read_bytes() == b"refresh"
+
+
 def test_set_stage_of_a_missing_entry_or_one_without_a_spec_fails(tmp_path: Path) -> None:
     import bentoml
     from bentoml.exceptions import NotFound

@@ -1,0 +1,35 @@
+"""benchmarks/search_quality.py: halves, scoring and report (the served run: `python benchmarks/search_quality.py`)."""
+
+from __future__ import annotations
+
+from benchmarks import search_quality
+
+
+def record(number: int, wnid: str) -> search_quality.Record:
+    return b"", {"filename": f"val_{number}.JPEG", "wnid": wnid}
+
+
+def test_halves_put_even_numbers_in_the_gallery_and_odd_ones_in_the_queries() -> None:
+    gallery, queries = search_quality.halves(iter([record(n, "a") for n in (0, 1, 2, 13, 10)]))
+    assert [search_quality.image_number(r) for r in gallery] == [0, 2, 10]
+    assert [search_quality.image_number(r) for r in queries] == [1, 13]
+
+
+def test_precision_at_10_counts_missing_hits_as_misses() -> None:
+    hits = [{"metadata": {"wnid": w}} for w in ("a", "b", "a")]
+    assert search_quality.precision_at_10(hits, "a") == 0.2
+    assert search_quality.precision_at_10([{"metadata": {"wnid": "a"}}] * 12, "a") == 1.0
+
+
+def test_render_has_a_row_per_way() -> None:
+    result = {
+        "precision_at_10": 0.71234,
+        "queries": 5000,
+        "query_expansion": [0],
+        "latency_ms": {"p50": 8.5, "p99": 15.0},
+        "model": {"name": "embedder", "version": "v2", "precision": "int8"},
+        "gallery_size": 5000,
+    }
+    text = search_quality.render({"machine": {"nproc": 2}, "results": {"default": result, "expand=10": result}})
+    assert "| default | 0.7123 | 0 | 5000 | 5000 | 8.5 | 15.0 |" in text and "| expand=10 |" in text
+    assert "embedder\nv2 (int8)" in text or "embedder v2 (int8)" in text
