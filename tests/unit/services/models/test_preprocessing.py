@@ -172,7 +172,18 @@ def test_resize_and_crop_640x480(crop_pct: float, resized: tuple[int, int], offs
     assert got_offset == offset
     full = resize(image, *resized, "pil_bilinear")
     left, top = int(-offset[0]), int(-offset[1])
-    np.testing.assert_array_equal(cropped, full[top : top + 224, left : left + 224])
+    # Only the crop is resampled (Pillow's box at the full resize's scale): the same pixels as resize-then-crop but
+    # for float rounding, at most 1 level in a few of them.
+    difference = np.abs(cropped.astype(int) - full[top : top + 224, left : left + 224].astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
+@pytest.mark.parametrize("interpolation", ["pil_bicubic", "pil_bilinear", "cv2_linear"])
+def test_resize_and_crop_of_a_square_image_is_a_plain_resize(interpolation: str) -> None:
+    image = gradient(64, 64)  # Tiny-ImageNet's shape: every accuracy figure was measured on these
+    cropped, _, offset = resize_and_crop(image, InputSpec(height=224, width=224, interpolation=interpolation))
+    np.testing.assert_array_equal(cropped, resize(image, 224, 224, interpolation))
+    assert offset == (0.0, 0.0)
 
 
 def test_resize_and_crop_keeps_target_size_for_tiny_images() -> None:
@@ -254,7 +265,10 @@ def test_classifier_preprocessing_of_chelsea_matches_reference(
     prepared = prepare(image, spec)
     expected = reference_crop_pipeline(image, 224, crop_pct, scale, mean, std)
     assert prepared.tensor.shape == expected.shape == (3, 224, 224)
-    assert np.abs(prepared.tensor - expected).max() < 1e-4
+    # One uint8 level in a few pixels at most (resize_and_crop resamples only the crop: float rounding).
+    level = scale / min(std)
+    difference = np.abs(prepared.tensor - expected)
+    assert difference.max() < level + 1e-4 and (difference > 1e-4).mean() < 0.01
 
 
 def test_lite0_input_spec_reads_export_report() -> None:
