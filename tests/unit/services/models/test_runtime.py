@@ -11,9 +11,16 @@ import pytest
 from services.models.runtime import OrtRunner, TensorrtOptions, available_providers, session_providers
 
 
-def runner(path: Path, *, input_name: str = "images", output_name: str = "out") -> OrtRunner:
+def runner(
+    path: Path, *, input_name: str = "images", output_name: str = "out", cpu_max_batch: int | None = None
+) -> OrtRunner:
     return OrtRunner(
-        path, input_name=input_name, output_name=output_name, providers=["CPUExecutionProvider"], threads=1
+        path,
+        input_name=input_name,
+        output_name=output_name,
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        cpu_max_batch=cpu_max_batch,
     )
 
 
@@ -65,14 +72,7 @@ class _CountingSession:
 
 
 def test_cpu_max_batch_runs_a_larger_batch_in_slices_with_the_same_answer(tiny_onnx: Path) -> None:
-    capped = OrtRunner(
-        tiny_onnx,
-        input_name="images",
-        output_name="out",
-        providers=["CPUExecutionProvider"],
-        threads=1,
-        cpu_max_batch=2,
-    )
+    capped = runner(tiny_onnx, cpu_max_batch=2)
     counting = capped.session = _CountingSession(capped.session)
     batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(5)])
     np.testing.assert_allclose(capped(batch), runner(tiny_onnx)(batch))
@@ -82,14 +82,7 @@ def test_cpu_max_batch_runs_a_larger_batch_in_slices_with_the_same_answer(tiny_o
 
 
 def test_cpu_max_batch_never_raises_a_fixed_batch(tiny_onnx_batch1: Path) -> None:
-    fixed = OrtRunner(
-        tiny_onnx_batch1,
-        input_name="images",
-        output_name="out",
-        providers=["CPUExecutionProvider"],
-        threads=1,
-        cpu_max_batch=4,
-    )
+    fixed = runner(tiny_onnx_batch1, cpu_max_batch=4)
     assert fixed.max_batch == 1
     batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(3)])
     np.testing.assert_allclose(fixed(batch), [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
