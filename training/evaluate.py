@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from services.index.vectors import expand_queries
 from services.models.catalogue import entry
 from services.models.classification import ClassifyParams
 from services.models.contract import Model
@@ -181,10 +182,8 @@ def _expanded_similarities(vectors: np.ndarray, sims: np.ndarray, start: int, ex
     """Similarities of the chunk's rows, expanded by their ``expand`` nearest other rows, with every row."""
     rows = np.arange(len(sims))
     nearest = np.argpartition(-sims, expand - 1, axis=1)[:, :expand]
-    weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 0.0, None)
-    queries = vectors[start : start + len(sims)] + np.einsum("qk,qkd->qd", weights, vectors[nearest])
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    expanded = queries @ vectors.T
+    scores = np.take_along_axis(sims, nearest, axis=1)
+    expanded = expand_queries(vectors[start : start + len(sims)], scores, vectors[nearest]) @ vectors.T
     expanded[rows, start + rows] = -np.inf
     return expanded
 

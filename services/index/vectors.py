@@ -21,6 +21,16 @@ import faiss
 import numpy as np
 
 
+def expand_queries(queries: np.ndarray, scores: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Query expansion: each query (Q x D) plus its neighbours (Q x K x D) weighted by their cosine with it (Q x K,
+    negatives and missing ones, -inf, weigh 0), L2-normalised. The gallery index and training/evaluate.py both use it.
+    """
+    weights = np.clip(scores, 0.0, None).astype(np.float32)
+    summed = queries + np.einsum("qk,qkd->qd", weights, neighbours)
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    return np.ascontiguousarray(summed / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class IndexParams:
     """When to switch to HNSW, and its graph parameters (``ServingSettings.gallery_*``)."""
@@ -126,10 +136,7 @@ class AdaptiveIndex:
         neighbours = np.zeros((*labels.shape, self.dim), np.float32)
         if found.any():
             neighbours[found] = self._index.reconstruct_batch(labels[found])
-        weights = np.where(found, np.clip(scores, 0.0, None), 0.0).astype(np.float32)
-        summed = queries + np.einsum("qk,qkd->qd", weights, neighbours)
-        norms = np.linalg.norm(summed, axis=1, keepdims=True)
-        return np.ascontiguousarray(summed / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        return expand_queries(queries, np.where(found, scores, -np.inf), neighbours)
 
     def _nearest(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(top_k, len(self))
