@@ -1,6 +1,7 @@
 """How the detector service's worker fills its memory under load, with an environment variant (e.g. MALLOC_ARENA_MAX=2).
 
-Starts ``bentoml serve services.api:Api`` with the models in their own services (result cache off), sends detect
+Starts ``bentoml serve services.api:Api`` with the models in their own services (result cache off;
+tests/integration/server.py's ``start_server``), sends detect
 requests at concurrency 6 (five photos, 451x300 to 1280x720) and an inline 16-image detect batch every 20 s, and reads
 the detector worker's RSS every 10 s. The soak of benchmarks/memory.py saw that worker grow for 16 minutes at a
 quarter of this detect load; this says whether it levels off, and where. Each run prints one JSON line;
@@ -18,8 +19,6 @@ import asyncio
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.common import machine_facts, table  # noqa: E402
-from deploy.topology import free_port  # noqa: E402
 
 
 def _jpeg(pixels: Any, size: tuple[int, int] | None = None) -> bytes:
@@ -102,30 +100,19 @@ async def load(url: str, root: psutil.Process, minutes: float) -> list[tuple[int
 
 
 def run(variant: str, minutes: float) -> dict[str, Any]:
-    env = {**os.environ, "CV_MODELS_IN_PROCESS": "false", "CV_CACHE_ENABLED": "false", "BENTOML_DO_NOT_TRACK": "true"}
+    """One variant: the server started as the integration tests start it (model services, result cache off)."""
+    from tests.integration.server import start_server
+
+    env: dict[str, str | None] = {}
     if variant != "default":
         key, value = variant.split("=", 1)
         env[key] = value
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="cv-memory-detector-") as tmp:
-        env["CV_DATA_DIR"] = str(Path(tmp) / "data")
-        bentoml = str(Path(sys.executable).with_name("bentoml"))
-        command = [bentoml, "serve", "services.api:Api", "--host", "127.0.0.1", "--port", str(port)]
-        with (Path(tmp) / "serve.log").open("wb") as log:
-            server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        server = start_server(Path(tmp) / "serve.log", {**env, "CV_DATA_DIR": str(Path(tmp) / "data")}, 240)
         try:
-            for _ in range(240):
-                try:
-                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(1)
-            samples = asyncio.run(load(url, psutil.Process(server.pid), minutes))
+            samples = asyncio.run(load(server.url, psutil.Process(server.process.pid), minutes))
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+            server.stop()
     return {"variant": variant, "minutes": minutes, "samples": samples}
 
 
