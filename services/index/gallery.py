@@ -85,13 +85,17 @@ class IndexedEntries:
             scores, row_ids = self._index.search(queries, top_k, expand)
             return hits(scores, row_ids, self._ids, self._meta)
 
+    # Both read under ``_lock`` like every other use of the index: a replica applying another's add must not be seen
+    # with the rows counted but the switch to HNSW that follows them not yet made.
     @property
     def index_kind(self) -> str:
         """``exact`` or ``hnsw`` (``exact`` while empty)."""
-        return self._index.kind if self._index is not None else "exact"
+        with self._lock:
+            return self._index.kind if self._index is not None else "exact"
 
     def __len__(self) -> int:
-        return len(self._index) if self._index is not None else 0
+        with self._lock:
+            return len(self._index) if self._index is not None else 0
 
 
 class GalleryIndex(IndexedEntries):
