@@ -76,3 +76,28 @@ def test_infer_propagates_runner_failure() -> None:
     model = Classifier(spec("contract-fail"), FakeRunner(error=RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         model.infer(images(1), [ClassifyParams()])
+
+
+def test_infer_runs_a_runner_of_bounded_batch_slice_by_slice() -> None:
+    """Each slice is preprocessed just before its run, and the answers are those of one whole-batch run."""
+    events: list[str] = []
+
+    def scores(batch: np.ndarray) -> np.ndarray:
+        events.append(f"run {len(batch)}")
+        means = batch.reshape(len(batch), -1).mean(axis=1)
+        return np.stack([means, -means, means * means], axis=1).astype(np.float32)
+
+    sliced = Classifier(spec("contract-sliced"), FakeRunner(fn=scores))
+    sliced.runner.max_batch = 2  # type: ignore[attr-defined]  # as OrtRunner says on the CPU
+    whole = Classifier(spec("contract-whole"), FakeRunner(fn=scores))
+    preprocess = sliced.preprocess
+
+    def noted(image: np.ndarray) -> object:
+        events.append("pre")
+        return preprocess(image)
+
+    sliced.preprocess = noted  # type: ignore[method-assign]
+    params = [ClassifyParams(top_k=3)] * 5
+    answers = [p.result for p in sliced.infer(images(5), params)]
+    assert events == ["pre", "pre", "run 2", "pre", "pre", "run 2", "pre", "run 1"]
+    assert answers == [p.result for p in whole.infer(images(5), params)]
