@@ -205,10 +205,10 @@ def embedder_precision(
     return {f"precision_at_{k}": precision, "images": len(samples), "k": k, "expand": expand}
 
 
-def tiny_imagenet_val(
+def tiny_imagenet_samples(
     limit: int | None = None, split: str = "val", per_class: int = TRAIN_PER_CLASS
 ) -> list[tuple[Path, int]]:
-    """Tiny-ImageNet val ``(path, label index)``, in annotation order; ``limit`` keeps the first N.
+    """Tiny-ImageNet ``(path, label index)`` of a split: val in annotation order; ``limit`` keeps the first N.
 
     ``split="train"``: the first ``per_class`` train images of each class instead (by default as many as val has),
     for choices that must not look at val.
@@ -243,9 +243,9 @@ def evaluate(
     if task == "detection":
         result = detector_map(model, locate_coco128(settings.data_dir, settings.datasets_mirror_dir))
     elif task == "embedding":
-        result = embedder_precision(model, tiny_imagenet_val(limit, split, per_class), expand=expand)
+        result = embedder_precision(model, tiny_imagenet_samples(limit, split, per_class), expand=expand)
     else:
-        result = classifier_accuracy(model, tiny_imagenet_val(limit, split, per_class))
+        result = classifier_accuracy(model, tiny_imagenet_samples(limit, split, per_class))
     return {
         "kind": kind,
         "onnx": str(onnx_path),

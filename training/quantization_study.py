@@ -240,10 +240,10 @@ def embedder_report(
     variants: Sequence[Variant] | None = None,
 ) -> dict[str, Any]:
     """The embedder study; the best precision@10 is chosen and copied to ``out_dir/model.int8.onnx``."""
-    from training.evaluate import embedder_precision, tiny_imagenet_val
+    from training.evaluate import embedder_precision, tiny_imagenet_samples
 
     src = settings.artifacts_dir / lite0.EXPORT_DIR / "model.onnx"
-    samples = tiny_imagenet_val(limit)
+    samples = tiny_imagenet_samples(limit)
 
     def metric(path: Path, precision: str) -> dict[str, Any]:
         spec = serving_spec("embedder", path, settings.artifacts_dir, precision=precision)

@@ -38,7 +38,7 @@ def test_the_lite0_file_embeds_and_classifies_tiny_imagenet_val(capsys: pytest.C
     settings = get_training_settings()
     onnx_path = _lite0(settings)
     try:
-        evaluate.tiny_imagenet_val(1)
+        evaluate.tiny_imagenet_samples(1)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     assert evaluate.main(["embedder", "--onnx", str(onnx_path), "--limit", "40"]) == 0

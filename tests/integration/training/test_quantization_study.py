@@ -30,9 +30,9 @@ def test_detector_report_chooses_the_best_variant(tmp_path: Path) -> None:
 def test_embedder_study_cli_writes_the_report_and_the_chosen_file(tmp_path: Path) -> None:
     settings = get_training_settings()
     try:
-        from training.evaluate import tiny_imagenet_val
+        from training.evaluate import tiny_imagenet_samples
 
-        tiny_imagenet_val(1)
+        tiny_imagenet_samples(1)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     out = tmp_path / "quantization.json"
