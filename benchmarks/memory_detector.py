@@ -136,8 +136,16 @@ def render(results: list[dict[str, Any]]) -> str:
 
 Made by `python benchmarks/memory_detector.py` ({minutes} minutes a variant): the detector worker's RSS in MB,
 every 10 s, under detect requests at concurrency 6 and an inline 16-image detect batch every 20 s, the models in
-their own services (`CV_MODELS_IN_PROCESS=false`, `CV_ORT_CPU_MAX_BATCH` 4). The 2026-12-05 rows were measured on a
-quiet machine by this script's first draft (the same load, sampling and variants), then rendered with `--render`.
+their own services (`CV_MODELS_IN_PROCESS=false`, `CV_ORT_CPU_MAX_BATCH` 4). The worker here is a dependency of
+`services.api:Api`, so it imports the api's whole graph and starts near 300 MB; a detector served on its own
+(`services.detector:DetectorService`, the native topology of benchmarks/reports/memory.md) rests at ~180 MB RSS. What
+this report compares is the growth under load, between rows.
+
+The two rows "before the sliced contract" were measured at 08:40 UTC on a quiet machine by this script's first draft
+(the same load, sampling and variants); the others after services/models/contract.py began to run a batch slice by
+slice (each slice preprocessed just before its run), at 10:01-10:14 UTC while a training job ran at nice 19 beside it
+(memory, not speed, is what is compared). `LD_PRELOAD=...libjemalloc.so.2`: jemalloc instead of glibc's malloc
+(Debian's libjemalloc2), which keeps 15 MB less here.
 
 {table(headers, [summary(r) for r in results])}
 
