@@ -55,19 +55,29 @@ def _form(jpeg: bytes) -> aiohttp.FormData:
     return form
 
 
-async def _phase(url: str, jpeg: bytes, concurrency: int, seconds: float, honour_retry_after: bool) -> dict[str, Any]:
+async def _phase(
+    url: str,
+    jpeg: bytes,
+    concurrency: int,
+    seconds: float,
+    honour_retry_after: bool,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Closed-loop clients for ``seconds``: answered and refused latencies, statuses, refusal checks.
 
-    aiohttp rather than httpx: at 256 connections httpx's pool cost the client more CPU than the server used.
+    A 429 (the gateway's tier limit, through the edge) is counted apart from the api's 503 refusals; its client waits
+    the ``Retry-After`` it is sent in the same way. aiohttp rather than httpx: at 256 connections httpx's pool cost the
+    client more CPU than the server used.
     """
     answered: list[float] = []
     refused: list[float] = []
+    limited: list[float] = []
     statuses: Counter[str] = Counter()
     malformed: Counter[str] = Counter()  # 503s without problem+json or Retry-After
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as client:
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout, headers=headers) as client:
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
@@ -83,8 +93,8 @@ async def _phase(url: str, jpeg: bytes, concurrency: int, seconds: float, honour
                 statuses[f"{r.status} {problem}" if problem else str(r.status)] += 1
                 if r.status == 200:
                     answered.append(latency)
-                elif problem == "overloaded":
-                    refused.append(latency)
+                elif problem == "overloaded" or r.status == 429:
+                    (refused if r.status == 503 else limited).append(latency)
                     if r.headers.get("content-type") != "application/problem+json":
                         malformed["content-type"] += 1
                     if "retry-after" not in r.headers:
@@ -103,6 +113,7 @@ async def _phase(url: str, jpeg: bytes, concurrency: int, seconds: float, honour
         "seconds": wall,
         "answered_ms": answered,
         "refused_ms": refused,
+        "limited_ms": limited,
         "statuses": statuses,
         "malformed_refusals": malformed,
     }
@@ -112,6 +123,7 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One concurrency's rounds as one phase: totals over the summed wall time, percentiles over all samples."""
     answered = [ms for r in rounds for ms in r["answered_ms"]]
     refused = [ms for r in rounds for ms in r["refused_ms"]]
+    limited = [ms for r in rounds for ms in r.get("limited_ms", [])]
     wall = sum(r["seconds"] for r in rounds)
     return {
         "concurrency": rounds[0]["concurrency"],
@@ -123,6 +135,8 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_ms": _percentiles(answered),
         "refused": len(refused),
         "refusal_ms": _percentiles(refused),
+        "limited": len(limited),
+        "limited_ms": _percentiles(limited),
         "statuses": dict(sum((r["statuses"] for r in rounds), Counter())),
         "malformed_refusals": dict(sum((r["malformed_refusals"] for r in rounds), Counter())),
     }
