@@ -161,6 +161,20 @@ def load_sqlite(gallery: np.ndarray, space: str, path: Path) -> dict[str, float]
     return {"load_s": seconds, "kind": kind}  # type: ignore[dict-item]
 
 
+def write_unindexed(gallery: np.ndarray, space: str, path: Path) -> None:
+    """A fresh SQLite store holding ``gallery``, written without an HNSW graph (the server builds its own at start)."""
+    from services.index.gallery import GalleryIndex
+    from services.index.vectors import IndexParams
+
+    path.unlink(missing_ok=True)
+    store = GalleryIndex(path, params=IndexParams(hnsw_threshold=len(gallery) + 1))  # exact while writing: cheap
+    for start in range(0, len(gallery), 10_000):
+        stop = min(start + 10_000, len(gallery))
+        ids = [f"g{i}" for i in range(start, stop)]
+        store.add(gallery[start:stop], [{"n": i} for i in range(start, stop)], ids, embedder=space)
+    store.close()
+
+
 def load_postgres(gallery: np.ndarray, space: str, url: str) -> dict[str, Any]:
     """COPY the gallery into a fresh schema's gallery_item, then time a replica's start (load + HNSW build)."""
     import psycopg
@@ -197,10 +211,13 @@ def load_postgres(gallery: np.ndarray, space: str, url: str) -> dict[str, Any]:
 
 def served(data_dir: Path, query_jpegs: list[bytes], plan: argparse.Namespace) -> dict[str, Any]:
     """`bentoml serve services.api:Api` over the SQLite gallery in ``data_dir``; /api/v1/search at concurrency 1."""
+    from services.config import ServingSettings
     from tests.integration.server import start_server
 
-    env = {"CV_DATA_DIR": str(data_dir), "CV_LOG_JSON": "true"}
-    server = start_server(data_dir / "server.log", env, timeout=300, port=plan.port)
+    env = {"CV_DATA_DIR": str(data_dir), "CV_LOG_JSON": "true", "CV_CACHE_ENABLED": "false"}
+    in_process = ServingSettings().run_models_in_process  # the server's default too: same environment, no model URLs
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    server = start_server(data_dir / "server.log", env, timeout=600, port=plan.port)
     samples, statuses, searched = [], [], []
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -221,6 +238,8 @@ def served(data_dir: Path, query_jpegs: list[bytes], plan: argparse.Namespace) -
         "latency": stats(samples),
         "statuses": {str(s): statuses.count(s) for s in set(statuses)},
         "gallery_size": max(searched or [0]),
+        "date": started,
+        "placement": "the models in the api process" if in_process else "api + embedder services",
     }
 
 
@@ -297,8 +316,15 @@ def _served(s: dict[str, Any] | None) -> str:
         return "not measured in this run"
     lat = s["latency"]
     return (
-        f"`bentoml serve services.api:Api` (api + embedder services, validation, request ids, metrics, JSON logs on,"
-        f" result cache off) over a {s['gallery_size']:,}-image SQLite gallery: {lat['n']} requests after warm-up,"
+        f"`bentoml serve services.api:Api` ({s.get('placement', 'api + embedder services')}, validation, request ids,"
+        f" metrics, JSON logs on, result cache off; {s.get('date', 'date not recorded')})"
+        f" over a {s['gallery_size']:,}-image SQLite gallery"
+        + (
+            f" ({s['real_in_gallery']:,} real embeddings, the rest synthetic as above)"
+            if "real_in_gallery" in s
+            else ""
+        )
+        + f": {lat['n']} requests after warm-up,"
         f" p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, mean {lat['mean']:.1f} ms (statuses {s['statuses']})."
     )
 
@@ -316,22 +342,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=None, help="also time a PostgreSQL replica's start")
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument(
-        "--serve-only", action="store_true", help="only the served measurement, over the last run's gallery"
+        "--serve-only", action="store_true", help="only the served measurement (a fresh gallery of --size vectors)"
     )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cv-gallery-bench")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "reports" / "gallery.md")
     plan = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     plan.cache.mkdir(parents=True, exist_ok=True)
-    if plan.serve_only:  # the gallery and bare numbers of an earlier run; add the served measurement
-        earlier: dict[str, Any] = json.loads(plan.out.with_suffix(".json").read_text())
-        _, jpegs, _ = embed_real(plan.real, plan.cache / f"real-{plan.real}.npz")
-        earlier["served"] = served(plan.cache / "data", jpegs[: plan.queries], plan)
-        return write(earlier, plan.out)
     real, jpegs, space = embed_real(plan.real, plan.cache / f"real-{plan.real}.npz")
     real = normalise(real)
     queries, gallery_real = real[: plan.queries], real[plan.queries :]
     gallery = np.concatenate([gallery_real, synthetic(gallery_real, plan.size - len(gallery_real), plan.noise)])
+    if plan.serve_only:  # the bare numbers of an earlier run; the served measurement over this run's gallery
+        earlier: dict[str, Any] = json.loads(plan.out.with_suffix(".json").read_text())
+        write_unindexed(gallery, space, plan.cache / "data" / "gallery.sqlite3")
+        earlier["served"] = {
+            **served(plan.cache / "data", jpegs[: plan.queries], plan),
+            "real_in_gallery": len(gallery_real),
+        }
+        return write(earlier, plan.out)
     results: dict[str, Any] = {
         "plan": {"size": plan.size, "real_gallery": len(gallery_real), "queries": plan.queries, "noise": plan.noise},
         "space": space,
