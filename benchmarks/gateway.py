@@ -25,7 +25,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,32 @@ def measure(args: argparse.Namespace, topology: Any, store: Any, key: str) -> di
     return results
 
 
+@contextmanager
+def edge_topology(base_port: int = 0, extra_env: dict[str, str] | None = None) -> Iterator[Any]:
+    """deploy/'s native production topology on loopback, on this machine's PostgreSQL (a fresh schema) and Redis (a
+    fresh key namespace), result cache off and no job worker (fewer processes competing for the cores)."""
+    from deploy.runner import Topology
+    from deploy.topology import TopologyConfig, plan
+    from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url, redis_keys
+
+    os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    with fresh_schema() as schema, redis_keys(f"{namespace}:"), tempfile.TemporaryDirectory() as run:
+        config = TopologyConfig(
+            run_dir=Path(run),
+            database_url=postgres_url(int(os.environ.get("PGPORT", "5432")), schema),
+            redis_url=REDIS_URL,
+            bentoml_home=Path(os.environ["BENTOML_HOME"]),
+            key_hash_secret=secrets.token_urlsafe(32),
+            namespace=namespace,
+            extra_env={"CV_CACHE_ENABLED": "false", **(extra_env or {})},
+            worker=False,
+            base_port=base_port,
+        )
+        with Topology(config, plan(config)) as topology:
+            yield topology
+
+
 def key_store(topology: Any) -> Any:
     """The topology's key store, as its auth service opens it (same database, same hash secret)."""
     from gateway.keys import KeyStore
@@ -246,28 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parse_args(argv)
-    from deploy.runner import Topology
-    from deploy.topology import TopologyConfig, plan
-    from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url, redis_keys
-
-    os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
-    with fresh_schema() as schema, redis_keys(f"{namespace}:"), tempfile.TemporaryDirectory() as run:
-        config = TopologyConfig(
-            run_dir=Path(run),
-            database_url=postgres_url(int(os.environ.get("PGPORT", "5432")), schema),
-            redis_url=REDIS_URL,
-            bentoml_home=Path(os.environ["BENTOML_HOME"]),
-            key_hash_secret=secrets.token_urlsafe(32),
-            namespace=namespace,
-            extra_env={"CV_CACHE_ENABLED": "false"},
-            worker=False,  # no batch jobs here; fewer processes competing for the cores
-            base_port=args.base_port,
-        )
-        with Topology(config, plan(config)) as topology:
-            store = key_store(topology)
-            key, _ = store.create(name="benchmark", tier="enterprise")
-            results = measure(args, topology, store, key)
+    with edge_topology(args.base_port) as topology:
+        store = key_store(topology)
+        key, _ = store.create(name="benchmark", tier="enterprise")
+        results = measure(args, topology, store, key)
     results.update(machine={**machine_facts(), "load average (1 min) at the end": os.getloadavg()[0]}, quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gateway.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -19,12 +19,9 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks")]
 
 from benchmarks.common import machine_facts, photos, table  # noqa: E402
-from benchmarks.gateway import key_store  # noqa: E402
+from benchmarks.gateway import edge_topology, key_store  # noqa: E402
 from benchmarks.overload import Tally, _cpu_s, _phase, _server_counts, _server_times  # noqa: E402
 
 log = logging.getLogger("benchmarks.overload_edge")
@@ -197,32 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(render(saved))
         print(args.out)
         return 0
-    from deploy.runner import Topology
-    from deploy.topology import TopologyConfig, plan
-    from tests.integration.conftest import REDIS_URL, fresh_schema, postgres_url, redis_keys
-
-    os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
-    started, namespace = time.monotonic(), f"bench{uuid.uuid4().hex[:8]}"
-    with fresh_schema() as schema, redis_keys(f"{namespace}:"), tempfile.TemporaryDirectory() as run:
-        config = TopologyConfig(
-            run_dir=Path(run),
-            database_url=postgres_url(int(os.environ.get("PGPORT", "5432")), schema),
-            redis_url=REDIS_URL,
-            bentoml_home=Path(os.environ["BENTOML_HOME"]),
-            key_hash_secret=secrets.token_urlsafe(32),
-            namespace=namespace,
-            extra_env={"CV_CACHE_ENABLED": "false", **dict(pair.split("=", 1) for pair in args.settings)},
-            worker=False,
-            base_port=args.base_port,
-        )
-        with Topology(config, plan(config)) as topology:
-            key, _ = key_store(topology).create(name="overload", tier=args.tier)
-            try:
-                results = measure(args, topology, key)
-            finally:
-                if args.logs:
-                    shutil.copytree(topology.log_dir, args.logs, dirs_exist_ok=True)
+    started = time.monotonic()
+    settings = dict(pair.split("=", 1) for pair in args.settings)
+    with edge_topology(args.base_port, settings) as topology:
+        key, _ = key_store(topology).create(name="overload", tier=args.tier)
+        try:
+            results = measure(args, topology, key)
+        finally:
+            if args.logs:
+                shutil.copytree(topology.log_dir, args.logs, dirs_exist_ok=True)
     plan_facts = {k: v for k, v in vars(args).items() if k not in ("out", "base_port", "logs", "notes", "render")}
     # machine_facts' "serving settings" are this process's defaults, not the topology's (deploy/topology.py sets those).
     facts = {k: v for k, v in machine_facts().items() if k != "serving settings"}

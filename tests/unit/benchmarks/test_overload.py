@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,26 @@ def test_server_counts_reads_classify_answers_and_refusals(monkeypatch: pytest.M
     }
 
 
+async def phase_against(
+    classify: Callable[[web.Request], Awaitable[web.Response]],
+    concurrency: int,
+    honour_retry_after: bool,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A short ``overload._phase`` against an aiohttp server answering the classify path with ``classify``."""
+    app = web.Application()
+    app.router.add_post(overload.PATH, classify)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        return await overload._phase(f"http://127.0.0.1:{port}", b"jpeg", concurrency, 0.3, honour_retry_after, headers)
+    finally:
+        await runner.cleanup()
+
+
 def test_a_phase_counts_answers_refusals_and_malformed_refusals() -> None:
     calls = {"n": 0}
 
@@ -82,20 +103,7 @@ def test_a_phase_counts_answers_refusals_and_malformed_refusals() -> None:
         headers = {"Retry-After": "1", "x-problem-type": "overloaded"}
         return web.Response(status=503, body=b"{}", content_type="application/problem+json", headers=headers)
 
-    async def scenario() -> dict[str, Any]:
-        app = web.Application()
-        app.router.add_post(overload.PATH, classify)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            return await overload._phase(f"http://127.0.0.1:{port}", b"jpeg", 2, 0.3, True)
-        finally:
-            await runner.cleanup()
-
-    result = asyncio.run(scenario())
+    result = asyncio.run(phase_against(classify, 2, True))
     assert result["answered_ms"] and result["refused_ms"]
     assert set(result["statuses"]) == {"200", "503 overloaded"}
     assert not result["malformed_refusals"]

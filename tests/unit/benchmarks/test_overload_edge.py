@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks import overload, overload_edge
+from tests.unit.benchmarks.test_overload import phase_against
 
 
 def test_a_phase_counts_the_gateways_429_apart_and_sends_the_key() -> None:
@@ -25,20 +26,7 @@ def test_a_phase_counts_the_gateways_429_apart_and_sends_the_key() -> None:
             return web.Response(status=429, body=b"{}", content_type="application/problem+json", headers=headers)
         return web.Response(status=429, body=b"no")  # a bare 429: no problem+json, no Retry-After
 
-    async def scenario() -> dict[str, Any]:
-        app = web.Application()
-        app.router.add_post(overload.PATH, classify)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            return await overload._phase(f"http://127.0.0.1:{port}", b"jpeg", 1, 0.3, False, {"Authorization": "K"})
-        finally:
-            await runner.cleanup()
-
-    result = asyncio.run(scenario())
+    result = asyncio.run(phase_against(classify, 1, False, {"Authorization": "K"}))
     assert set(seen) == {"K"}
     assert result["answered_ms"] and result["limited_ms"] and not result["refused_ms"]
     assert result["malformed_refusals"]["content-type"] >= 1 and result["malformed_refusals"]["retry-after"] >= 1
