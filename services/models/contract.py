@@ -82,6 +82,8 @@ class Model(ABC, Generic[P]):
         """
         if len(images) != len(params):
             raise ValueError("images and params must have the same length")
+        if not images:
+            return []
         labels = (self.spec.name, self.spec.version)
         n = len(images)
         step = getattr(self.runner, "max_batch", None) or max(n, 1)

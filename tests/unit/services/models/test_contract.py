@@ -47,6 +47,12 @@ def test_infer_rejects_params_of_different_length() -> None:
     assert runner.batches == []
 
 
+def test_infer_of_no_images_runs_nothing() -> None:
+    runner = FakeRunner()
+    assert Classifier(spec("contract-empty"), runner).infer([], []) == []
+    assert runner.batches == []
+
+
 def test_infer_times_each_stage() -> None:
     def slow(batch: np.ndarray) -> np.ndarray:
         time.sleep(0.02)
