@@ -102,7 +102,8 @@ def _photo(photo: dict[str, Any]) -> str:
     return f"{photo['size'][0]}x{photo['size'][1]}, {photo['bytes']:,} bytes"
 
 
-def render(results: Results) -> str:
+def render(results: Results, image: str = "peers.png") -> str:
+    """The Markdown report; ``image``: the plot's file name beside it."""
     machine, plan, photos = results["machine"], results["plan"], results["photos"]
     detect_source = plan["detect_image"]
     if detect_source == "None":
@@ -167,7 +168,7 @@ def render(results: Results) -> str:
             batching(results),
         ),
         "",
-        "![req/s and p50](peers.png)",
+        f"![req/s and p50]({image})",
         "",
         *(["## Notes", "", *(f"- {note}" for note in results["notes"]), ""] if results.get("notes") else []),
     ]
@@ -206,5 +207,5 @@ def plot(results: Results, path: Path) -> None:
 def write_report(results: Results, out: Path) -> None:
     """peers.md and peers.png at ``out`` (its .png sibling)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results))
+    out.write_text(render(results, out.with_suffix(".png").name))
     plot(results, out.with_suffix(".png"))
