@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import time
@@ -64,3 +65,12 @@ def machine_facts() -> dict[str, Any]:
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     body = ["| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
     return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *body])
+
+
+def write_report(out: Path, markdown: str, data: Any) -> Path:
+    """A benchmark's report: ``out`` (Markdown) and the figures behind it beside it (``.json``); prints the path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    out.write_text(markdown)
+    print(out)
+    return out

@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from benchmarks.common import machine_facts, stats, table  # noqa: E402
+from benchmarks.common import machine_facts, stats, table, write_report  # noqa: E402
 
 log = logging.getLogger("benchmarks.gallery")
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
@@ -379,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(results: dict[str, Any], out: Path) -> int:
-    out.write_text(render(results))
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    log.info("wrote %s", out)
+    write_report(out, render(results), results)
     return 0
 
 

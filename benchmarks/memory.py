@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import pickle
@@ -33,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import memory_load as traffic  # noqa: E402
-from benchmarks.common import machine_facts, photos  # noqa: E402
+from benchmarks.common import machine_facts, photos, write_report  # noqa: E402
 from benchmarks.memory_report import plot_soak, render  # noqa: E402
 from benchmarks.memory_sampler import Sampler, growth, summarise  # noqa: E402
 
@@ -231,10 +230,8 @@ def write(results: dict[str, Any], out: Path) -> None:
     """memory.md, memory.json and memory_soak.png."""
     samples = results["production"].pop("soak_series")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     plot_soak(samples, results["production"]["soak"], out.with_name(out.stem + "_soak.png"))
-    out.write_text(render(results))
-    print(out)
+    write_report(out, render(results), results)
 
 
 if __name__ == "__main__":

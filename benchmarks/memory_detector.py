@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine_facts, table  # noqa: E402
+from benchmarks.common import machine_facts, table, write_report  # noqa: E402
 
 
 def _jpeg(pixels: Any, size: tuple[int, int] | None = None) -> bytes:
@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
     if args.render:
         results = [json.loads(path.read_text().strip().splitlines()[-1]) for path in args.render]
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-        args.out.write_text(render(results))
-        print(args.out)
+        write_report(args.out, render(results), results)
         return 0
     print(json.dumps(run(args.variant, args.minutes)))
     return 0

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import table  # noqa: E402
+from benchmarks.common import table, write_report  # noqa: E402
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults (arena on, patterns on, CPU runs of at most 4 images)": {},
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(probe(args.child, args.runs)))
         return 0
     results = measure(args.runs)
-    args.out.write_text(render(results, args.runs))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(args.out)
+    write_report(args.out, render(results, args.runs), results)
     return 0
 
 

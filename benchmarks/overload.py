@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python benchmarks/overload.py` must find services/ and tests/
 
-from benchmarks.common import machine_facts, photos  # noqa: E402
+from benchmarks.common import machine_facts, photos, write_report  # noqa: E402
 from benchmarks.overload_report import render  # noqa: E402
 from tests.integration.server import Server, start_server  # noqa: E402
 
@@ -279,10 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cv-overload-") as tmp:
         results = run(plan, Path(tmp))
     results["machine"]["benchmark wall time"] = f"{time.monotonic() - started:.0f} s"
-    plan.out.parent.mkdir(parents=True, exist_ok=True)
-    plan.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    plan.out.write_text(render(results))
-    print(plan.out)
+    write_report(plan.out, render(results), results)
     return 0
 
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Run as a script, benchmarks/ comes first on the path, and benchmarks/gateway.py would shadow the gateway package.
 sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks")]
 
-from benchmarks.common import machine_facts, photos, table  # noqa: E402
+from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
 from benchmarks.gateway import edge_topology, key_store  # noqa: E402
 from benchmarks.overload import Tally, _cpu_s, _phase, _server_counts, _server_times  # noqa: E402
 
@@ -190,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads(args.render.read_text())
         saved["notes"] = [*saved.get("notes", []), *args.notes]
-        args.out.with_suffix(".json").write_text(json.dumps(saved, indent=2, default=str))
-        args.out.write_text(render(saved))
-        print(args.out)
+        write_report(args.out, render(saved), saved)
         return 0
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     started = time.monotonic()
@@ -209,10 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     facts = {k: v for k, v in machine_facts().items() if k != "serving settings"}
     results.update(machine={**facts, "benchmark wall time": f"{time.monotonic() - started:.0f} s"})
     results["plan"], results["notes"] = plan_facts, args.notes
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    args.out.write_text(render(json.loads(args.out.with_suffix(".json").read_text())))
-    print(args.out)
+    saved = json.loads(json.dumps(results, default=str))  # rendered as --render reads it (keys as strings)
+    write_report(args.out, render(saved), saved)
     return 0
 
 

@@ -13,7 +13,6 @@ its limit (each one named), 0 otherwise. Both sides run on this interpreter: dep
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python benchmarks/regression.py` must find services/ and tests/
 
-from benchmarks.common import stats  # noqa: E402
+from benchmarks.common import stats, write_report  # noqa: E402
 from benchmarks.regression_compare import CONFIG, Check, compare, failures, load_limits, render  # noqa: E402
 from benchmarks.regression_sides import (  # noqa: E402
     MODELS,
@@ -189,13 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except RegressionError as exc:
         log.error("%s", exc)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(report, checks))
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    write_report(args.out, render(report, checks), report)
     failed = failures(checks)
     for c in failed:
         log.error("regression: %s", c.message)
-    print(args.out)
     print("PASS" if not failed else f"FAIL: {len(failed)} metric(s) past their limits")
     return 1 if failed else 0
 

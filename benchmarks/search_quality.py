@@ -14,7 +14,6 @@ concurrency 1. Writes benchmarks/reports/search_quality.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine_facts, stats, table  # noqa: E402
+from benchmarks.common import machine_facts, stats, table, write_report  # noqa: E402
 
 log = logging.getLogger("benchmarks.search_quality")
 Record = tuple[bytes, dict[str, Any]]
@@ -169,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     facts = machine_facts() | {"benchmark wall time": f"{time.monotonic() - started:.0f} s"}
     report = {"machine": facts, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
-    args.out.write_text(render(report))
-    print(args.out)
+    write_report(args.out, render(report), report)
     return 0
 
 
