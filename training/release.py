@@ -202,13 +202,14 @@ def build_report(
         "pipeline": {
             "Preprocessing": "RGB; shorter side to 224 with Pillow bicubic, centre crop 224 (a plain upscale for "
             "64x64 images); (x - 127) / 128",
-            "Output": "`logits` [N, 200]; the file also has `embeddings` [N, 1280] (unused by the embedder, which "
-            "keeps the ImageNet features)",
+            "Output": "`logits` [N, 200]; the file also has `embeddings` [N, 1280] (pooled features, unused: the "
+            "embedder of the same version reads `logits` as class probabilities)",
             "Labels": "the first term of each class's `words.txt` entry; predictions carry the WordNet id",
         },
         "data": {
-            "training": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), two stored views "
-            "per image (plain and augmented)",
+            "training": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
+            f"{config['data']['views']} stored views per image (the plain one and {config['data']['views'] - 1} "
+            "augmented)",
             "evaluation": f"Tiny-ImageNet-200 val, {len(samples):,} images (50 per class when complete), through the "
             "serving pipeline (decode, preprocess, ONNX Runtime, postprocess); fractions",
             "licences": [

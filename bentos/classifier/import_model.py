@@ -3,6 +3,9 @@
 - ``v2`` (default, stage production): EfficientNet-Lite0 fine-tuned on Tiny-ImageNet-200
   (200 classes), FP32 and INT8, from ``artifacts/lite0_tiny_imagenet200`` (``make train``
   then ``make release``).
+- ``v3`` (a release candidate, not imported by ``make import-models``): the same network fine-tuned one stage deeper
+  (``training/configs/lite0_tiny_imagenet_v3.yaml``), from ``artifacts/candidates/lite0_tiny_imagenet200_v3``; import
+  it with ``--version v3 --stage shadow``, then ``make release MODEL=classifier CANDIDATE=v3`` runs the release gate.
 - ``v1``: the ImageNet-1k export (1000 classes) from ``artifacts/efficientnet_lite0_imagenet1k``.
 
 The specs are built by :mod:`services.models.specs.lite0`.

@@ -2,6 +2,9 @@
 
 - ``v2`` (default, stage production): the class probabilities of the classifier fine-tuned on Tiny-ImageNet-200
   (200-d, L2-normalised), from the classifier's own files in ``artifacts/lite0_tiny_imagenet200``.
+- ``v3`` (a release candidate, not imported by ``make import-models``): the class probabilities of classifier v3's
+  files in ``artifacts/candidates/lite0_tiny_imagenet200_v3``; ``--version v3 --stage shadow``, then
+  ``make release MODEL=embedder CANDIDATE=v3``.
 - ``v1``: EfficientNet-Lite0 ImageNet-1k pooled features (1280-d), from ``artifacts/efficientnet_lite0_imagenet1k``.
 
 The specs are built by :mod:`services.models.specs.lite0`.

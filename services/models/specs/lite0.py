@@ -19,7 +19,11 @@ from services.config import Stage
 from services.models.spec import EmbeddingOutput, InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
-FINETUNED_DIR = "lite0_tiny_imagenet200"
+# Each Tiny-ImageNet release in its own folder, by the version it was released as (`python -m training.release
+# --version`); the embedder of the same version reads the same folder's files. A release not yet promoted lives under
+# candidates/, out of `python -m training.model_card --all`'s reach (the bentos' cards describe what is served).
+FINETUNED_DIRS: dict[str, str] = {"v2": "lite0_tiny_imagenet200", "v3": "candidates/lite0_tiny_imagenet200_v3"}
+FINETUNED_DIR = FINETUNED_DIRS["v2"]
 INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
 # Embedder v2's model-card report: what `python -m training.evaluate embedder --class-probabilities 1.0` measured.
@@ -147,23 +151,35 @@ def lite0_spec(
     return spec, files
 
 
+def finetuned_dir(version: str) -> str:
+    """The artifacts folder of the Tiny-ImageNet release named ``version``.
+
+    Raises:
+        ValueError: no release has that name.
+    """
+    try:
+        return FINETUNED_DIRS[version]
+    except KeyError:
+        raise ValueError(f"no Tiny-ImageNet release is named {version!r}; released: {sorted(FINETUNED_DIRS)}") from None
+
+
 def finetuned_spec(
     artifacts_dir: Path, *, version: str, stage: Stage = Stage.PRODUCTION
 ) -> tuple[ModelSpec, dict[str, Path]]:
     """The classifier fine-tuned on Tiny-ImageNet-200: both files checked against the release's report.
 
     Args:
-        artifacts_dir: The folder holding ``lite0_tiny_imagenet200/``.
-        version: The entry's version label.
+        artifacts_dir: The folder holding the releases' folders (``lite0_tiny_imagenet200/``, ...).
+        version: The release, and the entry's version label (:data:`FINETUNED_DIRS`).
         stage: The entry's stage.
 
     Returns:
         The spec and its files (precision -> path).
 
     Raises:
-        FileNotFoundError, ValueError: a file is missing or its checksum is not the released one.
+        FileNotFoundError, ValueError: no such release, a file is missing or its checksum is not the released one.
     """
-    folder = artifacts_dir / FINETUNED_DIR
+    folder = artifacts_dir / finetuned_dir(version)
     export = json.loads((folder / "export.json").read_text())
     metrics = json.loads((folder / "metrics.json").read_text())
     labels = json.loads((folder / "labels.json").read_text())
@@ -205,15 +221,15 @@ def class_embedder_spec(
     appearance alone.
 
     Args:
-        artifacts_dir: The folder holding ``lite0_tiny_imagenet200/``.
-        version: The entry's version label.
+        artifacts_dir: The folder holding the releases' folders.
+        version: The classifier release whose files it reads, and the entry's version label.
         stage: The entry's stage.
 
     Returns:
         The spec and its files (precision -> path), the classifier release's own, checksum-checked.
     """
     classifier, files = finetuned_spec(artifacts_dir, version=version, stage=stage)
-    report_path = artifacts_dir / FINETUNED_DIR / CLASS_EMBEDDER_REPORT
+    report_path = artifacts_dir / finetuned_dir(version) / CLASS_EMBEDDER_REPORT
     measured = json.loads(report_path.read_text())["metrics"] if report_path.is_file() else {}
     spec = classifier.model_copy(
         update={

@@ -40,6 +40,9 @@ def test_each_bentofile_serves_the_catalogue_service(entry: CatalogueEntry) -> N
         ("classifier", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
         ("embedder", "v2", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
         ("embedder", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
+        # The v3 release candidate (artifacts/candidates/), imported for the release gate.
+        ("classifier", "v3", "shadow", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
+        ("embedder", "v3", "shadow", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
     ],
 )
 def test_the_lite0_imports_build_their_specs_from_the_committed_artifacts(
@@ -61,3 +64,9 @@ def test_embedder_v2_embeds_the_fine_tunes_class_probabilities_and_carries_its_m
     assert spec.output_name == "logits" and spec.embedding is not None and spec.embedding.transform == "softmax"
     assert spec.labels == [] and spec.extra["dim"] == len(classifier.labels) == 200
     assert spec.metrics["tiny_imagenet_val_int8"]["precision_at_10"] > 0.7
+
+
+def test_a_version_that_was_never_released_is_refused_by_name() -> None:
+    settings = ServingSettings(_env_file=None, artifacts_dir=REPO / "artifacts")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="no Tiny-ImageNet release is named 'v9'"):
+        _script("classifier").build(argparse.Namespace(version="v9", stage="shadow", force=False), settings)
