@@ -142,17 +142,7 @@ def load_sqlite(gallery: np.ndarray, space: str, path: Path) -> dict[str, float]
     """Write the gallery to a SQLite store, then time opening it (what an embedder does at start)."""
     from services.index.gallery import GalleryIndex
 
-    store = GalleryIndex(path)
-    ids = [f"g{i}" for i in range(len(gallery))]
-    for start in range(0, len(gallery), 10_000):
-        stop = start + 10_000
-        store.add(
-            gallery[start:stop],
-            [{"n": i} for i in range(start, min(stop, len(gallery)))],
-            ids[start:stop],
-            embedder=space,
-        )
-    store.close()
+    write_unindexed(gallery, space, path)
     t0 = time.perf_counter()
     reopened = GalleryIndex(path)
     seconds = time.perf_counter() - t0

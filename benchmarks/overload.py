@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -185,16 +186,29 @@ class Tally:
         self.server_ms: dict[str, list[float]] = {}
         self.cpu: list[float] = []
 
-    def measure(self, server: Server, jpeg: bytes, concurrency: int, plan: argparse.Namespace) -> None:
-        """One phase: client figures, server CPU, the server's own counts and logged durations."""
-        offset, process = server.log_path.stat().st_size, psutil.Process(server.process.pid)
-        before, cpu0 = _server_counts(server.url), _cpu_s(process)
-        result = asyncio.run(_phase(server.url, jpeg, concurrency, plan.seconds, not plan.ignore_retry_after))
-        self.cpu.append((_cpu_s(process) - cpu0) / result["seconds"])
-        after = _server_counts(server.url)
-        self.counts.update({k: after.get(k, 0.0) - before.get(k, 0.0) for k in after})
-        for status, samples in _server_times(server.log_path, offset).items():
-            self.server_ms.setdefault(status, []).extend(samples)
+    def measure(
+        self,
+        url: str,
+        jpeg: bytes,
+        concurrency: int,
+        seconds: float,
+        honour_retry_after: bool,
+        *,
+        replicas: Sequence[tuple[str, Path]],
+        processes: Sequence[psutil.Process],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """One phase against ``url``: client figures, the CPU of ``processes``, and the counts (their /metrics) and
+        logged durations (their access logs) of the api ``replicas`` (url, log path) behind it, summed."""
+        offsets = [log_path.stat().st_size for _, log_path in replicas]
+        before, cpu0 = [_server_counts(api) for api, _ in replicas], sum(_cpu_s(p) for p in processes)
+        result = asyncio.run(_phase(url, jpeg, concurrency, seconds, honour_retry_after, headers))
+        self.cpu.append((sum(_cpu_s(p) for p in processes) - cpu0) / result["seconds"])
+        for (api, log_path), earlier, offset in zip(replicas, before, offsets, strict=True):
+            after = _server_counts(api)
+            self.counts.update({k: after.get(k, 0.0) - earlier.get(k, 0.0) for k in after})
+            for status, samples in _server_times(log_path, offset).items():
+                self.server_ms.setdefault(status, []).extend(samples)
         self.rounds.append(result)
 
     def summary(self) -> dict[str, Any]:
@@ -232,7 +246,16 @@ def run(plan: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         tallies = {(label, c): Tally() for label, (_, cs) in configs.items() for c in cs}
         for r in range(plan.rounds):
             for (label, c), tally in tallies.items():
-                tally.measure(servers[label], jpeg, c, plan)
+                server = servers[label]
+                tally.measure(
+                    server.url,
+                    jpeg,
+                    c,
+                    plan.seconds,
+                    not plan.ignore_retry_after,
+                    replicas=[(server.url, server.log_path)],
+                    processes=[psutil.Process(server.process.pid)],
+                )
                 log.info(
                     "round %d %s c=%d: %.1f req/s",
                     r,
@@ -249,13 +272,19 @@ def run(plan: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return results
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def add_phase_options(parser: argparse.ArgumentParser) -> None:
+    """The phases' options, shared with benchmarks/overload_edge.py."""
     add = parser.add_argument
     add("--seconds", type=float, default=8.0, help="wall time of each phase")
     add("--rounds", type=int, default=2, help="rounds of the phases, interleaved")
     add("--warmup", type=float, default=8.0, help="seconds at concurrency 16 before the phases")
     add("--concurrencies", type=int, nargs="+", default=[16, 32, 256])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = parser.add_argument
+    add_phase_options(parser)
     add("--servers", nargs="+", default=["admission on", "admission off", "batching off"])
     add(
         "--models",

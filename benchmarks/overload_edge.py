@@ -33,41 +33,30 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != R
 
 from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
 from benchmarks.gateway import edge_topology, key_store  # noqa: E402
-from benchmarks.overload import Tally, _cpu_s, _phase, _server_counts, _server_times  # noqa: E402
+from benchmarks.overload import Tally, _phase, add_phase_options  # noqa: E402
 
 log = logging.getLogger("benchmarks.overload_edge")
-
-
-class EdgeTally(Tally):
-    """One concurrency's phases through the edge, over the rounds, with the replicas' own figures summed."""
-
-    def measure_edge(
-        self, topology: Any, headers: dict[str, str], jpeg: bytes, concurrency: int, seconds: float
-    ) -> None:
-        replicas = [name for name in topology.running if name.startswith("api-")]
-        urls = [topology.plan.get(name).url for name in replicas]
-        logs = {name: topology.log_dir / f"{name}.log" for name in replicas}
-        offsets = {name: path.stat().st_size for name, path in logs.items()}
-        processes = [psutil.Process(run.process.pid) for run in topology.running.values()]
-        before, cpu0 = [_server_counts(url) for url in urls], sum(_cpu_s(p) for p in processes)
-        result = asyncio.run(_phase(topology.plan.edge_url, jpeg, concurrency, seconds, True, headers))
-        self.cpu.append((sum(_cpu_s(p) for p in processes) - cpu0) / result["seconds"])
-        for url, earlier in zip(urls, before, strict=True):
-            after = _server_counts(url)
-            self.counts.update({k: after.get(k, 0.0) - earlier.get(k, 0.0) for k in after})
-        for name, path in logs.items():
-            for status, samples in _server_times(path, offsets[name]).items():
-                self.server_ms.setdefault(status, []).extend(samples)
-        self.rounds.append(result)
 
 
 def measure(args: argparse.Namespace, topology: Any, key: str) -> dict[str, Any]:
     jpeg, headers = photos()["chelsea"], {"Authorization": f"Bearer {key}"}
     asyncio.run(_phase(topology.plan.edge_url, jpeg, 16, args.warmup, True, headers))
-    tallies = {c: EdgeTally() for c in args.concurrencies}
+    names = [name for name in topology.running if name.startswith("api-")]
+    replicas = [(topology.plan.get(name).url, topology.log_dir / f"{name}.log") for name in names]
+    processes = [psutil.Process(run.process.pid) for run in topology.running.values()]
+    tallies = {c: Tally() for c in args.concurrencies}
     for r in range(args.rounds):
         for c, tally in tallies.items():
-            tally.measure_edge(topology, headers, jpeg, c, args.seconds)
+            tally.measure(
+                topology.plan.edge_url,
+                jpeg,
+                c,
+                args.seconds,
+                True,
+                replicas=replicas,
+                processes=processes,
+                headers=headers,
+            )
             log.info("round %d c=%d: %.1f req/s", r, c, len(tally.rounds[-1]["answered_ms"]) / args.seconds)
     phases = {c: tally.summary() for c, tally in tallies.items()}
     errors = {name: topology.log(name).count('"level": "ERROR"') for name in topology.running if name != "traefik"}
@@ -170,10 +159,7 @@ def _notes(notes: list[str]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add = parser.add_argument
-    add("--seconds", type=float, default=8.0, help="wall time of each phase")
-    add("--rounds", type=int, default=2, help="rounds of the phases, interleaved")
-    add("--warmup", type=float, default=8.0, help="seconds at concurrency 16 before the phases")
-    add("--concurrencies", type=int, nargs="+", default=[16, 32, 256])
+    add_phase_options(parser)
     add("--tier", default="enterprise", help="the key's tier (gateway/tiers.yaml)")
     add("--set", dest="settings", action="append", default=[], help="KEY=VALUE for every process (repeatable)")
     add("--note", dest="notes", action="append", default=[], help="a line for the report's notes (repeatable)")

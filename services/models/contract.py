@@ -86,7 +86,7 @@ class Model(ABC, Generic[P]):
             return []
         labels = (self.spec.name, self.spec.version)
         n = len(images)
-        step = getattr(self.runner, "max_batch", None) or max(n, 1)
+        step = getattr(self.runner, "max_batch", None) or n
         spent = {"preprocess": 0.0, "predict": 0.0, "postprocess": 0.0}
         results: list[dict[str, Any]] = []
         sketches: list[list[float] | None] = []
