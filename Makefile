@@ -32,9 +32,11 @@ install-train: $(VENV)/.installed-train
 
 import-models: install
 	$(PY) bentos/classifier/import_model.py
+	$(PY) bentos/classifier/import_model.py --version v2 --stage archived
 	$(PY) bentos/classifier/import_model.py --version v1 --stage archived
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
+	$(PY) bentos/embedder/import_model.py --version v2 --stage archived
 	$(PY) bentos/embedder/import_model.py --version v1 --stage archived
 
 # Every Bento, offline, from the store `make import-models` filled: one per model service and the api (bentofile.yaml at
@@ -44,10 +46,11 @@ bentos: import-models
 	set -e; for f in $(BENTOFILES); do CV_MODELS_IN_PROCESS=false $(VENV)/bin/bentoml build -f $$f .; done
 
 # The demo gallery: Tiny-ImageNet val (GALLERY_LIMIT images; 0 = all 10,000), with thumbnails for the demo page at
-# /ui. Skipped when it is not empty.
+# /ui. Skipped when the production embedder already built it; a gallery of an earlier embedder version is emptied and
+# built again (its searches would answer 409).
 GALLERY_LIMIT ?= 2000
 gallery: import-models
-	$(PY) -m services.index.build_gallery --tiny-imagenet-val --limit $(GALLERY_LIMIT) --if-empty --thumbnails
+	$(PY) -m services.index.build_gallery --tiny-imagenet-val --limit $(GALLERY_LIMIT) --if-stale --thumbnails
 
 # Apply database migrations to CV_DATABASE_URL (default: SQLite under .data/; the api also does it at start-up in local mode).
 migrate: install

@@ -31,6 +31,7 @@ from benchmarks.formats_report import write_reports  # noqa: E402
 from services.config import ServingSettings  # noqa: E402
 from services.models.catalogue import MODEL_NAMES  # noqa: E402
 from services.models.runtime import OrtRunner  # noqa: E402
+from services.models.specs import lite0  # noqa: E402
 from services.models.store import sha256_file  # noqa: E402
 from training.tensorrt_options import latency_stats  # noqa: E402
 
@@ -41,7 +42,7 @@ OUTPUT_OF = {"classifier": "logits", "detector": "output", "embedder": "embeddin
 # Input value ranges after preprocessing: Lite0 (x - 127) / 128, YOLOX raw 0-255.
 VALUE_RANGE = {"classifier": (-1.0, 1.0), "detector": (0.0, 255.0), "embedder": (-1.0, 1.0)}
 PARITY_TOLERANCE = 1e-3  # eager vs ONNX FP32, relative to the largest output magnitude
-LITE0_IMAGENET, LITE0_TINY, YOLOX_DIR = "efficientnet_lite0_imagenet1k", "lite0_tiny_imagenet200", "yolox_nano"
+LITE0_IMAGENET, LITE0_TINY, YOLOX_DIR = "efficientnet_lite0_imagenet1k", lite0.finetuned_dir(lite0.SERVED), "yolox_nano"
 Run = Callable[[np.ndarray], np.ndarray]
 
 

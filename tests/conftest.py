@@ -37,9 +37,10 @@ def bentoml_home() -> str:
 def model_store(bentoml_home: str) -> list[str]:
     """Import what ``make import-models`` imports (real ONNX files) into the test store.
 
-    classifier:v2 is the Tiny-ImageNet fine-tune (production); classifier:v1, the ImageNet-1k
-    export, is kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS). embedder:v2 embeds the
-    fine-tune's class probabilities (production); embedder:v1, the ImageNet-1k pooled features, is archived.
+    classifier:v4 is the Tiny-ImageNet release (production); classifier:v2, the release before it, and v1, the
+    ImageNet-1k export, are kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS). embedder:v4 embeds
+    classifier v4's class probabilities (production); embedder:v2 (v2's) and v1 (ImageNet pooled features) are
+    archived.
     """
     import argparse
     import importlib.util
@@ -51,10 +52,12 @@ def model_store(bentoml_home: str) -> list[str]:
         pytest.skip(f"model mirror not found at {settings.model_mirror_dir} (set CV_MODEL_MIRROR_DIR)")
     tags = []
     entries = [
-        ("classifier", "v2", "production"),
+        ("classifier", "v4", "production"),
+        ("classifier", "v2", "archived"),
         ("classifier", "v1", "archived"),
         ("detector", "v1", "production"),
-        ("embedder", "v2", "production"),
+        ("embedder", "v4", "production"),
+        ("embedder", "v2", "archived"),
         ("embedder", "v1", "archived"),
     ]
     for name, version, stage in entries:

@@ -1,16 +1,18 @@
 """Import the classifier into the BentoML model store.
 
-- ``v2`` (default, stage production): EfficientNet-Lite0 fine-tuned on Tiny-ImageNet-200
-  (200 classes), FP32 and INT8, from ``artifacts/lite0_tiny_imagenet200`` (``make train``
-  then ``make release``).
-- ``v3`` (a release candidate, not imported by ``make import-models``): the same network fine-tuned one stage deeper
-  (``training/configs/lite0_tiny_imagenet_v3.yaml``), from ``artifacts/candidates/lite0_tiny_imagenet200_v3``; import
-  it with ``--version v3 --stage shadow``, then ``make release MODEL=classifier CANDIDATE=v3`` runs the release gate.
+- ``v4`` (default, stage production): the weight average of ``v2`` and ``v3`` (``python -m training.soup``, then
+  ``python -m training.release``), FP32 and INT8, from ``artifacts/lite0_tiny_imagenet200_v4``; promoted over ``v2``
+  by the release gate (``make release MODEL=classifier CANDIDATE=v4``).
+- ``v2`` (``make import-models`` keeps it ``archived``, for a rollback): EfficientNet-Lite0 fine-tuned on
+  Tiny-ImageNet-200 (200 classes), from ``artifacts/lite0_tiny_imagenet200`` (``make train`` then ``make release``).
+- ``v3`` (a release candidate, never promoted; not imported by ``make import-models``): the same network fine-tuned
+  one stage deeper (``training/configs/lite0_tiny_imagenet_v3.yaml``), from
+  ``artifacts/candidates/lite0_tiny_imagenet200_v3``.
 - ``v1``: the ImageNet-1k export (1000 classes) from ``artifacts/efficientnet_lite0_imagenet1k``.
 
 The specs are built by :mod:`services.models.specs.lite0`.
 
-Usage: python bentos/classifier/import_model.py [--version v2] [--stage production] [--force]
+Usage: python bentos/classifier/import_model.py [--version v4] [--stage production] [--force]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from services.config import ServingSettings, Stage
 from services.models.importer import main
 from services.models.spec import ModelSpec
-from services.models.specs.lite0 import finetuned_spec, lite0_spec
+from services.models.specs.lite0 import SERVED, finetuned_spec, lite0_spec
 
 IMAGENET_VERSION = "v1"
 
@@ -39,4 +41,4 @@ def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpe
 
 
 if __name__ == "__main__":
-    main(__doc__ or "", "v2", build)
+    main(__doc__ or "", SERVED, build)

@@ -1,15 +1,16 @@
 """Import the embedder into the BentoML model store.
 
-- ``v2`` (default, stage production): the class probabilities of the classifier fine-tuned on Tiny-ImageNet-200
-  (200-d, L2-normalised), from the classifier's own files in ``artifacts/lite0_tiny_imagenet200``.
-- ``v3`` (a release candidate, not imported by ``make import-models``): the class probabilities of classifier v3's
-  files in ``artifacts/candidates/lite0_tiny_imagenet200_v3``; ``--version v3 --stage shadow``, then
-  ``make release MODEL=embedder CANDIDATE=v3``.
+- ``v4`` (default, stage production): the class probabilities of classifier v4 (200-d, L2-normalised), from the
+  classifier's own files in ``artifacts/lite0_tiny_imagenet200_v4``; promoted over ``v2`` by the release gate.
+- ``v2`` (archived by ``make import-models``): the class probabilities of classifier v2, from
+  ``artifacts/lite0_tiny_imagenet200``.
+- ``v3`` (a release candidate, never promoted): classifier v3's, from
+  ``artifacts/candidates/lite0_tiny_imagenet200_v3``.
 - ``v1``: EfficientNet-Lite0 ImageNet-1k pooled features (1280-d), from ``artifacts/efficientnet_lite0_imagenet1k``.
 
 The specs are built by :mod:`services.models.specs.lite0`.
 
-Usage: python bentos/embedder/import_model.py [--version v2] [--stage production] [--force]
+Usage: python bentos/embedder/import_model.py [--version v4] [--stage production] [--force]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from services.config import ServingSettings, Stage
 from services.models.importer import main
 from services.models.spec import ModelSpec
-from services.models.specs.lite0 import class_embedder_spec, lite0_spec
+from services.models.specs.lite0 import SERVED, class_embedder_spec, lite0_spec
 
 IMAGENET_VERSION = "v1"
 
@@ -36,4 +37,4 @@ def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpe
 
 
 if __name__ == "__main__":
-    main(__doc__ or "", "v2", build)
+    main(__doc__ or "", SERVED, build)

@@ -145,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--folder", type=Path, help="a folder of images (searched recursively)")
     source.add_argument("--tiny-imagenet-val", action="store_true", help="the Tiny-ImageNet val split from the mirror")
     parser.add_argument("--limit", type=int, default=0, help="index at most N images (0 = all)")
-    parser.add_argument("--if-empty", action="store_true", help="do nothing when the gallery already has images")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--if-empty", action="store_true", help="do nothing when the gallery already has images")
+    when.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="do nothing when the gallery already has images of the embedder version that would add more; empty a "
+        "gallery of another version first (its searches answer 409) and build it again (`make gallery`)",
+    )
     parser.add_argument(
         "--thumbnails", action="store_true", help="keep a small JPEG of each image in its metadata (for the demo page)"
     )
@@ -167,7 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("Tiny-ImageNet mirror not found; gallery left empty", extra={"path": str(root)})
         return 0
     records = tiny_imagenet_val(root) if args.tiny_imagenet_val else folder_images(args.folder)
-    engine = SearchEngine(ModelWorker(build_pool("embedder", settings)), index)
+    pool = build_pool("embedder", settings)
+    if args.if_stale and len(index):
+        current = f"embedder:{pool.default_version}"
+        if index.embedder in (None, current):
+            log.info("gallery already built by this embedder; nothing to do", extra={"gallery_size": len(index)})
+            return 0
+        log.warning(
+            "the gallery was built by another embedder version: emptying it to build it again",
+            extra={"gallery_size": len(index), "gallery_embedder": index.embedder, "embedder": current},
+        )
+        index.clear()
+    engine = SearchEngine(ModelWorker(pool), index)
     added = build(records, engine, settings, args.limit, thumbnails=args.thumbnails)
     log.info("gallery built", extra={"added": added, "gallery_size": len(index)})
     return 0

@@ -115,7 +115,7 @@ def test_logs_match_the_requests_sent(stack: Stack, photos: dict[str, bytes]) ->
     found = {(r.request_id, r.item_index): r for r in rows(stack, "logs-")}
     for request_id, body in sent.items():
         row = found[(request_id, 0)]
-        assert (row.route, row.model, row.version, row.status) == ("/api/v1/classify", "classifier", "v2", 200)
+        assert (row.route, row.model, row.version, row.status) == ("/api/v1/classify", "classifier", "v4", 200)
         assert row.top_label == body["predictions"][0]["label"] and row.image_sha256 == body["image"]["sha256"]
     for index, item in enumerate(batch.json()["items"]):
         row = found[("logs-batch", index)]

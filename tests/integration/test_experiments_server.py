@@ -1,7 +1,7 @@
 """A/B experiments in the real `bentoml serve`: sticky arms over HTTP, a pinned version bypasses, feedback counts.
 
 One server per database (embedded SQLite, then PostgreSQL in a schema of its own), with classifier v1 (the
-default here) and v2 both loaded. The experiment is made with the command line against the server's database,
+default here) and v4 both loaded. The experiment is made with the command line against the server's database,
 as an operator would; the server picks it up at its next snapshot refresh.
 """
 
@@ -29,7 +29,7 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXPERIMENT = "classifier-ab"
-VERSIONS = {"control": "v1", "candidate": "v2"}
+VERSIONS = {"control": "v1", "candidate": "v4"}
 
 
 @dataclass
@@ -51,7 +51,7 @@ def stack(
     env = {
         "BENTOML_HOME": bentoml_home,
         "CV_DATA_DIR": str(data),
-        "CV_DEFAULT_VERSIONS": '{"classifier": "v1"}',  # loads the archived v1 beside the production v2
+        "CV_DEFAULT_VERSIONS": '{"classifier": "v1"}',  # loads the archived v1 beside the production v4
         "CV_EXPERIMENTS_REFRESH_S": "0.5",
         "CV_LOG_FLUSH_INTERVAL_S": "0.2",
     }
@@ -103,7 +103,7 @@ def test_different_clients_spread_over_the_arms(stack: Stack) -> None:
 
 
 def test_a_pinned_version_bypasses_the_experiment(stack: Stack) -> None:
-    for version in ("v1", "v2"):
+    for version in ("v1", "v4"):
         body = classify(stack, "alice", version=version)
         assert (body["experiment"], body["arm"], body["model"]["version"]) == (None, None, version)
 

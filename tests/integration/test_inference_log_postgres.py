@@ -75,7 +75,7 @@ def test_logs_match_the_requests_sent(
     for row in rows:
         body = sent[row.request_id or ""]
         assert row.image_sha256 == body["image"]["sha256"] and row.top_label == body["predictions"][0]["label"]
-        assert (row.model, row.version, row.status) == ("classifier", "v2", 200)
+        assert (row.model, row.version, row.status) == ("classifier", "v4", 200)
         assert row.created_at.tzinfo is not None
 
 

@@ -4,9 +4,10 @@
   lite0``), shared by the classifier's ``v1`` and the embedder: one ONNX file with two outputs, ``logits`` and
   ``embeddings``. Its static INT8 QDQ version (``model.int8.onnx``, made by ``python -m training.quantize``;
   every variant tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
-- The Tiny-ImageNet-200 fine-tune (``lite0_tiny_imagenet200``, ``make train`` then ``make release``): FP32 and
-  INT8 files checked against the release's ``metrics.json``. The embedder's ``v2`` reads the same files: its
-  vector is the fine-tune's class probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
+- The Tiny-ImageNet-200 releases (:data:`FINETUNED_DIRS`: ``v2`` made by ``make train`` then ``make release``,
+  ``v4`` the weight average of ``v2`` and ``v3``): FP32 and INT8 files checked against the release's
+  ``metrics.json``. The embedder of the same version reads the same files: its vector is the classifier's class
+  probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from services.models.spec import EmbeddingOutput, InputSpec, ModelSpec, Task
 
 EXPORT_DIR = "efficientnet_lite0_imagenet1k"
 # Each Tiny-ImageNet release in its own folder, by the version it was released as (`python -m training.release
-# --version`); the embedder of the same version reads the same folder's files. A release not yet promoted lives under
-# candidates/, out of `python -m training.model_card --all`'s reach (the bentos' cards describe what is served).
-FINETUNED_DIRS: dict[str, str] = {"v2": "lite0_tiny_imagenet200", "v3": "candidates/lite0_tiny_imagenet200_v3"}
-FINETUNED_DIR = FINETUNED_DIRS["v2"]
+# --version`); the embedder of the same version reads the same folder's files. A release never promoted lives under
+# candidates/, out of `python -m training.model_card --all`'s reach (the bentos' cards describe the newest release).
+# v4 is the weight average of v2 and v3 (`python -m training.soup`).
+# The release `make import-models` imports as production (the classifier's and the embedder's import scripts'
+# default), and whose files benchmarks/formats.py times.
+SERVED = "v4"
+FINETUNED_DIRS: dict[str, str] = {
+    "v2": "lite0_tiny_imagenet200",
+    "v3": "candidates/lite0_tiny_imagenet200_v3",
+    "v4": "lite0_tiny_imagenet200_v4",
+}
 INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
 # Embedder v2's model-card report: what `python -m training.evaluate embedder --class-probabilities 1.0` measured.

@@ -61,9 +61,9 @@ def _status_client(backend: StatusBackend) -> TestClient:
 def _experiment_answers(
     plane: DataPlane, c: TestClient, photos: dict[str, bytes], note: Callable[[str, str, Any], Any]
 ) -> None:
-    """An A/A experiment on the classifier (both arms on v2, the one version loaded), an answer and its feedback."""
+    """An A/A experiment on the classifier (both arms on v4, the one version loaded), an answer and its feedback."""
     with Session(plane.engine) as session:
-        arms = [Arm("control", "v2", 1.0), Arm("candidate", "v2", 1.0)]
+        arms = [Arm("control", "v4", 1.0), Arm("candidate", "v4", 1.0)]
         create_experiment(session=session, experiment_id="aa", model="classifier", arms=arms, salt="s")
         session.commit()
     plane.experiments.refresh()

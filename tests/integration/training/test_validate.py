@@ -1,7 +1,7 @@
 """The release gate end to end on the real models in the test model store: a refusal and a promotion.
 
-classifier:v1 (the ImageNet-1k export) against production classifier:v2 must be refused on its top-1; a copy of
-v2's own files imported as a new version must pass every check and be promoted, v2 archived. The detector runs
+classifier:v1 (the ImageNet-1k export) against production classifier:v4 must be refused on its top-1; a copy of
+v4's own files imported as a new version must pass every check and be promoted, v4 archived. The detector runs
 as a dry run (a copy of v1 against v1): it passes and nothing moves. A seeded subset keeps the runs short; the
 test config allows any latency (no timed assertions) and a wider INT8 loss (one image of 60 is 1.7 points).
 """
@@ -96,7 +96,7 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     copy_of, gate_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], references: Path, inference_log: str
 ) -> None:
     before = _stages("classifier")
-    assert before["v1"] == "archived" and before["v2"] == "production"
+    assert before["v1"] == "archived" and before["v2"] == "archived" and before["v4"] == "production"
     common = ["--limit", LIMIT, "--config", str(gate_config), "--report-dir", str(tmp_path)]
 
     assert validate.main(["classifier", "--candidate", "v1", *common]) == 1
@@ -112,19 +112,19 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     assert parity["max_abs_diff"] < 1e-3 and "ImageNet-1k weights" in parity["source"]
     assert len(report["candidate"]["precisions"]["fp32"]["worst_classes"]) == 10
 
-    copy_of("classifier", "v2", "gate-v3")
-    assert validate.main(["classifier", "--candidate", "gate-v3", *common, "--inference-log", inference_log]) == 0
-    assert "classifier:gate-v3: PROMOTED" in capsys.readouterr().out
+    copy_of("classifier", "v4", "gate-v5")
+    assert validate.main(["classifier", "--candidate", "gate-v5", *common, "--inference-log", inference_log]) == 0
+    assert "classifier:gate-v5: PROMOTED" in capsys.readouterr().out
     stages = _stages("classifier")
-    assert stages["gate-v3"] == "production" and stages["v2"] == "archived" and stages["v1"] == "archived"
-    markdown, report = _report(tmp_path, "classifier-gate-v3")
+    assert stages["gate-v5"] == "production" and stages["v4"] == "archived" and stages["v1"] == "archived"
+    markdown, report = _report(tmp_path, "classifier-gate-v5")
     assert report["passed"] and report["decision"] == "promoted" and "Decision: **PROMOTED**" in markdown
     drops = [c["measured"] for c in report["checks"] if "drop" in c["name"]]
     assert drops == [0.0, 0.0]  # the same files on the same images
     assert "production -> archived" in report["facts"]["stage changes"]
     # The promoted version's drift reference, from the held-out images, where the api reads references.
-    profile = ReferenceProfile.load(references / "classifier-gate-v3.json")
-    assert (profile.model, profile.version, profile.n) == ("classifier", "gate-v3", int(LIMIT))
+    profile = ReferenceProfile.load(references / "classifier-gate-v5.json")
+    assert (profile.model, profile.version, profile.n) == ("classifier", "gate-v5", int(LIMIT))
     assert report["drift_reference"]["n"] == int(LIMIT) and "## Drift reference" in markdown
     assert report["shadow"]["items"] == 0 and "never ran in stage `shadow`" in markdown
 

@@ -271,6 +271,28 @@ def test_main_if_empty_does_nothing_when_populated(tmp_path: Path, cli_env: list
     assert gallery_size(tmp_path) == 1
 
 
+def test_main_if_stale_keeps_a_gallery_of_this_embedder_and_rebuilds_one_of_another(
+    tmp_path: Path, cli_env: list[str]
+) -> None:
+    folder = photo_folder(tmp_path, 2)
+    assert main(["--folder", str(folder), "--if-stale"]) == 0  # empty: built
+    assert gallery_size(tmp_path) == 2
+    (folder / "2.png").write_bytes(png(2))
+    assert main(["--folder", str(folder), "--if-stale"]) == 0  # built by the same embedder:v1: left alone
+    assert gallery_size(tmp_path) == 2
+
+    index = GalleryIndex(tmp_path / "data" / "gallery.sqlite3", DIM)
+    index.clear()
+    index.add(np.eye(DIM, dtype=np.float32)[:1], [{"filename": "old.png"}], ids=["old"], embedder="embedder:v0")
+    index.close()
+    assert main(["--folder", str(folder), "--if-stale"]) == 0  # another version's vectors: emptied, built again
+    index = GalleryIndex(tmp_path / "data" / "gallery.sqlite3", DIM)
+    try:
+        assert (len(index), index.embedder, index.contains("old")) == (3, "embedder:v1", False)
+    finally:
+        index.close()
+
+
 def test_main_tiny_imagenet_without_mirror_leaves_gallery_empty(tmp_path: Path, cli_env: list[str]) -> None:
     assert main(["--tiny-imagenet-val"]) == 0
     assert cli_env == []

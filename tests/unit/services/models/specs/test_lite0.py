@@ -84,9 +84,9 @@ def test_the_task_chooses_the_output_labels_and_stage(artifacts: Path, task: str
     assert spec.extra.get("dim") == (1280 if task == "embedding" else None)
 
 
-def test_the_committed_fine_tune_is_checked_against_its_release() -> None:
-    if not (REPO / "artifacts" / lite0.FINETUNED_DIR / "metrics.json").is_file():
-        pytest.skip("no committed fine-tune")
-    spec, files = lite0.finetuned_spec(REPO / "artifacts", version="v2")
-    assert spec.name == "classifier" and spec.stage == Stage.PRODUCTION and len(spec.labels) == 200
+@pytest.mark.parametrize("version", sorted(lite0.FINETUNED_DIRS))
+def test_each_committed_fine_tune_is_checked_against_its_release(version: str) -> None:
+    spec, files = lite0.finetuned_spec(REPO / "artifacts", version=version)
+    assert spec.name == "classifier" and spec.version == version and len(spec.labels) == 200
+    assert spec.stage == Stage.PRODUCTION
     assert set(files) == set(spec.files) and all(path.is_file() for path in files.values())
