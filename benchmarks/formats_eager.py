@@ -51,13 +51,27 @@ def _weights_bytes(module: Any) -> int:
 
 
 def _lite0(plan: ModelPlan) -> Any:
-    """timm tf_efficientnet_lite0: the fine-tuned state dict when given, else the package's ImageNet weights."""
+    """timm tf_efficientnet_lite0: the fine-tuned state dict when given, else the network of the ONNX file itself.
+
+    Without a state dict, the package's ImageNet weights for a 1000-class file (its source), or, for a fine-tune whose
+    training run is not on this machine, its own weights read back from the file (``training.soup``: each folded
+    BatchNorm becomes the conv and an identity BatchNorm; same network, same cost).
+    """
     try:
         from training.lite0 import TIMM_MODEL_NAME, load_lite0
+        from training.modules.lite0_net import build_classifier
+        from training.soup import onnx_weights, state_dict_from_onnx
     except ImportError as exc:
         raise NotMeasured(f"the train extra is not installed ({exc.name})") from exc
     if plan.torch_state is None:
-        return load_lite0()
+        weights = onnx_weights(plan.fp32)
+        head = weights.get("model.classifier.weight")
+        if head is None or head.shape[0] == 1000:
+            return load_lite0()
+        rebuilt = build_classifier(int(head.shape[0]))
+        rebuilt.load_state_dict(state_dict_from_onnx(rebuilt, weights))
+        plan.notes.append(f"PyTorch eager: the weights of `{plan.fp32.name}` read back into timm (training/soup.py).")
+        return rebuilt.eval()
     import timm
     import torch
 

@@ -183,3 +183,14 @@ def test_release_takes_a_soup_run_and_says_what_it_averaged(
     )
     export = json.loads((out / "export.json").read_text())
     assert all(case["logits"] < 1e-3 for name, case in export["parity"].items() if name != "tolerance")
+
+
+def test_the_format_benchmark_times_a_fine_tune_without_its_run(artifacts: Path) -> None:
+    """benchmarks/formats_eager.py rebuilds the eager network of a fine-tune from its file when no run is here."""
+    from benchmarks.formats_eager import ModelPlan, eager_classifier
+
+    path = artifacts / finetuned_dir("v3") / "model.onnx"
+    plan = ModelPlan(name="classifier", fp32=path)
+    eager = eager_classifier(plan)
+    np.testing.assert_allclose(_torch_logits(eager.module), _ort_logits(path), atol=1e-3)
+    assert plan.notes == ["PyTorch eager: the weights of `model.onnx` read back into timm (training/soup.py)."]
