@@ -67,36 +67,53 @@ def detector_worker(root: psutil.Process) -> psutil.Process:
     raise RuntimeError("no detector service worker found")
 
 
-async def load(url: str, root: psutil.Process, minutes: float) -> list[tuple[int, float]]:
-    """Detect traffic and batches for ``minutes``; (seconds, RSS MB) of the detector worker every 10 s."""
-    jpegs, samples = photos(), []
-    stop = time.monotonic() + minutes * 60
+async def load(url: str, root: psutil.Process, minutes: float) -> tuple[list[tuple[int, float]], dict[str, Any]]:
+    """Detect traffic and batches for ``minutes``.
+
+    Returns:
+        (seconds, RSS MB) of the detector worker every 10 s, and what the load got: single detect answers a second,
+        their p50, and the detector worker's CPU milliseconds per image it ran (singles and batch images).
+    """
+    jpegs, samples, latencies, batch_images = photos(), [], [], 0
+    worker = detector_worker(root)
+    cpu_start, began = sum(worker.cpu_times()[:2]), time.monotonic()
+    stop = began + minutes * 60
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
         async def traffic(offset: int) -> None:
             i = offset
             while time.monotonic() < stop:
+                sent = time.perf_counter()
                 answer = await client.post("/api/v1/detect", files={"image": ("p.jpg", jpegs[i % len(jpegs)])})
                 answer.raise_for_status()
+                latencies.append(time.perf_counter() - sent)
                 i += 1
 
         async def batches() -> None:
+            nonlocal batch_images
             n = 0
             while time.monotonic() < stop:
                 await asyncio.sleep(20)
                 files = [("images", (f"{j}.jpg", jpegs[(j + n) % len(jpegs)], "image/jpeg")) for j in range(16)]
                 answer = await client.post("/api/v1/batch", files=files, data={"task": "detect", "mode": "inline"})
                 answer.raise_for_status()
+                batch_images += 16
                 n += 1
 
         async def sampler() -> None:
-            worker, started = detector_worker(root), time.monotonic()
             while time.monotonic() < stop:
-                samples.append((round(time.monotonic() - started), round(worker.memory_info().rss / 2**20, 1)))
+                samples.append((round(time.monotonic() - began), round(worker.memory_info().rss / 2**20, 1)))
                 await asyncio.sleep(10)
 
         await asyncio.gather(*(traffic(k) for k in range(6)), batches(), sampler())
-    return samples
+    elapsed, cpu = time.monotonic() - began, sum(worker.cpu_times()[:2]) - cpu_start
+    latencies.sort()
+    load_facts = {
+        "detect_per_s": round(len(latencies) / elapsed, 2),
+        "detect_p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+        "worker_cpu_ms_per_image": round(1000 * cpu / (len(latencies) + batch_images), 2),
+    }
+    return samples, load_facts
 
 
 def run(variant: str, minutes: float) -> dict[str, Any]:
@@ -110,10 +127,10 @@ def run(variant: str, minutes: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cv-memory-detector-") as tmp:
         server = start_server(Path(tmp) / "serve.log", {**env, "CV_DATA_DIR": str(Path(tmp) / "data")}, 240)
         try:
-            samples = asyncio.run(load(server.url, psutil.Process(server.process.pid), minutes))
+            samples, load_facts = asyncio.run(load(server.url, psutil.Process(server.process.pid), minutes))
         finally:
             server.stop()
-    return {"variant": variant, "minutes": minutes, "samples": samples}
+    return {"variant": variant, "minutes": minutes, "samples": samples, "load": load_facts}
 
 
 def summary(result: dict[str, Any]) -> list[Any]:
@@ -124,12 +141,16 @@ def summary(result: dict[str, Any]) -> list[Any]:
     last = [rss for _, rss in samples[-6:]]
     settled = next(t for t, rss in samples if rss >= 0.99 * peak)
     growth = 100 * (sum(last) / len(last) / (sum(first) / len(first)) - 1)
-    return [result["variant"], samples[0][1], sum(first) / len(first), sum(last) / len(last), peak, settled, growth]
+    facts = result.get("load", {})  # not recorded by the runs before 2026-12-05 13:30 UTC
+    got = [facts.get(key, "n/a") for key in ("detect_per_s", "detect_p50_ms", "worker_cpu_ms_per_image")]
+    return [result.get("label", result["variant"]), samples[0][1], sum(first) / len(first), sum(last) / len(last),
+            peak, settled, growth, *got]  # fmt: skip
 
 
 def render(results: list[dict[str, Any]]) -> str:
     headers = ["variant", "RSS at start", "RSS 60-120 s", "RSS last minute", "peak RSS", "within 1 % of peak at s",
-               "growth % (last minute vs 60-120 s)"]  # fmt: skip
+               "growth % (last minute vs 60-120 s)", "detect req/s", "detect p50 ms",
+               "worker CPU ms per image"]  # fmt: skip
     machine = "\n".join(f"- {k}: {v}" for k, v in machine_facts().items())
     minutes = ", ".join(str(r["minutes"]) for r in results)
     return f"""# The detector service's memory under load
@@ -141,11 +162,17 @@ their own services (`CV_MODELS_IN_PROCESS=false`, `CV_ORT_CPU_MAX_BATCH` 4). The
 (`services.detector:DetectorService`, the native topology of benchmarks/reports/memory.md) rests at ~180 MB RSS. What
 this report compares is the growth under load, between rows.
 
-The two rows "before the sliced contract" were measured at 08:40 UTC on a quiet machine by this script's first draft
-(the same load, sampling and variants); the others after services/models/contract.py began to run a batch slice by
-slice (each slice preprocessed just before its run), at 10:01-10:14 UTC while a training job ran at nice 19 beside it
-(memory, not speed, is what is compared). `LD_PRELOAD=...libjemalloc.so.2`: jemalloc instead of glibc's malloc
-(Debian's libjemalloc2), which keeps 15 MB less here.
+Rows in the order they were measured, all on 2026-12-05. The two "before the sliced contract" at 08:40 UTC on a quiet
+machine by this script's first draft (the same load, sampling and variants); the next two after
+services/models/contract.py began to run a batch slice by slice (each slice preprocessed just before its run), at
+10:01-10:14 UTC while a training job ran at nice 19 beside it (memory, not speed, compared there).
+`LD_PRELOAD=...libjemalloc.so.2`: jemalloc instead of glibc's malloc (Debian's libjemalloc2). Those runs did not record
+the load; the last three did, one after the other on a quiet machine from 13:47 UTC, and compare the C heap policies
+of services/process.py: trimming glibc's free heap pages after a batch at most once a second (`malloc_trim`, the
+default since), neither (`CV_MALLOC_TRIM_INTERVAL_S=0`: glibc as shipped before), and a fixed mmap threshold of 128 KiB
+besides the trim (`CV_MALLOC_MMAP_THRESHOLD_BYTES=131072`: every buffer that large mapped and unmapped on its own). The
+worker's CPU per image (its user + system CPU seconds over single images and batch images answered) is the cost
+column; requests a second and p50 are the six clients' single detect requests.
 
 {table(headers, [summary(r) for r in results])}
 

@@ -34,6 +34,7 @@ from services.http.pages import PagesMiddleware
 from services.jobs.embedded import EmbeddedWorker, worker_command
 from services.jobs.queue import JobQueue
 from services.models.catalogue import MODEL_NAMES
+from services.process import configure_heap
 
 settings = get_settings()
 
@@ -85,6 +86,7 @@ class Api:
 
     def __init__(self) -> None:
         configure_logging(settings.log_level, settings.log_json)
+        configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
         self.data_plane = DataPlane.from_settings(settings)
         self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)

@@ -79,6 +79,14 @@ class ServingSettings(BaseSettings):
     # Whether ONNX Runtime's idle intra-op threads busy-wait for the next run. Off: on a small CPU the api and
     # the other model services need those cycles (benchmarks/reports/peers.md measured it).
     ort_allow_spinning: bool = False
+    # The C heap of the api, model service and job worker processes (services/process.py,
+    # benchmarks/reports/memory_detector.md). After a batch, at most once per this many seconds, glibc's free heap
+    # pages go back to the kernel (malloc_trim); without it a worker stays near its largest burst (0: never).
+    malloc_trim_interval_s: float = Field(default=1.0, ge=0)
+    # A fixed mmap threshold: buffers at least this large are mapped and unmapped on their own, never kept in the
+    # heap. It bounds the heap better than trimming but cost the detector worker 17 % more CPU per image (a page fault
+    # per 4 KiB of every large buffer). 0: glibc's own rising threshold (so does an explicit MALLOC_MMAP_THRESHOLD_).
+    malloc_mmap_threshold_bytes: int = Field(default=0, ge=0, le=32 * 1024 * 1024)
     # BentoML's own access line per call, in the api and every model service. Off: the api logs each request
     # (services/http/middleware.py) and each model batch is logged with its request ids (services/models/worker.py).
     bentoml_access_log: bool = False

@@ -14,6 +14,7 @@ import bentoml
 from kernel.logging import configure_logging
 from services.config import get_settings
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
+from services.process import configure_heap
 
 SETTINGS = get_settings()
 # Model services run one process each; ONNX Runtime uses the cores (ort_intra_op_threads).
@@ -39,6 +40,7 @@ class ModelService:
 
     def __init__(self) -> None:
         configure_logging(SETTINGS.log_level, SETTINGS.log_json)
+        configure_heap(SETTINGS.malloc_mmap_threshold_bytes, SETTINGS.malloc_trim_interval_s)
         self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
 
     @bentoml.api(**BATCHING)

@@ -22,6 +22,7 @@ from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
 from services.jobs.queue import CeleryDispatcher
 from services.jobs.store import ImageStore
+from services.process import configure_heap, trim_heap_if_due
 
 settings = get_settings()
 app = create_celery(settings, include=["services.jobs.tasks"])
@@ -33,6 +34,18 @@ app.conf.beat_schedule = beat_schedule(settings)
 def _json_logs(**_: Any) -> None:
     """The services' JSON logs in the worker (pool processes inherit them), with the job's request id."""
     configure_logging(settings.log_level, settings.log_json)
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def _heap_policy(**_: Any) -> None:
+    """The worker and each pool process give the heap a batch job grew back to the kernel (services/process.py)."""
+    configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
+
+
+@signals.task_postrun.connect
+def _trim_after_a_task(**_: Any) -> None:
+    trim_heap_if_due()
 
 
 _heartbeat: Heartbeat | None = None

@@ -26,6 +26,7 @@ from services.models.registry import ModelPool
 from services.models.runtime import OrtRunner, TensorrtOptions
 from services.models.spec import ModelSpec
 from services.models.store import list_versions
+from services.process import trim_heap_if_due
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class ModelWorker:
         for version, members in groups.items():
             for index, outcome in self._run_group(items, version, members):
                 outcomes[index] = outcome
+        trim_heap_if_due()  # what the batch's images and tensors took, back to the kernel (services/process.py)
         return [o if o is not None else _failed(ServiceError()) for o in outcomes]
 
     def _run_group(

@@ -18,7 +18,8 @@ def test_summary_reads_the_plateau_and_when_it_was_reached() -> None:
         *[[t, 436.0] for t in range(130, 200, 10)],
     ]
     row = memory_detector.summary({"variant": "default", "minutes": 3.2, "samples": samples})
-    variant, start, first, last, peak, settled, growth = row
+    variant, start, first, last, peak, settled, growth, *load = row
+    assert load == ["n/a"] * 3  # a run from before the load was recorded
     assert (variant, start, peak, settled) == ("default", 300.0, 436.0, 70)  # 432 is within 1 % of 436
     assert first == pytest.approx((430 + 432 + 434) / 3) and last == 436.0
     assert growth == pytest.approx(100 * (436 / first - 1))
@@ -26,5 +27,6 @@ def test_summary_reads_the_plateau_and_when_it_was_reached() -> None:
 
 def test_render_has_a_row_per_variant() -> None:
     result = {"variant": "MALLOC_ARENA_MAX=2", "minutes": 1.0, "samples": [[t, 400.0] for t in range(0, 130, 10)]}
+    result["load"] = {"detect_per_s": 20.5, "detect_p50_ms": 250.0, "worker_cpu_ms_per_image": 31.5}
     text = memory_detector.render([result])
-    assert "| MALLOC_ARENA_MAX=2 | 400.0 | 400.0 | 400.0 | 400.0 | 0 | 0.0 |" in text
+    assert "| MALLOC_ARENA_MAX=2 | 400.0 | 400.0 | 400.0 | 400.0 | 0 | 0.0 | 20.5 | 250.0 | 31.5 |" in text
