@@ -35,6 +35,7 @@ from benchmarks.drift_report import write_report
 from services.config import ServingSettings, get_settings
 from services.drift.detect import compare
 from services.drift.reference import ReferenceProfile, reference_path
+from services.models.specs.lite0 import SERVED
 from services.models.worker import build_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace, settings: ServingSettings) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--version", default="v2")
+    parser.add_argument("--version", default=SERVED)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--windows", type=int, default=200, help="unshifted windows per set")
     parser.add_argument("--shifted-windows", type=int, default=50, help="windows per shifted set")

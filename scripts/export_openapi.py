@@ -37,6 +37,7 @@ from deploy.topology import free_port  # noqa: E402
 from gateway.errors import GATEWAY_ERRORS  # noqa: E402
 from scripts.openapi_docs import error_catalogue, postman_collection, replace_section, route_reference  # noqa: E402
 from services.http.openapi import EXAMPLES_FILE  # noqa: E402
+from services.models.specs.lite0 import SERVED  # noqa: E402
 
 Examples = dict[str, dict[str, Any]]
 # What the served api runs with beside the caller's environment (its own data folder with --serve); the experiment
@@ -121,7 +122,7 @@ def _experiment_examples(client: httpx.Client, keep: Callable[..., httpx.Respons
     """An A/A experiment on the classifier (both arms on the production version), one answer and its feedback."""
     env = {**os.environ, **_SERVER_ENV}
     command = [sys.executable, "-m", "services.experiments", "create", "--model", "classifier", "--id", "clf-aa"]
-    arms = ["--arm", "control=v2:50", "--arm", "candidate=v2:50", "--salt", "docs"]
+    arms = ["--arm", f"control={SERVED}:50", "--arm", f"candidate={SERVED}:50", "--salt", "docs"]
     subprocess.run([*command, *arms], cwd=REPO, env=env, check=True, capture_output=True)
     deadline = time.monotonic() + 30  # the api re-reads running experiments every CV_EXPERIMENTS_REFRESH_S
     while True:
