@@ -156,7 +156,7 @@ def measure_model(plan: ModelPlan, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     inputs = {b: rng.uniform(low, high, (b, *chw)).astype(np.float32) for b in args.batches}
     files = {"onnx-fp32": file_facts(plan.fp32), **({"onnx-int8": file_facts(plan.int8)} if plan.int8 else {})}
-    notes = list(plan.notes)
+    notes, given = list(plan.notes), len(plan.notes)
     if fixed is not None:
         notes.append(
             f"`{plan.fp32.name}` fixes its batch at {fixed}: a batch of N runs as N / {fixed} calls, "
@@ -171,6 +171,7 @@ def measure_model(plan: ModelPlan, args: argparse.Namespace) -> dict[str, Any]:
         except NotMeasured as exc:
             log.warning("%s %s not measured: %s", plan.name, name, exc)
             results[name] = {"status": "not measured", "reason": str(exc)}
+    notes += plan.notes[given:]  # what building a format added (where an eager network's weights came from)
     return {
         "input": list(chw),
         "fixed_batch": fixed,

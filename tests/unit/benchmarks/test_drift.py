@@ -130,7 +130,8 @@ def test_the_benchmark_runs_end_to_end_on_a_small_mirror(tmp_path: Path, monkeyp
     monkeypatch.setattr(drift, "get_settings", lambda: settings)
     monkeypatch.setattr(drift, "build_pool", lambda name, settings: pool())
     monkeypatch.setattr(drift, "machine_facts", lambda: {"nproc": 2})
-    argv = ["--window", "3", "--windows", "2", "--shifted-windows", "1", "--tune-images", "3", "--eval-images", "3"]
+    argv = ["--version", "v2", "--window", "3", "--windows", "2", "--shifted-windows", "1", "--tune-images", "3"]
+    argv += ["--eval-images", "3"]
     assert drift.main([*argv, "--extra-images", "2"]) == 0
     report = (tmp_path / "reports" / "drift.md").read_text()
     assert "| tuning | none | 2 | 3 | 3 |" in report

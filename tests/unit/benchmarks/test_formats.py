@@ -271,11 +271,11 @@ def test_detector_defaults_to_dynamic_batch_files_then_to_the_mirror(hermetic: P
     assert formats.detector_files(settings) == (dynamic, quantized, [])
 
 
-def test_plans_prefer_the_fine_tuned_classifier_and_pair_int8_with_its_own_fp32(hermetic: Path) -> None:
+def test_plans_prefer_the_served_fine_tune_and_pair_int8_with_its_own_fp32(hermetic: Path) -> None:
     from services.config import ServingSettings
 
     settings = ServingSettings(_env_file=None)  # type: ignore[call-arg]
-    tiny = settings.artifacts_dir / "lite0_tiny_imagenet200"
+    tiny = settings.artifacts_dir / "lite0_tiny_imagenet200_v4"  # the served release (lite0.SERVED)
     static_onnx(tiny / "model.onnx")
     static_onnx(tiny / "model.int8.onnx")
     plans = {p.name: p for p in formats.build_plans(formats.parse_args([]), settings)}
