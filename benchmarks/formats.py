@@ -156,12 +156,6 @@ def measure_model(plan: ModelPlan, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     inputs = {b: rng.uniform(low, high, (b, *chw)).astype(np.float32) for b in args.batches}
     files = {"onnx-fp32": file_facts(plan.fp32), **({"onnx-int8": file_facts(plan.int8)} if plan.int8 else {})}
-    notes, given = list(plan.notes), len(plan.notes)
-    if fixed is not None:
-        notes.append(
-            f"`{plan.fp32.name}` fixes its batch at {fixed}: a batch of N runs as N / {fixed} calls, "
-            "in every format, so batching saves nothing here."
-        )
     fp32 = ort_runner(plan.fp32, plan.name, args)
     results: dict[str, Any] = {}
     for name in args.formats:
@@ -171,7 +165,12 @@ def measure_model(plan: ModelPlan, args: argparse.Namespace) -> dict[str, Any]:
         except NotMeasured as exc:
             log.warning("%s %s not measured: %s", plan.name, name, exc)
             results[name] = {"status": "not measured", "reason": str(exc)}
-    notes += plan.notes[given:]  # what building a format added (where an eager network's weights came from)
+    notes = list(plan.notes)  # after the formats: building one may add a note (where eager weights came from)
+    if fixed is not None:
+        notes.append(
+            f"`{plan.fp32.name}` fixes its batch at {fixed}: a batch of N runs as N / {fixed} calls, "
+            "in every format, so batching saves nothing here."
+        )
     return {
         "input": list(chw),
         "fixed_batch": fixed,

@@ -1,4 +1,4 @@
-"""What the services' processes ask of the C library: children that die with their parent, a fixed mmap threshold.
+"""What the services' processes ask of the C library: children that die with their parent, and a heap policy.
 
 The api's embedded job worker (services/jobs/embedded.py) and every process of the native production
 topology (deploy/runner.py) are started with :func:`die_with_parent`: on Linux the kernel sends the
@@ -39,11 +39,15 @@ class _Trim:
     lock = threading.Lock()
 
 
+def _libc(use_errno: bool = False) -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=use_errno)
+
+
 def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None:
         return None  # musl and other C libraries have neither mallopt's threshold nor malloc_trim
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return _libc()
     except OSError:
         return None
 
@@ -89,8 +93,8 @@ def fix_mmap_threshold(threshold: int) -> bool:
     By default the threshold starts at 128 KiB and rises to the size of each such block freed (up to 32 MiB), so
     after a few large images every later one comes from the heap, whose top the kernel only gets back when nothing
     above it is in use: a process that decodes photos and batches them grows towards its largest burst and stays
-    there. A fixed threshold costs a page fault per 4 KiB of each large buffer (a few hundred microseconds for a
-    1080p photo).
+    there. A fixed threshold costs a page fault per 4 KiB of each large buffer: 20 % more CPU per image in the
+    detector worker (benchmarks/reports/memory_detector.md), which is why it is off by default.
 
     Returns:
         Whether the threshold was set (False: 0, not glibc, or ``MALLOC_MMAP_THRESHOLD_`` set by the user).
@@ -112,7 +116,7 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] 
     """
     if not sys.platform.startswith("linux"):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # loaded before the fork
+    libc = _libc(use_errno=True)  # loaded before the fork
 
     def preexec() -> None:
         libc.prctl(_PR_SET_DEATHSIG, sig)

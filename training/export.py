@@ -261,6 +261,11 @@ def check_accuracy(result: dict[str, Any], tolerance: float) -> None:
         raise CheckError(f"top-1 {result['top1_200']} is {delta:+.2f} points from the reference")
 
 
+def write_labels(path: Path, labels: Sequence[dict[str, Any]]) -> None:
+    """``labels.json`` as every export and release writes it: a JSON list, one class per line."""
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in labels) + "\n]\n")
+
+
 def versions() -> dict[str, str]:
     """Installed versions of the packages that took part in the export."""
     names = ["torch", "timm", "onnx", "onnxruntime", "onnxscript", "numpy", "pillow"]
@@ -342,7 +347,7 @@ def run_lite0(args: argparse.Namespace) -> dict[str, Any]:
         checks["accuracy_tiny_imagenet"] = accuracy
         check_accuracy(accuracy, args.accuracy_tolerance)
     labels = lite0.imagenet_labels()
-    (out / "labels.json").write_text("[\n" + ",\n".join(json.dumps(e) for e in labels) + "\n]\n")
+    write_labels(out / "labels.json", labels)
     info = build_metadata(onnx_path, checks, checks["onnx"]["opset"])
     (out / "export.json").write_text(json.dumps(info, indent=2) + "\n")
     LOG.info("wrote %s (%d bytes), labels.json, export.json", onnx_path, onnx_path.stat().st_size)

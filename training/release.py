@@ -34,7 +34,15 @@ from training.data.augment import eval_transform, load_rgb
 from training.data.datasets import to_tensor
 from training.data.tiny_imagenet import TinyImageNet, locate
 from training.evaluate import top5_ids, top_k_accuracy
-from training.export import Lite0WithEmbeddings, check_onnx, export_onnx, parity, preprocessing_info, versions
+from training.export import (
+    Lite0WithEmbeddings,
+    check_onnx,
+    export_onnx,
+    parity,
+    preprocessing_info,
+    versions,
+    write_labels,
+)
 from training.model_card import ModelReport
 from training.modules.lite0_net import build_classifier
 from training.provenance import git_commit
@@ -101,7 +109,7 @@ def release(
     onnx_info = check_onnx(fp32, num_classes=len(labels))
     checks = parity(wrapper, fp32, eval_batch([s.path for s in val[:16]]))
 
-    (out / "labels.json").write_text("[\n" + ",\n".join(json.dumps(e) for e in labels) + "\n]\n")
+    write_labels(out / "labels.json", labels)
     export = {
         "model": out.name,
         "base": "efficientnet_lite0_imagenet1k",
@@ -165,7 +173,7 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
         ``command``.
     """
     if "soup" in config:
-        soup = config["soup"]
+        soup, command = config["soup"], summary.get("command", "python -m training.soup")
         parts = ", ".join(f"{v} x {w:g}" for v, w in zip(soup["releases"], soup["weights"], strict=True))
         ingredients = {
             version: json.loads((artifacts_dir / finetuned_dir(version) / "metrics.json").read_text())
@@ -179,16 +187,14 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             "data": "none of its own: the average of releases "
             + " and ".join(soup["releases"])
             + ", each fine-tuned on Tiny-ImageNet-200 train (the first 250 images of each class)",
-            "source": f"weight average of releases {parts} by `{summary.get('command', 'python -m training.soup')}`, "
-            "released by `python -m training.release`",
+            "source": f"weight average of releases {parts} by `{command}`, released by `python -m training.release`",
             "note": f"The releases averaged, on the same val split (served top-1): {served}.",
             "training": {
                 "recipe": f"weight average (a model soup) of releases {parts}: every conv with its folded "
                 "BatchNorm, the head conv and the 200-class head averaged; no training of its own",
                 "ingredients": {v: m["training"] for v, m in ingredients.items()},
             },
-            "command": f"{summary.get('command', 'python -m training.soup')} && "
-            f"python -m training.release --run runs/{summary.get('name', '')}",
+            "command": f"{command} && python -m training.release --run runs/{summary.get('name', '')}",
         }
     trained = config["model"]["freeze_through"]
     views = config["data"]["views"]

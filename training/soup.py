@@ -35,8 +35,9 @@ import torch
 import yaml
 from onnx import numpy_helper
 
+from services.models.importer import verify_checksum
 from services.models.specs.lite0 import finetuned_dir
-from services.models.store import sha256_file
+from training.export import write_labels
 from training.modules.lite0_net import build_classifier
 from training.settings import get_training_settings
 
@@ -132,15 +133,13 @@ def average(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float])
     return out
 
 
-def load_release(artifacts_dir: Path, version: str) -> tuple[Path, list[dict[str, Any]]]:
-    """A release's FP32 file (checked against its ``metrics.json``) and its labels."""
+def load_release(artifacts_dir: Path, version: str) -> tuple[Path, str, list[dict[str, Any]]]:
+    """A release's FP32 file, its SHA-256 (checked against the release's ``metrics.json``) and its labels."""
     folder = artifacts_dir / finetuned_dir(version)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    entry = metrics["files"]["fp32"]
+    entry = json.loads((folder / "metrics.json").read_text())["files"]["fp32"]
     path = folder / entry["name"]
-    if sha256_file(path) != entry["sha256"]:
-        raise ValueError(f"{path}'s checksum is not the one {folder / 'metrics.json'} released")
-    return path, json.loads((folder / "labels.json").read_text())
+    verify_checksum(path, entry["sha256"])
+    return path, entry["sha256"], json.loads((folder / "labels.json").read_text())
 
 
 def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, artifacts_dir: Path) -> dict[str, Any]:
@@ -148,24 +147,24 @@ def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, arti
     if len(set(releases)) != len(releases) or len(releases) < 2:
         raise ValueError(f"a soup needs two or more different releases, got {list(releases)}")
     loaded = [load_release(artifacts_dir, version) for version in releases]
-    labels = loaded[0][1]
-    for version, (_, other) in zip(releases, loaded, strict=True):
+    labels = loaded[0][2]
+    for version, (_, _, other) in zip(releases, loaded, strict=True):
         if [e["wnid"] for e in other] != [e["wnid"] for e in labels]:
             raise ValueError(f"release {version} orders its classes differently from {releases[0]}")
     model = build_classifier(len(labels))
-    states = [state_dict_from_onnx(model, onnx_weights(path)) for path, _ in loaded]
+    states = [state_dict_from_onnx(model, onnx_weights(path)) for path, _, _ in loaded]
     model.load_state_dict(average(states, weights))
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
-    (out / "labels.json").write_text("[\n" + ",\n".join(json.dumps(e) for e in labels) + "\n]\n")
+    write_labels(out / "labels.json", labels)
     total = float(sum(weights))
     config = {
         "soup": {
             "releases": list(releases),
             "weights": [round(w / total, 6) for w in weights],
             "files": {
-                version: {"path": f"{finetuned_dir(version)}/{path.name}", "sha256": sha256_file(path)}
-                for version, (path, _) in zip(releases, loaded, strict=True)
+                version: {"path": f"{finetuned_dir(version)}/{path.name}", "sha256": sha256}
+                for version, (path, sha256, _) in zip(releases, loaded, strict=True)
             },
         }
     }
