@@ -27,11 +27,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python benchmarks/formats.py` must find services/ and training/
 
 from benchmarks.formats_eager import EAGER_BUILDERS, ModelPlan, NotMeasured  # noqa: E402
+from benchmarks.formats_plans import accuracy, build_plans, display_path  # noqa: E402
 from benchmarks.formats_report import write_reports  # noqa: E402
 from services.config import ServingSettings  # noqa: E402
 from services.models.catalogue import MODEL_NAMES  # noqa: E402
 from services.models.runtime import OrtRunner  # noqa: E402
-from services.models.specs import lite0  # noqa: E402
 from services.models.store import sha256_file  # noqa: E402
 from training.tensorrt_options import latency_stats  # noqa: E402
 
@@ -42,7 +42,6 @@ OUTPUT_OF = {"classifier": "logits", "detector": "output", "embedder": "embeddin
 # Input value ranges after preprocessing: Lite0 (x - 127) / 128, YOLOX raw 0-255.
 VALUE_RANGE = {"classifier": (-1.0, 1.0), "detector": (0.0, 255.0), "embedder": (-1.0, 1.0)}
 PARITY_TOLERANCE = 1e-3  # eager vs ONNX FP32, relative to the largest output magnitude
-LITE0_IMAGENET, LITE0_TINY, YOLOX_DIR = "efficientnet_lite0_imagenet1k", lite0.finetuned_dir(lite0.SERVED), "yolox_nano"
 Run = Callable[[np.ndarray], np.ndarray]
 
 
@@ -54,7 +53,7 @@ def sha256(path: Path) -> str:
 
 
 def file_facts(path: Path) -> dict[str, Any]:
-    return {"path": _display(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
+    return {"path": display_path(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
 
 
 def input_shape(path: Path) -> tuple[int | None, tuple[int, int, int]]:
@@ -213,102 +212,7 @@ def measure_format(
     return measure_tensorrt(source, name.removeprefix("tensorrt-"), inputs, fixed, args)
 
 
-def accuracy(plan: ModelPlan) -> dict[str, Any] | None:
-    """The headline metric per precision from the model's metrics JSON (not measured here)."""
-    if plan.metrics is None or not plan.metrics.is_file():
-        return None
-    from training.model_card import load_reports
-
-    reports = [r for r in load_reports(plan.metrics, formats_path=None) if r.model == plan.name]
-    if not reports or reports[-1].headline_metric is None:
-        return None
-    report, metric = reports[-1], reports[-1].headline_metric
-    return {
-        "metric": metric,
-        "version": report.version,
-        "source": _display(plan.metrics),
-        "fp32": report.metrics.fp32.get(metric),
-        "int8": report.metrics.int8.get(metric),
-        "measured_on": {p: f.name for p, f in report.files.items()},
-    }
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-# ---- plans, machine facts ---------------------------------------------------------------------------------------
-
-
-def _first(*paths: Path | None) -> Path | None:
-    return next((p for p in paths if p is not None and p.is_file()), None)
-
-
-def detector_files(settings: ServingSettings) -> tuple[Path, Path | None, list[str]]:
-    """The dynamic-batch YOLOX FP32 and INT8 files when they exist, else the batch-1 mirror file.
-
-    First choice: the files the detector import built from the mirror file (what serving runs).
-    """
-    import onnx
-
-    from training.yolox_build import build_folder, int8_config
-
-    built = build_folder(settings.data_dir, int8_config())
-    folders = [built, settings.artifacts_dir / YOLOX_DIR, settings.data_dir, settings.data_dir / YOLOX_DIR]
-    found = sorted({p for folder in folders for p in folder.glob("yolox*.onnx")})
-    int8 = next((p for p in found if "int8" in p.name), None)
-
-    def dynamic(path: Path) -> bool:
-        dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-        return not dim.HasField("dim_value")
-
-    fp32 = next((p for p in found if "int8" not in p.name and dynamic(p)), None)
-    if fp32 is not None:
-        return fp32, int8, []
-    mirror = settings.model_mirror_dir / "yolox_nano.onnx"
-    return (
-        mirror,
-        int8,
-        [
-            f"No dynamic-batch YOLOX file under {', '.join(map(_display, folders))}: "
-            f"the batch-1 mirror file `{mirror.name}` is used."
-        ],
-    )
-
-
-def build_plans(args: argparse.Namespace, settings: ServingSettings) -> list[ModelPlan]:
-    art = settings.artifacts_dir
-    tiny, imagenet = art / LITE0_TINY, art / LITE0_IMAGENET
-    classifier_dir = tiny if (tiny / "model.onnx").is_file() else imagenet
-    det_fp32, det_int8, det_notes = detector_files(settings)
-    defaults = {  # (fp32, int8, metrics, notes) when no flag names the FP32 file
-        "classifier": (
-            classifier_dir / "model.onnx",
-            _first(classifier_dir / "model.int8.onnx"),
-            classifier_dir / "metrics.json",
-            [],
-        ),
-        "detector": (det_fp32, det_int8, art / YOLOX_DIR / "metrics.json", det_notes),
-        "embedder": (imagenet / "model.onnx", _first(imagenet / "model.int8.onnx"), imagenet / "metrics.json", []),
-    }
-    plans = []
-    for model in args.models:
-        fp32, int8, metrics, notes = defaults[model]
-        given = getattr(args, f"{model}_onnx")
-        plans.append(
-            ModelPlan(
-                model,
-                given or fp32,
-                getattr(args, f"{model}_int8") or (None if given else int8),  # an INT8 default pairs with its FP32 only
-                getattr(args, f"{model}_metrics") or metrics,
-                args.classifier_torch_state if model == "classifier" else None,
-                notes=[] if given else notes,
-            )
-        )
-    return plans
+# ---- machine facts ---------------------------------------------------------------------------------------------
 
 
 def _version(package: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import formats, formats_eager, formats_report
+from benchmarks import formats, formats_eager, formats_plans, formats_report
 from services.models.catalogue import MODEL_NAMES
 from tests.unit.conftest import write_tiny_onnx
 
@@ -261,14 +261,14 @@ def test_detector_defaults_to_dynamic_batch_files_then_to_the_mirror(hermetic: P
     from services.config import ServingSettings
 
     settings = ServingSettings(_env_file=None)  # type: ignore[call-arg]
-    fp32, int8, notes = formats.detector_files(settings)
+    fp32, int8, notes = formats_plans.detector_files(settings)
     assert fp32 == settings.model_mirror_dir / "yolox_nano.onnx" and int8 is None
     assert "the batch-1 mirror file `yolox_nano.onnx` is used" in notes[0]
 
     static_onnx(settings.data_dir / "yolox_nano.onnx", batch=1)  # fixed batch: not a dynamic export
     dynamic = static_onnx(settings.data_dir / "yolox_nano.dynamic.onnx")
     quantized = static_onnx(settings.artifacts_dir / "yolox_nano" / "yolox_nano.int8.onnx")
-    assert formats.detector_files(settings) == (dynamic, quantized, [])
+    assert formats_plans.detector_files(settings) == (dynamic, quantized, [])
 
 
 def test_plans_prefer_the_served_fine_tune_and_pair_int8_with_its_own_fp32(hermetic: Path) -> None:
@@ -278,13 +278,13 @@ def test_plans_prefer_the_served_fine_tune_and_pair_int8_with_its_own_fp32(herme
     tiny = settings.artifacts_dir / "lite0_tiny_imagenet200_v4"  # the served release (lite0.SERVED)
     static_onnx(tiny / "model.onnx")
     static_onnx(tiny / "model.int8.onnx")
-    plans = {p.name: p for p in formats.build_plans(formats.parse_args([]), settings)}
+    plans = {p.name: p for p in formats_plans.build_plans(formats.parse_args([]), settings)}
     assert plans["classifier"].fp32 == tiny / "model.onnx" and plans["classifier"].int8 == tiny / "model.int8.onnx"
     assert plans["classifier"].metrics == tiny / "metrics.json"
     assert plans["embedder"].fp32 == settings.artifacts_dir / "efficientnet_lite0_imagenet1k" / "model.onnx"
 
     other = static_onnx(hermetic / "other.onnx")
-    (given,) = formats.build_plans(
+    (given,) = formats_plans.build_plans(
         formats.parse_args(["--models", "classifier", "--classifier-onnx", str(other)]), settings
     )
     assert (given.fp32, given.int8) == (other, None)
