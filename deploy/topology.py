@@ -34,11 +34,46 @@ def monitoring_binaries() -> dict[str, str] | None:
     return None if None in found.values() else {name: str(path) for name, path in found.items()}
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int] | None:
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
+    """A TCP port on loopback that nothing holds right now, below the kernel's ephemeral range.
+
+    Not the kernel's own choice (``bind(0)``): that comes from the ephemeral range, from which BentoML picks the
+    circus controller's port and the model services' ports a moment later, and every outgoing connection its local
+    port, so a port we chose there could be handed out again before our server binds it. CI saw it: the api was
+    given 48401 and BentoML's circus controller, started after the api's socket, was given 48401 too ("Address
+    already in use"). A port from below the range is never handed out by the kernel; where the range is unknown
+    (not Linux) the kernel's choice is the fallback.
+    """
+    bounds = _ephemeral_range()
+    if bounds is not None and bounds[0] > LOWEST_PORT:
+        for _ in range(200):
+            port = secrets.randbelow(bounds[0] - LOWEST_PORT) + LOWEST_PORT
+            if _bindable(port):
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,36 @@ def test_up_reports_a_topology_that_cannot_start(tmp_path: Path, capsys: pytest.
     assert code == 1
     assert "migrate exited with" in capsys.readouterr().err
     assert (tmp_path / "logs" / "migrate.log").exists()
+
+
+def test_free_ports_come_from_below_the_ephemeral_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel hands out ephemeral ports (BentoML's circus controller, outgoing connections) from this range; a port
+    # we choose for a server from it can be handed out again before our server binds it.
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("32768\t60999\n")
+    monkeypatch.setattr(topology, "EPHEMERAL_RANGE_FILE", range_file)
+    ports = {topology.free_port() for _ in range(50)}
+    assert all(topology.LOWEST_PORT <= port < 32768 for port in ports)
+    assert len(ports) > 40  # chosen at random, not one port again and again
+
+
+def test_a_free_port_skips_one_that_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    try:
+        range_file = tmp_path / "ip_local_port_range"
+        range_file.write_text(f"{port + 1} {port + 100}\n")
+        monkeypatch.setattr(topology, "EPHEMERAL_RANGE_FILE", range_file)
+        monkeypatch.setattr(topology, "LOWEST_PORT", port)  # the only port below the range is the held one
+        chosen = topology.free_port()
+        assert chosen != port  # the fallback: the kernel's own choice
+    finally:
+        held.close()
+
+
+def test_without_the_range_the_kernel_chooses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topology, "EPHEMERAL_RANGE_FILE", tmp_path / "missing")
+    port = topology.free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # free: nothing holds it
