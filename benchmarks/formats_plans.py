@@ -23,7 +23,7 @@ def accuracy(plan: ModelPlan) -> dict[str, Any] | None:
     """The headline metric per precision from the model's metrics JSON (not measured here)."""
     if plan.metrics is None or not plan.metrics.is_file():
         return None
-    from training.model_card import load_reports
+    from training.model_report import load_reports
 
     reports = [r for r in load_reports(plan.metrics, formats_path=None) if r.model == plan.name]
     if not reports or reports[-1].headline_metric is None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.model_card import METRIC_NAMES
+from training.model_report import METRIC_NAMES
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -43,7 +43,7 @@ from training.export import (
     versions,
     write_labels,
 )
-from training.model_card import ModelReport
+from training.model_report import ModelReport
 from training.modules.lite0_net import build_classifier
 from training.provenance import git_commit
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
@@ -234,7 +234,7 @@ def build_report(
     origin: dict[str, Any],
     parameters: int,
 ) -> dict[str, Any]:
-    """``metrics.json`` in the model-card schema (:class:`training.model_card.ModelReport`)."""
+    """``metrics.json`` in the model-card schema (:class:`training.model_report.ModelReport`)."""
     truth = np.asarray([label for _, label in samples])
     names = [entry["name"] for entry in labels]
     metrics = {

@@ -1,4 +1,4 @@
-"""training/model_card.py: the ModelReport schema, merging INT8 and latency results, rendering, the CLI."""
+"""training/model_report.py (the schema, INT8 and latency merged in) and training/model_card.py (rendering, the CLI)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from services.models.catalogue import MODEL_NAMES
 from training import model_card
-from training.model_card import ModelReport, attach_latency, load_reports, merge_quantization, render
+from training.model_card import render
+from training.model_report import ModelReport, attach_latency, load_reports, merge_quantization, version_key
 
 REPO = Path(__file__).resolve().parents[3]
 FP32_SHA = "ab" * 32
@@ -100,7 +101,7 @@ def test_a_report_must_state_data_licences() -> None:
 
 @pytest.mark.parametrize(("versions", "newest"), [(["v2", "v10", "v1"], "v10"), (["v1", "beta"], "v1")])
 def test_version_key_orders_numerically(versions: list[str], newest: str) -> None:
-    assert max(versions, key=model_card.version_key) == newest
+    assert max(versions, key=version_key) == newest
 
 
 # ---- quantization.json -------------------------------------------------------------------------------------------

@@ -74,12 +74,12 @@ def test_the_best_row_wins_and_the_smaller_file_breaks_ties() -> None:
     ("folder", "models"), [("yolox_nano", {"detector"}), ("efficientnet_lite0_imagenet1k", {"classifier", "embedder"})]
 )
 def test_committed_reports_feed_the_model_cards(folder: str, models: set[str]) -> None:
-    from training import model_card
+    from training import model_report
 
     metrics = Path(__file__).resolve().parents[3] / "artifacts" / folder / "metrics.json"
     if not metrics.with_name("quantization.json").is_file():
         pytest.skip("no quantization report")
-    reports = {r.model: r for r in model_card.load_reports(metrics, None)}
+    reports = {r.model: r for r in model_report.load_reports(metrics, None)}
     assert set(reports) == models
     for name in models:
         assert (
