@@ -129,7 +129,8 @@ def production(args: argparse.Namespace, workdir: Path, jpegs: Any) -> dict[str,
             key_hash_secret=secrets.token_urlsafe(32),
             namespace=namespace,
             monitoring=monitoring_binaries() is not None,
-            extra_env={"CV_CACHE_ENABLED": "false"},  # every request reaches a model
+            # Every request reaches a model; the drift check runs in the warm-up and then again and again.
+            extra_env={"CV_CACHE_ENABLED": "false", "CV_DRIFT_INTERVAL_S": str(args.drift_interval_s)},
         )
         with Topology(config, plan(config)) as topology:
             headers = {"Authorization": f"Bearer {_key(topology)}"}
@@ -137,11 +138,34 @@ def production(args: argparse.Namespace, workdir: Path, jpegs: Any) -> dict[str,
             sampler = Sampler(roots).start()
             try:
                 out = exercise(sampler, args, topology.plan.edge_url, headers, jpegs)
+                prometheus = topology.plan.prometheus_url
+                before = prometheus_head(prometheus)
                 out["soak"] = run_soak(sampler, args, topology.plan.edge_url, headers, jpegs, out["load"]["throughput"])
+                out["soak"]["prometheus_head"] = {"start": before, "end": prometheus_head(prometheus)}
             finally:
                 sampler.stop()
             out["processes"] = sorted(roots)
     return {**out, **_sampled(sampler), "soak_series": sampler.samples}
+
+
+# What Prometheus holds in memory: the TSDB head (every series' samples since the last 2-hour block was cut) and
+# the Go heap it lives in. Its own /metrics, read directly (no scrape of itself needed).
+PROMETHEUS_HEAD = ("prometheus_tsdb_head_series", "prometheus_tsdb_head_chunks", "go_memstats_heap_inuse_bytes")
+
+
+def prometheus_head(url: str | None) -> dict[str, float] | None:
+    """Prometheus's head series, head chunks and Go heap in use now (None without Prometheus)."""
+    if url is None:
+        return None
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in PROMETHEUS_HEAD:
+            values[name] = float(value)
+    return values
 
 
 def run_soak(
@@ -174,6 +198,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--gallery", type=int, default=2000, help="images in the gallery build")
     add("--quick", action="store_true", help="a smoke run: short phases, a 1-minute soak")
     add("--skip-serve", action="store_true", help="the production topology only")
+    # The shipped 900 s would run the worker's drift check once or twice in a soak, its first time after the warm-up.
+    add("--drift-interval-s", type=float, default=120.0, help="CV_DRIFT_INTERVAL_S of the topology's Celery beat")
     add("--out", type=Path, default=REPORTS / "memory.md", help="report (.json and _soak.png beside it)")
     add("--logs", type=Path, default=Path(tempfile.gettempdir()) / "cv-memory-logs", help="where the logs are kept")
     add("--raw", type=Path, default=Path(tempfile.gettempdir()) / "cv-memory-results.pickle", help="raw results")

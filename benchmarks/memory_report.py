@@ -128,8 +128,26 @@ mixed classify/detect/search at concurrency 16 plus one batch job of 16 images a
 Largest RSS growth: {worst[0]} ({worst[1]["rss_growth_pct"]:+.1f} %). Verdict: **{"pass" if ok else "fail"}**
 (no error and every process under {GROWTH_LIMIT_PCT:.0f} % growth{"" if not grew else "; over: " + ", ".join(grew)}).
 Errors seen: {soak["errors"][:5] + soak["batch"]["errors"][:5] or "none"}.
-
+{prometheus_head_note(soak.get("prometheus_head"))}
 ![RSS over the soak](memory_soak.png)
+"""
+
+
+def prometheus_head_note(head: dict[str, dict[str, float] | None] | None) -> str:
+    """What Prometheus held at the soak's start and end: its growth is its TSDB head filling, or something else."""
+    if not head or not head.get("start") or not head.get("end"):
+        return ""
+    start, end = head["start"], head["end"]
+    assert start is not None and end is not None
+
+    def pair(name: str, scale: float = 1.0, unit: str = "") -> str:
+        return f"{start.get(name, float('nan')) / scale:,.0f} -> {end.get(name, float('nan')) / scale:,.0f}{unit}"
+
+    return f"""
+Prometheus over the soak (its own /metrics): head series {pair("prometheus_tsdb_head_series")}, head chunks
+{pair("prometheus_tsdb_head_chunks")}, Go heap in use {pair("go_memstats_heap_inuse_bytes", 2**20, " MB")}. The head
+holds every series' samples since the last block was cut (every 2 hours); it grows with the scrapes until then, so a
+20-minute soak sees it grow whatever the services do (retention and scrape interval bound it, not the load).
 """
 
 

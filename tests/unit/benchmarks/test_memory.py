@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from benchmarks.memory import prometheus_head
 from benchmarks.memory_load import Tally
 from benchmarks.memory_report import goal_rows, plot_soak, render, service_peaks, soak_section
 from benchmarks.memory_sampler import Sample, Sampler, group_of, grouped, growth, role_of, summarise, tree_roles
@@ -137,6 +140,49 @@ def test_soak_verdict_fails_on_errors_or_growth_and_the_plot_is_written(tmp_path
     assert "**1 errors**" in text and "**fail**" in text and "classifier: bentoml supervisor" in text
     plot_soak(_samples(), _soak(), tmp_path / "soak.png")
     assert (tmp_path / "soak.png").stat().st_size > 1000
+
+
+def test_the_soak_says_what_prometheus_held_and_says_nothing_without_it() -> None:
+    metrics = ("prometheus_tsdb_head_series", "prometheus_tsdb_head_chunks", "go_memstats_heap_inuse_bytes")
+    start, end = (
+        dict(zip(metrics, (900.0, 1800.0, 40 * 2**20), strict=True)),
+        dict(zip(metrics, (900.0, 3600.0, 48 * 2**20), strict=True)),
+    )
+    text = soak_section({**_soak(), "prometheus_head": {"start": start, "end": end}})
+    assert "head series 900 -> 900, head chunks\n1,800 -> 3,600, Go heap in use 40 -> 48 MB" in text
+    assert "head series" not in soak_section(_soak())
+    assert "head series" not in soak_section({**_soak(), "prometheus_head": {"start": None, "end": None}})
+
+
+def test_prometheus_head_reads_a_real_metrics_page() -> None:
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (
+                b"# HELP prometheus_tsdb_head_series Total number of series in the head block.\n"
+                b"prometheus_tsdb_head_series 1234\nprometheus_tsdb_head_chunks 5678\n"
+                b"go_memstats_heap_inuse_bytes 4.194304e+07\nprometheus_tsdb_head_chunks_created_total 9\n"
+            )
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        head = prometheus_head(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    assert head == {
+        "prometheus_tsdb_head_series": 1234.0,
+        "prometheus_tsdb_head_chunks": 5678.0,
+        "go_memstats_heap_inuse_bytes": 41943040.0,
+    }
+    assert prometheus_head(None) is None
 
 
 def test_render_the_whole_report() -> None:
