@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import Engine
 
 from services.config import ServingSettings, get_settings
+from services.models.specs.lite0 import PREVIOUS, SERVED
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,10 +38,10 @@ def bentoml_home() -> str:
 def model_store(bentoml_home: str) -> list[str]:
     """Import what ``make import-models`` imports (real ONNX files) into the test store.
 
-    classifier:v4 is the Tiny-ImageNet release (production); classifier:v2, the release before it, and v1, the
-    ImageNet-1k export, are kept as ``archived`` (loaded only when pinned by CV_DEFAULT_VERSIONS). embedder:v4 embeds
-    classifier v4's class probabilities (production); embedder:v2 (v2's) and v1 (ImageNet pooled features) are
-    archived.
+    classifier SERVED (services/models/specs/lite0.py) is the Tiny-ImageNet release in production; PREVIOUS, the
+    release before it, and v1, the ImageNet-1k export, are kept as ``archived`` (loaded only when pinned by
+    CV_DEFAULT_VERSIONS). The embedder of the same versions embeds those classifiers' class probabilities; its v1, the
+    ImageNet pooled features.
     """
     import argparse
     import importlib.util
@@ -52,12 +53,12 @@ def model_store(bentoml_home: str) -> list[str]:
         pytest.skip(f"model mirror not found at {settings.model_mirror_dir} (set CV_MODEL_MIRROR_DIR)")
     tags = []
     entries = [
-        ("classifier", "v4", "production"),
-        ("classifier", "v2", "archived"),
+        ("classifier", SERVED, "production"),
+        ("classifier", PREVIOUS, "archived"),
         ("classifier", "v1", "archived"),
         ("detector", "v1", "production"),
-        ("embedder", "v4", "production"),
-        ("embedder", "v2", "archived"),
+        ("embedder", SERVED, "production"),
+        ("embedder", PREVIOUS, "archived"),
         ("embedder", "v1", "archived"),
     ]
     for name, version, stage in entries:

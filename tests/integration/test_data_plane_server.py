@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from kernel.db.session import create_db_engine
 from kernel.db.tables import InferenceLog
 from services.config import ServingSettings
+from services.models.specs.lite0 import SERVED
 from tests.integration.conftest import fresh_schema, postgres_url, redis_keys
 from tests.integration.proxy import TcpProxy
 from tests.integration.server import Server, start_server
@@ -115,7 +116,7 @@ def test_logs_match_the_requests_sent(stack: Stack, photos: dict[str, bytes]) ->
     found = {(r.request_id, r.item_index): r for r in rows(stack, "logs-")}
     for request_id, body in sent.items():
         row = found[(request_id, 0)]
-        assert (row.route, row.model, row.version, row.status) == ("/api/v1/classify", "classifier", "v4", 200)
+        assert (row.route, row.model, row.version, row.status) == ("/api/v1/classify", "classifier", SERVED, 200)
         assert row.top_label == body["predictions"][0]["label"] and row.image_sha256 == body["image"]["sha256"]
     for index, item in enumerate(batch.json()["items"]):
         row = found[("logs-batch", index)]

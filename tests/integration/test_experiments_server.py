@@ -1,8 +1,8 @@
 """A/B experiments in the real `bentoml serve`: sticky arms over HTTP, a pinned version bypasses, feedback counts.
 
 One server per database (embedded SQLite, then PostgreSQL in a schema of its own), with classifier v1 (the
-default here) and v4 both loaded. The experiment is made with the command line against the server's database,
-as an operator would; the server picks it up at its next snapshot refresh.
+default here) and the production release both loaded. The experiment is made with the command line against the
+server's database, as an operator would; the server picks it up at its next snapshot refresh.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from kernel.db.tables import InferenceLog
 from services.config import ServingSettings
 from services.experiments.__main__ import main as experiments_cli
 from services.experiments.store import feedback_counts
+from services.models.specs.lite0 import SERVED
 from tests.integration.conftest import fresh_schema, postgres_url
 from tests.integration.server import Server, start_server
 from tests.waiting import wait_for
@@ -29,7 +30,7 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXPERIMENT = "classifier-ab"
-VERSIONS = {"control": "v1", "candidate": "v4"}
+VERSIONS = {"control": "v1", "candidate": SERVED}
 
 
 @dataclass
@@ -51,7 +52,7 @@ def stack(
     env = {
         "BENTOML_HOME": bentoml_home,
         "CV_DATA_DIR": str(data),
-        "CV_DEFAULT_VERSIONS": '{"classifier": "v1"}',  # loads the archived v1 beside the production v4
+        "CV_DEFAULT_VERSIONS": '{"classifier": "v1"}',  # loads the archived v1 beside the production release
         "CV_EXPERIMENTS_REFRESH_S": "0.5",
         "CV_LOG_FLUSH_INTERVAL_S": "0.2",
     }
@@ -103,7 +104,7 @@ def test_different_clients_spread_over_the_arms(stack: Stack) -> None:
 
 
 def test_a_pinned_version_bypasses_the_experiment(stack: Stack) -> None:
-    for version in ("v1", "v4"):
+    for version in ("v1", SERVED):
         body = classify(stack, "alice", version=version)
         assert (body["experiment"], body["arm"], body["model"]["version"]) == (None, None, version)
 

@@ -20,6 +20,7 @@ from services.config import ServingSettings, get_settings
 from services.db.logs import count_inference_logs
 from services.db.spool import Spool
 from services.db.writer import DatabaseSink, InferenceLogWriter
+from services.models.specs.lite0 import SERVED
 from tests.integration.conftest import postgres_url
 from tests.integration.http.apps import data_plane_client, logged_rows
 from tests.integration.proxy import TcpProxy
@@ -75,7 +76,7 @@ def test_logs_match_the_requests_sent(
     for row in rows:
         body = sent[row.request_id or ""]
         assert row.image_sha256 == body["image"]["sha256"] and row.top_label == body["predictions"][0]["label"]
-        assert (row.model, row.version, row.status) == ("classifier", "v4", 200)
+        assert (row.model, row.version, row.status) == ("classifier", SERVED, 200)
         assert row.created_at.tzinfo is not None
 
 

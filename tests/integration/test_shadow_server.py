@@ -1,8 +1,8 @@
-"""Shadow traffic in the real `bentoml serve`: classifier v1 in stage shadow beside v4 in production.
+"""Shadow traffic in the real `bentoml serve`: classifier v1 in stage shadow beside the production release.
 
-The server's model store holds classifier v4 (production) and v1 imported with ``--stage shadow`` by the project's
+The server's model store holds classifier SERVED (production) and v1 imported with ``--stage shadow`` by the project's
 own import script, next to the test store's detector and embedder. Its inference log is a PostgreSQL schema of
-its own. Answers must name v4 and equal those of a request pinned to v4 (which is never mirrored); v1's answers
+its own. Answers must name SERVED and equal those of a request pinned to it (which is never mirrored); v1's answers
 must land in the log as shadow rows of the same request ids, and its agreement on ``/metrics``.
 """
 
@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from kernel.db.session import create_db_engine
 from kernel.db.tables import InferenceLog
 from services.config import ServingSettings
+from services.models.specs.lite0 import SERVED
 from services.shadow.report import shadow_agreement
 from tests.integration.conftest import fresh_schema, postgres_url
 from tests.integration.server import Server, start_server
@@ -33,7 +34,7 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCTION, SHADOW = "v4", "v1"
+PRODUCTION, SHADOW = SERVED, "v1"
 
 
 @dataclass
@@ -43,7 +44,7 @@ class ShadowStack:
 
 
 def shadow_store(shared_home: Path, home: Path) -> Path:
-    """A BentoML home with the shared detector and embedder, and classifier v4 (production) and v1 (shadow)."""
+    """A BentoML home with the shared detector and embedder, and classifier SERVED (production) and v1 (shadow)."""
     models = home / "models"
     models.mkdir(parents=True)
     for name in ("detector", "embedder"):

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.http.dataplane import DataPlane
+from services.models.specs.lite0 import SERVED
 from tests.integration.http.apps import data_plane_client, logged_rows
 from tests.unit.fakes import sample
 
@@ -36,7 +37,7 @@ def test_classify_is_logged_with_its_result_and_image(
     assert response.status_code == 200
     body = response.json()
     (row,) = logged_rows(plane, "req-1")
-    assert (row.route, row.model, row.version, row.precision) == ("/api/v1/classify", "classifier", "v4", "int8")
+    assert (row.route, row.model, row.version, row.precision) == ("/api/v1/classify", "classifier", SERVED, "int8")
     assert row.status == 200 and row.error_type is None and row.cached is False
     assert row.top_label == body["predictions"][0]["label"] and row.top_score == pytest.approx(
         body["predictions"][0]["score"]

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.models.catalogue import MODEL_NAMES
+from services.models.specs.lite0 import SERVED
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def test_gallery_add_search_delete(client: TestClient, photos: dict[str, bytes])
     assert body["results"][0]["score"] > 0.99
     assert body["results"][0]["metadata"]["name"] == "chelsea.jpg"
     assert len(body["results"]) == 2 and body["gallery_size"] == start + 3
-    assert body["query_expansion"] == 0, "embedder v4 searches with the query alone unless asked"
+    assert body["query_expansion"] == 0, "the production embedder searches with the query alone unless asked"
     expanded = client.post(
         "/search", files={"image": ("q.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"top_k": "2", "expand": "2"}
     ).json()
@@ -85,4 +86,4 @@ def test_metrics_use_route_templates(client: TestClient, photos: dict[str, bytes
     assert 'cv_http_requests_total{method="POST",route="/api/v1/classify",status="200"}' in text
     assert 'route="/api/v1/gallery/{item_id}"' in text
     assert "does-not-exist" not in text
-    assert 'cv_inference_stage_seconds_count{model="classifier",stage="predict",version="v4"}' in text
+    assert f'cv_inference_stage_seconds_count{{model="classifier",stage="predict",version="{SERVED}"}}' in text

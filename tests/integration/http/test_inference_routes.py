@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from services.models.specs.lite0 import SERVED
 from tests.conftest import encode
 from tests.labels import CATS
 
@@ -24,9 +25,9 @@ def test_classify_chelsea_names_a_cat_first(client: TestClient, photos: dict[str
     assert len(body["predictions"]) == 3
     scores = [p["score"] for p in body["predictions"]]
     assert scores == sorted(scores, reverse=True)
-    assert body["model"] == {"name": "classifier", "version": "v4", "precision": "int8"}  # CV_PREFER_INT8
+    assert body["model"] == {"name": "classifier", "version": SERVED, "precision": "int8"}  # CV_PREFER_INT8
     assert body["image"]["width"] == 451 and body["image"]["height"] == 300
-    assert response.headers["X-Model-Version"] == "classifier:v4"
+    assert response.headers["X-Model-Version"] == f"classifier:{SERVED}"
     assert set(body["timings_ms"]) >= {"decode", "preprocess", "predict", "postprocess", "total"}
 
 
@@ -93,10 +94,10 @@ def test_classify_unknown_version_is_404(client: TestClient, photos: dict[str, b
 
 def test_classify_pinned_version_answers(client: TestClient, photos: dict[str, bytes]) -> None:
     response = client.post(
-        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": "v4"}
+        "/classify", files={"image": ("c.jpg", photos["chelsea.jpg"], "image/jpeg")}, data={"version": SERVED}
     )
     assert response.status_code == 200
-    assert response.json()["model"]["version"] == "v4"
+    assert response.json()["model"]["version"] == SERVED
 
 
 def test_an_archived_version_is_not_loaded_so_pinning_it_is_404(client: TestClient, photos: dict[str, bytes]) -> None:

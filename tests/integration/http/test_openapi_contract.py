@@ -28,6 +28,7 @@ from services.experiments.store import create_experiment
 from services.http.app import create_app
 from services.http.dataplane import DataPlane
 from services.models.catalogue import JOB_TASKS, MODEL_NAMES
+from services.models.specs.lite0 import SERVED
 from tests.integration.http.apps import job_app
 from tests.integration.http.openapi_check import errors, response_schema
 from tests.unit.services.http.test_health_states import StatusBackend
@@ -61,9 +62,10 @@ def _status_client(backend: StatusBackend) -> TestClient:
 def _experiment_answers(
     plane: DataPlane, c: TestClient, photos: dict[str, bytes], note: Callable[[str, str, Any], Any]
 ) -> None:
-    """An A/A experiment on the classifier (both arms on v4, the one version loaded), an answer and its feedback."""
+    """An A/A experiment on the classifier (both arms on the production release, the one version loaded), an answer
+    and its feedback."""
     with Session(plane.engine) as session:
-        arms = [Arm("control", "v4", 1.0), Arm("candidate", "v4", 1.0)]
+        arms = [Arm("control", SERVED, 1.0), Arm("candidate", SERVED, 1.0)]
         create_experiment(session=session, experiment_id="aa", model="classifier", arms=arms, salt="s")
         session.commit()
     plane.experiments.refresh()

@@ -1,7 +1,8 @@
 """The release gate end to end on the real models in the test model store: a refusal and a promotion.
 
-classifier:v1 (the ImageNet-1k export) against production classifier:v4 must be refused on its top-1; a copy of
-v4's own files imported as a new version must pass every check and be promoted, v4 archived. The detector runs
+classifier:v1 (the ImageNet-1k export) against the production classifier must be refused on its top-1; a copy of
+the production release's own files imported as a new version must pass every check and be promoted, the
+production release archived. The detector runs
 as a dry run (a copy of v1 against v1): it passes and nothing moves. A seeded subset keeps the runs short; the
 test config allows any latency (no timed assertions) and a wider INT8 loss (one image of 60 is 1.7 points).
 """
@@ -20,6 +21,7 @@ from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from services.config import Stage
 from services.drift.reference import ReferenceProfile
+from services.models.specs.lite0 import PREVIOUS, SERVED
 from services.models.store import import_model, list_versions, set_stage
 from training import validate
 from training.gate.config import DEFAULT_CONFIG
@@ -96,7 +98,7 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     copy_of, gate_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], references: Path, inference_log: str
 ) -> None:
     before = _stages("classifier")
-    assert before["v1"] == "archived" and before["v2"] == "archived" and before["v4"] == "production"
+    assert before["v1"] == "archived" and before[PREVIOUS] == "archived" and before[SERVED] == "production"
     common = ["--limit", LIMIT, "--config", str(gate_config), "--report-dir", str(tmp_path)]
 
     assert validate.main(["classifier", "--candidate", "v1", *common]) == 1
@@ -112,11 +114,11 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     assert parity["max_abs_diff"] < 1e-3 and "ImageNet-1k weights" in parity["source"]
     assert len(report["candidate"]["precisions"]["fp32"]["worst_classes"]) == 10
 
-    copy_of("classifier", "v4", "gate-v5")
+    copy_of("classifier", SERVED, "gate-copy")
     assert validate.main(["classifier", "--candidate", "gate-v5", *common, "--inference-log", inference_log]) == 0
     assert "classifier:gate-v5: PROMOTED" in capsys.readouterr().out
     stages = _stages("classifier")
-    assert stages["gate-v5"] == "production" and stages["v4"] == "archived" and stages["v1"] == "archived"
+    assert stages["gate-copy"] == "production" and stages[SERVED] == "archived" and stages["v1"] == "archived"
     markdown, report = _report(tmp_path, "classifier-gate-v5")
     assert report["passed"] and report["decision"] == "promoted" and "Decision: **PROMOTED**" in markdown
     drops = [c["measured"] for c in report["checks"] if "drop" in c["name"]]

@@ -273,9 +273,10 @@ def test_detector_defaults_to_dynamic_batch_files_then_to_the_mirror(hermetic: P
 
 def test_plans_prefer_the_served_fine_tune_and_pair_int8_with_its_own_fp32(hermetic: Path) -> None:
     from services.config import ServingSettings
+    from services.models.specs.lite0 import SERVED, finetuned_dir
 
     settings = ServingSettings(_env_file=None)  # type: ignore[call-arg]
-    tiny = settings.artifacts_dir / "lite0_tiny_imagenet200_v4"  # the served release (lite0.SERVED)
+    tiny = settings.artifacts_dir / finetuned_dir(SERVED)  # the served release
     static_onnx(tiny / "model.onnx")
     static_onnx(tiny / "model.int8.onnx")
     plans = {p.name: p for p in formats_plans.build_plans(formats.parse_args([]), settings)}

@@ -13,6 +13,7 @@ import yaml
 
 from services.config import ServingSettings, Stage
 from services.models.catalogue import CATALOGUE, CatalogueEntry
+from services.models.specs.lite0 import PREVIOUS, SERVED
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,15 +37,17 @@ def test_each_bentofile_serves_the_catalogue_service(entry: CatalogueEntry) -> N
 @pytest.mark.parametrize(
     ("name", "version", "stage", "files"),
     [
-        ("classifier", "v4", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("classifier", "v2", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("classifier", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("embedder", "v4", "production", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("embedder", "v2", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("embedder", "v1", "archived", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        # The v3 release candidate (artifacts/candidates/), an ingredient of v4, importable for the release gate.
-        ("classifier", "v3", "shadow", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
-        ("embedder", "v3", "shadow", {"fp32": "model.onnx", "int8": "model.int8.onnx"}),
+        (name, version, stage, {"fp32": "model.onnx", "int8": "model.int8.onnx"})
+        for name in ("classifier", "embedder")
+        for version, stage in (
+            (SERVED, "production"),
+            (PREVIOUS, "archived"),
+            ("v2", "archived"),
+            ("v1", "archived"),
+            # Release candidates (artifacts/candidates/), ingredients of the soups, importable for the release gate.
+            ("v3", "shadow"),
+            ("v5", "shadow"),
+        )
     ],
 )
 def test_the_lite0_imports_build_their_specs_from_the_committed_artifacts(
@@ -57,7 +60,7 @@ def test_the_lite0_imports_build_their_specs_from_the_committed_artifacts(
     assert spec.task == next(e.task for e in CATALOGUE if e.name == name)
 
 
-@pytest.mark.parametrize("version", ["v2", "v4"])
+@pytest.mark.parametrize("version", sorted({"v2", PREVIOUS, SERVED}))
 def test_a_class_embedder_embeds_its_classifiers_probabilities_and_carries_its_measured_precision(version: str) -> None:
     settings = ServingSettings(_env_file=None, artifacts_dir=REPO / "artifacts")  # type: ignore[call-arg]
     args = argparse.Namespace(version=version, stage="production", force=False)
