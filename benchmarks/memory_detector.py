@@ -174,6 +174,13 @@ besides the trim (`CV_MALLOC_MMAP_THRESHOLD_BYTES=131072`: every buffer that lar
 worker's CPU per image (its user + system CPU seconds over single images and batch images answered) is the cost
 column; requests a second and p50 are the six clients' single detect requests.
 
+The last five rows (17:34-17:52 UTC, a quiet machine, 3 and 2.5 minutes a row) try smaller ONNX Runtime runs for the
+detector alone (`CV_ORT_CPU_MAX_BATCH_PER_MODEL`): runs of 2 and of 1 image against 4, then 1 and 4 again in the other
+order. Smaller runs hold less (peak 360 and 340 MB against 398-400) but cost the worker 17-23 % more CPU per image
+and answer 14-19 % fewer requests a second, in both orders, so the detector keeps runs of 4 and a deployment short of
+memory can choose 1 (-60 MB) at that price. This set's CPU figures are higher than the 13:47 set's at the same settings
+(19.2-19.8 ms against 16.1: another hour of a shared machine); compare within a set.
+
 {table(headers, [summary(r) for r in results])}
 
 ## Machine

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kernel.credentials import DEFAULT_PASSWORDS, weak_signing_secret
@@ -99,6 +99,11 @@ class ServingSettings(BaseSettings):
     # in a batch of 16 (detector 10.3 vs 10.6 ms, classifier 3.1 vs 3.4 ms on one thread) and the arena holds half
     # (detector 163 vs 336 MB) without growing with the batch shapes it has seen (benchmarks/reports/memory_ort.md).
     ort_cpu_max_batch: int = Field(default=4, gt=0)
+    # Per model, over the above, e.g. {"detector": 1}: the arena holds a run's activations, and a 640x640 detector input
+    # is eight times a 224x224 one. Runs of 1 took 60 MB off the detector worker's peak (400 -> 340 MB RSS) but cost it
+    # ~20 % more CPU per image end to end (benchmarks/reports/memory_detector.md), so none by default: for a
+    # deployment short of memory, not of CPU.
+    ort_cpu_max_batch_per_model: dict[str, PositiveInt] = Field(default_factory=dict)
     # Execution providers in order of preference; missing ones are skipped.
     ort_providers: list[str] = Field(
         default_factory=lambda: [
@@ -249,6 +254,10 @@ class ServingSettings(BaseSettings):
     # Set by `bentoml serve` in the processes it starts: where each model service listens. The embedded job
     # worker inherits it from the api and calls the model services there.
     bentoml_runner_map: dict[str, str] = Field(default_factory=dict, validation_alias="BENTOML_RUNNER_MAP")
+
+    def cpu_max_batch(self, model: str) -> int:
+        """The largest batch one ONNX Runtime run of ``model`` takes on the CPU provider."""
+        return self.ort_cpu_max_batch_per_model.get(model, self.ort_cpu_max_batch)
 
     @model_validator(mode="after")
     def _check_production(self) -> ServingSettings:

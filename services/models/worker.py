@@ -102,7 +102,7 @@ def build_pool(name: str, settings: ServingSettings) -> ModelPool:
             tensorrt=TensorrtOptions(settings.ort_trt_fp16, settings.ort_trt_int8, settings.tensorrt_cache_dir),
             cpu_mem_arena=settings.ort_cpu_mem_arena,
             mem_pattern=settings.ort_mem_pattern,
-            cpu_max_batch=settings.ort_cpu_max_batch,
+            cpu_max_batch=settings.cpu_max_batch(name),
         )
 
     return ModelPool(

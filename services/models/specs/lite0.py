@@ -5,9 +5,9 @@
   ``embeddings``. Its static INT8 QDQ version (``model.int8.onnx``, made by ``python -m training.quantize``;
   every variant tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
 - The Tiny-ImageNet-200 releases (:data:`FINETUNED_DIRS`: ``v2`` made by ``make train`` then ``make release``,
-  ``v4`` the weight average of ``v2`` and ``v3``, ``v6`` of ``v2``, ``v3`` and ``v5``): FP32 and INT8 files checked against the release's
-  ``metrics.json``. The embedder of the same version reads the same files: its vector is the classifier's class
-  probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
+  ``v4`` the weight average of ``v2`` and ``v3``, ``v6`` of ``v2``, ``v3`` and ``v5``): FP32 and INT8 files checked
+  against the release's ``metrics.json``. The embedder of the same version reads the same files: its vector is the
+  classifier's class probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
 """
 
 from __future__ import annotations
@@ -229,8 +229,8 @@ def class_embedder_spec(
 
     Images the classifier takes for the same classes land close together, so a search finds same-class
     images (precision@10 on val 0.732 for ``v6`` in INT8, against 0.35 for the ImageNet features of ``v1``; 0.746
-    with a search's ``expand=10``); within a class, neighbours are ranked by how alike their class probabilities are, not by
-    appearance alone.
+    with a search's ``expand=10``); within a class, neighbours are ranked by how alike their class probabilities are,
+    not by appearance alone.
 
     Args:
         artifacts_dir: The folder holding the releases' folders.

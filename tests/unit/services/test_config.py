@@ -32,6 +32,8 @@ def test_defaults() -> None:
     assert s.default_versions == {}
     assert s.ort_providers[-1] == "CPUExecutionProvider"
     assert s.prometheus_multiproc_dir is None
+    # CPU runs: 4 images at most, for every model unless one is given its own.
+    assert [s.cpu_max_batch(m) for m in ("classifier", "detector", "embedder")] == [4, 4, 4]
 
 
 def test_reads_cv_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -41,6 +43,8 @@ def test_reads_cv_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("CV_DEFAULT_VERSIONS", '{"classifier": "v2"}')
     monkeypatch.setenv("CV_ORT_PROVIDERS", '["CPUExecutionProvider"]')
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/prom")
+    monkeypatch.setenv("CV_ORT_CPU_MAX_BATCH", "8")
+    monkeypatch.setenv("CV_ORT_CPU_MAX_BATCH_PER_MODEL", '{"detector": 1}')
     monkeypatch.setenv("MAX_IMAGE_BYTES", "1")  # unprefixed: ignored
     s = settings()
     assert s.data_dir == tmp_path
@@ -49,6 +53,7 @@ def test_reads_cv_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert s.default_versions == {"classifier": "v2"}
     assert s.ort_providers == ["CPUExecutionProvider"]
     assert s.prometheus_multiproc_dir == "/tmp/prom"
+    assert (s.cpu_max_batch("classifier"), s.cpu_max_batch("detector")) == (8, 1)
 
 
 def test_gallery_path_is_inside_data_dir(tmp_path: Path) -> None:
@@ -174,7 +179,12 @@ def test_local_may_use_plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("CV_ENVIRONMENT", "staging"), ("CV_MAX_IMAGE_BYTES", "0"), ("CV_MAX_BATCH_ITEMS", "-1")],
+    [
+        ("CV_ENVIRONMENT", "staging"),
+        ("CV_MAX_IMAGE_BYTES", "0"),
+        ("CV_MAX_BATCH_ITEMS", "-1"),
+        ("CV_ORT_CPU_MAX_BATCH_PER_MODEL", '{"detector": 0}'),
+    ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
     monkeypatch.setenv(key, value)

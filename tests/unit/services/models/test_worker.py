@@ -210,6 +210,8 @@ def test_build_pool_loads_store_entries_on_onnx_runtime(tiny_onnx: Path, monkeyp
         prefer_int8=False,
         max_loaded_versions=1,
         ort_cpu_mem_arena=False,
+        ort_cpu_max_batch=4,
+        ort_cpu_max_batch_per_model={"tiny": 3},
     )
     built = build_pool("tiny", settings)
     assert built.pinned_default == "v1"
@@ -218,6 +220,7 @@ def test_build_pool_loads_store_entries_on_onnx_runtime(tiny_onnx: Path, monkeyp
     assert isinstance(model.runner, OrtRunner)
     options = model.runner.session.get_session_options()
     assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, True)  # as the settings say
+    assert model.runner.max_batch == 3  # this model's own CPU slice, over the default 4
     # The tiny graph returns per-channel means: a blue image is class "b".
     blue = np.zeros((8, 8, 3), dtype=np.uint8)
     blue[..., 2] = 200
