@@ -59,11 +59,17 @@ def test_detector_boxes_of_a_reduced_decode_land_on_the_full_decodes(local_backe
 
 
 def test_classifier_and_embedder_of_a_reduced_phone_photo(local_backend: ThreadedClient) -> None:
-    """A 4032 x 3024 photo decodes at 1/8 (504 x 378) for the 224-px models: the same top label, near embedding."""
+    """A 4032 x 3024 photo decodes at 1/8 (504 x 378) for the 224-px models: the same leading classes at nearly the
+    same scores, a near embedding. (Classifier v6 puts chelsea between tabby and Egyptian cat, 0.48 and 0.45, so the
+    order of the two may swap between decodes; each score moves by 0.03.)"""
     data = jpeg(skdata.chelsea(), (4032, 3024))
     full, reduced = decode(data, None), decode(data, "classifier")
     assert reduced.reduction == 8 and (reduced.width, reduced.height) == (4032, 3024)
-    top = [answer(local_backend, "classifier", image, {"top_k": 1})["predictions"][0] for image in (full, reduced)]
-    assert top[0]["label"] == top[1]["label"] and abs(top[0]["score"] - top[1]["score"]) < 0.05
+    top = [
+        {p["label"]: p["score"] for p in answer(local_backend, "classifier", image, {"top_k": 2})["predictions"]}
+        for image in (full, reduced)
+    ]
+    assert top[0].keys() == top[1].keys()
+    assert all(abs(top[0][label] - top[1][label]) < 0.05 for label in top[0]), top
     vectors = [np.asarray(answer(local_backend, "embedder", image, {})["embedding"]) for image in (full, reduced)]
     assert float(vectors[0] @ vectors[1]) > 0.98

@@ -115,18 +115,18 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
     assert len(report["candidate"]["precisions"]["fp32"]["worst_classes"]) == 10
 
     copy_of("classifier", SERVED, "gate-copy")
-    assert validate.main(["classifier", "--candidate", "gate-v5", *common, "--inference-log", inference_log]) == 0
-    assert "classifier:gate-v5: PROMOTED" in capsys.readouterr().out
+    assert validate.main(["classifier", "--candidate", "gate-copy", *common, "--inference-log", inference_log]) == 0
+    assert "classifier:gate-copy: PROMOTED" in capsys.readouterr().out
     stages = _stages("classifier")
     assert stages["gate-copy"] == "production" and stages[SERVED] == "archived" and stages["v1"] == "archived"
-    markdown, report = _report(tmp_path, "classifier-gate-v5")
+    markdown, report = _report(tmp_path, "classifier-gate-copy")
     assert report["passed"] and report["decision"] == "promoted" and "Decision: **PROMOTED**" in markdown
     drops = [c["measured"] for c in report["checks"] if "drop" in c["name"]]
     assert drops == [0.0, 0.0]  # the same files on the same images
     assert "production -> archived" in report["facts"]["stage changes"]
     # The promoted version's drift reference, from the held-out images, where the api reads references.
-    profile = ReferenceProfile.load(references / "classifier-gate-v5.json")
-    assert (profile.model, profile.version, profile.n) == ("classifier", "gate-v5", int(LIMIT))
+    profile = ReferenceProfile.load(references / "classifier-gate-copy.json")
+    assert (profile.model, profile.version, profile.n) == ("classifier", "gate-copy", int(LIMIT))
     assert report["drift_reference"]["n"] == int(LIMIT) and "## Drift reference" in markdown
     assert report["shadow"]["items"] == 0 and "never ran in stage `shadow`" in markdown
 
