@@ -27,8 +27,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `python benchmarks/formats.py` must find services/ and training/
 
 from benchmarks.formats_eager import EAGER_BUILDERS, ModelPlan, NotMeasured  # noqa: E402
-from benchmarks.formats_plans import accuracy, build_plans, display_path  # noqa: E402
+from benchmarks.formats_plans import accuracy, build_plans  # noqa: E402
 from benchmarks.formats_report import write_reports  # noqa: E402
+from kernel.paths import display_path  # noqa: E402
 from services.config import ServingSettings  # noqa: E402
 from services.models.catalogue import MODEL_NAMES  # noqa: E402
 from services.models.runtime import OrtRunner  # noqa: E402

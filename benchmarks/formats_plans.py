@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.formats_eager import ModelPlan
+from kernel.paths import display_path
 from services.config import ServingSettings
 from services.models.specs import lite0
 
-REPO = Path(__file__).resolve().parents[1]
 LITE0_IMAGENET, LITE0_TINY, YOLOX_DIR = "efficientnet_lite0_imagenet1k", lite0.finetuned_dir(lite0.SERVED), "yolox_nano"
 
 
@@ -37,13 +37,6 @@ def accuracy(plan: ModelPlan) -> dict[str, Any] | None:
         "int8": report.metrics.int8.get(metric),
         "measured_on": {p: f.name for p, f in report.files.items()},
     }
-
-
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def _first(*paths: Path | None) -> Path | None:

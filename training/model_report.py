@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kernel.paths import display_path
 from services.models.catalogue import CATALOGUE
 from services.models.spec import Task
 
@@ -210,11 +211,3 @@ def version_key(version: str) -> tuple[int, str]:
     """Sorts v2 before v10."""
     digits = re.findall(r"\d+", version)
     return (int(digits[0]) if digits else -1, version)
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the repository when inside it (as cards and reports quote it)."""
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)

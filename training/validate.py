@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernel.paths import REPO_ROOT
+from kernel.paths import display_path
 from services.config import Stage
 from services.models.catalogue import MODEL_NAMES, entry
 from services.models.contract import Model
@@ -45,14 +45,6 @@ from training.settings import get_training_settings
 
 log = logging.getLogger("training.validate")
 LATENCY_IMAGES = 16
-
-
-def _display(path: Path) -> str:
-    """A path relative to the repository when it is inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 class GateError(Exception):
@@ -166,7 +158,7 @@ def run_gate(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": git_commit(),
         "command": "python -m training.validate " + " ".join(argv),
-        "thresholds": _display(args.config),
+        "thresholds": display_path(args.config),
         "held-out data": f"{'Tiny-ImageNet-200 val' if data.task != 'detection' else 'COCO val2017 (128 held out)'}"
         + (f", seeded subset (limit {args.limit}, seed {gate.seed})" if args.limit else ", all of it"),
         "seconds": round(time.perf_counter() - started, 1),
@@ -175,7 +167,7 @@ def run_gate(
         facts["stage changes"] = "; ".join(promote(args.model, args.candidate))
     folder = args.report_dir or gate.report_dir(settings.artifacts_dir)
     run = GateRun(gate, results["candidate"], results["production"], data, checks, decision, facts, folder)
-    facts["report"] = _display(write(run, folder, extensions))
+    facts["report"] = display_path(write(run, folder, extensions))
     return run
 
 

@@ -96,10 +96,3 @@ def test_arguments_are_checked() -> None:
         validate.parse_args(["nope", "--candidate", "v3"])
     args = validate.parse_args(["embedder", "--candidate", "v3", "--limit", "50", "--report-dir", "/tmp/r"])
     assert args.against == "production" and args.limit == 50 and args.report_dir == Path("/tmp/r")
-
-
-def test_paths_are_shown_relative_to_the_repository_when_inside_it(tmp_path: Path) -> None:
-    from kernel.paths import REPO_ROOT
-
-    assert validate._display(REPO_ROOT / "training" / "x.yaml") == "training/x.yaml"
-    assert validate._display(tmp_path / "x.yaml") == str(tmp_path / "x.yaml")
