@@ -145,7 +145,7 @@ class ServingSettings(BaseSettings):
     admission_retry_after_max_s: int = Field(default=30, gt=0)
 
     # Embedding dimensionality of the gallery index; unset: the stored vectors', or the first embedder's
-    # (1280 for embedder v1's pooled features, 200 for v2's and v4's class probabilities).
+    # (1280 for embedder v1's pooled features, 200 for the Tiny-ImageNet embedders' class probabilities).
     gallery_dim: int | None = None
     # Where the gallery lives (docs/adr/0012-gallery-in-postgresql.md): "sqlite", one file per process
     # (local mode); "postgres", one table in CV_DATABASE_URL shared by every embedder replica, kept in step

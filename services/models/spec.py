@@ -52,8 +52,8 @@ class EmbeddingOutput(BaseModel):
 
     ``none``: the output is the embedding (pooled features). ``softmax``: the output is a classifier's
     logits and the embedding is its class-probability vector, ``softmax(logits / temperature)``: images
-    land near others the classifier takes for the same classes (embedder v4, from classifier v4's file).
-    Either way the vector is L2-normalised.
+    land near others the classifier takes for the same classes (the Tiny-ImageNet embedders, from their
+    classifiers' files). Either way the vector is L2-normalised.
     """
 
     transform: Literal["none", "softmax"] = "none"
