@@ -4,37 +4,35 @@ Composition root of the api process. ``bentoml serve services.api:Api`` starts t
 model services beside it; with ``CV_CLASSIFIER_URL`` (etc.) set, it reaches model
 services deployed apart instead. The data plane (inference logs, result cache) is built in
 ``__init__``, which runs in the api process only, as do the batch-job queue and, in local mode,
-the job worker it starts beside itself (services/jobs/embedded.py).
+the job worker it starts beside itself (services/jobs/embedded.py). The public routes are built there too, and
+everything they need imported there: BentoML's supervisor imports this module to read the service's configuration,
+and without those imports it holds 58 MB of its own memory instead of 167 (services/http/deferred.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 
-from gateway.errors import GATEWAY_ERRORS
-from gateway.inprocess import in_process_gateway, install_gateway
 from kernel.logging import configure_logging
 from services.classifier import ClassifierService
-from services.clients.base import AsyncModelClient
-from services.clients.batching import MicroBatchingClient
-from services.clients.inprocess import InProcessClient
-from services.clients.remote import AsyncRemoteClient
-from services.clients.threaded import ThreadedClient
 from services.config import get_settings
 from services.detector import DetectorService
 from services.embedder import EmbedderService
-from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
-from services.http.dataplane import DataPlane
-from services.http.openapi import install_spec
+from services.http.deferred import DeferredApp
 from services.http.pages import PagesMiddleware
-from services.jobs.embedded import EmbeddedWorker, worker_command
-from services.jobs.queue import JobQueue
 from services.models.catalogue import MODEL_NAMES
 from services.process import configure_heap
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from services.clients.base import AsyncModelClient
+    from services.http.dataplane import DataPlane
+    from services.jobs.queue import JobQueue
 
 settings = get_settings()
 
@@ -54,15 +52,24 @@ def _current_jobs() -> JobQueue | None:
     return jobs
 
 
-app = create_app(
-    settings,
-    backend=_current_backend,
-    data_plane=_current_data_plane,
-    jobs=_current_jobs,
-)
-install_spec(app, extra_errors=GATEWAY_ERRORS)  # the gateway's refusals are part of every protected route's answers
-if settings.auth_in_process:  # local mode: the gateway's policy in process, as Traefik's ForwardAuth in production
-    install_gateway(app, partial(in_process_gateway, settings.database_url, settings.data_dir), IN_PROCESS_PUBLIC_PATHS)
+def build_app() -> FastAPI:
+    """The public routes. Imported and built here, not at module import: see services/http/deferred.py."""
+    from gateway.errors import GATEWAY_ERRORS
+    from gateway.inprocess import in_process_gateway, install_gateway
+    from services.http.app import IN_PROCESS_PUBLIC_PATHS, create_app
+    from services.http.openapi import install_spec
+
+    public = create_app(settings, backend=_current_backend, data_plane=_current_data_plane, jobs=_current_jobs)
+    # The gateway's refusals are part of every protected route's answers.
+    install_spec(public, extra_errors=GATEWAY_ERRORS)
+    if settings.auth_in_process:  # local mode: the gateway's policy in process, as Traefik's ForwardAuth in production
+        gateway = partial(in_process_gateway, settings.database_url, settings.data_dir)
+        install_gateway(public, gateway, IN_PROCESS_PUBLIC_PATHS)
+    return public
+
+
+# Built by Api.__init__ in the worker; BentoML's supervisor imports this module but never builds it.
+app = DeferredApp(build_app)
 
 
 def _depends(service: Any, url: str | None) -> Any:
@@ -85,8 +92,13 @@ class Api:
         embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
+        from services.http.dataplane import DataPlane
+        from services.jobs.embedded import EmbeddedWorker, worker_command
+        from services.jobs.queue import JobQueue
+
         configure_logging(settings.log_level, settings.log_json)
         configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
+        app.get()  # the routes now, not on the first request
         self.data_plane = DataPlane.from_settings(settings)
         self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
@@ -102,6 +114,11 @@ class Api:
 
     def _models(self) -> AsyncModelClient:
         """The model services through their bentoml.depends handles, or the models in this process."""
+        from services.clients.batching import MicroBatchingClient
+        from services.clients.inprocess import InProcessClient
+        from services.clients.remote import AsyncRemoteClient
+        from services.clients.threaded import ThreadedClient
+
         if settings.run_models_in_process:
             models = InProcessClient(settings)
             for name in MODEL_NAMES:  # loaded now, not on the first request

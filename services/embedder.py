@@ -8,7 +8,6 @@ import bentoml
 
 from kernel.errors import ServiceError, error_to_dict
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
-from services.index.store import open_gallery
 from services.model_service import BATCHING, SERVICE_CONFIG, SETTINGS, ModelService
 from services.models.worker import InferenceItem
 
@@ -18,6 +17,9 @@ class EmbedderService(ModelService):
     model_name = "embedder"
 
     def __init__(self) -> None:
+        # FAISS and the database drivers are the worker's: BentoML's supervisor imports this module too.
+        from services.index.store import open_gallery
+
         super().__init__()
         self.engine = SearchEngine(self.worker, open_gallery(SETTINGS))
 

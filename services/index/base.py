@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kernel.errors import GalleryModelMismatch
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -16,6 +18,20 @@ class Hit:
     id: str
     score: float
     metadata: dict[str, Any]
+
+
+def _mismatch(gallery: str | None, query: str) -> str:
+    return (
+        f"the gallery holds vectors of {gallery}, this image was embedded by {query}: their similarities mean "
+        "nothing; rebuild the gallery with the new version (python -m services.index.build_gallery) or pin "
+        f"the embedder to {gallery}"
+    )
+
+
+def check_embedder(gallery: str | None, query: str) -> None:
+    """Raise :class:`GalleryModelMismatch` when a query from ``query`` cannot be compared with the gallery."""
+    if gallery is not None and gallery != query:
+        raise GalleryModelMismatch(_mismatch(gallery, query), gallery=gallery)
 
 
 def rows_to_add(

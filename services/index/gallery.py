@@ -16,24 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from kernel.errors import GalleryModelMismatch
-from services.index.base import Hit, rows_to_add
+from services.index.base import Hit, check_embedder, rows_to_add
 from services.index.vectors import AdaptiveIndex, IndexParams
-
-
-def _mismatch(gallery: str | None, query: str) -> str:
-    return (
-        f"the gallery holds vectors of {gallery}, this image was embedded by {query}: their similarities mean "
-        "nothing; rebuild the gallery with the new version (python -m services.index.build_gallery) or pin "
-        f"the embedder to {gallery}"
-    )
-
-
-def check_embedder(gallery: str | None, query: str) -> None:
-    """Raise :class:`GalleryModelMismatch` when a query from ``query`` cannot be compared with the gallery."""
-    if gallery is not None and gallery != query:
-        raise GalleryModelMismatch(_mismatch(gallery, query), gallery=gallery)
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gallery (

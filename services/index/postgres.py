@@ -22,8 +22,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kernel.errors import DatabaseUnavailable
-from services.index.base import rows_to_add
-from services.index.gallery import IndexedEntries, check_embedder
+from services.index.base import check_embedder, rows_to_add
+from services.index.gallery import IndexedEntries
 from services.index.vectors import AdaptiveIndex, IndexParams
 from services.metrics import GALLERY_SIZE
 

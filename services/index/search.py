@@ -12,8 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from kernel.errors import ServiceError, error_from_dict, error_to_dict
-from services.index.base import VectorIndex
-from services.index.gallery import check_embedder
+from services.index.base import VectorIndex, check_embedder
 from services.metrics import GALLERY_SIZE
 from services.models.contract import Prediction
 from services.models.spec import MAX_QUERY_EXPANSION

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -34,6 +33,8 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np
     if image.shape[1] == width and image.shape[0] == height:
         return image
     if interpolation == "cv2_linear":
+        import cv2  # here: OpenCV is 12 MB of mappings that BentoML's supervisors, which import this module, never use
+
         return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
     pil = Image.fromarray(image).resize((width, height), _PIL_FILTERS[interpolation])
     return np.asarray(pil)
