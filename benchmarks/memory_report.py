@@ -108,10 +108,10 @@ Processes with torch's libraries mapped: {", ".join(torch) if torch else "none"}
 
 
 def soak_section(soak: dict[str, Any]) -> str:
-    rows = [
-        [role, g["rss_first"], g["rss_last"], g["rss_growth_pct"], g["uss_first"], g["uss_last"], g["uss_growth_pct"]]
-        for role, g in soak["growth"].items()
-    ]
+    nan = float("nan")
+    columns = ("rss_first", "rss_last", "rss_growth_pct", "uss_first", "uss_last", "uss_growth_pct")
+    anon = ("anon_first", "anon_last", "anon_growth_pct")
+    rows = [[role, *(g[c] for c in columns), *(g.get(c, nan) for c in anon)] for role, g in soak["growth"].items()]
     worst = max(soak["growth"].items(), key=lambda kv: kv[1]["rss_growth_pct"], default=("-", {"rss_growth_pct": 0}))
     grew = [r for r, g in soak["growth"].items() if g["rss_growth_pct"] >= GROWTH_LIMIT_PCT]
     ok = not grew and soak["error_count"] == 0
@@ -123,7 +123,26 @@ mixed classify/detect/search at concurrency 16 plus one batch job of 16 images a
 **{soak["error_count"]} errors**, jobs {soak["batch"]["jobs"]}. Growth is the mean of the first minute after a
 {soak["warmup_s"] / 60:.0f}-minute warm-up against the mean of the last minute.
 
-{table(["process", "RSS first", "RSS last", "RSS growth %", "USS first", "USS last", "USS growth %"], rows)}
+{
+        table(
+            [
+                "process",
+                "RSS first",
+                "RSS last",
+                "RSS growth %",
+                "USS first",
+                "USS last",
+                "USS growth %",
+                "anon RSS first",
+                "anon RSS last",
+                "anon RSS growth %",
+            ],
+            rows,
+        )
+    }
+
+Anonymous RSS is the heap and stacks alone (`RssAnon`): where RSS grows and it does not, the growth is file pages the
+process maps (for Prometheus, its memory-mapped TSDB chunks), which the kernel drops under memory pressure.
 
 Largest RSS growth: {worst[0]} ({worst[1]["rss_growth_pct"]:+.1f} %). Verdict: **{"pass" if ok else "fail"}**
 (no error and every process under {GROWTH_LIMIT_PCT:.0f} % growth{"" if not grew else "; over: " + ", ".join(grew)}).

@@ -2,9 +2,11 @@
 
 A :class:`Sampler` watches named roots (``bentoml serve`` of ``make serve``, or each process of the native
 topology) and every ``interval_s`` records RSS, PSS and USS (MB, ``/proc/<pid>/smaps_rollup`` through psutil)
-of every process under them. :func:`role_of` names a process from its command line (BentoML's supervisor,
-a service worker, Celery's main process and pool children, Traefik, ...). :func:`summarise` and
-:func:`growth` turn samples into per-phase peaks and soak growth; they are pure and unit-tested.
+of every process under them, and its anonymous RSS (``RssAnon`` of ``/proc/<pid>/status``: heap and stacks,
+without the file pages a process maps, such as Prometheus's memory-mapped TSDB chunks, which the kernel can drop
+and reread). :func:`role_of` names a process from its command line (BentoML's supervisor, a service worker,
+Celery's main process and pool children, Traefik, ...). :func:`summarise` and :func:`growth` turn samples into
+per-phase peaks and soak growth; they are pure and unit-tested.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import psutil
 
 MB = 1024 * 1024
-FIELDS = ("rss", "pss", "uss")
+FIELDS = ("rss", "pss", "uss", "anon")
 
 
 def _after(cmdline: list[str], flag: str) -> str | None:
@@ -108,10 +110,19 @@ class Sampler:
             for role, proc in tree_roles(pid, prefix=root_name):
                 with contextlib.suppress(psutil.Error):
                     info = proc.memory_full_info()
-                    out[role] = {f: getattr(info, f, 0) / MB for f in FIELDS}
+                    out[role] = {f: getattr(info, f, 0) / MB for f in FIELDS if f != "anon"}
+                    out[role]["anon"] = rss_anon_mb(proc.pid)
                     if role not in self.torch:
                         self.torch[role] = maps_torch(proc.pid)
         return out
+
+
+def rss_anon_mb(pid: int) -> float:
+    """``RssAnon`` of ``pid`` in MB (0 where the kernel does not report it)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def tree_roles(pid: int, prefix: str = "") -> list[tuple[str, psutil.Process]]:
@@ -158,7 +169,9 @@ def summarise(samples: list[Sample], phases: list[tuple[str, float, float]]) -> 
         roles = sorted({r for s in window for r in s.memory})
         out[name] = {}
         for role in roles:
-            values = {f: [s.memory[role][f] for s in window if role in s.memory] for f in FIELDS}
+            # Samples of an earlier run have no "anon".
+            values = {f: [s.memory[role][f] for s in window if f in s.memory.get(role, {})] for f in FIELDS}
+            values = {f: v for f, v in values.items() if v}
             out[name][role] = {
                 **{f"{f}_mean": sum(v) / len(v) for f, v in values.items()},
                 **{f"{f}_max": max(v) for f, v in values.items()},
@@ -186,14 +199,16 @@ def grouped(per_role: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
 
 
 def growth(samples: list[Sample], start_s: float, end_s: float, window_s: float = 60.0) -> dict[str, dict[str, float]]:
-    """Per role: mean RSS/USS over the first ``window_s`` after ``start_s`` vs the last ``window_s`` to ``end_s``."""
+    """Per role: mean RSS/USS/anonymous RSS over the first ``window_s`` after ``start_s`` vs the last ``window_s``."""
     first, last = in_window(samples, start_s, start_s + window_s), in_window(samples, end_s - window_s, end_s)
     out: dict[str, dict[str, float]] = {}
     for role in sorted({r for s in first for r in s.memory} & {r for s in last for r in s.memory}):
         row: dict[str, float] = {}
-        for f in ("rss", "uss"):
-            a = [s.memory[role][f] for s in first if role in s.memory]
-            b = [s.memory[role][f] for s in last if role in s.memory]
+        for f in ("rss", "uss", "anon"):
+            a = [s.memory[role][f] for s in first if f in s.memory.get(role, {})]
+            b = [s.memory[role][f] for s in last if f in s.memory.get(role, {})]
+            if not a or not b or not sum(a):
+                continue
             before, after = sum(a) / len(a), sum(b) / len(b)
             row |= {f"{f}_first": before, f"{f}_last": after, f"{f}_growth_pct": 100 * (after - before) / before}
         out[role] = row

@@ -72,8 +72,9 @@ def _samples() -> list[Sample]:
     """Two processes over 10 minutes: one flat at 100 MB, one growing from 200 to 300 MB."""
     out = []
     for t in range(0, 601, 10):
-        flat = {"rss": 100.0, "pss": 80.0, "uss": 60.0}
-        grows = {"rss": 200.0 + t / 6, "pss": 150.0 + t / 6, "uss": 100.0 + t / 6}
+        flat = {"rss": 100.0, "pss": 80.0, "uss": 60.0, "anon": 50.0}
+        # Its growth is file pages it maps: anonymous RSS stays flat.
+        grows = {"rss": 200.0 + t / 6, "pss": 150.0 + t / 6, "uss": 100.0 + t / 6, "anon": 90.0}
         out.append(Sample(float(t), {"classifier: Classifier worker 1": flat, "classifier: bentoml supervisor": grows}))
     return out
 
@@ -89,6 +90,17 @@ def test_summarise_grouped_and_growth() -> None:
     change = growth(samples, 180, 600, window_s=60)
     assert change["classifier: Classifier worker 1"]["rss_growth_pct"] == 0.0
     assert change["classifier: bentoml supervisor"]["rss_growth_pct"] > 5.0
+    assert change["classifier: bentoml supervisor"]["anon_growth_pct"] == 0.0
+
+
+def test_samples_of_an_earlier_run_without_anonymous_rss_still_summarise() -> None:
+    samples = [
+        Sample(s.t, {r: {k: v for k, v in m.items() if k != "anon"} for r, m in s.memory.items()}) for s in _samples()
+    ]
+    phases = summarise(samples, [("load", 300, 600)])
+    assert "anon_max" not in phases["load"]["classifier: Classifier worker 1"]
+    change = growth(samples, 180, 600, window_s=60)["classifier: bentoml supervisor"]
+    assert change["rss_growth_pct"] > 5.0 and "anon_growth_pct" not in change
 
 
 def test_goal_rows_judge_model_services_only() -> None:
@@ -110,7 +122,7 @@ def test_the_sampler_reads_a_real_process_tree() -> None:
         roles = [role for role, _ in tree_roles(os.getpid(), prefix="me")]
         assert "me: -c import time; time.sleep(30)" in roles, roles
         memory = sampler.samples[-1].memory
-        assert all(v["rss"] > 0 and v["uss"] <= v["rss"] for v in memory.values())
+        assert all(v["rss"] > 0 and v["uss"] <= v["rss"] and 0 < v["anon"] <= v["rss"] for v in memory.values())
         assert sampler.torch  # looked at every process once
         assert summarise(sampler.samples, sampler.phases)["p"]
     finally:
