@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
-from scipy import stats
 
 from services.drift.features import IMAGE_FEATURES
 from services.drift.reference import ReferenceProfile
 from services.drift.stats import chi_squared, holm, label_psi, median_bandwidth, mmd_test
+from services.lazy_scipy import stats as scipy_stats
 
 Verdict = Literal["drift", "no_drift", "insufficient_data"]
 MMD_REFERENCE = 500  # reference sketches the MMD test uses (a fixed, seeded subsample)
@@ -63,7 +63,7 @@ class DriftReport(BaseModel):
 def _ks(feature: str, reference: Sequence[float], window: Sequence[float]) -> DriftTest | None:
     if len(reference) < 2 or len(window) < 2:
         return None
-    result = stats.ks_2samp(np.asarray(reference), np.asarray(window), method="asymp")
+    result = scipy_stats().ks_2samp(np.asarray(reference), np.asarray(window), method="asymp")
     return DriftTest(
         name="ks",
         feature=feature,

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
+
+from services.lazy_scipy import stats as scipy_stats
 
 MIN_EXPECTED = 5.0  # chi-squared's rule of thumb: every pooled bin expects at least this many in both samples
 PSI_BINS = 10  # PSI's 0.1 / 0.25 reading was made for about ten bins
@@ -88,7 +89,7 @@ def chi_squared(reference: Mapping[str, int], window: Mapping[str, int]) -> tupl
         return 0.0, 1.0, len(bins)
     table = np.stack([bin_counts(reference, bins), bin_counts(window, bins)])
     table = table[:, table.sum(axis=0) > 0]
-    statistic, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+    statistic, p_value, _, _ = scipy_stats().chi2_contingency(table, correction=False)
     return float(statistic), float(p_value), len(bins)
 
 
@@ -157,6 +158,6 @@ def mmd_test(
     p_value = p_permutation
     mean, variance = float(null.mean()), float(null.var())
     if beaten == 0 and mean > 0 and variance > 0:
-        tail = float(stats.gamma.sf(observed, mean**2 / variance, scale=variance / mean))
+        tail = float(scipy_stats().gamma.sf(observed, mean**2 / variance, scale=variance / mean))
         p_value = min(p_permutation, tail)
     return observed, p_value, p_permutation

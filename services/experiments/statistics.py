@@ -20,7 +20,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+
+from services.lazy_scipy import stats as scipy_stats
 
 FloatArray = npt.NDArray[np.float64]
 Decision = Literal["insufficient_data", "continue", "stop_treatment_better", "stop_control_better"]
@@ -93,7 +94,7 @@ def wilson_interval(successes: int, trials: int, alpha: float = 0.05) -> tuple[f
         raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
     if trials == 0:
         return None
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(scipy_stats().norm.ppf(1 - alpha / 2))
     p = successes / trials
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
@@ -108,7 +109,7 @@ def mean_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, 
     if a.size < 2:
         return None
     mean = float(a.mean())
-    half = float(stats.t.ppf(1 - alpha / 2, a.size - 1)) * float(a.std(ddof=1)) / math.sqrt(a.size)
+    half = float(scipy_stats().t.ppf(1 - alpha / 2, a.size - 1)) * float(a.std(ddof=1)) / math.sqrt(a.size)
     return mean - half, mean + half
 
 
@@ -126,7 +127,7 @@ def median_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float
         return None
     # The lower rank k (1-based) is the largest with P(B <= k - 1) < alpha / 2: the smallest j with
     # P(B <= j) >= alpha / 2, which is the binomial quantile. The upper rank is symmetric.
-    k = max(int(stats.binom.ppf(alpha / 2, n, 0.5)), 1)
+    k = max(int(scipy_stats().binom.ppf(alpha / 2, n, 0.5)), 1)
     return float(a[k - 1]), float(a[n - k])
 
 
@@ -148,9 +149,9 @@ def two_proportion_ztest(
     pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / control_trials + 1 / treatment_trials))
     difference = p_t - p_c
     statistic = difference / pooled_se if pooled_se > 0 else 0.0
-    p_value = float(2 * stats.norm.sf(abs(statistic)))
+    p_value = float(2 * scipy_stats().norm.sf(abs(statistic)))
     se = math.sqrt(p_c * (1 - p_c) / control_trials + p_t * (1 - p_t) / treatment_trials)
-    half = float(stats.norm.ppf(1 - alpha / 2)) * se
+    half = float(scipy_stats().norm.ppf(1 - alpha / 2)) * se
     return ProportionTest(statistic, p_value, difference, difference - half, difference + half)
 
 
@@ -158,7 +159,7 @@ def mann_whitney(control: Sequence[float], treatment: Sequence[float]) -> RankTe
     """Two-sided Mann-Whitney U test (scipy's, exact or asymptotic as it chooses); None for an empty sample."""
     if len(control) == 0 or len(treatment) == 0:
         return None
-    result = stats.mannwhitneyu(treatment, control, alternative="two-sided")
+    result = scipy_stats().mannwhitneyu(treatment, control, alternative="two-sided")
     u = float(result.statistic)
     cles = u / (len(control) * len(treatment))
     p_value = float(result.pvalue)

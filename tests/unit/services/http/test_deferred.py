@@ -30,6 +30,7 @@ WORKER_ONLY = (
     "services.http.app",
     "services.http.dataplane",
     "gateway.inprocess",
+    "scipy",
 )
 
 
@@ -52,6 +53,16 @@ def test_importing_a_service_module_loads_nothing_only_its_worker_uses(module: s
     code = f"import json, sys, {module}; print(json.dumps([m for m in {WORKER_ONLY!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_built_api_loads_scipy_only_for_drift_and_experiments() -> None:
+    code = (
+        "import sys, services.api; services.api.app.get(); loaded = 'scipy' in sys.modules; "
+        "from services.drift.detect import _ks; _ks('f', [0.0, 1.0, 2.0], [5.0, 6.0, 7.0]); "
+        "print(loaded, 'scipy.stats' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_the_app_is_built_once_when_first_needed() -> None:
