@@ -199,7 +199,7 @@ def _beat(config: TopologyConfig, env: dict[str, str]) -> ProcessSpec:
     """Celery beat: sends the periodic drift check for the worker to run (one per topology)."""
     schedule = str(Path(env["CV_DATA_DIR"]) / "celerybeat-schedule")
     command = [
-        *[sys.executable, "-m", "celery", "--app", "services.jobs.celery_app", "beat"],
+        *[sys.executable, "-m", "celery", "--app", "services.jobs.celery_beat", "beat"],
         *["--schedule", schedule, "--loglevel", "INFO"],  # INFO: its "beat: Starting..." line says it is up
     ]
     return ProcessSpec("beat", command, env, ready_log="beat: Starting")

@@ -1,4 +1,5 @@
-"""The periodic drift check in a real `celery worker --beat` (the embedded worker's command) on the local broker.
+"""The periodic drift check in a real `celery worker --beat` (the embedded worker's command) on the local broker,
+and with beat in a process of its own (`celery --app services.jobs.celery_beat beat`, the production topology's).
 
 Beat sends ``cv.drift.check`` every second here; the worker runs it over the SQLite inference log and stores each
 result in ``drift_check``, which the api exports as gauges when scraped.
@@ -20,7 +21,7 @@ from kernel.db import migrate
 from kernel.db.session import create_db_engine
 from kernel.db.tables import DriftCheck
 from services.http.app import create_app
-from tests.integration.worker import Worker, settings_from, start_worker
+from tests.integration.worker import Worker, settings_from, start_beat, start_worker
 from tests.unit.services.drift.logged import bright, dark, log_rows, save_reference
 from tests.waiting import wait_for
 
@@ -35,8 +36,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def worker(engine: Engine, tmp_path: Path) -> Iterator[Worker]:
+@pytest.fixture(params=["embedded beat", "beat on its own"])
+def worker(request: pytest.FixtureRequest, engine: Engine, tmp_path: Path) -> Iterator[Worker]:
     references = tmp_path / "references"
     save_reference(references, bright(40))
     log_rows(engine, bright(20, start=50) + dark(30))  # the window: the newest 30, all night photos
@@ -52,11 +53,16 @@ def worker(engine: Engine, tmp_path: Path) -> Iterator[Worker]:
         "CV_DRIFT_PERMUTATIONS": "100",
         "CV_DRIFT_REFERENCE_DIR": str(references),
     }
-    running = start_worker(env, tmp_path / "worker.log", "drift", beat=True)
+    embedded = request.param == "embedded beat"
+    running = start_worker(env, tmp_path / "worker.log", "drift", beat=embedded)
+    beat = None if embedded else start_beat(env, tmp_path / "beat.log")
     try:
         yield running
     finally:
         running.stop()
+        if beat is not None:
+            beat.stop()
+            assert "Sending due task drift-check (cv.drift.check)" in beat.log(), beat.log()
 
 
 def _checks(engine: Engine) -> list[DriftCheck]:

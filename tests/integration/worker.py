@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,32 @@ def start_worker(env: dict[str, str], log_path: Path, name: str, *, beat: bool =
     handle = log_path.open("ab")
     process = subprocess.Popen(
         worker_command(settings_from(env), hostname=f"{name}@%h", beat=beat),
+        cwd=REPO,
+        env=full_env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Worker(process, log_path)
+
+
+def start_beat(env: dict[str, str], log_path: Path) -> Worker:
+    """Celery beat on its own, as the production topology runs it: ``celery --app services.jobs.celery_beat beat``."""
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
+    schedule = Path(env["CV_DATA_DIR"]) / "celerybeat-schedule"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app",
+        "services.jobs.celery_beat",
+        "beat",
+        "--schedule",
+        str(schedule),
+    ]
+    handle = log_path.open("ab")
+    process = subprocess.Popen(
+        [*command, "--loglevel", "INFO"],
         cwd=REPO,
         env=full_env,
         stdout=handle,

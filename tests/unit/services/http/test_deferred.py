@@ -110,3 +110,10 @@ def test_the_api_module_builds_the_product_app() -> None:
 
     spec = services.api.app.openapi()
     assert "/classify" in spec["paths"] and services.api.app.built
+
+
+def test_celery_beat_loads_no_task_module() -> None:
+    code = "import json, sys, services.jobs.celery_beat as b; b.app.loader.init_worker(); print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert not loaded & {"services.jobs.tasks", "services.models.worker", "numpy", "scipy", "PIL"}
