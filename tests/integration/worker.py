@@ -47,45 +47,26 @@ def settings_from(env: dict[str, str]) -> ServingSettings:
         return ServingSettings(_env_file=None)  # type: ignore[call-arg]
 
 
+def _start(command: list[str], env: dict[str, str], log_path: Path) -> Worker:
+    """``command`` in a process group of its own, with ``env`` (CV_* settings) over the test's environment."""
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
+    handle = log_path.open("ab")
+    process = subprocess.Popen(
+        command, cwd=REPO, env=full_env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return Worker(process, log_path)
+
+
 def start_worker(env: dict[str, str], log_path: Path, name: str, *, beat: bool = False) -> Worker:
     """``celery -A services.jobs.celery_app worker`` with ``env`` (CV_* settings) over the test's environment.
 
     With ``beat``, it runs Celery beat inside itself, as the api's embedded worker does.
     """
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
-    handle = log_path.open("ab")
-    process = subprocess.Popen(
-        worker_command(settings_from(env), hostname=f"{name}@%h", beat=beat),
-        cwd=REPO,
-        env=full_env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Worker(process, log_path)
+    return _start(worker_command(settings_from(env), hostname=f"{name}@%h", beat=beat), env, log_path)
 
 
 def start_beat(env: dict[str, str], log_path: Path) -> Worker:
     """Celery beat on its own, as the production topology runs it: ``celery --app services.jobs.celery_beat beat``."""
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "CV_LOG_JSON": "true", **env}
     schedule = Path(env["CV_DATA_DIR"]) / "celerybeat-schedule"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "--app",
-        "services.jobs.celery_beat",
-        "beat",
-        "--schedule",
-        str(schedule),
-    ]
-    handle = log_path.open("ab")
-    process = subprocess.Popen(
-        [*command, "--loglevel", "INFO"],
-        cwd=REPO,
-        env=full_env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Worker(process, log_path)
+    app = ["--app", "services.jobs.celery_beat", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
+    return _start([sys.executable, "-m", "celery", *app], env, log_path)
