@@ -195,7 +195,7 @@ def export(url: str, docs: Path) -> None:
     from services.api import app
     from services.http.openapi import build_spec
 
-    spec = build_spec(app, extra_errors=GATEWAY_ERRORS, examples=examples)
+    spec = build_spec(app.get(), extra_errors=GATEWAY_ERRORS, examples=examples)
     (docs / "openapi.json").write_text(json.dumps(spec, indent=2) + "\n")
     (docs / "postman_collection.json").write_text(json.dumps(postman_collection(spec), indent=2) + "\n")
     api_md = docs / "api.md"
