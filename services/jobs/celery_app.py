@@ -1,8 +1,8 @@
 """The job worker's composition root: ``celery -A services.jobs.celery_app worker``.
 
 Builds the worker's Celery app (services/jobs/celery_factory.py) with the task module
-(services/jobs/tasks.py) and Celery beat's schedule (the periodic drift check; ``celery -A
-services.jobs.celery_app beat`` reads it too), and starts, once the worker is ready, the heartbeat the
+(services/jobs/tasks.py) and Celery beat's schedule (the periodic drift check, for the beat a local worker embeds;
+production's beat runs services/jobs/celery_beat.py), and starts, once the worker is ready, the heartbeat the
 api's health reads and job housekeeping: stalled jobs sent again, old ones deleted (services/jobs/housekeeping.py).
 Nothing imports this module but Celery: the api publishes with an app of its own.
 """
@@ -22,9 +22,14 @@ from services.jobs.housekeeping import Policy, sweep
 from services.jobs.periodic import Periodic
 from services.jobs.queue import CeleryDispatcher
 from services.jobs.store import ImageStore
+from services.lazy_scipy import stats as scipy_stats
 from services.process import configure_heap, trim_heap_if_due
 
 settings = get_settings()
+# The pool's children run the drift checks: scipy.stats is imported here, in the worker's main process, before the
+# pool forks, so every child shares its pages. Imported on each child's first check instead, it cost every child
+# its own 40 MB (benchmarks/reports/memory.md, the soak of 2026-12-05 19:46).
+scipy_stats()
 app = create_celery(settings, include=["services.jobs.tasks"])
 # Sent by `celery -A services.jobs.celery_app beat` (one process in production; the embedded worker's --beat locally).
 app.conf.beat_schedule = beat_schedule(settings)
