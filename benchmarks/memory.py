@@ -139,9 +139,10 @@ def production(args: argparse.Namespace, workdir: Path, jpegs: Any) -> dict[str,
             try:
                 out = exercise(sampler, args, topology.plan.edge_url, headers, jpegs)
                 prometheus = topology.plan.prometheus_url
-                before = prometheus_head(prometheus)
+                before, names = prometheus_head(prometheus), series_by_name(prometheus)
                 out["soak"] = run_soak(sampler, args, topology.plan.edge_url, headers, jpegs, out["load"]["throughput"])
                 out["soak"]["prometheus_head"] = {"start": before, "end": prometheus_head(prometheus)}
+                out["soak"]["prometheus_series"] = {"start": names, "end": series_by_name(prometheus)}
             finally:
                 sampler.stop()
             out["processes"] = sorted(roots)
@@ -166,6 +167,17 @@ def prometheus_head(url: str | None) -> dict[str, float] | None:
         if name in PROMETHEUS_HEAD:
             values[name] = float(value)
     return values
+
+
+def series_by_name(url: str | None) -> dict[str, int] | None:
+    """How many series Prometheus holds of each metric name now (None without Prometheus)."""
+    if url is None:
+        return None
+    import httpx
+
+    query = 'count by (__name__) ({__name__=~".+"})'
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=30).json()
+    return {row["metric"]["__name__"]: int(float(row["value"][1])) for row in answer["data"]["result"]}
 
 
 def run_soak(

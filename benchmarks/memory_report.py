@@ -147,7 +147,7 @@ process maps (for Prometheus, its memory-mapped TSDB chunks), which the kernel d
 Largest RSS growth: {worst[0]} ({worst[1]["rss_growth_pct"]:+.1f} %). Verdict: **{"pass" if ok else "fail"}**
 (no error and every process under {GROWTH_LIMIT_PCT:.0f} % growth{"" if not grew else "; over: " + ", ".join(grew)}).
 Errors seen: {soak["errors"][:5] + soak["batch"]["errors"][:5] or "none"}.
-{prometheus_head_note(soak.get("prometheus_head"))}
+{prometheus_head_note(soak.get("prometheus_head"))}{series_growth_note(soak.get("prometheus_series"))}
 ![RSS over the soak](memory_soak.png)
 """
 
@@ -168,6 +168,18 @@ Prometheus over the soak (its own /metrics): head series {pair("prometheus_tsdb_
 holds every series' samples since the last block was cut (every 2 hours); it grows with the scrapes until then, so a
 20-minute soak sees it grow whatever the services do (retention and scrape interval bound it, not the load).
 """
+
+
+def series_growth_note(series: dict[str, dict[str, int] | None] | None, top: int = 10) -> str:
+    """The metric names whose series Prometheus gained most over the soak: label sets first seen, or one growing."""
+    if not series or not series.get("start") or not series.get("end"):
+        return ""
+    start, end = series["start"] or {}, series["end"] or {}
+    gained = sorted((-(end[n] - start.get(n, 0)), n) for n in end if end[n] > start.get(n, 0))
+    if not gained:
+        return "\nNo metric gained series over the soak.\n"
+    listed = ", ".join(f"`{name}` +{-n} ({start.get(name, 0)} -> {end[name]})" for n, name in gained[:top])
+    return f"\nMetrics that gained the most series over the soak (of {len(gained)} that gained any): {listed}.\n"
 
 
 def render(r: dict[str, Any]) -> str:

@@ -297,3 +297,13 @@ def test_jobs_and_soak_poll_jobs_to_the_end() -> None:
     assert done["jobs"] == {"succeeded": 3} and done["error_count"] == 0
     soaked = asyncio.run(memory_load.soak("http://api", {}, jpegs, 2.5, 50.0, 2.0, _api()))
     assert soaked["error_count"] == 0 and soaked["batch"]["jobs"] == {"succeeded": 1}
+
+
+def test_the_soak_names_the_metrics_that_gained_series() -> None:
+    series = {"start": {"a_total": 4, "b_bucket": 30, "c": 2}, "end": {"a_total": 4, "b_bucket": 47, "c": 3, "d": 1}}
+    text = soak_section({**_soak(), "prometheus_series": series})
+    assert "(of 3 that gained any): `b_bucket` +17 (30 -> 47), `c` +1 (2 -> 3), `d` +1 (0 -> 1)." in text
+    assert "No metric gained" in soak_section(
+        {**_soak(), "prometheus_series": {"start": series["end"], "end": series["end"]}}
+    )
+    assert "gained the most" not in soak_section(_soak())
