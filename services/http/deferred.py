@@ -6,6 +6,10 @@ FastAPI app drags the whole data plane (SQLAlchemy, Celery, Redis, FAISS, every 
 never serves a request: 167 MB of its own memory (USS) per api replica in benchmarks/reports/memory.md. Mounted as a
 :class:`DeferredApp`, the app is built in the worker (``Api.__init__`` calls :meth:`DeferredApp.get` so the first
 request does not pay for it) and never in the supervisor.
+
+BentoML enters a mounted app's lifespan only when the mounted object is a Starlette app, which this wrapper is not:
+start-up and shut-down work of the api belongs in ``Api.__init__`` and its ``@bentoml.on_startup`` /
+``@bentoml.on_shutdown`` hooks, as it always has, not in the FastAPI app's lifespan.
 """
 
 from __future__ import annotations
