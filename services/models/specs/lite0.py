@@ -5,9 +5,10 @@
   ``embeddings``. Its static INT8 QDQ version (``model.int8.onnx``, made by ``python -m training.quantize``;
   every variant tried and the chosen one are in ``quantization.json``) is registered next to it as ``int8``.
 - The Tiny-ImageNet-200 releases (:data:`FINETUNED_DIRS`: ``v2`` made by ``make train`` then ``make release``,
-  ``v4`` the weight average of ``v2`` and ``v3``, ``v6`` of ``v2``, ``v3`` and ``v5``): FP32 and INT8 files checked
-  against the release's ``metrics.json``. The embedder of the same version reads the same files: its vector is the
-  classifier's class probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
+  ``v4`` the weight average of ``v2`` and ``v3``, ``v6`` of ``v2``, ``v3`` and ``v5``; the candidates ``v3``, ``v5``,
+  ``v7`` and ``v8``, the average of ``v2``, ``v3``, ``v5`` and ``v7``, under ``candidates/``): FP32 and INT8 files
+  checked against the release's ``metrics.json``. The embedder of the same version reads the same files: its vector is
+  the classifier's class probabilities (``EmbeddingOutput``), measured in ``embedder.metrics.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ FINETUNED_DIRS: dict[str, str] = {
     "v4": "lite0_tiny_imagenet200_v4",
     "v5": "candidates/lite0_tiny_imagenet200_v5",
     "v6": "lite0_tiny_imagenet200_v6",
+    "v7": "candidates/lite0_tiny_imagenet200_v7",
+    "v8": "candidates/lite0_tiny_imagenet200_v8",
 }
 INT8_FILE = "model.int8.onnx"
 QUANTIZATION_REPORT = "quantization.json"
