@@ -107,6 +107,13 @@ Processes with torch's libraries mapped: {", ".join(torch) if torch else "none"}
 """
 
 
+# The soak table's columns, in the order of the rows soak_section makes.
+SOAK_HEADERS = (
+    *("process", "RSS first", "RSS last", "RSS growth %", "USS first", "USS last", "USS growth %"),
+    *("anon RSS first", "anon RSS last", "anon RSS growth %"),
+)
+
+
 def soak_section(soak: dict[str, Any]) -> str:
     nan = float("nan")
     columns = ("rss_first", "rss_last", "rss_growth_pct", "uss_first", "uss_last", "uss_growth_pct")
@@ -123,23 +130,7 @@ mixed classify/detect/search at concurrency 16 plus one batch job of 16 images a
 **{soak["error_count"]} errors**, jobs {soak["batch"]["jobs"]}. Growth is the mean of the first minute after a
 {soak["warmup_s"] / 60:.0f}-minute warm-up against the mean of the last minute.
 
-{
-        table(
-            [
-                "process",
-                "RSS first",
-                "RSS last",
-                "RSS growth %",
-                "USS first",
-                "USS last",
-                "USS growth %",
-                "anon RSS first",
-                "anon RSS last",
-                "anon RSS growth %",
-            ],
-            rows,
-        )
-    }
+{table(list(SOAK_HEADERS), rows)}
 
 Anonymous RSS is the heap and stacks alone (`RssAnon`): where RSS grows and it does not, the growth is file pages the
 process maps (for Prometheus, its memory-mapped TSDB chunks), which the kernel drops under memory pressure.

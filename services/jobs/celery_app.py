@@ -31,7 +31,7 @@ settings = get_settings()
 # its own 40 MB (benchmarks/reports/memory.md, the soak of 2026-12-05 19:46).
 scipy_stats()
 app = create_celery(settings, include=["services.jobs.tasks"])
-# Sent by `celery -A services.jobs.celery_app beat` (one process in production; the embedded worker's --beat locally).
+# Sent by the beat a local worker embeds (`worker --beat`); production's beat process runs services/jobs/celery_beat.py.
 app.conf.beat_schedule = beat_schedule(settings)
 
 
