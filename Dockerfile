@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image per deployable of docker-compose.prod.yml, each a target of this file:
-#   api          the public routes (bentoml serve services.api:Api); also runs `python -m services.db migrate`
+#   api          the public routes (services.api:Api); also runs `python -m services.db migrate`
 #   classifier   detector   embedder   one BentoML model service each
+#   (each service one BentoML worker without a supervisor: python -m services.serve, ADR 0018)
 #   auth         the gateway's ForwardAuth service (python -m gateway serve)
 #   worker       a Celery batch-job worker
 #   importer     fills the model store volume from the mirror (checksums verified); runs once before the rest
@@ -57,13 +58,13 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "kernel.probe", "http://127.0.0.1:3000/readyz"]
 
 FROM model-service AS classifier
-CMD ["bentoml", "serve", "services.classifier:ClassifierService", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["python", "-m", "services.serve", "services.classifier:ClassifierService", "--host", "0.0.0.0", "--port", "3000"]
 
 FROM model-service AS detector
-CMD ["bentoml", "serve", "services.detector:DetectorService", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["python", "-m", "services.serve", "services.detector:DetectorService", "--host", "0.0.0.0", "--port", "3000"]
 
 FROM model-service AS embedder
-CMD ["bentoml", "serve", "services.embedder:EmbedderService", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["python", "-m", "services.serve", "services.embedder:EmbedderService", "--host", "0.0.0.0", "--port", "3000"]
 
 # --- worker: the batch-job Celery worker; healthy while its heartbeat row is fresh ------------------------
 FROM runtime AS worker
@@ -124,4 +125,4 @@ USER 10001:10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "kernel.probe", "http://127.0.0.1:3000/api/v1/health"]
-CMD ["bentoml", "serve", "services.api:Api", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["python", "-m", "services.serve", "services.api:Api", "--host", "0.0.0.0", "--port", "3000"]

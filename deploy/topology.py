@@ -145,8 +145,8 @@ def _ports(config: TopologyConfig, count: int) -> list[int]:
 
 
 def _bentoml(target: str, port: int) -> list[str]:
-    exe = str(Path(sys.executable).with_name("bentoml"))
-    return [exe, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    """One BentoML worker without a supervisor (services/serve.py), as the containers run it."""
+    return [sys.executable, "-m", "services.serve", target, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def _local(port: int, path: str = "") -> str:

@@ -99,6 +99,8 @@ def test_each_process_gets_the_settings_its_container_gets(the_plan: Plan) -> No
 
 def _target(argv: list[str]) -> str:
     """What a command runs: the BentoML service, the ``-m`` module or the Celery app."""
+    if "-m" in argv and argv[argv.index("-m") + 1] == "services.serve":
+        return argv[argv.index("-m") + 2]  # one BentoML worker (services/serve.py): the service it serves
     for marker in ("-m", "--app", "serve"):
         if marker in argv:
             return argv[argv.index(marker) + 1]
