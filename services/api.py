@@ -92,6 +92,8 @@ class Api:
         embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
+        from PIL import Image
+
         from services.http.dataplane import DataPlane
         from services.jobs.embedded import EmbeddedWorker, worker_command
         from services.jobs.queue import JobQueue
@@ -99,6 +101,7 @@ class Api:
         configure_logging(settings.log_level, settings.log_json)
         configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
         app.get()  # the routes now, not on the first request
+        Image.preinit()  # Pillow's common decoders, which it imports on the first upload otherwise (~6 ms)
         self.data_plane = DataPlane.from_settings(settings)
         self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)
@@ -121,8 +124,8 @@ class Api:
 
         if settings.run_models_in_process:
             models = InProcessClient(settings)
-            for name in MODEL_NAMES:  # loaded now, not on the first request
-                models.worker(name)
+            for name in MODEL_NAMES:  # loaded and warmed now, not on the first request
+                models.worker(name).pool.warm_up()
             # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
             return (
                 MicroBatchingClient(models, settings.micro_batch_size, settings.max_concurrent_runs)

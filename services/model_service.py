@@ -42,6 +42,7 @@ class ModelService:
         configure_logging(SETTINGS.log_level, SETTINGS.log_json)
         configure_heap(SETTINGS.malloc_mmap_threshold_bytes, SETTINGS.malloc_trim_interval_s)
         self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
+        self.worker.pool.warm_up()  # before the worker reports ready: the first request pays no first-use cost
 
     @bentoml.api(**BATCHING)
     def infer(self, items: list[InferenceItem]) -> list[Outcome]:

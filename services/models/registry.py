@@ -171,6 +171,22 @@ class ModelPool:
                 return predictions
         raise ModelUnavailable(f"no version of {self.name} could answer: {last_error}")
 
+    def warm_up(self) -> str | None:
+        """Warm the model a request without ``version`` reaches first (:meth:`Model.warm_up`); returns its tag.
+
+        Never fails start-up: a warm-up that raises is logged, and the version answers (or falls back) as it would.
+        """
+        loaded = [(v, p) for v in self.candidates(None) for p in v.precisions(self.prefer_int8)]
+        if not loaded:
+            return None
+        version, precision = loaded[0]
+        try:
+            version.models[precision].warm_up()
+        except Exception as exc:
+            log.warning("warm-up failed", extra={"model": version.spec.tag, "precision": precision, "error": str(exc)})
+            return None
+        return f"{version.spec.tag} ({precision})"
+
     def _record_failure(self, candidate: LoadedVersion, precision: str, exc: Exception) -> None:
         candidate.errors[precision] = f"run failed: {exc}"
         INFERENCE_ERRORS.labels(self.name, candidate.spec.version, type(exc).__name__).inc()

@@ -36,6 +36,14 @@ def test_local_defaults_are_sqlite_migrated_at_start_and_the_memory_cache(tmp_pa
         asyncio.run(plane.close())
 
 
+def test_the_running_experiments_are_read_at_start_not_by_the_first_request(tmp_path: Path) -> None:
+    plane = DataPlane.from_settings(settings(tmp_path))
+    try:
+        assert not plane.experiments.stale()  # the first assignment finds a snapshot and reads nothing
+    finally:
+        asyncio.run(plane.close())
+
+
 def test_production_does_not_migrate_at_start(tmp_path: Path) -> None:
     plane = DataPlane.from_settings(settings(tmp_path, db_migrate_on_start=False, cache_enabled=False))
     try:

@@ -292,3 +292,36 @@ def test_is_client_error() -> None:
     assert is_client_error(VersionNotFound("gone"))
     assert not is_client_error(ModelUnavailable())
     assert not is_client_error(RuntimeError("boom"))
+
+
+# --- warm-up ---------------------------------------------------------------------------------
+
+
+def test_warm_up_runs_the_default_version_and_precision_once_and_records_nothing() -> None:
+    name = "p-warm"
+    factory = FakeFactory()
+    pool = ModelPool(name, [entry(name, "v1", files=BOTH), entry(name, "v0", Stage.CANARY, files=BOTH)], factory)
+    items = {"model": name, "version": "v1", "outcome": "ok"}
+    before = sample("cv_inference_items_total", items)
+
+    assert pool.warm_up() == f"{name}:v1 (int8)"
+
+    int8, fp32 = factory.runners[("v1", "int8")], factory.runners[("v1", "fp32")]
+    assert len(int8.batches) == 1 and fp32.batches == [] and factory.runners[("v0", "int8")].batches == []
+    spec = pool.versions["v1"].spec.input
+    assert int8.batches[0].shape == (1, 3, spec.height, spec.width)  # a resized image, one run
+    assert sample("cv_inference_items_total", items) == before
+
+
+def test_a_failed_warm_up_is_logged_and_never_stops_start_up(caplog: pytest.LogCaptureFixture) -> None:
+    name = "p-warm-fail"
+    factory = FakeFactory({("v1", "int8"): FakeRunner(error=RuntimeError("no kernel"))})
+    pool = ModelPool(name, [entry(name, "v1", files=BOTH)], factory)
+
+    assert pool.warm_up() is None
+    assert "warm-up failed" in caplog.text
+    assert pool.status()["status"] == "ok"  # a request decides, and falls back, as without the warm-up
+
+
+def test_warm_up_of_an_empty_pool_does_nothing() -> None:
+    assert ModelPool("p-warm-empty", [], FakeFactory()).warm_up() is None
