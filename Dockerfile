@@ -106,13 +106,13 @@ COPY bentos bentos
 USER 10001:10001
 # A one-shot job: compose waits for it with service_completed_successfully, so there is nothing to probe.
 HEALTHCHECK NONE
-# What `make import-models` imports: each model's production version and the archived earlier ones (v4, v1).
+# What `make import-models` imports: each model's production version and the archived earlier ones (v6, v1).
 CMD ["sh", "-c", "python bentos/classifier/import_model.py \
-    && python bentos/classifier/import_model.py --version v4 --stage archived \
+    && python bentos/classifier/import_model.py --version v6 --stage archived \
     && python bentos/classifier/import_model.py --version v1 --stage archived \
     && python bentos/detector/import_model.py \
     && python bentos/embedder/import_model.py \
-    && python bentos/embedder/import_model.py --version v4 --stage archived \
+    && python bentos/embedder/import_model.py --version v6 --stage archived \
     && python bentos/embedder/import_model.py --version v1 --stage archived"]
 
 # --- api: the public routes; last, so a plain `docker build .` gives the api image -------------------------

@@ -32,11 +32,11 @@ install-train: $(VENV)/.installed-train
 
 import-models: install
 	$(PY) bentos/classifier/import_model.py
-	$(PY) bentos/classifier/import_model.py --version v4 --stage archived
+	$(PY) bentos/classifier/import_model.py --version v6 --stage archived
 	$(PY) bentos/classifier/import_model.py --version v1 --stage archived
 	$(PY) bentos/detector/import_model.py
 	$(PY) bentos/embedder/import_model.py
-	$(PY) bentos/embedder/import_model.py --version v4 --stage archived
+	$(PY) bentos/embedder/import_model.py --version v6 --stage archived
 	$(PY) bentos/embedder/import_model.py --version v1 --stage archived
 
 # Every Bento, offline, from the store `make import-models` filled: one per model service and the api (bentofile.yaml at

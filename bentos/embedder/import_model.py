@@ -1,16 +1,17 @@
 """Import the embedder into the BentoML model store.
 
-- ``v6`` (default, stage production): the class probabilities of classifier v6 (200-d, L2-normalised), from the
-  classifier's own files in ``artifacts/lite0_tiny_imagenet200_v6``; promoted over ``v4`` by the release gate.
-- ``v4`` (archived by ``make import-models``, for a rollback): the class probabilities of classifier v4, from
-  ``artifacts/lite0_tiny_imagenet200_v4``; ``v2``, classifier v2's, from ``artifacts/lite0_tiny_imagenet200``.
-- ``v3``, ``v5`` (release candidates, never promoted; ingredients of the soups): classifier v3's and v5's, from
+- ``v8`` (default, stage production): the class probabilities of classifier v8 (200-d, L2-normalised), from the
+  classifier's own files in ``artifacts/lite0_tiny_imagenet200_v8``; promoted over ``v6`` by the release gate.
+- ``v6`` (archived by ``make import-models``, for a rollback): the class probabilities of classifier v6, from
+  ``artifacts/lite0_tiny_imagenet200_v6``; ``v4`` and ``v2``, classifier v4's and v2's, from their folders.
+- ``v3``, ``v5``, ``v7`` (release candidates, never promoted; ingredients of the soups): classifier v3's, v5's and
+  v7's, from
   ``artifacts/candidates/``.
 - ``v1``: EfficientNet-Lite0 ImageNet-1k pooled features (1280-d), from ``artifacts/efficientnet_lite0_imagenet1k``.
 
 The specs are built by :mod:`services.models.specs.lite0`.
 
-Usage: python bentos/embedder/import_model.py [--version v6] [--stage production] [--force]
+Usage: python bentos/embedder/import_model.py [--version v8] [--stage production] [--force]
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ Expand = Annotated[
         description=(
             "Query expansion: how many of the query's nearest gallery images are added to it (weighted by their "
             "similarity) before the search; 0 searches with the query alone; default: the embedder version's setting "
-            "(v6, v4, v2: 0). Helps when the gallery holds more images of the query's class than this: with embedder "
+            "(v2 to v8: 0). Helps when the gallery holds more images of the query's class than this: with embedder "
             "v2, 10 raised precision@10 by 0.4 to 1.3 points on galleries of 25 and 50 per class, 30 lost 1 point on "
-            "25 (docs/adr/0015-query-expansion-for-the-class-embedder.md); with v6, 10 raised it 1.4 points on 50"
+            "25 (docs/adr/0015-query-expansion-for-the-class-embedder.md); with v8, 10 raised it 1.3 points on 50"
         ),
     ),
 ]
