@@ -81,6 +81,10 @@ def _depends(service: Any, url: str | None) -> Any:
     workers=1,
     traffic={"timeout": 120, "max_concurrency": 512},
     logging={"access": {"enabled": settings.bentoml_access_log}},
+    # BentoML's HTTP metrics label each request by its raw path: every job id and gallery id polled made new series,
+    # for ever (+528 series in a 20-minute soak, benchmarks/reports/memory.md). The api's own cv_http_* metrics label
+    # by route template (services/http/middleware.py), so BentoML's are off here; the model services' routes are fixed.
+    metrics={"enabled": False},
 )
 @bentoml.asgi_app(app, path="/api/v1")
 class Api:

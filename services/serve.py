@@ -12,9 +12,8 @@ socket: the process that imported BentoML to read the configuration *becomes* th
 What it keeps from ``bentoml serve`` (``_bentoml_impl.server.serving.serve_http``): the service's ``envs``, the
 allocator's worker environment, the deployment hooks, the backlog, the runner map naming the service itself, and the
 Prometheus multiprocess folder under BENTOML_HOME, emptied (deploy/ gives each process a home of its own). What it
-refuses: a service that wants more than
-one worker, or dependencies without a URL (those need ``bentoml serve``, which starts them); ``make serve`` and local
-development keep ``bentoml serve``.
+refuses: a service that wants more than one worker, or dependencies without a URL (those need ``bentoml serve``, which
+starts them); ``make serve`` and local development keep ``bentoml serve``.
 """
 
 from __future__ import annotations

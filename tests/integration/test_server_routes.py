@@ -77,6 +77,16 @@ def test_models_health_metrics(server: Server) -> None:
     assert 'route="/api/v1/classify"' in metrics
 
 
+def test_ids_in_paths_make_no_metric_series(server: Server) -> None:
+    """A job or gallery id in a path is not a label: each id polled would be new series, without end."""
+    ids = ["0f1e2d3c4b5a69788796a5b4c3d2e1f0", "gallery-item-never-seen-1234"]
+    assert httpx.get(f"{server.url}/api/v1/jobs/{ids[0]}").status_code == 404
+    assert httpx.delete(f"{server.url}/api/v1/gallery/{ids[1]}").status_code == 404
+    metrics = httpx.get(f"{server.url}/api/v1/metrics").text
+    assert 'route="/api/v1/jobs/{job_id}"' in metrics  # counted, under the route's template
+    assert not [line for line in metrics.splitlines() if any(i in line for i in ids)]
+
+
 def test_hostile_file_is_a_problem_and_the_server_lives_on(server: Server, photos: dict[str, bytes]) -> None:
     bad = httpx.post(
         f"{server.url}/api/v1/detect", files={"image": ("x.jpg", photos["chelsea.jpg"][:500], "image/jpeg")}, timeout=30
