@@ -12,9 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,17 +21,8 @@ import pytest
 
 from deploy.runner import own_bentoml_home
 from deploy.topology import free_port
-from tests.integration.server import REPO
-
-
-@dataclass
-class Bare:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+from tests.integration.server import REPO, Server
+from tests.waiting import wait_for
 
 
 def _env(bentoml_home: str, home: Path, **extra: str) -> dict[str, str]:
@@ -50,35 +39,34 @@ def _env(bentoml_home: str, home: Path, **extra: str) -> dict[str, str]:
 def _launch(target: str, env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "services.serve", target, "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as handle:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _ready(url: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, f"exited with {process.returncode}"
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture(scope="module")
-def classifier(model_store: list[str], bentoml_home: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
+def classifier(model_store: list[str], bentoml_home: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("bare-classifier")
     port = free_port()
     log_path = folder / "classifier.log"
     process = _launch("services.classifier:ClassifierService", _env(bentoml_home, folder / "home"), log_path, port)
-    bare = Bare(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, bare.log()[-4000:]
-        try:
-            if httpx.get(f"{bare.url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"not ready after 120 s:\n{bare.log()[-4000:]}")
-    yield bare
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    bare = Server(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_for(lambda: _ready(bare.url, process), 120, "the bare worker's /readyz", 0.5, lambda: bare.log()[-4000:])
+        yield bare
+    finally:
+        bare.stop()
 
 
-def test_the_started_process_is_the_worker_with_nothing_under_it(classifier: Bare) -> None:
+def test_the_started_process_is_the_worker_with_nothing_under_it(classifier: Server) -> None:
     worker = psutil.Process(classifier.process.pid)
     command = worker.cmdline()
     assert command[1:3] == ["-m", "_bentoml_impl.worker.service"], command
@@ -87,7 +75,7 @@ def test_the_started_process_is_the_worker_with_nothing_under_it(classifier: Bar
     assert worker.children(recursive=True) == []
 
 
-def test_it_answers_and_exports_metrics(classifier: Bare) -> None:
+def test_it_answers_and_exports_metrics(classifier: Server) -> None:
     status = httpx.post(f"{classifier.url}/status", json={}, timeout=10)
     assert status.status_code == 200
     assert status.json()["model"] == "classifier" and status.json()["status"] == "ok"
@@ -95,7 +83,7 @@ def test_it_answers_and_exports_metrics(classifier: Bare) -> None:
     assert 'cv_model_version_loaded{model="classifier"' in metrics
 
 
-def test_sigterm_stops_it_cleanly(classifier: Bare) -> None:
+def test_sigterm_stops_it_cleanly(classifier: Server) -> None:
     classifier.process.send_signal(signal.SIGTERM)
     # Uvicorn shuts down (the service's cleanup runs), then raises the signal it caught again: killed by SIGTERM.
     assert classifier.process.wait(timeout=30) == -signal.SIGTERM, classifier.log()[-4000:]
