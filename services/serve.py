@@ -86,8 +86,13 @@ def configured_backlog() -> int:
     return int(BentoMLContainer.api_server_config.backlog.get())
 
 
-def prepare(svc: Any, target: str, host: str, port: int, fd: int, environ: dict[str, str]) -> WorkerLaunch:
-    """The worker's command and environment for ``svc`` (from :func:`load_service`) serving on socket ``fd``."""
+def prepare(
+    svc: Any, target: str, host: str, port: int, fd: int, backlog: int, environ: dict[str, str]
+) -> WorkerLaunch:
+    """The worker's command and environment for ``svc`` (from :func:`load_service`) serving on socket ``fd``.
+
+    ``backlog`` is the one the socket was bound with (:func:`configured_backlog`), told to the worker as well.
+    """
     from _bentoml_impl.server.allocator import ResourceAllocator
     from _bentoml_impl.server.serving import server_on_deployment
     from bentoml._internal.configuration.containers import BentoMLContainer
@@ -110,7 +115,7 @@ def prepare(svc: Any, target: str, host: str, port: int, fd: int, environ: dict[
     }
     argv = [
         *[sys.executable, "-m", WORKER_MODULE, target, "--fd", str(fd), "--service-name", svc.name],
-        *["--backlog", str(configured_backlog()), "--worker-id", "1"],
+        *["--backlog", str(backlog), "--worker-id", "1"],
         *["--args", json.dumps(BentoMLContainer.bento_arguments.get())],
     ]
     return WorkerLaunch(argv, env)
@@ -126,11 +131,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, os.getcwd())  # as `bentoml serve` and the worker import the target: from the working folder
     try:
-        svc = load_service(args.target)
-        sock = bind(args.host, args.port, configured_backlog())
-        launch = prepare(svc, args.target, args.host, args.port, sock.fileno(), dict(os.environ))
+        svc = load_service(args.target)  # `python -m` put the working folder first on sys.path, as the worker's does
+        backlog = configured_backlog()
+        sock = bind(args.host, args.port, backlog)
+        launch = prepare(svc, args.target, args.host, args.port, sock.fileno(), backlog, dict(os.environ))
     except (ServeError, OSError) as exc:
         print(f"services.serve: {exc}", file=sys.stderr)
         return 2
