@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
 
-from kernel.errors import InvalidParameter, ServiceError, error_to_dict
+from kernel.errors import InvalidParameter, ModelUnavailable, ServiceError, error_to_dict
 from kernel.logging import bind_request_id, reset_request_id
 from services.config import ServingSettings
 from services.metrics import INFERENCE_ITEMS
@@ -99,6 +99,7 @@ def build_pool(name: str, settings: ServingSettings) -> ModelPool:
             providers=settings.ort_providers,
             threads=settings.ort_intra_op_threads,
             spinning=settings.ort_allow_spinning,
+            solo_threads=settings.ort_solo_threads,
             tensorrt=TensorrtOptions(settings.ort_trt_fp16, settings.ort_trt_int8, settings.tensorrt_cache_dir),
             cpu_mem_arena=settings.ort_cpu_mem_arena,
             mem_pattern=settings.ort_mem_pattern,
@@ -130,6 +131,9 @@ class ModelWorker:
 
     def run(self, items: list[InferenceItem]) -> list[Outcome]:
         """Answer every item; errors are per item."""
+        if not any(version.models for version in self.pool.versions.values()):
+            # Nothing loaded: no family to check the parameters against (they would all read as unknown), no answer.
+            return [_failed(ModelUnavailable(f"no version of {self.pool.name} is loaded")) for _ in items]
         outcomes: list[Outcome | None] = [None] * len(items)
         groups: dict[str | None, list[tuple[int, Params]]] = defaultdict(list)
         params_type = self.params_type()

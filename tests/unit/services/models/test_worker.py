@@ -174,6 +174,14 @@ def test_run_on_empty_pool_answers_every_item_with_503() -> None:
     assert [o.error["type"] if o.error else "ok" for o in outcomes] == ["model-unavailable"] * 2
 
 
+def test_run_on_empty_pool_answers_503_even_with_the_familys_parameters() -> None:
+    # Not a 422 "top_k: Extra inputs are not permitted": with nothing loaded the family's parameters are unknown.
+    outcomes = ModelWorker(pool("w-empty-params")).run([InferenceItem(image=image(), params={"top_k": 3})])
+    assert outcomes[0].error is not None
+    assert outcomes[0].error["type"] == "model-unavailable"
+    assert "no version of w-empty-params is loaded" in outcomes[0].error["detail"]
+
+
 def test_params_type_comes_from_the_family() -> None:
     assert ModelWorker(pool("w-ptype", "v1")).params_type() is ClassifyParams
 
