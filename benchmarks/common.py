@@ -58,7 +58,9 @@ def machine_facts() -> dict[str, Any]:
         "bentoml": bentoml.__version__,
         "serving settings": f"models_in_process={s.run_models_in_process}, micro_batch_size={s.micro_batch_size}, "
         f"max_concurrent_runs={s.max_concurrent_runs}, max_batch_size={s.max_batch_size}, "
-        f"max_latency_ms={s.max_latency_ms}, ort_intra_op_threads={s.ort_intra_op_threads}, log_level={s.log_level}",
+        f"max_latency_ms={s.max_latency_ms}, ort_intra_op_threads={s.ort_intra_op_threads}, "
+        f"ort_solo_threads={s.ort_solo_threads}, inline_alone_max_pixels={s.inline_alone_max_pixels}, "
+        f"log_level={s.log_level}",
     }
 
 

@@ -132,7 +132,12 @@ class Api:
                 models.worker(name).pool.warm_up()
             # Concurrent calls of a model merged into one run (CV_BATCHING_ENABLED), as the model services do.
             return (
-                MicroBatchingClient(models, settings.micro_batch_size, settings.max_concurrent_runs)
+                MicroBatchingClient(
+                    models,
+                    settings.micro_batch_size,
+                    settings.max_concurrent_runs,
+                    inline_max_pixels=settings.inline_alone_max_pixels,
+                )
                 if settings.batching_enabled
                 else ThreadedClient(models)
             )

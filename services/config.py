@@ -79,6 +79,12 @@ class ServingSettings(BaseSettings):
     # Whether ONNX Runtime's idle intra-op threads busy-wait for the next run. Off: on a small CPU the api and
     # the other model services need those cycles (benchmarks/reports/peers.md measured it).
     ort_allow_spinning: bool = False
+    # Intra-op threads of the second session a model runs on when no other run of it is in flight (a request alone,
+    # as at concurrency 1): its threads spin while the run lasts and stop when it ends, so a lone request has every
+    # core and overlapping runs keep one thread each (benchmarks/reports/peers.md). Costs a second ONNX Runtime session
+    # per loaded file that runs alone (+10 MB for the classifier, +20 for the detector, benchmarks/reports/memory.md).
+    # 0, or not above ort_intra_op_threads: one session per file.
+    ort_solo_threads: int = Field(default=2, ge=0)
     # The C heap of the api, model service and job worker processes (services/process.py,
     # benchmarks/reports/memory_detector.md). After a batch, at most once per this many seconds, glibc's free heap
     # pages go back to the kernel (malloc_trim); without it a worker stays near its largest burst (0: never).
@@ -130,6 +136,12 @@ class ServingSettings(BaseSettings):
     # the calls behind it).
     max_concurrent_runs: int = Field(default=2, gt=0)
     micro_batch_size: int = Field(default=4, gt=0)
+    # While the api serves one inference request and nothing else (services/models/runtime.py DEMAND), it decodes
+    # that request's image and runs its in-process model on the event loop instead of handing each to a thread and
+    # back, for images of at most this many pixels (a decode and a run of a few milliseconds): two thread hand-offs
+    # less, ~1.2 ms of a ~10 ms classify at concurrency 1 (benchmarks/reports/peers.md). A request arriving meanwhile
+    # waits for that step. 0: always in a thread.
+    inline_alone_max_pixels: int = Field(default=1_000_000, ge=0)
 
     # Admission control of the api's inference routes (services/http/admission.py, benchmarks/reports/overload.md):
     # a limit of requests per api process run at once; others wait for a slot up to the queue timeout, or are

@@ -13,6 +13,7 @@ import bentoml
 
 from kernel.logging import configure_logging
 from services.config import get_settings
+from services.models.runtime import DEMAND
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 from services.process import configure_heap
 
@@ -47,7 +48,8 @@ class ModelService:
     @bentoml.api(**BATCHING)
     def infer(self, items: list[InferenceItem]) -> list[Outcome]:
         """Run the model on a batch of validated images; one outcome per image."""
-        return self.worker.run(items)
+        with DEMAND.serving(len(items)):  # a batch of one, alone, may take the model's solo session
+            return self.worker.run(items)
 
     @bentoml.api
     def status(self) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def job_client(settings: ServingSettings) -> ModelClient:
     """
     explicit = explicit_urls(settings)
     urls = {m: url for m in JOB_MODELS if (url := explicit.get(m) or settings.bentoml_runner_map.get(m))}
-    local = InProcessClient(settings)
+    # A job is background work: its runs never take a model's solo session (ADR 0019), whose spinning threads would
+    # take cores from the requests the api answers meanwhile.
+    local = InProcessClient(settings.model_copy(update={"ort_solo_threads": 0}))
     if not urls:
         log.info("job worker runs the models in process")
         return local

@@ -32,6 +32,7 @@ from services.http.middleware import _HttpOnly
 from services.http.paths import API_PREFIX
 from services.http.problems import problem_response
 from services.metrics import ADMISSION_INFLIGHT, ADMISSION_LIMIT, ADMISSION_REFUSED, ADMISSION_WAIT, HTTP_ERRORS
+from services.models.runtime import DEMAND
 
 # Routes (under the prefix) the middleware guards: POST only. /batch guards its inline mode in the route.
 GUARDED_PATHS = frozenset({"/classify", "/detect", "/search"})
@@ -155,6 +156,7 @@ class AdmissionController:
 
     def _free(self) -> None:
         self.inflight -= 1
+        DEMAND.add(-1)
         ADMISSION_INFLIGHT.dec()
 
     @asynccontextmanager
@@ -190,6 +192,7 @@ class AdmissionController:
     def _take(self, waited_s: float) -> None:
         self._window.add(admitted=1)
         self.inflight += 1
+        DEMAND.add(1)  # the models' solo sessions run only while the process serves one request
         ADMISSION_INFLIGHT.inc()
         ADMISSION_WAIT.observe(waited_s)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, UploadFile
@@ -16,8 +17,9 @@ from services.config import ServingSettings
 from services.http.admission import AdmissionController
 from services.http.dataplane import DataPlane
 from services.http.recording import current_ledger
-from services.imaging import DecodedImage, DecodeFloor, decode_image
+from services.imaging import DecodedImage, DecodeFloor, decode_image, header_pixels
 from services.jobs.queue import JobQueue
+from services.models.runtime import serving_alone
 
 # The routes' model client (the composition root's, wrapped by the cache and the inference log).
 BackendProvider = Callable[[], AsyncModelClient]
@@ -71,11 +73,15 @@ class Limits:
     max_image_bytes: int
     max_image_pixels: int
     max_batch_items: int
+    # Images of at most this many pixels decode on the event loop while the process serves this request alone
+    # (ServingSettings.inline_alone_max_pixels); 0: always in a thread.
+    inline_max_pixels: int = 0
 
     @classmethod
     def of(cls, settings: ServingSettings, headers: Mapping[str, str] | None = None) -> Limits:
         """``settings``' limits, lowered to ``X-Tier-Max-Image-Bytes`` / ``X-Tier-Max-Batch`` when trusted."""
-        limits = cls(settings.max_image_bytes, settings.max_image_pixels, settings.max_batch_items)
+        inline = settings.inline_alone_max_pixels
+        limits = cls(settings.max_image_bytes, settings.max_image_pixels, settings.max_batch_items, inline)
         if headers is None or not settings.gateway_headers_trusted:
             return limits
         image_bytes = _positive(headers.get(TIER_MAX_IMAGE_BYTES_HEADER))
@@ -84,7 +90,19 @@ class Limits:
             min(limits.max_image_bytes, image_bytes or limits.max_image_bytes),
             limits.max_image_pixels,
             min(limits.max_batch_items, batch or limits.max_batch_items),
+            inline,
         )
+
+    def decodes_inline(self, data: bytes) -> bool:
+        """Whether ``data`` decodes on the event loop: the process serves this request alone and the image is small.
+
+        A lone request is then spared a hand-off to a thread and back (~0.5 ms, benchmarks/reports/peers.md); under
+        load the decode stays in a thread, where it overlaps the event loop's work (Pillow decodes without the GIL).
+        """
+        if self.inline_max_pixels <= 0 or not serving_alone():
+            return False
+        pixels = header_pixels(data)  # None: unreadable, and the thread's decode_image raises the right problem
+        return pixels is not None and pixels <= self.inline_max_pixels
 
 
 def _positive(value: str | None) -> int | None:
@@ -116,7 +134,7 @@ async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | No
         data = await upload.read(limits.max_image_bytes + 1)
         if len(data) > limits.max_image_bytes:
             raise PayloadTooLarge(f"image {upload.filename!r} exceeds {limits.max_image_bytes} bytes")
-        image = await run_in_threadpool(
+        decode = partial(
             decode_image,
             data,
             declared_type=upload.content_type,
@@ -124,6 +142,7 @@ async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | No
             max_pixels=limits.max_image_pixels,
             floor=floor,
         )
+        image = decode() if limits.decodes_inline(data) else await run_in_threadpool(decode)
     except ServiceError as exc:
         ledger.image_refused(exc)
         raise

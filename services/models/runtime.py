@@ -7,8 +7,12 @@ TensorRT or CUDA are used when this onnxruntime build offers them (a GPU machine
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +57,43 @@ def session_providers(names: list[str], tensorrt: TensorrtOptions | None) -> lis
     return [(n, tensorrt.provider_options()) if n == "TensorrtExecutionProvider" else n for n in names]
 
 
+class Demand:
+    """How many requests (or images) this process is serving now, counted by its outermost layer.
+
+    The api's admission control counts its admitted inference requests, a model service counts the images of the
+    batches it runs; a run is "alone" (:class:`OrtRunner`'s solo session) only while this is at most one. With no
+    layer counting (a job worker, a script) it stays 0, and only the runs in flight decide.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self._count += n
+
+    @contextmanager
+    def serving(self, n: int = 1) -> Iterator[None]:
+        self.add(n)
+        try:
+            yield
+        finally:
+            self.add(-n)
+
+
+DEMAND = Demand()
+
+
+def serving_alone() -> bool:
+    """Whether this process serves at most one request now (DEMAND): the moment a lone request may skip hand-offs."""
+    return DEMAND.count <= 1
+
+
 class OrtRunner:
     """Runs one ONNX file; returns one named output for a batch of input tensors."""
 
@@ -69,21 +110,12 @@ class OrtRunner:
         cpu_mem_arena: bool = True,
         mem_pattern: bool = True,
         cpu_max_batch: int | None = None,
+        solo_threads: int = 0,
     ) -> None:
-        # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
-        # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.enable_cpu_mem_arena = cpu_mem_arena  # off: buffers go back to the allocator after each run
-        options.enable_mem_pattern = mem_pattern
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        chosen = session_providers(available_providers(providers), tensorrt)
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        self._chosen = session_providers(available_providers(providers), tensorrt)
+        self._arena = (cpu_mem_arena, mem_pattern)
+        self.session = self._session(threads, spinning=spinning)
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if input_name not in inputs:
@@ -99,20 +131,64 @@ class OrtRunner:
         # arena never grows to a 16-image activation set (benchmarks/reports/memory_ort.md). GPUs take it whole.
         on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
         self.max_batch = self.fixed_batch or (cpu_max_batch if on_cpu else None)
+        # A run that starts while no other run of this file is in flight and the process serves one request (DEMAND:
+        # a request alone, as at concurrency 1) goes to a second session with ``solo_threads`` intra-op threads that
+        # spin while the run lasts and stop when it ends: a lone run takes every core at no cost to other work, and
+        # runs that overlap keep one thread each (benchmarks/reports/peers.md). Made on its first run (the warm-up at
+        # start), on the CPU provider only.
+        self.solo_threads = solo_threads if on_cpu and solo_threads > threads else 0
+        self._solo: Any = None
+        self._in_flight = 0
+        self._lock = threading.Lock()
         log.info("onnx session ready", extra={"file": path.name, "providers": self.session.get_providers()})
+
+    def _session(self, threads: int, *, spinning: bool, stop_spinning: bool = False) -> Any:
+        # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
+        # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.enable_cpu_mem_arena, options.enable_mem_pattern = self._arena  # arena off: buffers freed per run
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        if stop_spinning:  # the threads stop spinning when a run ends, so an idle session takes no CPU
+            options.add_session_config_entry("session.force_spinning_stop", "1")
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(self.path), sess_options=options, providers=self._chosen)
 
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    @property
+    def solo_session(self) -> Any:
+        """The session of lone runs (None until the first, or where ``solo_threads`` is off)."""
+        return self._solo
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 N x C x H x W batch."""
+        with self._lock:
+            alone = self._in_flight == 0 and serving_alone()
+            self._in_flight += 1
+        try:
+            session = self.session
+            if alone and self.solo_threads:
+                if self._solo is None:  # only a lone run gets here, so it is made once
+                    self._solo = self._session(self.solo_threads, spinning=True, stop_spinning=True)
+                session = self._solo
+            return self._run(session, batch)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _run(self, session: Any, batch: np.ndarray) -> np.ndarray:
         step = self.max_batch
         if step is None or (len(batch) == step if self.fixed_batch else len(batch) <= step):
-            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            (output,) = session.run([self.output_name], {self.input_name: batch})
             return np.asarray(output)
         parts = [
-            self.session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
+            session.run([self.output_name], {self.input_name: batch[i : i + step]})[0]
             for i in range(0, len(batch), step)
         ]
         return np.concatenate(parts)

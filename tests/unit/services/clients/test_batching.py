@@ -131,3 +131,75 @@ def test_a_call_after_every_run_ended_starts_a_new_one() -> None:
         return await asyncio.wait_for(client.infer("detector", [item("late")]), 5)
 
     assert [o.error for o in asyncio.run(scenario())] == [{"id": "late"}]
+
+
+class ThreadNoting(Models):
+    """Notes the thread each run ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release.set()
+        self.threads: list[int] = []
+
+    def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
+        self.threads.append(threading.get_ident())
+        return super().infer(model, items)
+
+
+async def _on_loop(client: MicroBatchingClient, items: list[InferenceItem]) -> int:
+    await client.infer("classifier", items)
+    return threading.get_ident()
+
+
+@pytest.mark.parametrize(
+    ("inline_max_pixels", "demand", "side", "on_loop"),
+    [
+        (16, 1, 2, True),  # alone, small: on the event loop
+        (16, 0, 2, True),  # nothing counts demand (the admission control is off): the runs in flight decide
+        (16, 2, 2, False),  # another request is being served: in a thread
+        (16, 1, 5, False),  # 25 pixels > 16: in a thread
+        (0, 1, 2, False),  # off
+    ],
+)
+def test_a_lone_small_call_runs_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, inline_max_pixels: int, demand: int, side: int, on_loop: bool
+) -> None:
+    from services.models import runtime
+
+    monkeypatch.setattr(runtime.DEMAND, "_count", demand)
+    models = ThreadNoting()
+    client = MicroBatchingClient(models, max_batch_size=4, inline_max_pixels=inline_max_pixels)  # type: ignore[arg-type]
+    image = InferenceItem(image=np.zeros((side, side, 3), np.uint8), request_id="x")
+    loop_thread = asyncio.run(_on_loop(client, [image]))
+    assert (models.threads == [loop_thread]) is on_loop
+    assert models.runs == [("classifier", ["x"])]
+
+
+def test_a_call_while_another_run_of_the_model_is_in_flight_goes_to_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.models import runtime
+
+    models = HeldModels()
+    client = MicroBatchingClient(models, max_batch_size=1, max_runs=2, inline_max_pixels=1 << 20)  # type: ignore[arg-type]
+    threads: dict[str | None, int] = {}
+    held = models.infer
+
+    def noting(model: str, items: list[InferenceItem]) -> list[Outcome]:
+        threads[items[0].request_id] = threading.get_ident()
+        return held(model, items)
+
+    models.infer = noting  # type: ignore[method-assign]
+
+    async def scenario() -> int:
+        monkeypatch.setattr(runtime.DEMAND, "_count", 2)  # the first goes to a thread, where it holds its run
+        first = asyncio.create_task(client.infer("classifier", [item("a")]))
+        await asyncio.sleep(0.05)
+        monkeypatch.setattr(runtime.DEMAND, "_count", 1)  # now alone by the count, but "a" still runs
+        second = asyncio.create_task(client.infer("classifier", [item("b")]))
+        await asyncio.sleep(0.05)
+        models.release.set()
+        await asyncio.gather(first, second)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert sorted(threads) == ["a", "b"]
+    assert loop_thread not in threads.values()

@@ -97,7 +97,9 @@ def test_job_client_prefers_explicit_urls_then_the_runner_map(monkeypatch: pytes
 
 
 def test_job_client_runs_the_models_in_process_without_addresses() -> None:
-    assert isinstance(job_client(settings()), InProcessClient)
+    client = job_client(settings())
+    assert isinstance(client, InProcessClient)
+    assert client.settings.ort_solo_threads == 0  # background work never takes a model's solo session (ADR 0019)
 
 
 def test_in_process_models_load_once_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:

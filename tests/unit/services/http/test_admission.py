@@ -292,3 +292,24 @@ def test_admission_can_be_turned_off() -> None:
     assert controller is None
     client.post("/classify", files={"image": ("a.jpg", _jpeg(), "image/jpeg")})
     assert spy.calls == 1
+
+
+def test_the_process_demand_follows_the_admitted_requests() -> None:
+    # The models' solo sessions and the inline decode read DEMAND: it must count every slot held, handed on or freed.
+    from services.models.runtime import DEMAND
+
+    async def scenario() -> None:
+        start = DEMAND.count
+        controller = AdmissionController(1, queue_timeout_s=5.0)
+        controller.hold_s = 0.01
+        await controller.acquire("/r")
+        assert DEMAND.count == start + 1
+        waiter = asyncio.create_task(controller.acquire("/r"))
+        await asyncio.sleep(0)
+        controller.release(0.01)  # handed to the waiter: still one in flight
+        await waiter
+        assert DEMAND.count == start + 1
+        controller.release(0.01)
+        assert DEMAND.count == start
+
+    asyncio.run(scenario())

@@ -158,3 +158,63 @@ def test_ort_runner_sets_the_arena_and_memory_patterns_as_asked(tiny_onnx: Path,
     assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (on, on)
     batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(2)])
     np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1]])  # same answers either way
+
+
+def _solo_runner(path: Path, solo_threads: int = 2, threads: int = 1) -> OrtRunner:
+    return OrtRunner(
+        path,
+        input_name="images",
+        output_name="out",
+        providers=["CPUExecutionProvider"],
+        threads=threads,
+        spinning=False,
+        solo_threads=solo_threads,
+    )
+
+
+def test_a_lone_run_takes_the_solo_session_whose_threads_spin_only_during_a_run(tiny_onnx: Path) -> None:
+    ort_runner = _solo_runner(tiny_onnx)
+    assert ort_runner.solo_session is None  # made on the first lone run (the warm-up at start), not before
+    batch = np.stack([np.full((3, 4, 4), i, dtype=np.float32) for i in range(2)])
+    np.testing.assert_allclose(ort_runner(batch), [[0, 0, 0], [1, 1, 1]])
+    options = ort_runner.solo_session.get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    shared = ort_runner.session.get_session_options()
+    assert (shared.intra_op_num_threads, shared.get_session_config_entry("session.intra_op.allow_spinning")) == (1, "0")
+
+
+def test_runs_under_load_keep_the_shared_session(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.models import runtime
+
+    ort_runner = _solo_runner(tiny_onnx)
+    monkeypatch.setattr(runtime.DEMAND, "_count", 2)  # a second request is being served
+    ort_runner(np.ones((1, 3, 4, 4), dtype=np.float32))
+    assert ort_runner.solo_session is None
+    monkeypatch.setattr(runtime.DEMAND, "_count", 1)
+    ort_runner._in_flight = 1  # another run of this file is in flight
+    ort_runner(np.ones((1, 3, 4, 4), dtype=np.float32))
+    assert ort_runner.solo_session is None
+    assert ort_runner._in_flight == 1  # each run gives back what it counted
+
+
+@pytest.mark.parametrize(("solo_threads", "threads"), [(0, 1), (2, 2), (1, 1)])
+def test_no_solo_session_where_it_would_not_add_threads(tiny_onnx: Path, solo_threads: int, threads: int) -> None:
+    ort_runner = _solo_runner(tiny_onnx, solo_threads, threads)
+    ort_runner(np.ones((1, 3, 4, 4), dtype=np.float32))
+    assert ort_runner.solo_threads == 0 and ort_runner.solo_session is None
+
+
+def test_demand_counts_what_is_being_served() -> None:
+    from services.models.runtime import Demand
+
+    demand = Demand()
+    with demand.serving(3):
+        assert demand.count == 3
+        with demand.serving():
+            assert demand.count == 4
+    assert demand.count == 0
+    with pytest.raises(RuntimeError), demand.serving(2):
+        raise RuntimeError
+    assert demand.count == 0
