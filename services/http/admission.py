@@ -291,3 +291,21 @@ class AdmissionMiddleware(_HttpOnly):
             await self.app(scope, receive, send)
         finally:
             self.controller.release(self.controller.clock() - started)
+
+
+class DemandMiddleware(_HttpOnly):
+    """Counts the inference requests in flight in DEMAND where admission control is off (where it is on, the
+    controller counts the slots): the models' solo sessions and the inline decode must still see the load
+    (docs/adr/0019-a-lone-request-takes-the-box.md)."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = GUARDED_PATHS) -> None:
+        super().__init__(app)
+        self.paths = paths
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = full_path(scope).removeprefix(API_PREFIX)
+        if scope["method"] != "POST" or path not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        with DEMAND.serving():
+            await self.app(scope, receive, send)

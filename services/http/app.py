@@ -21,7 +21,7 @@ from kernel.logging import get_request_id
 from services.config import ServingSettings
 from services.http import drift, experiments, feedback, gallery, inference, ops
 from services.http import jobs as job_routes
-from services.http.admission import GUARDED_PATHS, AdmissionController, AdmissionMiddleware
+from services.http.admission import GUARDED_PATHS, AdmissionController, AdmissionMiddleware, DemandMiddleware
 from services.http.deps import BackendProvider, DataPlaneProvider, JobsProvider, install
 from services.http.middleware import (
     AccessLogMiddleware,
@@ -166,6 +166,8 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, data_plane: DataPla
     admission: AdmissionController | None = app.state.admission
     if admission is not None:  # outside the inference log: a refused request ran nothing and logs no record
         app.add_middleware(AdmissionMiddleware, controller=admission, paths=GUARDED_PATHS)
+    else:  # nothing refused, but the load still counted (ADR 0019)
+        app.add_middleware(DemandMiddleware, paths=GUARDED_PATHS)
     if settings.gateway_headers_trusted:
         app.add_middleware(RateLimitEchoMiddleware)
         app.add_middleware(GatewayCallerMiddleware)

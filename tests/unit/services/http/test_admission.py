@@ -294,6 +294,27 @@ def test_admission_can_be_turned_off() -> None:
     assert spy.calls == 1
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_request_at_a_model_is_counted_in_the_process_demand_with_admission_on_or_off(enabled: bool) -> None:
+    from services.models.runtime import DEMAND
+
+    client, _, spy = _app(admission_enabled=enabled)
+    seen: list[int] = []
+    refuse = spy.infer
+
+    async def noting(model: str, items: list[InferenceItem]) -> list[Outcome]:
+        seen.append(DEMAND.count)
+        return await refuse(model, items)
+
+    spy.infer = noting  # type: ignore[method-assign]
+    before = DEMAND.count
+    client.post("/classify", files={"image": ("a.jpg", _jpeg(), "image/jpeg")})
+    assert seen == [before + 1]
+    assert DEMAND.count == before
+    client.get("/models")  # not an inference route: never counted
+    assert DEMAND.count == before
+
+
 def test_the_process_demand_follows_the_admitted_requests() -> None:
     # The models' solo sessions and the inline decode read DEMAND: it must count every slot held, handed on or freed.
     from services.models.runtime import DEMAND
