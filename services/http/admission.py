@@ -261,20 +261,32 @@ class _Refused:
     path: str
 
 
-class AdmissionMiddleware(_HttpOnly):
+class _GuardedRoutes(_HttpOnly):
+    """Middleware that acts on POST requests to ``paths`` (under the prefix) only."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = GUARDED_PATHS) -> None:
+        super().__init__(app)
+        self.paths = paths
+
+    def guarded(self, scope: Scope) -> str | None:
+        """The request's path under the prefix when this middleware guards it, else None."""
+        path = full_path(scope).removeprefix(API_PREFIX)
+        return path if scope["method"] == "POST" and path in self.paths else None
+
+
+class AdmissionMiddleware(_GuardedRoutes):
     """Guards POST requests to ``paths`` (under the prefix) with ``controller``, before the app runs.
 
     A refusal names its route in the scope, so the access log and the HTTP metrics label it by its template.
     """
 
     def __init__(self, app: ASGIApp, controller: AdmissionController, paths: frozenset[str] = GUARDED_PATHS) -> None:
-        super().__init__(app)
+        super().__init__(app, paths)
         self.controller = controller
-        self.paths = paths
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = full_path(scope).removeprefix(API_PREFIX)
-        if scope["method"] != "POST" or path not in self.paths:
+        path = self.guarded(scope)
+        if path is None:
             await self.app(scope, receive, send)
             return
         try:
@@ -293,18 +305,13 @@ class AdmissionMiddleware(_HttpOnly):
             self.controller.release(self.controller.clock() - started)
 
 
-class DemandMiddleware(_HttpOnly):
+class DemandMiddleware(_GuardedRoutes):
     """Counts the inference requests in flight in DEMAND where admission control is off (where it is on, the
     controller counts the slots): the models' solo sessions and the inline decode must still see the load
     (docs/adr/0019-a-lone-request-takes-the-box.md)."""
 
-    def __init__(self, app: ASGIApp, paths: frozenset[str] = GUARDED_PATHS) -> None:
-        super().__init__(app)
-        self.paths = paths
-
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = full_path(scope).removeprefix(API_PREFIX)
-        if scope["method"] != "POST" or path not in self.paths:
+        if self.guarded(scope) is None:
             await self.app(scope, receive, send)
             return
         with DEMAND.serving():
