@@ -25,7 +25,7 @@ from services.embedder import EmbedderService
 from services.http.deferred import DeferredApp
 from services.http.pages import PagesMiddleware
 from services.models.catalogue import MODEL_NAMES
-from services.process import configure_heap
+from services.process import configure_heap, freeze_startup_objects
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -113,6 +113,7 @@ class Api:
         # Its Celery beat sends the periodic drift check (CV_DRIFT_ENABLED).
         command = worker_command(settings, beat=settings.drift_enabled)
         self.job_worker = EmbeddedWorker(command).start() if settings.embedded_worker else None
+        freeze_startup_objects(settings.gc_freeze_at_start)  # last: all of the above lives as long as the process
 
     @bentoml.on_startup
     async def start_shadow_mirror(self) -> None:

@@ -15,7 +15,7 @@ from kernel.logging import configure_logging
 from services.config import get_settings
 from services.models.runtime import DEMAND
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
-from services.process import configure_heap
+from services.process import configure_heap, freeze_startup_objects
 
 SETTINGS = get_settings()
 # Model services run one process each; ONNX Runtime uses the cores (ort_intra_op_threads).
@@ -44,6 +44,7 @@ class ModelService:
         configure_heap(SETTINGS.malloc_mmap_threshold_bytes, SETTINGS.malloc_trim_interval_s)
         self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
         self.worker.pool.warm_up()  # before the worker reports ready: the first request pays no first-use cost
+        freeze_startup_objects(SETTINGS.gc_freeze_at_start)
 
     @bentoml.api(**BATCHING)
     def infer(self, items: list[InferenceItem]) -> list[Outcome]:

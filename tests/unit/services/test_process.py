@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,34 @@ def test_trimming_waits_its_interval_and_zero_turns_it_off() -> None:
     finally:
         process.configure_heap(0, 0.0)
         process._Trim.last = float("-inf")
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    import gc
+
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # the rest of the test session keeps a collector that sees everything
+
+
+def test_freeze_startup_objects_puts_whats_alive_out_of_the_collectors_reach(unfrozen: None) -> None:
+    import gc
+
+    from services.process import freeze_startup_objects
+
+    kept = [[i] for i in range(1000)]  # alive at "start-up"
+    frozen = freeze_startup_objects()
+    assert frozen == gc.get_freeze_count() >= len(kept)
+    assert not any(o is kept[0] for o in gc.get_objects())  # a collection walks none of them now
+    gc.unfreeze()
+    assert any(o is kept[0] for o in gc.get_objects())
+
+
+def test_freeze_startup_objects_can_be_turned_off(unfrozen: None) -> None:
+    import gc
+
+    from services.process import freeze_startup_objects
+
+    assert freeze_startup_objects(enabled=False) == 0
+    assert gc.get_freeze_count() == 0
