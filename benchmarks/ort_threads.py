@@ -43,15 +43,10 @@ def served_int8(name: str) -> Path:
 
 
 def session(path: Path, threads: int, spinning: bool, stop: bool) -> Any:
-    import onnxruntime as ort
+    """A bare session made by the product's own code (services/models/runtime.py), on the CPU."""
+    from services.models.runtime import new_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if stop:
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return new_session(path, ["CPUExecutionProvider"], threads=threads, spinning=spinning, stop_spinning=stop)
 
 
 def measure(path: Path, shape: tuple[int, ...], setting: tuple[int, bool, bool], runs: int) -> dict[str, float]:

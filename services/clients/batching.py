@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.clients.base import AsyncClientWrapper, ModelClient
 from services.clients.threaded import ThreadedClient
-from services.models.runtime import serving_alone
+from services.models.runtime import may_run_inline
 from services.models.worker import InferenceItem, Outcome
 
 Waiting = tuple[list[InferenceItem], "asyncio.Future[list[Outcome]]"]
@@ -56,7 +56,7 @@ class MicroBatchingClient(AsyncClientWrapper):
     def _inline(self, model: str, items: list[InferenceItem]) -> bool:
         """Run on the event loop: the process serves this call alone (no other run of the model, nothing else
         admitted) and its images are small (ServingSettings.inline_alone_max_pixels), so the run is a few ms."""
-        if self.inline_max_pixels <= 0 or len(self._draining.get(model, ())) > 1 or not serving_alone():
+        if len(self._draining.get(model, ())) > 1 or not may_run_inline(self.inline_max_pixels):
             return False
         return all(item.image.shape[0] * item.image.shape[1] <= self.inline_max_pixels for item in items)
 

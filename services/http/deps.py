@@ -19,7 +19,7 @@ from services.http.dataplane import DataPlane
 from services.http.recording import current_ledger
 from services.imaging import DecodedImage, DecodeFloor, decode_image, header_pixels
 from services.jobs.queue import JobQueue
-from services.models.runtime import serving_alone
+from services.models.runtime import may_run_inline
 
 # The routes' model client (the composition root's, wrapped by the cache and the inference log).
 BackendProvider = Callable[[], AsyncModelClient]
@@ -99,7 +99,7 @@ class Limits:
         A lone request is then spared a hand-off to a thread and back (~0.5 ms, benchmarks/reports/peers.md); under
         load the decode stays in a thread, where it overlaps the event loop's work (Pillow decodes without the GIL).
         """
-        if self.inline_max_pixels <= 0 or not serving_alone():
+        if not may_run_inline(self.inline_max_pixels):
             return False
         pixels = header_pixels(data)  # None: unreadable, and the thread's decode_image raises the right problem
         return pixels is not None and pixels <= self.inline_max_pixels

@@ -94,6 +94,41 @@ def serving_alone() -> bool:
     return DEMAND.count <= 1
 
 
+def new_session(
+    path: Path,
+    providers: list[str | tuple[str, dict[str, str]]],
+    *,
+    threads: int,
+    spinning: bool,
+    stop_spinning: bool = False,
+    arena: tuple[bool, bool] = (True, True),
+) -> Any:
+    """An ONNX Runtime session as the product makes them: ``threads`` intra-op threads, spinning or not, optimised.
+
+    ``stop_spinning``: the threads stop spinning when a run ends, so an idle session takes no CPU (the solo session).
+    ``arena``: the CPU memory arena and memory-pattern planning (off: buffers go back to the allocator after each run).
+    """
+    # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
+    # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena, options.enable_mem_pattern = arena
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if stop_spinning:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def may_run_inline(max_pixels: int) -> bool:
+    """Whether a request may skip its thread hand-offs now: inline is on (``max_pixels`` > 0) and the process serves
+    it alone. The caller then checks its images are at most ``max_pixels`` (ADR 0019)."""
+    return max_pixels > 0 and serving_alone()
+
+
 class OrtRunner:
     """Runs one ONNX file; returns one named output for a batch of input tensors."""
 
@@ -143,19 +178,9 @@ class OrtRunner:
         log.info("onnx session ready", extra={"file": path.name, "providers": self.session.get_providers()})
 
     def _session(self, threads: int, *, spinning: bool, stop_spinning: bool = False) -> Any:
-        # Imported when a session is made, not when the module is: BentoML's supervisor of a model service and the
-        # api import this module (for the service's types) but never run a model (benchmarks/reports/memory.md).
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.enable_cpu_mem_arena, options.enable_mem_pattern = self._arena  # arena off: buffers freed per run
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if stop_spinning:  # the threads stop spinning when a run ends, so an idle session takes no CPU
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(self.path), sess_options=options, providers=self._chosen)
+        return new_session(
+            self.path, self._chosen, threads=threads, spinning=spinning, stop_spinning=stop_spinning, arena=self._arena
+        )
 
     @property
     def providers(self) -> list[str]:
