@@ -41,27 +41,35 @@ def install(
     app.state.jobs_provider = jobs or (lambda: None)
 
 
-def _settings(request: Request) -> ServingSettings:
+# Every dependency is a coroutine: FastAPI runs a plain ``def`` dependency in its thread pool, a hand-off to a thread
+# and back per dependency per request (three for /classify) for what is an attribute read.
+
+
+async def _settings(request: Request) -> ServingSettings:
+    return _settings_of(request)
+
+
+def _settings_of(request: Request) -> ServingSettings:
     settings: ServingSettings = request.app.state.settings
     return settings
 
 
-def _backend(request: Request) -> AsyncModelClient:
+async def _backend(request: Request) -> AsyncModelClient:
     backend: AsyncModelClient = request.app.state.backend_provider()
     return backend
 
 
-def _data_plane(request: Request) -> DataPlane | None:
+async def _data_plane(request: Request) -> DataPlane | None:
     plane: DataPlane | None = request.app.state.data_plane_provider()
     return plane
 
 
-def _jobs(request: Request) -> JobQueue | None:
+async def _jobs(request: Request) -> JobQueue | None:
     jobs: JobQueue | None = request.app.state.jobs_provider()
     return jobs
 
 
-def _admission(request: Request) -> AdmissionController | None:
+async def _admission(request: Request) -> AdmissionController | None:
     admission: AdmissionController | None = getattr(request.app.state, "admission", None)
     return admission
 
@@ -109,8 +117,8 @@ def _positive(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
 
 
-def _limits(request: Request) -> Limits:
-    return Limits.of(_settings(request), request.headers)
+async def _limits(request: Request) -> Limits:
+    return Limits.of(_settings_of(request), request.headers)
 
 
 SettingsDep = Annotated[ServingSettings, Depends(_settings)]

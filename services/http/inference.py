@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from kernel.errors import InvalidParameter, PayloadTooLarge, ServiceError, error_from_dict, problem_from_error
@@ -36,7 +36,6 @@ from services.http.schemas import (
     DetectResponse,
     ImageInfo,
     JobResponse,
-    ModelRef,
     Problem,
     TaskAnswer,
 )
@@ -120,33 +119,40 @@ def arm_fields(assignment: Assignment | None) -> dict[str, str | None]:
     return {"experiment": assignment.experiment, "arm": assignment.arm}
 
 
-def _version_headers(response: Response, model: ModelRef, cached: bool) -> None:
-    response.headers["X-Model-Version"] = f"{model.name}:{model.version}"
-    response.headers["X-Cache"] = "hit" if cached else "miss"
+def answered(body: TaskAnswer) -> JSONResponse:
+    """A checked answer of /classify or /detect as the response, with its version and cache headers.
+
+    The route returns the response itself, so FastAPI does not check and convert the body a second time against
+    ``response_model`` (which stays the route's documented schema): ``model_dump(mode="json")`` is what FastAPI's
+    own serialisation would give, and json.dumps writes it, as it always did (pydantic's JSON writer spells a
+    score of 1e-05 as 0.00001, the same number in other digits).
+    """
+    headers = {
+        "X-Model-Version": f"{body.model.name}:{body.model.version}",
+        "X-Cache": "hit" if body.cached else "miss",
+    }
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
-# classify and detect are written by json.dumps, as they always were: pydantic's own JSON writer spells a
-# score of 1e-05 as 0.00001, the same number in other digits.
 @router.post("/classify", response_model=ClassifyResponse, response_class=JSONResponse)
 async def classify(
     request: Request,
     limits: LimitsDep,
     backend: BackendDep,
     plane: DataPlaneDep,
-    response: Response,
     image: ImageFile,
     top_k: TopK = 5,
     version: Version = None,
-) -> ClassifyResponse:
+) -> JSONResponse:
     """Classify one image: the top-k labels with their probabilities."""
     started = time.perf_counter()
     decoded = await read_image(image, limits, decode_floor("classifier"))
     decode_ms = (time.perf_counter() - started) * 1000
     version, assignment = await experiment_version(request, plane, "classifier", version)
     outcome = await run_one(backend, "classifier", decoded, {"top_k": top_k}, version)
-    body = ClassifyResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
-    _version_headers(response, body.model, body.cached)
-    return body
+    return answered(
+        ClassifyResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
+    )
 
 
 @router.post("/detect", response_model=DetectResponse, response_class=JSONResponse)
@@ -155,14 +161,13 @@ async def detect(
     limits: LimitsDep,
     backend: BackendDep,
     plane: DataPlaneDep,
-    response: Response,
     image: ImageFile,
     confidence: Confidence = 0.25,
     iou: Iou = 0.45,
     max_detections: MaxDetections = 100,
     classes: Classes = None,
     version: Version = None,
-) -> DetectResponse:
+) -> JSONResponse:
     """Detect objects: boxes (x1, y1, x2, y2) in original-image pixels with class and score."""
     started = time.perf_counter()
     params = {"confidence": confidence, "iou": iou, "max_detections": max_detections, "classes": parse_classes(classes)}
@@ -170,9 +175,9 @@ async def detect(
     decode_ms = (time.perf_counter() - started) * 1000
     version, assignment = await experiment_version(request, plane, "detector", version)
     outcome = await run_one(backend, "detector", decoded, params, version)
-    body = DetectResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
-    _version_headers(response, body.model, body.cached)
-    return body
+    return answered(
+        DetectResponse.model_validate(answer(outcome, decoded, started, decode_ms) | arm_fields(assignment))
+    )
 
 
 @router.post(
