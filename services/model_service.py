@@ -13,6 +13,7 @@ import bentoml
 
 from kernel.logging import configure_logging
 from services.config import get_settings
+from services.dispatch import run_when_free
 from services.models.runtime import DEMAND
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 from services.process import configure_heap, freeze_startup_objects
@@ -26,7 +27,9 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
-# Adaptive batching of every batchable model-service API (tuned in benchmarks/reports/serving.md).
+# Adaptive batching of every batchable model-service API (tuned in benchmarks/reports/serving.md): a batch starts as
+# soon as the model is free, never held back for calls that may come (ADR 0020).
+run_when_free()
 BATCHING: dict[str, Any] = {
     "batchable": SETTINGS.batching_enabled,
     "max_batch_size": SETTINGS.max_batch_size,
