@@ -220,6 +220,23 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
+def settle(root: psutil.Process, quiet_cores: float = 0.05, window_s: float = 1.0, timeout_s: float = 60.0) -> float:
+    """Wait until ``root``'s tree uses under ``quiet_cores`` over ``window_s`` (at most ``timeout_s``); seconds waited.
+
+    Healthy is not settled: the product's embedded job worker is still importing for a second or two after the api
+    answers its health route, which the first measured run would otherwise share the cores with.
+    """
+    started = time.monotonic()
+    last = tree_cpu_seconds(root)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(window_s)
+        now = tree_cpu_seconds(root)
+        if now - last < quiet_cores * window_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def machine_busy_seconds() -> float:
     """Busy CPU seconds of the whole machine since boot."""
     t = psutil.cpu_times()
@@ -297,7 +314,8 @@ def run_target(target: Target, jpegs: dict[str, bytes], plan: argparse.Namespace
     log.info("%s: starting (%s)", target.name, target.label)
     timeout = 300.0 if "bentoml" in target.command[0] else 120.0
     with launch(target, workdir, port, timeout) as (url, root):
-        result: Results = {"label": target.label, "routes": {}}
+        result: Results = {"label": target.label, "routes": {}, "settled_after_s": round(settle(root), 1)}
+        log.info("  settled %.1f s after its health route answered", result["settled_after_s"])
         for route, path in target.routes.items():
             levels = target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
             result["routes"][route] = {str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in levels}

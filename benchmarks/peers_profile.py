@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.common import photos  # noqa: E402
-from benchmarks.peers import FIELDS, _load, detect_photo, launch, product  # noqa: E402
+from benchmarks.peers import FIELDS, _load, detect_photo, launch, product, settle  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 IDLE = ("select (selectors", "Condition.wait", "wait (threading", "_worker (concurrent")
@@ -78,6 +78,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     jpeg = photos()["chelsea"] if args.route == "classify" else detect_photo(None)
     path, fields = target.routes[args.route], FIELDS[args.route]
     with launch(target, workdir, args.port or free_port(), 300) as (url, root):
+        settle(root)  # the embedded job worker is still starting when the health route first answers
         asyncio.run(_load(url, path, fields, jpeg, args.concurrency, args.warmup))
         procs = [root, *root.children(recursive=True)]
         spy = str(Path(sys.executable).with_name("py-spy"))

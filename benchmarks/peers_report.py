@@ -114,8 +114,10 @@ def render(results: Results, image: str = "peers.png") -> str:
         "Made by `python benchmarks/peers.py` (benchmarks/peers/ holds the peers); the numbers below come from one "
         "run, each server started in turn on loopback and measured by the same load generator: an httpx async "
         f"client over keep-alive connections, {plan['warmup']} warm-up requests before each measured run, "
-        f"{plan['sequential']} requests at concurrency 1 and {plan['requests']} at each load concurrency. "
-        "The product is `bentoml serve services.api:Api` as shipped in local mode (validation, request ids, metrics, "
+        f"{plan['sequential']} requests at concurrency 1 and {plan['requests']} at each load concurrency. Each server "
+        "is measured once its process tree has settled (under 0.05 cores for a second after its health route "
+        "answered: the product's embedded job worker still starts then). The product is `bentoml serve "
+        "services.api:Api` as shipped in local mode (validation, request ids, metrics, "
         "inference logging to SQLite and the embedded job worker on) but for the result cache, which is off "
         "(`CV_CACHE_ENABLED=false`), so no answer is a cache hit.",
         "",
