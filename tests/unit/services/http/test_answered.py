@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from services.http.inference import answered
-from services.http.schemas import ClassifyResponse, DetectResponse
+from services.http.schemas import ClassifyResponse, DetectResponse, TaskAnswer
 
 COMMON: dict[str, Any] = {
     "request_id": "r-1",
@@ -35,31 +35,30 @@ DETECT = COMMON | {
 }
 
 
+ROUTES: dict[str, tuple[type[TaskAnswer], dict[str, Any], dict[str, str]]] = {
+    "classify": (ClassifyResponse, CLASSIFY, {"X-Model-Version": "classifier:v8", "X-Cache": "miss"}),
+    "detect": (DetectResponse, DETECT, {"X-Model-Version": "detector:v1", "X-Cache": "hit"}),
+}
+
+
+def _endpoints(schema: type[TaskAnswer], body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The body returned the old way (the model, headers set on the injected response) and the new way."""
+
+    async def old(response: Response) -> Any:
+        response.headers.update(headers)
+        return schema.model_validate(body)
+
+    async def new() -> JSONResponse:
+        return answered(schema.model_validate(body))
+
+    return {"old": old, "new": new}
+
+
 def _app() -> FastAPI:
     app = FastAPI()
-
-    @app.get("/old/classify", response_model=ClassifyResponse, response_class=JSONResponse)
-    async def old_classify(response: Response) -> ClassifyResponse:
-        body = ClassifyResponse.model_validate(CLASSIFY)
-        response.headers["X-Model-Version"] = "classifier:v8"
-        response.headers["X-Cache"] = "miss"
-        return body
-
-    @app.get("/new/classify", response_model=ClassifyResponse, response_class=JSONResponse)
-    async def new_classify() -> JSONResponse:
-        return answered(ClassifyResponse.model_validate(CLASSIFY))
-
-    @app.get("/old/detect", response_model=DetectResponse, response_class=JSONResponse)
-    async def old_detect(response: Response) -> DetectResponse:
-        body = DetectResponse.model_validate(DETECT)
-        response.headers["X-Model-Version"] = "detector:v1"
-        response.headers["X-Cache"] = "hit"
-        return body
-
-    @app.get("/new/detect", response_model=DetectResponse, response_class=JSONResponse)
-    async def new_detect() -> JSONResponse:
-        return answered(DetectResponse.model_validate(DETECT))
-
+    for route, (schema, body, headers) in ROUTES.items():
+        for way, endpoint in _endpoints(schema, body, headers).items():
+            app.add_api_route(f"/{way}/{route}", endpoint, response_model=schema, response_class=JSONResponse)
     return app
 
 
