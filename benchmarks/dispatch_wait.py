@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
 from benchmarks.regression_served import serving  # noqa: E402
-from benchmarks.regression_sides import Side, baseline_worktree, import_models  # noqa: E402
+from benchmarks.regression_sides import MODELS, Side, baseline_worktree, import_models, share_mirrors  # noqa: E402
 from benchmarks.serving import ROUTES  # noqa: E402
 from benchmarks.serving import _load as load_once  # noqa: E402
 
@@ -52,11 +51,7 @@ def phases(url: str, jpeg: bytes, plan: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(plan: argparse.Namespace) -> dict[str, Any]:
-    from services.config import ServingSettings
-
-    settings = ServingSettings()
-    os.environ.setdefault("CV_MODEL_MIRROR_DIR", str(settings.model_mirror_dir))
-    os.environ.setdefault("CV_DATASETS_MIRROR_DIR", str(settings.datasets_mirror_dir))
+    build_cache = share_mirrors()
     jpeg = photos()[ROUTES[ROUTE][1]]
     results: dict[str, list[dict[str, Any]]] = {"baseline": [], "tree": []}
     with tempfile.TemporaryDirectory(prefix="cv-dispatch-") as tmp, baseline_worktree(REPO, plan.baseline) as wt:
@@ -64,7 +59,7 @@ def run(plan: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         sides = [Side(n, r, work / n / "bentoml", work / n / "data") for n, r in (("baseline", root), ("tree", REPO))]
         for side in sides:
-            import_models(side, ["classifier", "detector", "embedder"], settings.data_dir / "models" / "detector")
+            import_models(side, list(MODELS), build_cache)
         with serving(sides, work, [None, None]) as servers:
             for server in servers.values():  # warm-up: BentoML's dispatcher trains on its first calls
                 asyncio.run(load_once(server.url, ROUTE, jpeg, 1, 30))

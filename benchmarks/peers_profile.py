@@ -28,7 +28,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.common import photos  # noqa: E402
-from benchmarks.peers import FIELDS, _load, detect_photo, launch, product, settle  # noqa: E402
+from benchmarks.loopback import launch, settle  # noqa: E402
+from benchmarks.peers import FIELDS, _load, detect_photo, product  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 IDLE = ("select (selectors", "Condition.wait", "wait (threading", "_worker (concurrent")

@@ -37,6 +37,7 @@ from benchmarks.regression_sides import (  # noqa: E402
     baseline_worktree,
     git,
     import_models,
+    share_mirrors,
 )
 
 log = logging.getLogger("benchmarks.regression")
@@ -125,14 +126,11 @@ def served(args: argparse.Namespace, sides: list[Side], workdir: Path, raw: dict
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Check]]:
     """The whole check: the report (JSON-ready) and the compared metrics."""
     from benchmarks.common import machine_facts
-    from services.config import ServingSettings
 
     limits = load_limits(args.config)  # a bad limits file fails before the long run
-    settings = ServingSettings()  # both sides read the mirrors this checkout reads (a /tmp worktree has none beside)
-    os.environ.setdefault("CV_MODEL_MIRROR_DIR", str(settings.model_mirror_dir))
-    os.environ.setdefault("CV_DATASETS_MIRROR_DIR", str(settings.datasets_mirror_dir))
+    shared_cache = share_mirrors()
     if args.build_cache is None and not args.isolated_builds:
-        args.build_cache = settings.data_dir / "models" / "detector"
+        args.build_cache = shared_cache
     started, tree = time.monotonic(), describe_tree()
     with tempfile.TemporaryDirectory(prefix="cv-regression-") as tmp, baseline_worktree(REPO, args.baseline) as wt:
         root, commit = wt

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psutil
 
+from benchmarks.loopback import tree_cpu_seconds
 from benchmarks.regression_sides import Side
 from benchmarks.serving import ROUTES
 from benchmarks.serving import _load as load_once  # one load at a concurrency, no warm-up
@@ -43,14 +44,10 @@ def serving(sides: list[Side], workdir: Path, ports: list[int | None]) -> Iterat
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its live descendants."""
-    total = 0.0
+    """User + system CPU seconds of a process and its live descendants (0 when it is gone)."""
     with suppress(psutil.Error):
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with suppress(psutil.Error):
-                total += sum(proc.cpu_times()[:2])
-    return total
+        return tree_cpu_seconds(psutil.Process(pid))
+    return 0.0
 
 
 def one_round(server: Server, route: str, jpeg: bytes, concurrency: int, total: int) -> dict[str, Any]:

@@ -49,6 +49,17 @@ class Side:
         }
 
 
+def share_mirrors() -> Path:
+    """Both sides read the mirrors this checkout reads (a /tmp worktree has none beside it): set in this environment,
+    which the sides' processes inherit. Returns the detector build cache the sides may share (CV_DATA_DIR's)."""
+    from services.config import ServingSettings
+
+    settings = ServingSettings()
+    os.environ.setdefault("CV_MODEL_MIRROR_DIR", str(settings.model_mirror_dir))
+    os.environ.setdefault("CV_DATASETS_MIRROR_DIR", str(settings.datasets_mirror_dir))
+    return settings.data_dir / "models" / "detector"
+
+
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
     if done.returncode != 0:
