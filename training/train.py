@@ -35,7 +35,15 @@ from training.data.datasets import FeatureDataset, ImageDataset
 from training.data.tiny_imagenet import Sample, TinyImageNet, locate
 from training.features import build_cache, cache_key
 from training.modules.classifier import ClassifierModule
-from training.modules.lite0_net import Trunk, build_classifier, split
+from training.modules.lite0_net import (
+    FrozenNorms,
+    FrozenTrunkNet,
+    Trunk,
+    build_classifier,
+    load_weights,
+    split,
+    weights_digest,
+)
 from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,8 @@ def loaders(
     if trunk is not None and config.model.feature_cache:
         common: dict[str, Any] = {"image_size": data.image_size, "strength": data.augment_strength, "seed": seed}
         key = {"through": config.model.freeze_through, **common}
+        if config.model.init_from is not None:  # the trunk's weights are not ImageNet's: stored maps of those differ
+            key["init_from"] = weights_digest(config.model.init_from)
         sets = []
         for split_name, samples, views in (("train", train, data.views), ("val", val, 1)):
             folder = cache_root / f"{split_name}-{cache_key(samples, views=views, **key)}"
@@ -135,15 +145,17 @@ def run(config: TrainConfig, resume: str | None = None, settings: TrainingSettin
     val = dataset.val()[: config.data.val_limit]
     wnids = dataset.wnids if config.model.init_head_from_imagenet else None
     model = build_classifier(dataset.num_classes, wnids, drop_rate=config.model.drop_rate)
+    if config.model.init_from is not None:
+        load_weights(model, config.model.init_from)
     trunk, net = split(model, config.model.freeze_through)
     train_loader, val_loader = loaders(config, trunk, train, val, settings.data_dir / "cache" / "features")
     if trunk is not None and not config.model.feature_cache:
-        from training.modules.lite0_net import FrozenTrunkNet
-
         net = FrozenTrunkNet(trunk, net)
+    if config.model.freeze_norms:
+        net = FrozenNorms(net)
 
     net.train()  # load_lite0 returns an eval-mode model; Lightning keeps the modes it finds (the trunk stays frozen)
-    module = ClassifierModule(net, dataset.num_classes, config.optim)
+    module = ClassifierModule(net, dataset.num_classes, config.optim, channels_last=config.trainer.channels_last)
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True
     )
@@ -171,6 +183,7 @@ def run(config: TrainConfig, resume: str | None = None, settings: TrainingSettin
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
     final = trainer.validate(module, val_loader, verbose=False)[0] if not config.trainer.fast_dev_run else {}
+    model.to(memory_format=torch.contiguous_format)  # model.pt and the export as NCHW, whatever trained
     return write_outputs(run_dir, model.eval(), dataset, config, final, throughput.history, elapsed, best)
 
 

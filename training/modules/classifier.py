@@ -46,11 +46,12 @@ def parameter_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]
 class ClassifierModule(pl.LightningModule):
     """Trains ``net`` as a ``num_classes``-way classifier; logs ``train/loss``, ``val/acc``, ..."""
 
-    def __init__(self, net: nn.Module, num_classes: int, optim: OptimConfig) -> None:
+    def __init__(self, net: nn.Module, num_classes: int, optim: OptimConfig, *, channels_last: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.num_classes = num_classes
         self.optim = optim
+        self.channels_last = channels_last
         self.save_hyperparameters({"num_classes": num_classes, "optim": optim.model_dump()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,8 @@ class ClassifierModule(pl.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self.net(x).float()
         loss = F.cross_entropy(logits, y, label_smoothing=self.optim.label_smoothing)
         return loss, logits, y

@@ -6,7 +6,9 @@ tail trains the model that is later exported as a whole.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,6 +45,60 @@ def build_classifier(num_classes: int, wnids: Sequence[str] | None = None, drop_
                     model.classifier.weight[i] = old.weight[rows[wnid]]
                     model.classifier.bias[i] = old.bias[rows[wnid]]
     return model
+
+
+def weights_file(source: Path) -> Path:
+    """A run's ``model.pt``: ``source`` itself, or the file of that name in the run folder ``source``.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    path = source / "model.pt" if source.is_dir() else source
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights to start from at {path}")
+    return path
+
+
+def weights_digest(source: Path) -> str:
+    """The sha256 of the weights file :func:`weights_file` finds (it names what a feature cache was made with)."""
+    return hashlib.sha256(weights_file(source).read_bytes()).hexdigest()
+
+
+def load_weights(model: EfficientNet, source: Path) -> None:
+    """Load a whole-network state dict into ``model``: a run's ``model.pt``, or the run folder holding it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the state dict is not of this network (missing or unexpected keys, other shapes).
+    """
+    path = weights_file(source)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # torch reports key and shape mismatches this way
+        raise ValueError(f"{path} does not hold this network's weights: {exc}") from None
+
+
+class FrozenNorms(nn.Module):
+    """``net`` with every BatchNorm in eval mode, whatever mode the wrapper is put in.
+
+    The norms' scale and shift still train (they are parameters); their running statistics stay as loaded.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.train(True)
+
+    def train(self, mode: bool = True) -> FrozenNorms:
+        super().train(mode)
+        for module in self.net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 class Trunk(nn.Module):

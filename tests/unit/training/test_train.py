@@ -88,3 +88,26 @@ def test_the_command_line_takes_a_config_and_overrides(
     path.write_text(_config(tree, tmp_path).to_yaml())
     assert main(["--config", str(path), "--set", "trainer.fast_dev_run=1", "--set", "name=cli"]) == 0
     assert (tmp_path / "runs" / "cli" / "model.pt").is_file()
+
+
+def test_a_run_starts_from_given_weights_with_frozen_norms_and_keys_its_feature_cache_by_them(
+    tree: Path, tmp_path: Path
+) -> None:
+    first = _config(tree, tmp_path, fast_dev_run=1)
+    run(first, settings=_settings(tmp_path))
+    start = torch.load(first.run_dir / "model.pt", weights_only=True)
+    caches = set((tmp_path / "d" / "cache" / "features").iterdir())
+
+    second = _config(tree, tmp_path, fast_dev_run=1, channels_last=True)
+    second.name = "from_first"
+    second.model.init_from = first.run_dir
+    second.model.freeze_norms = True
+    second.model.freeze_through = 3  # the trunk (stem..blocks[3]) is the first run's, which trained nothing there
+    run(second, settings=_settings(tmp_path))
+    after = torch.load(second.run_dir / "model.pt", weights_only=True)
+    norms = [k for k in start if k.endswith("running_var")]
+    assert norms and all(torch.equal(after[k], start[k]) for k in norms)  # the statistics did not move
+    assert not torch.equal(after["classifier.weight"], start["classifier.weight"])  # but it trained from there
+    assert after["conv_stem.weight"].is_contiguous()  # written NCHW
+    new = set((tmp_path / "d" / "cache" / "features").iterdir()) - caches
+    assert len(new) == 2  # other starting weights: other stored maps (train and val)

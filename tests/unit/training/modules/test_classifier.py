@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -66,3 +67,20 @@ def test_a_short_fit_lowers_the_loss_and_logs_the_named_metrics() -> None:
     assert metrics["val/loss"].item() < before
     assert metrics["val/acc"].item() > 0.8
     assert metrics["val/acc_top5"].item() == 1.0  # two classes: the truth is always in the top 2
+
+
+def test_channels_last_trains_the_net_in_nhwc_and_computes_the_same_loss() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    batch = (torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]))
+    plain = ClassifierModule(copy.deepcopy(net), 2, OptimConfig())
+    nhwc = ClassifierModule(net, 2, OptimConfig(), channels_last=True)
+    assert nhwc.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen: list[torch.Tensor] = []
+    nhwc.net[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    loss_nhwc, _, _ = nhwc._step(batch)
+    loss_plain, _, _ = plain._step(batch)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert loss_nhwc.item() == pytest.approx(loss_plain.item(), abs=1e-5)
+    features = (torch.randn(4, 4), torch.tensor([0, 1, 0, 1]))  # stored 2-d features pass through untouched
+    ClassifierModule(nn.Linear(4, 2), 2, OptimConfig(), channels_last=True)._step(features)

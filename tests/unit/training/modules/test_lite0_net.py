@@ -1,11 +1,23 @@
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 import torch
 
 from tests.unit.training.tree import WNIDS
 from training import lite0
-from training.modules.lite0_net import FrozenTrunkNet, Tail, Trunk, build_classifier, split
+from training.modules.lite0_net import (
+    FrozenNorms,
+    FrozenTrunkNet,
+    Tail,
+    Trunk,
+    build_classifier,
+    load_weights,
+    split,
+    weights_digest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +67,31 @@ def test_freeze_through_minus_one_trains_everything_and_too_deep_a_cut_is_refuse
     assert trunk is None and whole is model
     with pytest.raises(ValueError, match="no block"):
         split(model, len(model.blocks) - 1)
+
+
+def test_load_weights_takes_a_run_folder_or_its_file_and_refuses_another_network(tmp_path: Path) -> None:
+    source = build_classifier(len(WNIDS), WNIDS)
+    with torch.no_grad():
+        source.classifier.bias.fill_(0.5)
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    for where in (tmp_path, tmp_path / "model.pt"):
+        target = build_classifier(len(WNIDS), WNIDS)
+        load_weights(target, where)
+        assert torch.equal(target.classifier.bias, torch.full((len(WNIDS),), 0.5))
+    assert weights_digest(tmp_path) == hashlib.sha256((tmp_path / "model.pt").read_bytes()).hexdigest()
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        load_weights(build_classifier(len(WNIDS), WNIDS), tmp_path / "missing")
+    with pytest.raises(ValueError, match="does not hold this network"):
+        load_weights(build_classifier(5), tmp_path)  # a 5-class head: other shapes
+
+
+def test_frozen_norms_keep_their_statistics_while_their_shift_trains() -> None:
+    net = FrozenNorms(build_classifier(len(WNIDS), WNIDS)).train()  # not the fixture: split() froze its trunk
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    assert net.training and net.net.training  # dropout and the rest train
+    before = {id(m): m.running_mean.clone() for m in norms}
+    net(torch.randn(4, 3, 64, 64) * 3 + 1).sum().backward()
+    assert all(torch.equal(m.running_mean, before[id(m)]) for m in norms)
+    assert all(m.bias.grad is not None for m in norms)
+    assert not any(m.training for m in net.train(True).modules() if isinstance(m, torch.nn.BatchNorm2d))
