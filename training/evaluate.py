@@ -13,7 +13,8 @@ Usage::
 - embedder: retrieval precision@10 on Tiny-ImageNet val: for each image, the share of its
   10 nearest other images (cosine) that have its class. ``--expand K`` searches with query expansion, as
   ``/search`` does (services/index/vectors.py); ``--split train`` measures on the first 50 train images of each
-  class instead, which is where an embedder version's ``query_expansion`` is chosen, never on val.
+  class instead, which is where an embedder version's ``query_expansion`` is chosen, never on val. ``--flip`` embeds
+  the mean of each image's and its mirror image's class probabilities (``EmbeddingOutput.flip``).
 
 The model is the serving class built from the serving spec (:mod:`training.serving`), so
 decoding, preprocessing and postprocessing are the served ones.
@@ -290,7 +291,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="embedder from a classifier file: embed softmax(logits / TEMPERATURE) (embedder v2: 1.0)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="embedder from a classifier file: average the class probabilities of each image and its mirror",
+    )
+    args = parser.parse_args(argv)
+    if args.flip and args.class_probabilities is None:
+        parser.error("--flip averages class probabilities: give --class-probabilities TEMPERATURE too")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     head = None
     if args.class_probabilities is not None:
-        head = EmbeddingOutput(transform="softmax", temperature=args.class_probabilities)
+        head = EmbeddingOutput(transform="softmax", temperature=args.class_probabilities, flip=args.flip)
     report = evaluate(
         args.kind,
         args.onnx,

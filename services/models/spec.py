@@ -58,6 +58,10 @@ class EmbeddingOutput(BaseModel):
 
     transform: Literal["none", "softmax"] = "none"
     temperature: float = Field(default=1.0, gt=0.0)
+    # Test-time augmentation: the vector is the mean of the image's and its mirror image's (each transformed as
+    # above), from one runtime call on twice the rows. Set per version where its report measured it
+    # (docs/adr/0021-the-class-embedder-averages-an-image-and-its-mirror.md).
+    flip: bool = False
     # How many of a query's nearest gallery vectors a search adds to it before searching again (query expansion,
     # services/index/vectors.py); 0: plain search. A request's ``expand`` overrides it. Chosen per version on train
     # images, never on the val split it is reported on (docs/adr/0015-query-expansion-for-the-class-embedder.md).

@@ -187,3 +187,21 @@ def test_detector_map_of_a_model_that_finds_every_box_is_one(tmp_path: Path) -> 
     assert result["map50_95"] == pytest.approx(1.0)
     assert result["images"] == 2 and result["boxes"] == 4 and result["detections"] == 4
     assert result["params"] == {"confidence": 0.001, "iou": 0.65, "max_detections": 100, "classes": None}
+
+
+def test_the_command_line_flip_embeds_the_mirror_too_and_needs_class_probabilities(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(kind: str, onnx_path: Path, **kwargs: object) -> dict[str, object]:
+        seen.update(kwargs)
+        return {"kind": kind}
+
+    monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
+    assert evaluate.main(["embedder", "--onnx", "m.onnx", "--class-probabilities", "1.0", "--flip"]) == 0
+    head = seen["embedding"]
+    assert head is not None and head.transform == "softmax" and head.flip  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["embedder", "--onnx", "m.onnx", "--flip"])
+    assert "--class-probabilities" in capsys.readouterr().err
