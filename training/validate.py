@@ -33,7 +33,7 @@ from services.models.contract import Model
 from services.models.spec import LoadedFiles
 from services.models.store import list_versions, set_stage
 from training.gate.checks import decide, failed
-from training.gate.config import DEFAULT_CONFIG, GateConfigError, ModelGate, load_gate_config
+from training.gate.config import DEFAULT_CONFIG, GateConfigError, ModelGate, Thresholds, load_gate_config
 from training.gate.evaluation import HeldOut, evaluate_file, held_out
 from training.gate.extensions import extensions_for
 from training.gate.probes import interleaved_latency, parity
@@ -137,6 +137,29 @@ def promote(name: str, candidate: str) -> list[str]:
     return changes
 
 
+def override_thresholds(gate: ModelGate, items: Sequence[str]) -> tuple[ModelGate, list[str]]:
+    """``gate`` with ``NAME=VALUE`` thresholds replaced, and what changed (``"p95_slowdown_percent 10.0 -> 100.0"``).
+
+    Raises:
+        GateConfigError: an item is not ``NAME=VALUE`` of a threshold, or the value is not allowed for it.
+    """
+    update: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in Thresholds.model_fields:
+            raise GateConfigError(
+                f"--threshold {item!r}: expected NAME=VALUE, NAME one of {sorted(Thresholds.model_fields)}"
+            )
+        update[name] = value
+    if not update:
+        return gate, []
+    try:
+        changed = ModelGate.model_validate(gate.model_dump() | update)
+    except ValueError as exc:
+        raise GateConfigError(f"--threshold: {exc}") from exc
+    return changed, [f"{name} {getattr(gate, name)} -> {getattr(changed, name)}" for name in update]
+
+
 def run_gate(
     args: argparse.Namespace, argv: Sequence[str], extensions: Sequence[SectionBuilder] | None = None
 ) -> GateRun:
@@ -146,6 +169,7 @@ def run_gate(
     gate = load_gate_config(args.model, args.config)
     if args.threads is not None:
         gate = gate.model_copy(update={"threads": args.threads})
+    gate, overridden = override_thresholds(gate, args.threshold)
     settings = get_training_settings()
     candidate, production = pick_versions(args.model, args.candidate, args.against)
     started = time.perf_counter()
@@ -158,7 +182,8 @@ def run_gate(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": git_commit(),
         "command": "python -m training.validate " + " ".join(argv),
-        "thresholds": display_path(args.config),
+        "thresholds": display_path(args.config)
+        + (f"; for this release {', '.join(overridden)}, because: {args.because}" if overridden else ""),
         "held-out data": f"{'Tiny-ImageNet-200 val' if data.task != 'detection' else 'COCO val2017 (128 held out)'}"
         + (f", seeded subset (limit {args.limit}, seed {gate.seed})" if args.limit else ", all of it"),
         "seconds": round(time.perf_counter() - started, 1),
@@ -185,7 +210,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--inference-log", default=None, help="a database URL: report the candidate's shadow agreement from its log"
     )
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="replace one of the thresholds file's values for this release (repeat); needs --because",
+    )
+    parser.add_argument("--because", default=None, help="why --threshold: recorded in the report")
     args = parser.parse_args(argv)
+    if args.threshold and not (args.because or "").strip():
+        parser.error("--threshold changes what the gate allows: say why with --because")
     if args.limit is not None and args.limit < 11:
         parser.error("--limit must be at least 11 (precision@10 needs more than 10 images)")
     return args

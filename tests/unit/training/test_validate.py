@@ -13,6 +13,7 @@ from services.models.spec import InputSpec, ModelSpec
 from services.models.store import import_model, list_versions
 from training import validate
 from training.gate.checks import Check
+from training.gate.config import GateConfigError, load_gate_config
 
 NAME = "unit-gate-model"
 
@@ -96,3 +97,21 @@ def test_arguments_are_checked() -> None:
         validate.parse_args(["nope", "--candidate", "v3"])
     args = validate.parse_args(["embedder", "--candidate", "v3", "--limit", "50", "--report-dir", "/tmp/r"])
     assert args.against == "production" and args.limit == 50 and args.report_dir == Path("/tmp/r")
+
+
+def test_a_threshold_is_replaced_for_one_release_only_with_a_reason() -> None:
+    gate = load_gate_config("embedder")
+    changed, notes = validate.override_thresholds(gate, ["p95_slowdown_percent=100", "int8_loss_points=0.5"])
+    assert changed.p95_slowdown_percent == 100.0 and changed.int8_loss_points == 0.5
+    assert changed.metric == gate.metric and changed.metric_drop_points == gate.metric_drop_points
+    assert notes == ["p95_slowdown_percent 10.0 -> 100.0", "int8_loss_points 1.0 -> 0.5"]
+    assert validate.override_thresholds(gate, []) == (gate, [])
+    for bad in ("p95_slowdown_percent", "metric=top5", "nope=1", "p95_slowdown_percent=-5"):
+        with pytest.raises(GateConfigError, match="--threshold"):
+            validate.override_thresholds(gate, [bad])
+    with pytest.raises(SystemExit):  # no reason given
+        validate.parse_args(["embedder", "--candidate", "v3", "--threshold", "p95_slowdown_percent=100"])
+    args = validate.parse_args(
+        ["embedder", "--candidate", "v3", "--threshold", "p95_slowdown_percent=100", "--because", "ADR 0021"]
+    )
+    assert args.threshold == ["p95_slowdown_percent=100"] and args.because == "ADR 0021"
