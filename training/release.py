@@ -196,18 +196,39 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             },
             "command": f"{command} && python -m training.release --run runs/{summary.get('name', '')}",
         }
-    trained = config["model"]["freeze_through"]
+    model, trained = config["model"], config["model"]["freeze_through"]
+    cached = model.get("feature_cache", True) and trained >= 0
     views = config["data"]["views"]
+    start = model.get("init_from")
+    name = summary.get("name", "")
+    command = "make train && make release"  # training/configs/lite0_tiny_imagenet.yaml
+    if name != "lite0_tiny_imagenet":
+        command = f"python -m training.train --config training/configs/{name}.yaml && "
+        command += f"python -m training.release --run runs/{name}"
     return {
         "data": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
-        f"{views} stored views per image (the plain one and {views - 1} augmented)",
-        "source": f"fine-tuned by `python -m training.train --config training/configs/{summary.get('name', '')}.yaml`, "
+        + (
+            f"{views} stored views per image (the plain one and {views - 1} augmented)"
+            if cached
+            else "augmented afresh every epoch"
+        ),
+        "source": f"fine-tuned by `python -m training.train --config training/configs/{name}.yaml`, "
         "released by `python -m training.release`",
-        "note": "Validation during training (stored features, bf16 trunk): "
+        "note": f"Validation during training ({'stored features, bf16 trunk' if cached else 'bf16'}): "
         f"{summary.get('val_metrics_cached_features', {}).get('val/acc', 'n/a')} top-1.",
         "training": {
-            "recipe": f"stem and blocks[0..{trained}] frozen (feature cache), blocks[{trained + 1}..6], head conv "
-            "and a new 200-class head (initialised from the ImageNet rows of the same wnids) trained",
+            "recipe": (
+                f"stem and blocks[0..{trained}] frozen" + (" (feature cache), " if cached else ", ")
+                if trained >= 0
+                else "stem, "
+            )
+            + f"blocks[{trained + 1}..6], head conv and "
+            + (
+                f"the 200-class head trained, starting from the weights of {start}"
+                if start
+                else "a new 200-class head (initialised from the ImageNet rows of the same wnids) trained"
+            )
+            + ("; BatchNorm statistics frozen" if model.get("freeze_norms") else ""),
             "epochs": config["trainer"]["epochs"],
             "batch_size": config["data"]["batch_size"],
             "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
@@ -218,7 +239,7 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             "wall_clock_s": summary.get("wall_clock_s"),
             "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
         },
-        "command": "make train && make release",
+        "command": command,
     }
 
 

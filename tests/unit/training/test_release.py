@@ -13,7 +13,7 @@ from tests.unit.training.tree import WNIDS, make_tiny_imagenet
 from training.config import TrainConfig
 from training.data.tiny_imagenet import TinyImageNet
 from training.modules.lite0_net import build_classifier
-from training.release import eval_batch, main
+from training.release import eval_batch, main, run_origin
 from training.settings import get_training_settings
 
 pytestmark = pytest.mark.slow
@@ -63,3 +63,24 @@ def test_release_writes_checked_fp32_and_int8_files_and_their_metrics(run_dir: P
         predicted = model.eval()(torch.from_numpy(eval_batch([s.path for s in val]))).argmax(1)
     expected = sum(int(p) == s.label for p, s in zip(predicted, val, strict=True)) / len(val)
     assert fp32["top1"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_report_says_how_a_run_trained(tmp_path: Path) -> None:
+    default = TrainConfig(name="lite0_tiny_imagenet").model_dump(mode="json")
+    origin = run_origin(default, {"name": "lite0_tiny_imagenet"}, tmp_path)
+    assert origin["command"] == "make train && make release"
+    assert "2 stored views" in origin["data"]
+    assert origin["training"]["recipe"].startswith("stem and blocks[0..4] frozen (feature cache), blocks[5..6]")
+    assert "ImageNet rows" in origin["training"]["recipe"]
+
+    v9 = TrainConfig.from_yaml(Path("training/configs/lite0_tiny_imagenet_v9.yaml")).model_dump(mode="json")
+    origin = run_origin(v9, {"name": "lite0_tiny_imagenet_v9"}, tmp_path)
+    assert origin["data"].endswith("augmented afresh every epoch") and "stored" not in origin["note"]
+    assert origin["training"]["recipe"] == (
+        "stem and blocks[0..1] frozen, blocks[2..6], head conv and the 200-class head trained, starting from the "
+        "weights of runs/lite0_soup_v8/model.pt; BatchNorm statistics frozen"
+    )
+    assert origin["command"].startswith("python -m training.train --config training/configs/lite0_tiny_imagenet_v9")
+
+    whole = TrainConfig(name="gpu", model={"freeze_through": -1, "feature_cache": False}).model_dump(mode="json")
+    assert run_origin(whole, {"name": "gpu"}, tmp_path)["training"]["recipe"].startswith("stem, blocks[0..6], head")
