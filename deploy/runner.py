@@ -2,8 +2,9 @@
 
 Each process gets its own session (so a stop reaches its children: ``bentoml serve`` forks), its own
 log file under ``run_dir/logs/`` and, for BentoML processes, its own ``BENTOML_HOME`` that shares the
-model store (``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
-processes on one home would wipe each other's metrics). Nothing is restarted: a process that dies
+model store: a BentoML worker keeps its Prometheus multiprocess files in ``$BENTOML_HOME/prometheus_multiproc_dir``,
+empties it when it starts and exposes every file there, so processes on one home would wipe each other's metrics and
+each would report all of theirs. Nothing is restarted: a process that dies
 stays dead, which is what the replica-kill test needs; compose's ``restart:`` is the production answer.
 Each process gets SIGTERM from the kernel if the runner dies without stopping them (services/process.py).
 """
@@ -97,7 +98,7 @@ class Topology:
 
     def _env(self, spec: ProcessSpec) -> dict[str, str]:
         env = {**os.environ, **spec.env}
-        if spec.argv[1:2] == ["serve"] and Path(spec.argv[0]).name == "bentoml":
+        if spec.bentoml:
             env["BENTOML_HOME"] = str(
                 own_bentoml_home(self.config.bentoml_home, self.config.run_dir / "homes" / spec.name)
             )

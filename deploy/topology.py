@@ -110,6 +110,9 @@ class ProcessSpec:
     ready_log: str | None = None  # or: this text in its log means ready
     port: int | None = None
     oneshot: bool = False  # runs to completion before the others start (migrations)
+    # A BentoML worker (services/serve.py): it gets a BentoML home of its own that shares the model store, as each
+    # container has, so that its Prometheus multiprocess folder holds its own metrics only (deploy/runner.py).
+    bentoml: bool = False
 
     @property
     def url(self) -> str:
@@ -266,14 +269,24 @@ def plan(config: TopologyConfig) -> Plan:
         ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
         *(
             ProcessSpec(
-                m.name, _bentoml(m.service, port[m.name]), model_env, _local(port[m.name], "/readyz"), port=port[m.name]
+                m.name,
+                _bentoml(m.service, port[m.name]),
+                model_env,
+                _local(port[m.name], "/readyz"),
+                port=port[m.name],
+                bentoml=True,
             )
             for m in CATALOGUE
         ),
         _auth(config, port["auth"]),
         *(
             ProcessSpec(
-                r, _bentoml("services.api:Api", port[r]), api_env, _local(port[r], "/api/v1/health"), port=port[r]
+                r,
+                _bentoml("services.api:Api", port[r]),
+                api_env,
+                _local(port[r], "/api/v1/health"),
+                port=port[r],
+                bentoml=True,
             )
             for r in replicas
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -14,6 +15,7 @@ import yaml
 
 from deploy import __main__ as cli
 from deploy import topology
+from deploy.runner import Topology
 from deploy.topology import REPO, TRAEFIK_DIR, Plan, TopologyConfig, plan, render_prometheus, render_traefik
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
@@ -243,3 +245,20 @@ def test_without_the_range_the_kernel_chooses(tmp_path: Path, monkeypatch: pytes
     port = topology.free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # free: nothing holds it
+
+
+def test_each_bentoml_worker_gets_a_home_of_its_own_that_shares_the_model_store(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    the_plan = plan(config)
+    runner = Topology(config, the_plan)
+    workers = [p for p in the_plan.processes if "services.serve" in p.argv]
+    assert {p.name for p in workers} == {"classifier", "detector", "embedder", "api-1", "api-2"}
+    assert all(p.bentoml for p in workers)
+    homes = {p.name: Path(runner._env(p)["BENTOML_HOME"]) for p in workers}
+    # One home each: a worker exposes every file of $BENTOML_HOME/prometheus_multiproc_dir and empties it at start.
+    assert len(set(homes.values())) == len(workers)
+    for home in homes.values():
+        assert (home / "models").resolve() == (config.bentoml_home / "models").resolve()
+    others = [p for p in the_plan.processes if not p.bentoml]
+    assert others and all("BENTOML_HOME" not in p.env for p in others)
+    assert all(runner._env(p).get("BENTOML_HOME") == os.environ.get("BENTOML_HOME") for p in others)
