@@ -59,8 +59,9 @@ class EmbeddingOutput(BaseModel):
     transform: Literal["none", "softmax"] = "none"
     temperature: float = Field(default=1.0, gt=0.0)
     # Test-time augmentation: the vector is the mean of the image's and its mirror image's (each transformed as
-    # above), from one runtime call on twice the rows. Set per version where its report measured it
-    # (docs/adr/0021-the-class-embedder-averages-an-image-and-its-mirror.md).
+    # above), from one runtime call on twice the rows (1.8x the batch-1 run). Off for every version so far: for
+    # embedder v8 it gains a point of precision@10 on val but loses 0.2 on train images, where a version's settings
+    # are chosen (TECHNICAL.md, "Embedder v2"); `python -m training.evaluate embedder --flip` measures it.
     flip: bool = False
     # How many of a query's nearest gallery vectors a search adds to it before searching again (query expansion,
     # services/index/vectors.py); 0: plain search. A request's ``expand`` overrides it. Chosen per version on train
