@@ -265,11 +265,12 @@ def keep_logs(workdir: Path, into: Path) -> None:
 
 
 def write(results: dict[str, Any], out: Path) -> None:
-    """memory.md, memory.json and memory_soak.png."""
+    """memory.md, memory.json and memory_soak.png (``out``'s stem in each name)."""
     samples = results["production"].pop("soak_series")
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_soak(samples, results["production"]["soak"], out.with_name(out.stem + "_soak.png"))
-    write_report(out, render(results), results)
+    plot = out.with_name(out.stem + "_soak.png")
+    plot_soak(samples, results["production"]["soak"], plot)
+    write_report(out, render(results, plot.name), results)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,28 @@ def test_the_soak_names_the_metrics_that_gained_series() -> None:
         {**_soak(), "prometheus_series": {"start": series["end"], "end": series["end"]}}
     )
     assert "gained the most" not in soak_section(_soak())
+
+
+def test_a_topology_only_report_under_another_name_links_its_own_plot(tmp_path: Path) -> None:
+    import pickle
+
+    from benchmarks import memory
+
+    phases = summarise(_samples(), [("idle after start", 0, 60), ("load", 300, 600)])
+    deployment = {"phases": phases, "torch": {}, "load": {"throughput": 12.0, "error_count": 0}}
+    deployment["jobs"] = {"jobs": {"succeeded": 4}, "error_count": 0}
+    results = {
+        "machine": {"date": "today"},
+        "gallery": {
+            "phases": {"gallery build (5 images)": {"build_gallery": phases["load"]["classifier: bentoml supervisor"]}},
+            "seconds": 3.0,
+        },
+        "production": {**deployment, "soak": _soak(), "soak_series": _samples()},
+    }
+    raw = tmp_path / "raw.pickle"
+    raw.write_bytes(pickle.dumps(results))
+    out = tmp_path / "memory_topology.md"
+    assert memory.main(["--render", str(raw), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Memory: every process of the production topology (`--skip-serve`)")
+    assert "](memory_topology_soak.png)" in text and (tmp_path / "memory_topology_soak.png").is_file()
