@@ -215,10 +215,9 @@ def test_render_the_whole_report() -> None:
     assert text.count("### Goal") == 2 and "torch's libraries mapped: x" in text
 
 
-def test_memory_main_renders_a_raw_file_of_an_earlier_run(tmp_path: Path) -> None:
+def _raw_run(tmp_path: Path) -> Path:
+    """The --raw file of a topology-only run (no `make serve` section), as memory.py pickles it."""
     import pickle
-
-    from benchmarks import memory
 
     phases = summarise(_samples(), [("idle after start", 0, 60), ("load", 300, 600)])
     deployment = {"phases": phases, "torch": {}, "load": {"throughput": 12.0, "error_count": 0}}
@@ -233,6 +232,13 @@ def test_memory_main_renders_a_raw_file_of_an_earlier_run(tmp_path: Path) -> Non
     }
     raw = tmp_path / "raw.pickle"
     raw.write_bytes(pickle.dumps(results))
+    return raw
+
+
+def test_memory_main_renders_a_raw_file_of_an_earlier_run(tmp_path: Path) -> None:
+    from benchmarks import memory
+
+    raw = _raw_run(tmp_path)
     out = tmp_path / "memory.md"
     assert memory.main(["--render", str(raw), "--out", str(out)]) == 0
     assert "## Soak through the edge" in out.read_text() and "make serve" not in out.read_text().split("\n## ")[2]
@@ -310,23 +316,9 @@ def test_the_soak_names_the_metrics_that_gained_series() -> None:
 
 
 def test_a_topology_only_report_under_another_name_links_its_own_plot(tmp_path: Path) -> None:
-    import pickle
-
     from benchmarks import memory
 
-    phases = summarise(_samples(), [("idle after start", 0, 60), ("load", 300, 600)])
-    deployment = {"phases": phases, "torch": {}, "load": {"throughput": 12.0, "error_count": 0}}
-    deployment["jobs"] = {"jobs": {"succeeded": 4}, "error_count": 0}
-    results = {
-        "machine": {"date": "today"},
-        "gallery": {
-            "phases": {"gallery build (5 images)": {"build_gallery": phases["load"]["classifier: bentoml supervisor"]}},
-            "seconds": 3.0,
-        },
-        "production": {**deployment, "soak": _soak(), "soak_series": _samples()},
-    }
-    raw = tmp_path / "raw.pickle"
-    raw.write_bytes(pickle.dumps(results))
+    raw = _raw_run(tmp_path)
     out = tmp_path / "memory_topology.md"
     assert memory.main(["--render", str(raw), "--out", str(out)]) == 0
     text = out.read_text()
