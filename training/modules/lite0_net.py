@@ -6,7 +6,6 @@ tail trains the model that is later exported as a whole.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,7 +60,7 @@ def weights_file(source: Path) -> Path:
 
 def weights_digest(source: Path) -> str:
     """The sha256 of the weights file :func:`weights_file` finds (it names what a feature cache was made with)."""
-    return hashlib.sha256(weights_file(source).read_bytes()).hexdigest()
+    return lite0.sha256_file(weights_file(source))
 
 
 def load_weights(model: EfficientNet, source: Path) -> None:
