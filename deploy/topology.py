@@ -147,9 +147,10 @@ def _ports(config: TopologyConfig, count: int) -> list[int]:
     return sorted(ports)
 
 
-def _bentoml(target: str, port: int) -> list[str]:
+def _bentoml(name: str, target: str, port: int, env: dict[str, str], health_path: str) -> ProcessSpec:
     """One BentoML worker without a supervisor (services/serve.py), as the containers run it."""
-    return [sys.executable, "-m", "services.serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "services.serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    return ProcessSpec(name, argv, env, _local(port, health_path), port=port, bentoml=True)
 
 
 def _local(port: int, path: str = "") -> str:
@@ -267,29 +268,9 @@ def plan(config: TopologyConfig) -> Plan:
     }
     processes = [
         ProcessSpec("migrate", [sys.executable, "-m", "services.db", "migrate"], serving, oneshot=True),
-        *(
-            ProcessSpec(
-                m.name,
-                _bentoml(m.service, port[m.name]),
-                model_env,
-                _local(port[m.name], "/readyz"),
-                port=port[m.name],
-                bentoml=True,
-            )
-            for m in CATALOGUE
-        ),
+        *(_bentoml(m.name, m.service, port[m.name], model_env, "/readyz") for m in CATALOGUE),
         _auth(config, port["auth"]),
-        *(
-            ProcessSpec(
-                r,
-                _bentoml("services.api:Api", port[r]),
-                api_env,
-                _local(port[r], "/api/v1/health"),
-                port=port[r],
-                bentoml=True,
-            )
-            for r in replicas
-        ),
+        *(_bentoml(r, "services.api:Api", port[r], api_env, "/api/v1/health") for r in replicas),
         *([_worker(config, {**serving, **models}), _beat(config, serving)] if config.worker else []),
         _traefik(config, port["traefik"], port["traefik-internal"], port["auth"], [port[r] for r in replicas]),
         *(_monitoring(config, port) if config.monitoring else []),
