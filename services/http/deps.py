@@ -20,6 +20,7 @@ from services.http.recording import current_ledger
 from services.imaging import DecodedImage, DecodeFloor, decode_image, header_pixels
 from services.jobs.queue import JobQueue
 from services.models.runtime import may_run_inline
+from services.process import trim_heap_if_due
 
 # The routes' model client (the composition root's, wrapped by the cache and the inference log).
 BackendProvider = Callable[[], AsyncModelClient]
@@ -129,6 +130,18 @@ AdmissionDep = Annotated[AdmissionController | None, Depends(_admission)]  # Non
 JobsDep = Annotated[JobQueue | None, Depends(_jobs)]  # None: this server takes no batch jobs
 
 
+def _decoded_then_trimmed(decode: Callable[[], DecodedImage]) -> DecodedImage:
+    """``decode()`` in a pool thread, then the heap's free pages back to the kernel if due (``trim_heap_if_due``).
+
+    The api decodes every upload and frees it once answered; where the models run in other processes (the production
+    topology) nothing else in the api trims, and its heap stepped up under the soak (benchmarks/reports/
+    memory_topology.md). Here, off the event loop, at most once per ``CV_MALLOC_TRIM_INTERVAL_S``.
+    """
+    image = decode()
+    trim_heap_if_due()
+    return image
+
+
 async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | None = None) -> DecodedImage:
     """Read one uploaded part within the byte limit and decode it off the event loop.
 
@@ -150,7 +163,7 @@ async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | No
             max_pixels=limits.max_image_pixels,
             floor=floor,
         )
-        image = decode() if limits.decodes_inline(data) else await run_in_threadpool(decode)
+        image = decode() if limits.decodes_inline(data) else await run_in_threadpool(_decoded_then_trimmed, decode)
     except ServiceError as exc:
         ledger.image_refused(exc)
         raise

@@ -76,3 +76,30 @@ def test_read_image_decodes_where_limits_say(monkeypatch: pytest.MonkeyPatch, de
 
     loop_thread = asyncio.run(scenario())
     assert (threads == [loop_thread]) is on_loop
+
+
+@pytest.mark.parametrize(("demand", "trims"), [(1, False), (3, True)])
+def test_read_image_trims_the_heap_in_the_decode_thread_never_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, demand: int, trims: bool
+) -> None:
+    monkeypatch.setattr(runtime.DEMAND, "_count", demand)
+    decoded: list[int] = []
+    trimmed: list[int] = []
+    decode = deps.decode_image
+
+    def noting(*args: object, **kwargs: object) -> object:
+        decoded.append(threading.get_ident())
+        return decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(deps, "decode_image", noting)
+    monkeypatch.setattr(deps, "trim_heap_if_due", lambda: trimmed.append(threading.get_ident()) or True)
+    data = _jpeg(40, 30)
+
+    async def scenario() -> int:
+        upload = UploadFile(io.BytesIO(data), filename="x.jpg", headers=Headers({"content-type": "image/jpeg"}))
+        await read_image(upload, _limits(10_000))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert trimmed == (decoded if trims else [])
+    assert loop_thread not in trimmed
