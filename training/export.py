@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from kernel.paths import sha256_file
 from training import lite0
 from training.lite0 import CheckError
 
@@ -302,13 +303,13 @@ def build_metadata(onnx_path: Path, checks: dict[str, Any], opset: int) -> dict[
             "package": lite0.SOURCE_PACKAGE,
             "version": metadata.version(lite0.SOURCE_PACKAGE),
             "file": pth.name,
-            "sha256": lite0.sha256_file(pth),
+            "sha256": sha256_file(pth),
             "original_architecture": "efficientnet_lite_pytorch (lukemelas EfficientNet-PyTorch fork)",
         },
         "timm_model": lite0.TIMM_MODEL_NAME,
         "onnx": {
             "file": onnx_path.name,
-            "sha256": lite0.sha256_file(onnx_path),
+            "sha256": sha256_file(onnx_path),
             "bytes": onnx_path.stat().st_size,
             "opset": opset,
             **checks.pop("onnx"),

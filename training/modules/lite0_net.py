@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernel.paths import sha256_file
 from training import lite0
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def weights_file(source: Path) -> Path:
 
 def weights_digest(source: Path) -> str:
     """The sha256 of the weights file :func:`weights_file` finds (it names what a feature cache was made with)."""
-    return lite0.sha256_file(weights_file(source))
+    return sha256_file(weights_file(source))
 
 
 def load_weights(model: EfficientNet, source: Path) -> None:
