@@ -145,6 +145,13 @@ class ServingSettings(BaseSettings):
     # less, ~1.2 ms of a ~10 ms classify at concurrency 1 (benchmarks/reports/peers.md). A request arriving meanwhile
     # waits for that step. 0: always in a thread.
     inline_alone_max_pixels: int = Field(default=1_000_000, ge=0)
+    # How long a process started by `python -m services.serve` (production's model services and api replicas) keeps an
+    # idle keep-alive connection. Longer than its clients keep one, so the client, never the server, closes an idle
+    # connection: the api's client of a model service (BentoML's, aiohttp) keeps one 15 s, Traefik 4 s
+    # (gateway/traefik/traefik.yml), a job worker's (httpx) 5 s. With uvicorn's 5 s a model service closed connections
+    # the api still held, and a call sent on one as it closed failed ("Can not write request body": 1 answer in 51,428
+    # in the soak of benchmarks/reports/memory_topology.md, a 503 to the user).
+    keep_alive_timeout_s: int = Field(default=20, gt=0)
 
     # Admission control of the api's inference routes (services/http/admission.py, benchmarks/reports/overload.md):
     # a limit of requests per api process run at once; others wait for a slot up to the queue timeout, or are

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.config import get_settings
+
 WORKER_MODULE = "_bentoml_impl.worker.service"
 
 
@@ -87,11 +89,19 @@ def configured_backlog() -> int:
 
 
 def prepare(
-    svc: Any, target: str, host: str, port: int, fd: int, backlog: int, environ: dict[str, str]
+    svc: Any,
+    target: str,
+    host: str,
+    port: int,
+    fd: int,
+    backlog: int,
+    environ: dict[str, str],
+    keep_alive_s: int,
 ) -> WorkerLaunch:
     """The worker's command and environment for ``svc`` (from :func:`load_service`) serving on socket ``fd``.
 
     ``backlog`` is the one the socket was bound with (:func:`configured_backlog`), told to the worker as well.
+    ``keep_alive_s``: how long the worker keeps an idle keep-alive connection (``CV_KEEP_ALIVE_TIMEOUT_S``).
     """
     from _bentoml_impl.server.allocator import ResourceAllocator
     from _bentoml_impl.server.serving import server_on_deployment
@@ -115,7 +125,7 @@ def prepare(
     }
     argv = [
         *[sys.executable, "-m", WORKER_MODULE, target, "--fd", str(fd), "--service-name", svc.name],
-        *["--backlog", str(backlog), "--worker-id", "1"],
+        *["--backlog", str(backlog), "--worker-id", "1", "--timeout-keep-alive", str(keep_alive_s)],
         *["--args", json.dumps(BentoMLContainer.bento_arguments.get())],
     ]
     return WorkerLaunch(argv, env)
@@ -135,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         svc = load_service(args.target)  # `python -m` put the working folder first on sys.path, as the worker's does
         backlog = configured_backlog()
         sock = bind(args.host, args.port, backlog)
-        launch = prepare(svc, args.target, args.host, args.port, sock.fileno(), backlog, dict(os.environ))
+        keep_alive = get_settings().keep_alive_timeout_s
+        launch = prepare(svc, args.target, args.host, args.port, sock.fileno(), backlog, dict(os.environ), keep_alive)
     except (ServeError, OSError) as exc:
         print(f"services.serve: {exc}", file=sys.stderr)
         return 2

@@ -7,13 +7,16 @@ it answers and exports metrics, a SIGTERM stops it cleanly, and what it cannot s
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -81,6 +84,22 @@ def test_it_answers_and_exports_metrics(classifier: Server) -> None:
     assert status.json()["model"] == "classifier" and status.json()["status"] == "ok"
     metrics = httpx.get(f"{classifier.url}/metrics", timeout=10).text
     assert 'cv_model_version_loaded{model="classifier"' in metrics
+
+
+def test_an_idle_keep_alive_connection_outlives_uvicorns_five_seconds(classifier: Server) -> None:
+    # The api's client of a model service keeps an idle connection 15 s: the worker must not close it first.
+    command = psutil.Process(classifier.process.pid).cmdline()
+    assert command[command.index("--timeout-keep-alive") + 1] == "20"  # CV_KEEP_ALIVE_TIMEOUT_S's default
+    address = urlsplit(classifier.url)
+    connection = http.client.HTTPConnection(str(address.hostname), address.port, timeout=10)
+    try:
+        for wait in (0.0, 6.0):  # uvicorn's own default closes a connection idle for 5 s
+            time.sleep(wait)
+            connection.request("GET", "/readyz")  # on the same socket: http.client never reconnects by itself
+            response = connection.getresponse()
+            assert (response.status, response.read(), response.getheader("connection")) == (200, b"\n", None)
+    finally:
+        connection.close()
 
 
 def test_sigterm_stops_it_cleanly(classifier: Server) -> None:
