@@ -153,40 +153,49 @@ def embed_all(model: Model[Any], paths: Sequence[Path], *, batch_size: int = 32)
 
 
 def neighbour_hits(
-    embeddings: np.ndarray, labels: np.ndarray, k: int = RETRIEVAL_K, *, chunk: int = 1024, expand: int = 0
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    k: int = RETRIEVAL_K,
+    *,
+    chunk: int = 1024,
+    expand: int = 0,
+    gallery: tuple[np.ndarray, np.ndarray] | None = None,
+    alpha: float = 1.0,
 ) -> np.ndarray:
-    """Per row, the share of its ``k`` nearest other rows (cosine) that share its label.
+    """Per row, the share of its ``k`` nearest gallery rows (cosine) that share its label.
 
-    Rows are normalised here, so any non-zero embeddings work. Ties are broken by row order. ``expand`` > 0: each
-    row is first expanded by its ``expand`` nearest other rows as the gallery index expands a query
-    (:meth:`services.index.vectors.AdaptiveIndex.expanded`), never by itself.
+    The gallery is the rows themselves, each never finding itself (leave-one-out), unless ``gallery`` gives
+    ``(vectors, labels)`` of its own. Rows are normalised here, so any non-zero embeddings work. Ties are broken by
+    row order. ``expand`` > 0: each row is first expanded by its ``expand`` nearest gallery rows as the gallery index
+    expands a query (:meth:`services.index.vectors.AdaptiveIndex.expanded`), each weighted by its cosine to the power
+    ``alpha`` (1: the index's own weighting).
     """
-    n = len(embeddings)
-    if n <= k:
-        raise ValueError(f"need more than k={k} embeddings, got {n}")
-    vectors = embeddings.astype(np.float32)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = _unit_rows(embeddings)
     labels = np.asarray(labels)
-    shares = np.empty(n, dtype=np.float64)
-    for start in range(0, n, chunk):
-        sims = vectors[start : start + chunk] @ vectors.T
-        rows = np.arange(len(sims))
-        sims[rows, start + rows] = -np.inf  # never retrieve the query itself
+    found, found_labels = (vectors, labels) if gallery is None else (_unit_rows(gallery[0]), np.asarray(gallery[1]))
+    if len(found) <= k - (gallery is not None):
+        raise ValueError(f"need more than k={k} embeddings, got {len(found)}")
+    shares = np.empty(len(vectors), dtype=np.float64)
+    for start in range(0, len(vectors), chunk):
+        block = vectors[start : start + chunk]
+        rows = np.arange(len(block))
+        sims = block @ found.T
+        if gallery is None:
+            sims[rows, start + rows] = -np.inf  # never retrieve the query itself
         if expand > 0:
-            sims = _expanded_similarities(vectors, sims, start, expand)
+            nearest = np.argpartition(-sims, expand - 1, axis=1)[:, :expand]
+            weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 0.0, None) ** alpha  # itself: -inf -> 0
+            sims = expand_queries(block, weights, found[nearest]) @ found.T
+            if gallery is None:
+                sims[rows, start + rows] = -np.inf
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        shares[start + rows] = (labels[nearest] == labels[start + rows, None]).sum(axis=1) / k
+        shares[start + rows] = (found_labels[nearest] == labels[start + rows, None]).sum(axis=1) / k
     return shares
 
 
-def _expanded_similarities(vectors: np.ndarray, sims: np.ndarray, start: int, expand: int) -> np.ndarray:
-    """Similarities of the chunk's rows, expanded by their ``expand`` nearest other rows, with every row."""
-    rows = np.arange(len(sims))
-    nearest = np.argpartition(-sims, expand - 1, axis=1)[:, :expand]
-    scores = np.take_along_axis(sims, nearest, axis=1)
-    expanded = expand_queries(vectors[start : start + len(sims)], scores, vectors[nearest]) @ vectors.T
-    expanded[rows, start + rows] = -np.inf
-    return expanded
+def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    vectors = embeddings.astype(np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def precision_at_k(
