@@ -106,6 +106,14 @@ def measure(url: str, queries: list[Record]) -> dict[str, Any]:
     return results
 
 
+def _metrics_file(version: str) -> str:
+    """Where the evaluate command's figure for this embedder version is, or the file's name where it has none."""
+    from services.models.specs.lite0 import CLASS_EMBEDDER_REPORT, FINETUNED_DIRS
+
+    folder = FINETUNED_DIRS.get(version)
+    return f"artifacts/{folder}/{CLASS_EMBEDDER_REPORT}" if folder else f"the release's {CLASS_EMBEDDER_REPORT}"
+
+
 def render(report: dict[str, Any]) -> str:
     rows = [
         [
@@ -132,8 +140,8 @@ The server is `bentoml serve services.api:Api` in local mode, result cache off. 
 {table(headers, rows)}
 
 The embedder's own figure (each val image against the other 9,999, `python -m training.evaluate embedder`) is in
-artifacts/lite0_tiny_imagenet200/embedder.metrics.json; here the gallery is half as large, so fewer same-class
-images are there to find (25 per class instead of 49).
+{_metrics_file(model["version"])}; here the gallery is half as large, so fewer same-class images are there to find
+(25 per class instead of 49).
 
 ## Machine
 

@@ -33,3 +33,21 @@ def test_render_has_a_row_per_way() -> None:
     text = search_quality.render({"machine": {"nproc": 2}, "results": {"default": result, "expand=10": result}})
     assert "| default | 0.7123 | 0 | 5000 | 5000 | 8.5 | 15.0 |" in text and "| expand=10 |" in text
     assert "embedder\nv2 (int8)" in text or "embedder v2 (int8)" in text
+    assert "artifacts/lite0_tiny_imagenet200/embedder.metrics.json" in text  # v2's release folder
+
+
+def test_render_points_at_the_measured_versions_own_metrics() -> None:
+    result = {
+        "precision_at_10": 0.73,
+        "queries": 10,
+        "query_expansion": [0],
+        "latency_ms": {"p50": 8.5, "p99": 15.0},
+        "model": {"name": "embedder", "version": "v8", "precision": "int8"},
+        "gallery_size": 10,
+    }
+    text = search_quality.render({"machine": {}, "results": {"default": result}})
+    assert "artifacts/lite0_tiny_imagenet200_v8/embedder.metrics.json" in text
+    result["model"]["version"] = "v99"
+    assert "the release's embedder.metrics.json" in search_quality.render(
+        {"machine": {}, "results": {"default": result}}
+    )
