@@ -21,15 +21,19 @@ def test_precision_at_10_counts_missing_hits_as_misses() -> None:
     assert search_quality.precision_at_10([{"metadata": {"wnid": "a"}}] * 12, "a") == 1.0
 
 
-def test_render_has_a_row_per_way() -> None:
-    result = {
-        "precision_at_10": 0.71234,
-        "queries": 5000,
+def _result(version: str, precision: float = 0.71234, images: int = 5000) -> dict[str, object]:
+    return {
+        "precision_at_10": precision,
+        "queries": images,
         "query_expansion": [0],
         "latency_ms": {"p50": 8.5, "p99": 15.0},
-        "model": {"name": "embedder", "version": "v2", "precision": "int8"},
-        "gallery_size": 5000,
+        "model": {"name": "embedder", "version": version, "precision": "int8"},
+        "gallery_size": images,
     }
+
+
+def test_render_has_a_row_per_way() -> None:
+    result = _result("v2")
     text = search_quality.render({"machine": {"nproc": 2}, "results": {"default": result, "expand=10": result}})
     assert "| default | 0.7123 | 0 | 5000 | 5000 | 8.5 | 15.0 |" in text and "| expand=10 |" in text
     assert "embedder\nv2 (int8)" in text or "embedder v2 (int8)" in text
@@ -37,17 +41,7 @@ def test_render_has_a_row_per_way() -> None:
 
 
 def test_render_points_at_the_measured_versions_own_metrics() -> None:
-    result = {
-        "precision_at_10": 0.73,
-        "queries": 10,
-        "query_expansion": [0],
-        "latency_ms": {"p50": 8.5, "p99": 15.0},
-        "model": {"name": "embedder", "version": "v8", "precision": "int8"},
-        "gallery_size": 10,
-    }
-    text = search_quality.render({"machine": {}, "results": {"default": result}})
+    text = search_quality.render({"machine": {}, "results": {"default": _result("v8")}})
     assert "artifacts/lite0_tiny_imagenet200_v8/embedder.metrics.json" in text
-    result["model"]["version"] = "v99"
-    assert "the release's embedder.metrics.json" in search_quality.render(
-        {"machine": {}, "results": {"default": result}}
-    )
+    unreleased = search_quality.render({"machine": {}, "results": {"default": _result("v99")}})
+    assert "the release's embedder.metrics.json" in unreleased

@@ -59,6 +59,7 @@ def test_the_tiers_limits_keep_the_inline_setting() -> None:
 def test_read_image_decodes_where_limits_say(monkeypatch: pytest.MonkeyPatch, demand: int, on_loop: bool) -> None:
     monkeypatch.setattr(runtime.DEMAND, "_count", demand)
     threads: list[int] = []
+    trimmed: list[int] = []
     decode = deps.decode_image
 
     def noting(*args: object, **kwargs: object) -> object:
@@ -66,6 +67,7 @@ def test_read_image_decodes_where_limits_say(monkeypatch: pytest.MonkeyPatch, de
         return decode(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(deps, "decode_image", noting)
+    monkeypatch.setattr(deps, "trim_heap_if_due", lambda: trimmed.append(threading.get_ident()) or True)
     data = _jpeg(40, 30)
 
     async def scenario() -> int:
@@ -76,30 +78,5 @@ def test_read_image_decodes_where_limits_say(monkeypatch: pytest.MonkeyPatch, de
 
     loop_thread = asyncio.run(scenario())
     assert (threads == [loop_thread]) is on_loop
-
-
-@pytest.mark.parametrize(("demand", "trims"), [(1, False), (3, True)])
-def test_read_image_trims_the_heap_in_the_decode_thread_never_on_the_loop(
-    monkeypatch: pytest.MonkeyPatch, demand: int, trims: bool
-) -> None:
-    monkeypatch.setattr(runtime.DEMAND, "_count", demand)
-    decoded: list[int] = []
-    trimmed: list[int] = []
-    decode = deps.decode_image
-
-    def noting(*args: object, **kwargs: object) -> object:
-        decoded.append(threading.get_ident())
-        return decode(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(deps, "decode_image", noting)
-    monkeypatch.setattr(deps, "trim_heap_if_due", lambda: trimmed.append(threading.get_ident()) or True)
-    data = _jpeg(40, 30)
-
-    async def scenario() -> int:
-        upload = UploadFile(io.BytesIO(data), filename="x.jpg", headers=Headers({"content-type": "image/jpeg"}))
-        await read_image(upload, _limits(10_000))
-        return threading.get_ident()
-
-    loop_thread = asyncio.run(scenario())
-    assert trimmed == (decoded if trims else [])
-    assert loop_thread not in trimmed
+    # The heap is trimmed in the decode's pool thread, never on the event loop (services/process.py).
+    assert trimmed == ([] if on_loop else threads)
