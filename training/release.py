@@ -165,6 +165,20 @@ def failure_analysis(top5: np.ndarray, truth: np.ndarray, names: Sequence[str], 
     }
 
 
+def _fine_tune_recipe(model: dict[str, Any], cached: bool) -> str:
+    """What a fine-tune froze, trained and started from, in words (``model``: the run's ``model`` config section)."""
+    trained = model["freeze_through"]
+    recipe = "stem, " if trained < 0 else f"stem and blocks[0..{trained}] frozen"
+    if trained >= 0:
+        recipe += " (feature cache), " if cached else ", "
+    recipe += f"blocks[{trained + 1}..6], head conv and "
+    if model.get("init_from"):
+        recipe += f"the 200-class head trained, starting from the weights of {model['init_from']}"
+    else:
+        recipe += "a new 200-class head (initialised from the ImageNet rows of the same wnids) trained"
+    return recipe + ("; BatchNorm statistics frozen" if model.get("freeze_norms") else "")
+
+
 def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: Path) -> dict[str, Any]:
     """What ``metrics.json`` says of where the weights come from: a training run, or a soup of releases.
 
@@ -196,39 +210,23 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             },
             "command": f"{command} && python -m training.release --run runs/{summary.get('name', '')}",
         }
-    model, trained = config["model"], config["model"]["freeze_through"]
-    cached = model.get("feature_cache", True) and trained >= 0
+    model = config["model"]
+    cached = model.get("feature_cache", True) and model["freeze_through"] >= 0
     views = config["data"]["views"]
-    start = model.get("init_from")
     name = summary.get("name", "")
+    train = f"python -m training.train --config training/configs/{name}.yaml"
     command = "make train && make release"  # training/configs/lite0_tiny_imagenet.yaml
     if name != "lite0_tiny_imagenet":
-        command = f"python -m training.train --config training/configs/{name}.yaml && "
-        command += f"python -m training.release --run runs/{name}"
+        command = f"{train} && python -m training.release --run runs/{name}"
+    seen = f"{views} stored views per image (the plain one and {views - 1} augmented)" if cached else None
     return {
         "data": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
-        + (
-            f"{views} stored views per image (the plain one and {views - 1} augmented)"
-            if cached
-            else "augmented afresh every epoch"
-        ),
-        "source": f"fine-tuned by `python -m training.train --config training/configs/{name}.yaml`, "
-        "released by `python -m training.release`",
+        + (seen or "augmented afresh every epoch"),
+        "source": f"fine-tuned by `{train}`, released by `python -m training.release`",
         "note": f"Validation during training ({'stored features, bf16 trunk' if cached else 'bf16'}): "
         f"{summary.get('val_metrics_cached_features', {}).get('val/acc', 'n/a')} top-1.",
         "training": {
-            "recipe": (
-                f"stem and blocks[0..{trained}] frozen" + (" (feature cache), " if cached else ", ")
-                if trained >= 0
-                else "stem, "
-            )
-            + f"blocks[{trained + 1}..6], head conv and "
-            + (
-                f"the 200-class head trained, starting from the weights of {start}"
-                if start
-                else "a new 200-class head (initialised from the ImageNet rows of the same wnids) trained"
-            )
-            + ("; BatchNorm statistics frozen" if model.get("freeze_norms") else ""),
+            "recipe": _fine_tune_recipe(model, cached),
             "epochs": config["trainer"]["epochs"],
             "batch_size": config["data"]["batch_size"],
             "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
