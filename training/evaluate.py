@@ -173,8 +173,10 @@ def neighbour_hits(
     vectors = _unit_rows(embeddings)
     labels = np.asarray(labels)
     found, found_labels = (vectors, labels) if gallery is None else (_unit_rows(gallery[0]), np.asarray(gallery[1]))
-    if len(found) <= k - (gallery is not None):
+    if gallery is None and len(found) <= k:
         raise ValueError(f"need more than k={k} embeddings, got {len(found)}")
+    if len(found) < k:
+        raise ValueError(f"need a gallery of at least k={k} rows, got {len(found)}")
     shares = np.empty(len(vectors), dtype=np.float64)
     for start in range(0, len(vectors), chunk):
         block = vectors[start : start + chunk]

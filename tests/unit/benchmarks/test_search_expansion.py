@@ -36,8 +36,9 @@ def test_a_gallery_of_its_own_is_searched_without_leaving_anything_out() -> None
     sims = unit[0] @ unit[1].T  # cosine: the rows are not unit length
     by_hand = (gallery[1][np.argsort(-sims, axis=1)[:, :4]] == queries[1][:, None]).mean(axis=1)
     assert np.allclose(shares, by_hand)
-    with pytest.raises(ValueError, match="more than k=10"):
+    with pytest.raises(ValueError, match="gallery of at least k=10 rows, got 9"):
         neighbour_hits(*queries, k=10, gallery=(gallery[0][:9], gallery[1][:9]))
+    assert len(neighbour_hits(*queries, k=10, gallery=(gallery[0][:10], gallery[1][:10]))) == len(queries[0])
 
 
 def test_sharper_weights_give_the_neighbours_less_pull() -> None:
