@@ -32,6 +32,7 @@ from benchmarks.loopback import launch, settle  # noqa: E402
 from benchmarks.peers import FIELDS, _load, detect_photo, product  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
+RATE = 100  # py-spy samples a second
 IDLE = ("select (selectors", "Condition.wait", "wait (threading", "_worker (concurrent")
 
 
@@ -60,7 +61,13 @@ def top_frames(raw: Path, limit: int) -> dict[str, Any]:
 
 
 def _out(args: argparse.Namespace, proc: psutil.Process) -> list[str]:
-    return ["--nonblocking", "-o", str(args.out / f"{proc.pid}.txt")]
+    return ["--nonblocking", *(["--gil"] if args.gil else []), "-o", str(args.out / f"{proc.pid}.txt")]
+
+
+def gil_share(raw: Path, seconds: float, rate: int) -> float:
+    """With ``--gil`` py-spy records only the thread holding the GIL: the share of the samples taken that found one."""
+    samples = sum(int(line.rpartition(" ")[2]) for line in raw.read_text().splitlines() if line.strip())
+    return round(samples / (seconds * rate), 3)
 
 
 def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
@@ -85,7 +92,19 @@ def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         spy = str(Path(sys.executable).with_name("py-spy"))
         spies = [
             subprocess.Popen(
-                [spy, "record", "-p", str(p.pid), "-d", str(args.seconds), "-r", "100", "-f", "raw", *_out(args, p)],
+                [
+                    spy,
+                    "record",
+                    "-p",
+                    str(p.pid),
+                    "-d",
+                    str(args.seconds),
+                    "-r",
+                    str(RATE),
+                    "-f",
+                    "raw",
+                    *_out(args, p),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -106,6 +125,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             report[f"{proc.pid} {' '.join(proc.cmdline())[-70:]}"] = {
                 "cpu_ms_per_answer": round(1000 * (after[proc.pid] - before[proc.pid]) / max(answered, 1), 2),
                 **(top_frames(raw, args.top) if raw.is_file() else {}),
+                **({"gil_held_share": gil_share(raw, args.seconds, RATE)} if args.gil and raw.is_file() else {}),
             }
     return report
 
@@ -118,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=60)
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for the product (repeatable)")
     parser.add_argument("--top", type=int, default=15, help="frames listed per process")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (its share too)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("profile-out"))
     args = parser.parse_args(argv)
