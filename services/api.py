@@ -96,16 +96,15 @@ class Api:
         embedder = _depends(EmbedderService, settings.embedder_url)
 
     def __init__(self) -> None:
-        from PIL import Image
-
         from services.http.dataplane import DataPlane
+        from services.imaging import preload_decoders
         from services.jobs.embedded import EmbeddedWorker, worker_command
         from services.jobs.queue import JobQueue
 
         configure_logging(settings.log_level, settings.log_json)
         configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
         app.get()  # the routes now, not on the first request
-        Image.preinit()  # Pillow's common decoders, which it imports on the first upload otherwise (~6 ms)
+        preload_decoders()  # Pillow's plugins and OpenCV, which the first upload would import otherwise
         self.data_plane = DataPlane.from_settings(settings)
         self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)

@@ -4,14 +4,21 @@ Checks, in order: byte size (413), real format against the allowed set and the d
 content type (415), pixel count before decoding so decompression bombs never expand
 (413), corrupt or truncated data (400). Then the first frame is taken, EXIF orientation
 applied and every mode converted to 8-bit RGB.
+
+Pillow reads every header and decides every error. A complete RGB or grey JPEG, the common upload, is decoded by
+libjpeg-turbo (simplejpeg) straight into an RGB array: the same pixels as Pillow's decode (the same library and
+settings; tests/unit/services/test_imaging_jpeg.py) at half its CPU, since Pillow decodes into its own buffer and
+copies that into NumPy (benchmarks/reports/decode.md).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +47,17 @@ _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 # EXIF orientations that turn the stored image a quarter: its width and height swap.
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
+_JPEG_END = b"\xff\xd9"  # EOI: a JPEG without it at the end is truncated (or carries a trailer) and goes to Pillow
+# EXIF orientation -> the array operation that makes the image upright: Pillow's ImageOps.exif_transpose, on H x W x C.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.transpose(1, 0, 2),  # TRANSPOSE
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],  # ROTATE_270 (a quarter turn clockwise)
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # TRANSVERSE
+    8: lambda a: a.transpose(1, 0, 2)[::-1],  # ROTATE_90 (a quarter turn counter-clockwise)
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,24 @@ def decode_image(
     if width == 0 or height == 0:
         raise InvalidImage("image has no pixels")
     reduction = floor.reduction(width, height) if floor is not None and real_format in ("JPEG", "MPO") else 1
+    fast = _decode_jpeg(data, image, reduction) if real_format == "JPEG" else None
+    if fast is not None:
+        pixels, quarter_turn = fast
+    else:
+        pixels, quarter_turn = _decode_with_pillow(image, reduction)
+    return DecodedImage(
+        pixels=pixels,
+        format=real_format,
+        sha256=hashlib.sha256(data).hexdigest(),
+        byte_size=len(data),
+        reduction=reduction,
+        source_size=None if reduction == 1 else ((height, width) if quarter_turn else (width, height)),
+    )
+
+
+def _decode_with_pillow(image: Image.Image, reduction: int) -> tuple[np.ndarray, bool]:
+    """Any allowed image: its first frame, upright, as RGB; and whether it turned a quarter (its sides swapped)."""
+    width, height = image.size
     try:
         image.seek(0)  # GIF, multi-page TIFF: the first frame
         if reduction > 1:
@@ -135,14 +171,48 @@ def decode_image(
         rgb = to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}") from exc
-    return DecodedImage(
-        pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
-        format=real_format,
-        sha256=hashlib.sha256(data).hexdigest(),
-        byte_size=len(data),
-        reduction=reduction,
-        source_size=None if reduction == 1 else ((height, width) if quarter_turn else (width, height)),
-    )
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), quarter_turn
+
+
+def _decode_jpeg(data: bytes, image: Image.Image, reduction: int) -> tuple[np.ndarray, bool] | None:
+    """A complete RGB or grey JPEG decoded by libjpeg-turbo (simplejpeg) into an upright RGB array at 1/reduction
+    scale, and whether it turned a quarter; None where Pillow decodes it instead: other modes (CMYK), data that does
+    not end at the end-of-image marker (truncated, or a trailer after the image), anything libjpeg decodes only with
+    a warning (corrupt data: strict mode), a size other than Pillow's. Pillow then decides, and its errors are the
+    ones a caller sees."""
+    turbo = _simplejpeg()
+    if turbo is None or image.mode not in ("RGB", "L") or not data.endswith(_JPEG_END):
+        return None
+    width, height = image.size
+    expected = (-(-height // reduction), -(-width // reduction), 3)  # libjpeg's scaled size: the sides rounded up
+    try:
+        array = turbo.decode_jpeg(
+            data, colorspace="RGB", min_factor=reduction, min_height=expected[0], min_width=expected[1], strict=True
+        )
+    except ValueError:
+        return None
+    if array.shape != expected or array.dtype != np.uint8:
+        return None
+    orientation = image.getexif().get(_EXIF_ORIENTATION)
+    upright = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None  # as exif_transpose: else upright
+    return (array if upright is None else np.ascontiguousarray(upright(array))), orientation in _QUARTER_TURNS
+
+
+@functools.cache
+def _simplejpeg() -> ModuleType | None:
+    """simplejpeg (libjpeg-turbo into NumPy), imported on first use; None where it is not installed: Pillow then
+    decodes everything."""
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - a requirement of the product; optional for a slimmer install
+        return None
+    return simplejpeg
+
+
+def preload_decoders() -> None:
+    """Import the decoders now, in a server's start-up, not on its first upload (Pillow's plugins: ~6 ms)."""
+    Image.preinit()
+    _simplejpeg()
 
 
 def header_pixels(data: bytes) -> int | None:

@@ -1,0 +1,202 @@
+"""JPEG decoding of an upload: libjpeg-turbo into NumPy (simplejpeg, the product's path) against Pillow's decode.
+
+For each photo, ``services.imaging.decode_image`` as shipped and with its fast path switched off (Pillow decodes,
+as before): the CPU per decode on one thread and the wall time per decode with two threads decoding at once (both
+paths decode with the GIL released; Pillow's then copies its buffer into NumPy). With the data sets' mirror folder
+(``--datasets``, default ``CV_DATASETS_MIRROR_DIR``) it also decodes every JPEG of the Tiny-ImageNet val split and of
+COCO128, straight from their archives, both ways, and counts the images whose pixels differ (the top-1 and the mAP
+cannot move if none does). Writes benchmarks/reports/decode.md/.json.
+
+    python benchmarks/decode.py [--calls N] [--datasets DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
+from services import imaging  # noqa: E402
+from services.imaging import DecodeFloor, decode_image  # noqa: E402
+
+CLASSIFIER_FLOOR = DecodeFloor("shorter", 224)  # what a phone photo decodes at for the classifier (1/8 here)
+# The data sets' archives holding JPEGs, under the mirror folder: (folder, archive).
+ARCHIVES = (("tiny-imagenet-200", "val.tar.gz"), ("coco128", "coco128.tar.gz"))
+
+
+def test_photos() -> dict[str, tuple[bytes, DecodeFloor | None]]:
+    """The photos timed: the peers' two (benchmarks/peers.py), a Tiny-ImageNet-sized one, a phone photo."""
+    from benchmarks.peers import detect_photo
+
+    chelsea = photos()["chelsea"]
+    small, phone = io.BytesIO(), io.BytesIO()
+    astronaut = Image.open(io.BytesIO(photos()["astronaut"]))
+    astronaut.resize((64, 64), Image.Resampling.LANCZOS).save(small, "JPEG", quality=90)
+    astronaut.resize((4032, 3024), Image.Resampling.LANCZOS).save(phone, "JPEG", quality=90)
+    return {
+        "chelsea 451x300 (classify in peers.md)": (chelsea, None),
+        "810x1080 (detect in peers.md)": (detect_photo(None), None),
+        "64x64 (a Tiny-ImageNet image's size)": (small.getvalue(), None),
+        "4032x3024 phone photo, classifier floor (1/8 scale)": (phone.getvalue(), CLASSIFIER_FLOOR),
+    }
+
+
+@contextmanager
+def pillow_only() -> Iterator[None]:
+    """Every decode through Pillow, as before the fast path (services/imaging.py finds no simplejpeg)."""
+    found = imaging._simplejpeg
+    imaging._simplejpeg = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        imaging._simplejpeg = found
+
+
+def decoder(data: bytes, floor: DecodeFloor | None) -> Callable[[], np.ndarray]:
+    def decode() -> np.ndarray:
+        return decode_image(
+            data, declared_type="image/jpeg", max_bytes=1 << 26, max_pixels=40_000_000, floor=floor
+        ).pixels
+
+    return decode
+
+
+def cost(decode: Callable[[], object], calls: int) -> dict[str, float]:
+    """CPU ms per decode on one thread; wall ms per decode with two threads at once."""
+    for _ in range(max(2, calls // 10)):
+        decode()
+    cpu = time.process_time()
+    for _ in range(calls):
+        decode()
+    one = (time.process_time() - cpu) / calls * 1000
+
+    def half() -> None:
+        for _ in range(calls // 2):
+            decode()
+
+    threads = [threading.Thread(target=half) for _ in range(2)]
+    wall = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    two = (time.perf_counter() - wall) / max(1, 2 * (calls // 2)) * 1000
+    return {"cpu_ms": one, "two_threads_wall_ms": two}
+
+
+def archive_jpegs(path: Path) -> Iterator[bytes]:
+    with tarfile.open(path) as archive:
+        for member in archive:
+            if member.isfile() and member.name.lower().endswith((".jpg", ".jpeg")):
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    yield extracted.read()
+
+
+def same_pixels(datasets: Path) -> dict[str, dict[str, int]]:
+    """Per archive: JPEGs decoded both ways, how many took the fast path, how many differ in any pixel."""
+    out = {}
+    for folder, name in ARCHIVES:
+        path = datasets / folder / name
+        if not path.is_file():
+            continue
+        counts = {"images": 0, "fast_path": 0, "differ": 0}
+        for data in archive_jpegs(path):
+            counts["images"] += 1
+            counts["fast_path"] += imaging._decode_jpeg(data, Image.open(io.BytesIO(data)), 1) is not None
+            fast = decoder(data, None)()
+            with pillow_only():
+                slow = decoder(data, None)()
+            counts["differ"] += not np.array_equal(fast, slow)
+        out[f"{folder}/{name}"] = counts
+    return out
+
+
+def run(calls: int, datasets: Path | None) -> dict[str, Any]:
+    rows = {}
+    for label, (data, floor) in test_photos().items():
+        n = max(4, calls // 20) if floor is not None or len(data) > 100_000 else calls
+        fast = cost(decoder(data, floor), n)
+        with pillow_only():
+            slow = cost(decoder(data, floor), n)
+        rows[label] = {"bytes": len(data), "calls": n, "pillow": slow, "fast": fast}
+    return {
+        "machine": machine_facts(),
+        "photos": rows,
+        "same_pixels": same_pixels(datasets) if datasets is not None and datasets.is_dir() else {},
+    }
+
+
+def render(results: dict[str, Any], command: str) -> str:
+    photo_rows = [
+        [
+            label,
+            row["bytes"],
+            f"{row['pillow']['cpu_ms']:.3f}",
+            f"{row['fast']['cpu_ms']:.3f}",
+            f"{row['pillow']['cpu_ms'] / row['fast']['cpu_ms']:.2f}x",
+            f"{row['pillow']['two_threads_wall_ms']:.3f}",
+            f"{row['fast']['two_threads_wall_ms']:.3f}",
+        ]
+        for label, row in results["photos"].items()
+    ]
+    headers = [
+        "photo",
+        "bytes",
+        "Pillow CPU ms",
+        "fast CPU ms",
+        "Pillow / fast",
+        "Pillow 2 threads ms",
+        "fast 2 threads ms",
+    ]
+    identity = results["same_pixels"]
+    if identity:
+        same = table(
+            ["archive", "JPEGs", "took the fast path", "pixels differ"],
+            [[name, c["images"], c["fast_path"], c["differ"]] for name, c in identity.items()],
+        )
+    else:
+        same = "Not run: no data sets' mirror folder (`--datasets DIR` or `CV_DATASETS_MIRROR_DIR`)."
+    machine = "\n".join(f"- {k}: {v}" for k, v in results["machine"].items())
+    return (
+        "# JPEG decoding: libjpeg-turbo into NumPy against Pillow\n\n"
+        f"Made by `{command}`. `services.imaging.decode_image` as shipped (a complete RGB or grey JPEG is decoded by "
+        "simplejpeg) and with that path off (Pillow decodes every upload, as before). CPU ms: one thread, "
+        "`time.process_time` per decode (validation and SHA-256 included); 2 threads: wall ms per decode with two "
+        "threads decoding at once. Same machine, same run: compare the ratios.\n\n"
+        f"## Machine\n\n{machine}\n\n## Cost per decode\n\n{table(headers, photo_rows)}\n\n"
+        f"## The same pixels\n\nEvery JPEG of each archive decoded both ways (full size).\n\n{same}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--calls", type=int, default=400, help="decodes per photo and path (large photos: 1/20)")
+    mirror = os.environ.get("CV_DATASETS_MIRROR_DIR")
+    parser.add_argument("--datasets", type=Path, default=Path(mirror) if mirror else None)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "reports" / "decode.md")
+    args = parser.parse_args(argv)
+    results = run(args.calls, args.datasets)
+    command = "python benchmarks/decode.py" + (f" --calls {args.calls}" if args.calls != 400 else "")
+    write_report(args.out, render(results, command), results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
