@@ -26,6 +26,7 @@ from services.http.deferred import DeferredApp
 from services.http.pages import PagesMiddleware
 from services.models.catalogue import MODEL_NAMES
 from services.process import configure_heap, freeze_startup_objects
+from services.tracing import request_spans
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -85,6 +86,7 @@ def _depends(service: Any, url: str | None) -> Any:
     # for ever (+528 series in a 20-minute soak, benchmarks/reports/memory.md). The api's own cv_http_* metrics label
     # by route template (services/http/middleware.py), so BentoML's are off here; the model services' routes are fixed.
     metrics={"enabled": False},
+    tracing=request_spans("api"),  # BentoML's request spans only where tracing is configured (services/tracing.py)
 )
 @bentoml.asgi_app(app, path="/api/v1")
 class Api:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bentoml
 
-from services.model_service import SERVICE_CONFIG, ModelService
+from services.model_service import ModelService, service_config
 
 
-@bentoml.service(name="classifier", **SERVICE_CONFIG)
+@bentoml.service(**service_config("classifier"))
 class ClassifierService(ModelService):
     model_name = "classifier"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bentoml
 
-from services.model_service import SERVICE_CONFIG, ModelService
+from services.model_service import ModelService, service_config
 
 
-@bentoml.service(name="detector", **SERVICE_CONFIG)
+@bentoml.service(**service_config("detector"))
 class DetectorService(ModelService):
     model_name = "detector"

@@ -8,11 +8,11 @@ import bentoml
 
 from kernel.errors import ServiceError, error_to_dict
 from services.index.search import SearchEngine, SearchItem, SearchOutcome
-from services.model_service import BATCHING, SERVICE_CONFIG, SETTINGS, ModelService
+from services.model_service import BATCHING, SETTINGS, ModelService, service_config
 from services.models.worker import InferenceItem
 
 
-@bentoml.service(name="embedder", **SERVICE_CONFIG)
+@bentoml.service(**service_config("embedder"))
 class EmbedderService(ModelService):
     model_name = "embedder"
 

@@ -17,6 +17,7 @@ from services.dispatch import run_when_free
 from services.models.runtime import DEMAND
 from services.models.worker import InferenceItem, ModelWorker, Outcome, build_pool
 from services.process import configure_heap, freeze_startup_objects
+from services.tracing import request_spans
 
 SETTINGS = get_settings()
 # Model services run one process each; ONNX Runtime uses the cores (ort_intra_op_threads).
@@ -25,6 +26,12 @@ SERVICE_CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 60, "max_concurrency": 256},
     "logging": {"access": {"enabled": SETTINGS.bentoml_access_log}},
 }
+
+
+def service_config(name: str) -> dict[str, Any]:
+    """``@bentoml.service``'s configuration of the model service ``name``: BentoML's request spans only where
+    tracing is configured (services/tracing.py)."""
+    return {"name": name, **SERVICE_CONFIG, "tracing": request_spans(name)}
 
 
 # Adaptive batching of every batchable model-service API (tuned in benchmarks/reports/serving.md): a batch starts as
