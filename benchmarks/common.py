@@ -60,6 +60,7 @@ def machine_facts() -> dict[str, Any]:
         f"max_concurrent_runs={s.max_concurrent_runs}, max_batch_size={s.max_batch_size}, "
         f"max_latency_ms={s.max_latency_ms}, ort_intra_op_threads={s.ort_intra_op_threads}, "
         f"ort_solo_threads={s.ort_solo_threads}, inline_alone_max_pixels={s.inline_alone_max_pixels}, "
+        f"decode_inline_max_pixels={s.decode_inline_max_pixels}, "
         f"gc_freeze_at_start={s.gc_freeze_at_start}, "
         f"log_level={s.log_level}",
     }

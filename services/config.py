@@ -145,6 +145,11 @@ class ServingSettings(BaseSettings):
     # less, ~1.2 ms of a ~10 ms classify at concurrency 1 (benchmarks/reports/peers.md). A request arriving meanwhile
     # waits for that step. 0: always in a thread.
     inline_alone_max_pixels: int = Field(default=1_000_000, ge=0)
+    # At any load, the api decodes uploads of at most this many pixels (640x480) on the event loop rather than in a
+    # thread: a hand-off to a thread and back less per request, for a decode of about a millisecond. Classify at
+    # concurrency 16 answered ~10 % more (three pairs of peers.py runs, TECHNICAL.md); an 810x1080 photo gained
+    # nothing, so larger images stay in a thread. 0: only as inline_alone_max_pixels says.
+    decode_inline_max_pixels: int = Field(default=640 * 480, ge=0)
     # How long a process started by `python -m services.serve` (production's model services and api replicas) keeps an
     # idle keep-alive connection. Longer than its clients keep one, so the client, never the server, closes an idle
     # connection: the api's client of a model service (BentoML's, aiohttp) keeps one 15 s, Traefik 4 s

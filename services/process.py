@@ -79,6 +79,12 @@ def configure_heap(mmap_threshold: int, trim_interval_s: float) -> None:
     _Trim.interval_s = trim_interval_s if libc is not None else 0.0
 
 
+def heap_trim_due() -> bool:
+    """Whether :func:`trim_heap_if_due` would trim now (a cheap look, no lock: a caller on the event loop asks
+    before it hands the trim to a thread)."""
+    return _Trim.call is not None and time.monotonic() - _Trim.last >= _Trim.interval_s
+
+
 def trim_heap_if_due() -> bool:
     """Give the heap's free pages back to the kernel, unless it was done less than the interval ago.
 

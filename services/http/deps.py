@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ from services.http.recording import current_ledger
 from services.imaging import DecodedImage, DecodeFloor, decode_image, header_pixels
 from services.jobs.queue import JobQueue
 from services.models.runtime import may_run_inline
-from services.process import trim_heap_if_due
+from services.process import heap_trim_due, trim_heap_if_due
 
 # The routes' model client (the composition root's, wrapped by the cache and the inference log).
 BackendProvider = Callable[[], AsyncModelClient]
@@ -85,12 +86,14 @@ class Limits:
     # Images of at most this many pixels decode on the event loop while the process serves this request alone
     # (ServingSettings.inline_alone_max_pixels); 0: always in a thread.
     inline_max_pixels: int = 0
+    # ... and at any load (ServingSettings.decode_inline_max_pixels); 0: only alone.
+    decode_inline_max_pixels: int = 0
 
     @classmethod
     def of(cls, settings: ServingSettings, headers: Mapping[str, str] | None = None) -> Limits:
         """``settings``' limits, lowered to ``X-Tier-Max-Image-Bytes`` / ``X-Tier-Max-Batch`` when trusted."""
-        inline = settings.inline_alone_max_pixels
-        limits = cls(settings.max_image_bytes, settings.max_image_pixels, settings.max_batch_items, inline)
+        inline, always = settings.inline_alone_max_pixels, settings.decode_inline_max_pixels
+        limits = cls(settings.max_image_bytes, settings.max_image_pixels, settings.max_batch_items, inline, always)
         if headers is None or not settings.gateway_headers_trusted:
             return limits
         image_bytes = _positive(headers.get(TIER_MAX_IMAGE_BYTES_HEADER))
@@ -100,18 +103,23 @@ class Limits:
             limits.max_image_pixels,
             min(limits.max_batch_items, batch or limits.max_batch_items),
             inline,
+            always,
         )
 
     def decodes_inline(self, data: bytes) -> bool:
-        """Whether ``data`` decodes on the event loop: the process serves this request alone and the image is small.
+        """Whether ``data`` decodes on the event loop: a small image (``decode_inline_max_pixels``) at any load, or a
+        larger one while the process serves this request alone (``inline_max_pixels``).
 
-        A lone request is then spared a hand-off to a thread and back (~0.5 ms, benchmarks/reports/peers.md); under
-        load the decode stays in a thread, where it overlaps the event loop's work (Pillow decodes without the GIL).
+        Each is spared a hand-off to a thread and back (~0.5 ms for a lone request; under load at concurrency 16 ~10 %
+        more classify answers a second, TECHNICAL.md); a larger image under load decodes in a thread, where its
+        decode (milliseconds, without the GIL) overlaps the event loop's work.
         """
-        if not may_run_inline(self.inline_max_pixels):
+        alone = self.inline_max_pixels if may_run_inline(self.inline_max_pixels) else 0
+        limit = max(alone, self.decode_inline_max_pixels)
+        if not limit:
             return False
         pixels = header_pixels(data)  # None: unreadable, and the thread's decode_image raises the right problem
-        return pixels is not None and pixels <= self.inline_max_pixels
+        return pixels is not None and pixels <= limit
 
 
 def _positive(value: str | None) -> int | None:
@@ -163,7 +171,12 @@ async def read_image(upload: UploadFile, limits: Limits, floor: DecodeFloor | No
             max_pixels=limits.max_image_pixels,
             floor=floor,
         )
-        image = decode() if limits.decodes_inline(data) else await run_in_threadpool(_decoded_then_trimmed, decode)
+        if limits.decodes_inline(data):
+            image = decode()
+            if heap_trim_due():  # the trim (~1 ms) in a thread, off the request's path
+                asyncio.get_running_loop().run_in_executor(None, trim_heap_if_due)
+        else:
+            image = await run_in_threadpool(_decoded_then_trimmed, decode)
     except ServiceError as exc:
         ledger.image_refused(exc)
         raise

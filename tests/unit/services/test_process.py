@@ -126,10 +126,12 @@ def test_trimming_waits_its_interval_and_zero_turns_it_off() -> None:
 
     try:
         process.configure_heap(0, 3600.0)
-        assert process.trim_heap_if_due() is (process._Trim.call is not None)
-        assert process.trim_heap_if_due() is False  # within the interval
+        glibc = process._Trim.call is not None
+        assert process.heap_trim_due() is glibc  # what a caller on the event loop asks before it hands the trim off
+        assert process.trim_heap_if_due() is glibc
+        assert process.heap_trim_due() is False and process.trim_heap_if_due() is False  # within the interval
         process.configure_heap(0, 0.0)
-        assert process.trim_heap_if_due() is False
+        assert process.heap_trim_due() is False and process.trim_heap_if_due() is False
     finally:
         process.configure_heap(0, 0.0)
         process._Trim.last = float("-inf")
