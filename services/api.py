@@ -106,7 +106,7 @@ class Api:
         configure_logging(settings.log_level, settings.log_json)
         configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
         app.get()  # the routes now, not on the first request
-        preload_decoders()  # Pillow's plugins and OpenCV, which the first upload would import otherwise
+        preload_decoders()  # Pillow's plugins and simplejpeg, which the first upload would import otherwise
         self.data_plane = DataPlane.from_settings(settings)
         self.backend = self.data_plane.wrap(self._models())
         self.jobs = JobQueue.from_settings(settings, engine=self.data_plane.engine)

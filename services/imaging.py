@@ -7,8 +7,8 @@ applied and every mode converted to 8-bit RGB.
 
 Pillow reads every header and decides every error. A complete RGB or grey JPEG, the common upload, is decoded by
 libjpeg-turbo (simplejpeg) straight into an RGB array: the same pixels as Pillow's decode (the same library and
-settings; tests/unit/services/test_imaging_jpeg.py) at half its CPU, since Pillow decodes into its own buffer and
-copies that into NumPy (benchmarks/reports/decode.md).
+settings; tests/unit/services/test_imaging_jpeg.py) for ~1.3x less CPU, since Pillow decodes into its own buffer and
+copies that into NumPy through a Python loop (benchmarks/reports/decode.md).
 """
 
 from __future__ import annotations
