@@ -98,13 +98,10 @@ def trim_heap_if_due() -> bool:
         Whether it trimmed now.
     """
     call = _Trim.call
-    if call is None:
-        return False
-    now = time.monotonic()
-    if now - _Trim.last < _Trim.interval_s or not _Trim.lock.acquire(blocking=False):
+    if call is None or not heap_trim_due() or not _Trim.lock.acquire(blocking=False):
         return False
     try:
-        _Trim.last = now
+        _Trim.last = time.monotonic()
         call(0)
         return True
     finally:
