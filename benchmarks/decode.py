@@ -40,13 +40,14 @@ CLASSIFIER_FLOOR = DecodeFloor("shorter", 224)  # what a phone photo decodes at 
 ARCHIVES = (("tiny-imagenet-200", "val.tar.gz"), ("coco128", "coco128.tar.gz"))
 
 
-def test_photos() -> dict[str, tuple[bytes, DecodeFloor | None]]:
+def timed_photos() -> dict[str, tuple[bytes, DecodeFloor | None]]:
     """The photos timed: the peers' two (benchmarks/peers.py), a Tiny-ImageNet-sized one, a phone photo."""
     from benchmarks.peers import detect_photo
 
-    chelsea = photos()["chelsea"]
+    shots = photos()
+    chelsea = shots["chelsea"]
     small, phone = io.BytesIO(), io.BytesIO()
-    astronaut = Image.open(io.BytesIO(photos()["astronaut"]))
+    astronaut = Image.open(io.BytesIO(shots["astronaut"]))
     astronaut.resize((64, 64), Image.Resampling.LANCZOS).save(small, "JPEG", quality=90)
     astronaut.resize((4032, 3024), Image.Resampling.LANCZOS).save(phone, "JPEG", quality=90)
     return {
@@ -130,7 +131,7 @@ def same_pixels(datasets: Path) -> dict[str, dict[str, int]]:
 
 def run(calls: int, datasets: Path | None) -> dict[str, Any]:
     rows = {}
-    for label, (data, floor) in test_photos().items():
+    for label, (data, floor) in timed_photos().items():
         n = max(4, calls // 20) if floor is not None or len(data) > 100_000 else calls
         fast = cost(decoder(data, floor), n)
         with pillow_only():
