@@ -108,7 +108,13 @@ def load_batch(paths: Sequence[Path]) -> np.ndarray:
     return np.stack(arrays)
 
 
-def export_onnx(wrapper: nn.Module, path: Path, opset: int = DEFAULT_OPSET, dynamo: bool = True) -> None:
+def export_onnx(
+    wrapper: nn.Module,
+    path: Path,
+    opset: int = DEFAULT_OPSET,
+    dynamo: bool = True,
+    input_size: int = lite0.INPUT_SIZE,
+) -> None:
     """Exports ``wrapper`` to a single ONNX file with a dynamic batch axis.
 
     Args:
@@ -116,8 +122,9 @@ def export_onnx(wrapper: nn.Module, path: Path, opset: int = DEFAULT_OPSET, dyna
         path: Output ``.onnx`` path (weights embedded, no external data).
         opset: ONNX opset (the dynamo exporter needs >= 18).
         dynamo: Use the ``torch.export`` based exporter; False: legacy TorchScript.
+        input_size: The square input's side, fixed in the graph (the size the network serves at).
     """
-    example = (torch.zeros(2, 3, lite0.INPUT_SIZE, lite0.INPUT_SIZE),)
+    example = (torch.zeros(2, 3, input_size, input_size),)
     names: dict[str, Any] = {
         "input_names": ["images"],
         "output_names": ["logits", "embeddings"],
@@ -144,7 +151,7 @@ def export_onnx(wrapper: nn.Module, path: Path, opset: int = DEFAULT_OPSET, dyna
         )
 
 
-def check_onnx(path: Path, num_classes: int = lite0.NUM_CLASSES) -> dict[str, Any]:
+def check_onnx(path: Path, num_classes: int = lite0.NUM_CLASSES, input_size: int = lite0.INPUT_SIZE) -> dict[str, Any]:
     """Runs ``onnx.checker`` and verifies the graph's input/output names and shapes."""
     import onnx
 
@@ -155,7 +162,7 @@ def check_onnx(path: Path, num_classes: int = lite0.NUM_CLASSES) -> dict[str, An
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
     io_shapes = {v.name: dims(v) for v in [*model.graph.input, *model.graph.output]}
-    expected = {"images": [3, 224, 224], "logits": [num_classes], "embeddings": [lite0.EMBEDDING_DIM]}
+    expected = {"images": [3, input_size, input_size], "logits": [num_classes], "embeddings": [lite0.EMBEDDING_DIM]}
     for name, tail in expected.items():
         shape = io_shapes.get(name)
         if shape is None or shape[1:] != tail or not isinstance(shape[0], str):
@@ -196,7 +203,7 @@ def parity(wrapper: nn.Module, path: Path, images: np.ndarray) -> dict[str, Any]
     cases = {
         "batch1_real": images[:1],
         "batch8_real": images[:8],
-        "batch2_random": rng.standard_normal((2, 3, 224, 224)).astype(np.float32),
+        "batch2_random": rng.standard_normal((2, *images.shape[1:])).astype(np.float32),
     }
     result: dict[str, Any] = {"tolerance": PARITY_TOLERANCE}
     for case, batch in cases.items():
@@ -279,10 +286,10 @@ def versions() -> dict[str, str]:
     return found
 
 
-def preprocessing_info(resize: str) -> dict[str, Any]:
+def preprocessing_info(resize: str, input_size: int = lite0.INPUT_SIZE) -> dict[str, Any]:
     """The ``preprocessing`` block of an export report (what ``services.models.specs.lite0.lite0_input`` reads)."""
     return {
-        "input_size": lite0.INPUT_SIZE,
+        "input_size": input_size,
         "color_order": "RGB",
         "layout": "NCHW",
         "dtype": "float32",

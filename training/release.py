@@ -76,6 +76,11 @@ def eval_batch(paths: Sequence[Path], size: int = lite0.INPUT_SIZE) -> np.ndarra
     return np.stack([to_tensor(transform(image=load_rgb(p))["image"]).numpy() for p in paths])
 
 
+def input_size(config: dict[str, Any]) -> int:
+    """The side a run's network serves at: the size it trained at last (a soup: the ImageNet export's 224)."""
+    return int(config.get("data", {}).get("image_size", lite0.INPUT_SIZE))
+
+
 def simplify(path: Path) -> dict[str, Any]:
     """Run onnxsim; keep its graph only when it has fewer nodes."""
     import onnx
@@ -98,16 +103,17 @@ def release(
 ) -> dict[str, Any]:
     """Export, check, quantize and measure; returns ``metrics.json``'s content."""
     model, labels, config, summary = load_run(run_dir)
+    size = input_size(config)
     out.mkdir(parents=True, exist_ok=True)
     root = locate(settings.data_dir / "datasets", settings.datasets_mirror_dir)
     val = TinyImageNet(root).val()
     wrapper = Lite0WithEmbeddings(model).eval()
     fp32, int8 = out / "model.onnx", out / "model.int8.onnx"
 
-    export_onnx(wrapper, fp32)
+    export_onnx(wrapper, fp32, input_size=size)
     simplification = simplify(fp32)
-    onnx_info = check_onnx(fp32, num_classes=len(labels))
-    checks = parity(wrapper, fp32, eval_batch([s.path for s in val[:16]]))
+    onnx_info = check_onnx(fp32, num_classes=len(labels), input_size=size)
+    checks = parity(wrapper, fp32, eval_batch([s.path for s in val[:16]], size))
 
     write_labels(out / "labels.json", labels)
     export = {
@@ -118,7 +124,7 @@ def release(
         "simplification": simplification,
         "parity": checks,
         "preprocessing": preprocessing_info(
-            "shorter side to 224, centre crop (a plain upscale for square 64x64 images)"
+            f"shorter side to {size}, centre crop (a plain upscale for square 64x64 images)", input_size=size
         ),
         "versions": versions(),
         "license": lite0.license_info(),
@@ -142,6 +148,7 @@ def release(
         quantization=quantization,
         origin=run_origin(config, summary, settings.artifacts_dir),
         parameters=sum(p.numel() for p in model.parameters()),
+        input_size=size,
     )
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     shutil.copyfile(run_dir / "config.yaml", out / "train_config.yaml")
@@ -183,8 +190,9 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
     """What ``metrics.json`` says of where the weights come from: a training run, or a soup of releases.
 
     Returns:
-        ``data`` (the training data), ``source``, ``note`` (a metric note), ``training`` (the recipe section) and
-        ``command``.
+        ``data`` (the training data), ``source``, ``note`` (a metric note), ``training`` (the recipe section, with
+        the ``earlier_stage`` a run started from), ``command`` and ``early_layers_kept`` (whether the stem and the
+        first blocks kept their ImageNet weights, which the card's limitations say).
     """
     if "soup" in config:
         soup, command = config["soup"], summary.get("command", "python -m training.soup")
@@ -209,6 +217,9 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
                 "ingredients": {v: m["training"] for v, m in ingredients.items()},
             },
             "command": f"{command} && python -m training.release --run runs/{summary.get('name', '')}",
+            "early_layers_kept": all(
+                any("early layers keep" in line for line in m.get("limitations", [])) for m in ingredients.values()
+            ),
         }
     model = config["model"]
     cached = model.get("feature_cache", True) and model["freeze_through"] >= 0
@@ -218,6 +229,9 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
     command = "make train && make release"  # training/configs/lite0_tiny_imagenet.yaml
     if name != "lite0_tiny_imagenet":
         command = f"{train} && python -m training.release --run runs/{name}"
+    stage = earlier_stage(model.get("init_from"))
+    if stage is not None:
+        command = f"python -m training.train --config training/configs/{stage['name']}.yaml && {command}"
     seen = f"{views} stored views per image (the plain one and {views - 1} augmented)" if cached else None
     return {
         "data": "Tiny-ImageNet-200 train, the first 250 images of each class (50,000), "
@@ -236,8 +250,38 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             "train_images_per_s": summary.get("train_images_per_s"),
             "wall_clock_s": summary.get("wall_clock_s"),
             "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
+            **({"image_size": config["data"]["image_size"]} if "image_size" in config["data"] else {}),
+            **({"earlier_stage": stage} if stage is not None else {}),
         },
         "command": command,
+        "early_layers_kept": model["freeze_through"] >= 0,
+    }
+
+
+def earlier_stage(init_from: str | None) -> dict[str, Any] | None:
+    """The training run whose weights a run started from (``model.init_from``), as its release records it.
+
+    None when the run started from ImageNet, or from weights that are not a training run's (a soup's folder holds a
+    ``soup`` section instead of a training config).
+    """
+    if not init_from:
+        return None
+    folder = Path(init_from) if Path(init_from).is_dir() else Path(init_from).parent
+    if not (folder / "config.yaml").is_file() or not (folder / "summary.json").is_file():
+        return None
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    if "soup" in config:
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    return {
+        "name": config["name"],
+        "recipe": _fine_tune_recipe(config["model"], config["model"].get("feature_cache", True)),
+        "image_size": config["data"]["image_size"],
+        "epochs": config["trainer"]["epochs"],
+        "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
+        "train_images_per_s": summary.get("train_images_per_s"),
+        "wall_clock_s": summary.get("wall_clock_s"),
+        "val_top1_after": summary.get("val_metrics_cached_features", {}).get("val/acc"),
     }
 
 
@@ -252,6 +296,7 @@ def build_report(
     quantization: dict[str, Any],
     origin: dict[str, Any],
     parameters: int,
+    input_size: int = lite0.INPUT_SIZE,
 ) -> dict[str, Any]:
     """``metrics.json`` in the model-card schema (:class:`training.model_report.ModelReport`)."""
     truth = np.asarray([label for _, label in samples])
@@ -268,9 +313,10 @@ def build_report(
         "task": "classification",
         "title": "EfficientNet-Lite0, Tiny-ImageNet-200",
         "arch": f"EfficientNet-Lite0 (timm `tf_efficientnet_lite0`), {parameters / 1e6:.2f} M parameters, "
-        f"224x224 input, {len(labels)}-class head",
-        "summary": "EfficientNet-Lite0 ImageNet-1k fine-tuned on Tiny-ImageNet-200 (64x64 images upscaled to 224), "
-        "served by the classifier service (`POST /api/v1/classify`) as FP32 and INT8 ONNX.",
+        f"{input_size}x{input_size} input, {len(labels)}-class head",
+        "summary": "EfficientNet-Lite0 ImageNet-1k fine-tuned on Tiny-ImageNet-200 "
+        f"(64x64 images upscaled to {input_size}), served by the classifier service (`POST /api/v1/classify`) as "
+        "FP32 and INT8 ONNX.",
         "intended_use": "Classifying photographs into the 200 Tiny-ImageNet classes (animals, objects, scenes), "
         "research and evaluation; the reference classifier of this API.",
         "out_of_scope": [
@@ -281,8 +327,8 @@ def build_report(
             "Decisions about people.",
         ],
         "pipeline": {
-            "Preprocessing": "RGB; shorter side to 224 with Pillow bicubic, centre crop 224 (a plain upscale for "
-            "64x64 images); (x - 127) / 128",
+            "Preprocessing": f"RGB; shorter side to {input_size} with Pillow bicubic, centre crop {input_size} (a "
+            "plain upscale for 64x64 images); (x - 127) / 128",
             "Output": "`logits` [N, 200]; the file also has `embeddings` [N, 1280] (pooled features, unused: the "
             "embedder of the same version reads `logits` as class probabilities)",
             "Labels": "the first term of each class's `words.txt` entry; predictions carry the WordNet id",
@@ -328,8 +374,9 @@ def build_report(
             "qdq_nodes": quantization["qdq_nodes"],
         },
         "limitations": [
-            "Trained and measured on 64x64 images upscaled to 224: sharp, large photos are a different distribution "
-            "(the early layers keep their ImageNet weights).",
+            f"Trained and measured on 64x64 images upscaled to {input_size}: sharp, large photos are a different "
+            "distribution"
+            + (" (the early layers keep their ImageNet weights)." if origin["early_layers_kept"] else "."),
             "Only 200 classes; for anything else the answer is one of them.",
         ],
         "failure_cases": [

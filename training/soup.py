@@ -37,6 +37,7 @@ from onnx import numpy_helper
 
 from services.models.importer import verify_checksum
 from services.models.specs.lite0 import finetuned_dir
+from training import lite0
 from training.export import write_labels
 from training.modules.lite0_net import build_classifier
 from training.settings import get_training_settings
@@ -142,11 +143,22 @@ def load_release(artifacts_dir: Path, version: str) -> tuple[Path, str, list[dic
     return path, entry["sha256"], json.loads((folder / "labels.json").read_text())
 
 
+def served_size(artifacts_dir: Path, version: str) -> int:
+    """The input side a release serves at (its ``export.json``; releases before that field existed: 224)."""
+    export = artifacts_dir / finetuned_dir(version) / "export.json"
+    if not export.is_file():
+        return lite0.INPUT_SIZE
+    return int(json.loads(export.read_text()).get("preprocessing", {}).get("input_size", lite0.INPUT_SIZE))
+
+
 def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, artifacts_dir: Path) -> dict[str, Any]:
     """Write the soup of ``releases`` as a run folder under ``out``; returns its ``summary.json``."""
     if len(set(releases)) != len(releases) or len(releases) < 2:
         raise ValueError(f"a soup needs two or more different releases, got {list(releases)}")
     loaded = [load_release(artifacts_dir, version) for version in releases]
+    sizes = {version: served_size(artifacts_dir, version) for version in releases}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"the releases serve at different input sizes, so their average has no one size: {sizes}")
     labels = loaded[0][2]
     for version, (_, _, other) in zip(releases, loaded, strict=True):
         if [e["wnid"] for e in other] != [e["wnid"] for e in labels]:
@@ -158,7 +170,7 @@ def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, arti
     torch.save(model.state_dict(), out / "model.pt")
     write_labels(out / "labels.json", labels)
     total = float(sum(weights))
-    config = {
+    config: dict[str, Any] = {
         "soup": {
             "releases": list(releases),
             "weights": [round(w / total, 6) for w in weights],
@@ -166,7 +178,9 @@ def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, arti
                 version: {"path": f"{finetuned_dir(version)}/{path.name}", "sha256": sha256}
                 for version, (path, sha256, _) in zip(releases, loaded, strict=True)
             },
-        }
+        },
+        # training.release exports at this size: the size the ingredients trained and serve at.
+        "data": {"image_size": sizes[releases[0]]},
     }
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     summary = {

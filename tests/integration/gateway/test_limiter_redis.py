@@ -71,7 +71,7 @@ def test_fifty_concurrent_clients_on_one_key_are_admitted_within_one_percent(red
     idle_s = sum(max(0.0, (b - a) / 1e6 - burst_s) for a, b in pairwise(in_window))
     expected = tier.burst + tier.rps * (window_s - idle_s)
     assert window_s > 0.9 * DURATION_S
-    assert idle_s < 0.1 * window_s, f"the clients stalled {idle_s:.2f} s: this run measures the machine, not the limiter"
+    assert idle_s < 0.1 * window_s, f"the clients stalled {idle_s:.2f} s: this measures the machine, not the limiter"
     assert len(decisions) > 2 * expected, "the clients must offer more than the tier allows"
     print(
         f"limiter accuracy: admitted {total} in {window_s:.3f} s ({idle_s:.3f} s with nothing offered beyond a burst);"

@@ -18,6 +18,8 @@ from training.settings import get_training_settings
 
 pytestmark = pytest.mark.slow
 
+SIZE = 96
+
 
 @pytest.fixture
 def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -31,7 +33,8 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.save(build_classifier(len(WNIDS), WNIDS).state_dict(), run / "model.pt")
     labels = [{"id": i, "wnid": w, "name": w, "words": w} for i, w in enumerate(WNIDS)]
     (run / "labels.json").write_text(json.dumps(labels))
-    (run / "config.yaml").write_text(TrainConfig(name="t").to_yaml())
+    # Not the ImageNet export's 224: the release serves at the size the run trained at, in every file it writes.
+    (run / "config.yaml").write_text(TrainConfig(name="t", data={"image_size": SIZE}).to_yaml())
     (run / "summary.json").write_text(json.dumps({"name": "t", "train_images_per_s": [1.0], "config": {}}))
     yield run
     get_training_settings.cache_clear()
@@ -43,6 +46,8 @@ def test_release_writes_checked_fp32_and_int8_files_and_their_metrics(run_dir: P
 
     export = json.loads((out / "export.json").read_text())
     assert export["onnx"]["io"]["logits"] == ["batch", 3]
+    assert export["onnx"]["io"]["images"] == ["batch", 3, SIZE, SIZE]
+    assert export["preprocessing"]["input_size"] == SIZE and f"to {SIZE}," in export["preprocessing"]["resize"]
     assert all(case["logits"] < 1e-3 for name, case in export["parity"].items() if name != "tolerance")
     assert [e["wnid"] for e in json.loads((out / "labels.json").read_text())] == list(WNIDS)
     assert yaml.safe_load((out / "train_config.yaml").read_text())["name"] == "t"
@@ -54,13 +59,14 @@ def test_release_writes_checked_fp32_and_int8_files_and_their_metrics(run_dir: P
     assert len(metrics["failure_cases"]) == 2 and "->" in metrics["failure_cases"][1]
     assert metrics["files"]["int8"]["bytes"] < metrics["files"]["fp32"]["bytes"] / 2
     assert metrics["quantization"]["qdq_nodes"] > 0
+    assert f"{SIZE}x{SIZE} input" in metrics["arch"] and f"upscaled to {SIZE})" in metrics["summary"]
 
     # The served FP32 top-1 equals PyTorch's on the same images (same preprocessing, same weights).
     model = build_classifier(len(WNIDS))
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     val = TinyImageNet(tmp_path / "data" / "datasets" / "tiny-imagenet-200").val()
     with torch.no_grad():
-        predicted = model.eval()(torch.from_numpy(eval_batch([s.path for s in val]))).argmax(1)
+        predicted = model.eval()(torch.from_numpy(eval_batch([s.path for s in val], SIZE))).argmax(1)
     expected = sum(int(p) == s.label for p, s in zip(predicted, val, strict=True)) / len(val)
     assert fp32["top1"] == pytest.approx(expected, abs=1e-4)
 
@@ -84,3 +90,39 @@ def test_the_report_says_how_a_run_trained(tmp_path: Path) -> None:
 
     whole = TrainConfig(name="gpu", model={"freeze_through": -1, "feature_cache": False}).model_dump(mode="json")
     assert run_origin(whole, {"name": "gpu"}, tmp_path)["training"]["recipe"].startswith("stem, blocks[0..6], head")
+
+
+def test_a_run_started_from_an_earlier_run_records_both_stages(tmp_path: Path) -> None:
+    first = tmp_path / "runs" / "stage1"
+    first.mkdir(parents=True)
+    stage1 = TrainConfig(
+        name="lite0_stage1", data={"image_size": 128}, model={"freeze_through": -1, "feature_cache": False}
+    )
+    (first / "config.yaml").write_text(stage1.to_yaml())
+    (first / "summary.json").write_text(
+        json.dumps(
+            {"train_images_per_s": [52.0], "wall_clock_s": 3000.0, "val_metrics_cached_features": {"val/acc": 0.7}}
+        )
+    )
+    second = TrainConfig(
+        name="lite0_stage2",
+        data={"image_size": 160},
+        model={"freeze_through": -1, "feature_cache": False, "init_from": str(first / "model.pt")},
+    ).model_dump(mode="json")
+
+    origin = run_origin(second, {"name": "lite0_stage2"}, tmp_path)
+    stage = origin["training"]["earlier_stage"]
+    assert stage["name"] == "lite0_stage1" and stage["image_size"] == 128 and stage["val_top1_after"] == 0.7
+    assert stage["recipe"].startswith("stem, blocks[0..6], head conv")
+    assert origin["training"]["image_size"] == 160
+    assert origin["command"] == (
+        "python -m training.train --config training/configs/lite0_stage1.yaml && "
+        "python -m training.train --config training/configs/lite0_stage2.yaml && "
+        "python -m training.release --run runs/lite0_stage2"
+    )
+    assert origin["early_layers_kept"] is False
+
+    # A start that is not a training run (ImageNet, or weights without a run's config) records no earlier stage.
+    v9 = TrainConfig.from_yaml(Path("training/configs/lite0_tiny_imagenet_v9.yaml")).model_dump(mode="json")
+    origin = run_origin(v9, {"name": "lite0_tiny_imagenet_v9"}, tmp_path)
+    assert "earlier_stage" not in origin["training"] and origin["early_layers_kept"] is True

@@ -104,6 +104,8 @@ def test_the_soup_averages_the_folded_networks(artifacts: Path, tmp_path: Path) 
     config = yaml.safe_load((tmp_path / "soup" / "config.yaml").read_text())["soup"]
     assert config["releases"] == ["v2", "v3"] and config["weights"] == [0.75, 0.25]
     assert config["files"]["v3"]["path"] == f"{finetuned_dir('v3')}/model.onnx"  # relative: committed with releases
+    # Releases without an export.json's input_size were all exported at 224; training.release exports the soup so.
+    assert yaml.safe_load((tmp_path / "soup" / "config.yaml").read_text())["data"] == {"image_size": 224}
     assert [e["wnid"] for e in json.loads((tmp_path / "soup" / "labels.json").read_text())] == list(WNIDS)
 
 
@@ -194,3 +196,11 @@ def test_the_format_benchmark_times_a_fine_tune_without_its_run(artifacts: Path)
     eager = eager_classifier(plan)
     np.testing.assert_allclose(_torch_logits(eager.module), _ort_logits(path), atol=1e-3)
     assert plan.notes == ["PyTorch eager: the weights of `model.onnx` read back into timm (training/soup.py)."]
+
+
+def test_releases_served_at_different_sizes_make_no_soup(tmp_path: Path) -> None:
+    _release(tmp_path, "v2", seed=1)
+    _release(tmp_path, "v3", seed=2)
+    (tmp_path / finetuned_dir("v3") / "export.json").write_text(json.dumps({"preprocessing": {"input_size": 160}}))
+    with pytest.raises(ValueError, match=r"different input sizes.*'v2': 224, 'v3': 160"):
+        make_soup(["v2", "v3"], [1.0, 1.0], tmp_path / "soup", tmp_path)
