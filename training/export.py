@@ -36,16 +36,15 @@ from torch import nn
 from kernel.paths import sha256_file
 from training import lite0
 from training.lite0 import CheckError
+from training.onnx_checks import check_onnx, ort_session, parity, simplify
+from training.settings import get_training_settings
 
 if TYPE_CHECKING:
     from timm.models.efficientnet import EfficientNet
 
 LOG = logging.getLogger("training.export")
 
-PARITY_TOLERANCE = 1e-3
 DEFAULT_OPSET = 18  # the dynamo exporter's lowest supported opset
-DEFAULT_TINY_IMAGENET = Path("/work/shared/datasets/tiny-imagenet-200")
-DEFAULT_WORK_DIR = Path("/tmp/tiny-imagenet-200-val")
 TINY_VAL_COUNT = 10_000
 # Reference from the data set README: original model, 10k val, restricted to 200 wnids.
 REFERENCE_ACCURACY = {"top1_200": 54.55, "top5_200": 79.47, "top1_1000": 30.23, "top5_1000": 55.96}
@@ -149,81 +148,6 @@ def export_onnx(
         torch.onnx.export(
             wrapper, example, str(path), dynamo=False, dynamic_axes=axes, do_constant_folding=True, **names
         )
-
-
-def check_onnx(path: Path, num_classes: int = lite0.NUM_CLASSES, input_size: int = lite0.INPUT_SIZE) -> dict[str, Any]:
-    """Runs ``onnx.checker`` and verifies the graph's input/output names and shapes."""
-    import onnx
-
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model, full_check=True)
-
-    def dims(value: Any) -> list[Any]:
-        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-
-    io_shapes = {v.name: dims(v) for v in [*model.graph.input, *model.graph.output]}
-    expected = {"images": [3, input_size, input_size], "logits": [num_classes], "embeddings": [lite0.EMBEDDING_DIM]}
-    for name, tail in expected.items():
-        shape = io_shapes.get(name)
-        if shape is None or shape[1:] != tail or not isinstance(shape[0], str):
-            raise CheckError(f"{name}: expected [batch, *{tail}], got {shape}")
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    return {"io": io_shapes, "opset": opset, "nodes": len(model.graph.node)}
-
-
-def maybe_simplify(path: Path) -> bool:
-    """Simplifies the ONNX graph in place with onnxsim when it is installed."""
-    try:
-        import onnx
-        import onnxsim
-    except ImportError:
-        LOG.info("onnxsim is not installed: skipping simplification")
-        return False
-    simplified, ok = onnxsim.simplify(onnx.load(str(path)))
-    if ok:
-        onnx.save(simplified, str(path))
-    return bool(ok)
-
-
-def ort_session(path: Path) -> Any:
-    """Opens an ONNX Runtime CPU session."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def parity(wrapper: nn.Module, path: Path, images: np.ndarray) -> dict[str, Any]:
-    """Max abs diff ONNX Runtime vs PyTorch for batch 1, batch 8 (real) and random input.
-
-    Raises:
-        CheckError: When any diff exceeds 1e-3 or embeddings are not unit-norm.
-    """
-    session = ort_session(path)
-    rng = np.random.default_rng(0)
-    cases = {
-        "batch1_real": images[:1],
-        "batch8_real": images[:8],
-        "batch2_random": rng.standard_normal((2, *images.shape[1:])).astype(np.float32),
-    }
-    result: dict[str, Any] = {"tolerance": PARITY_TOLERANCE}
-    for case, batch in cases.items():
-        with torch.no_grad():
-            torch_out = [t.numpy() for t in wrapper(torch.from_numpy(batch))]
-        onnx_out = session.run(["logits", "embeddings"], {"images": batch})
-        norms = np.linalg.norm(onnx_out[1], axis=1)
-        result[case] = {
-            "batch": len(batch),
-            "logits": float(np.abs(onnx_out[0] - torch_out[0]).max()),
-            "embeddings": float(np.abs(onnx_out[1] - torch_out[1]).max()),
-            "embedding_norm_max_dev": float(np.abs(norms - 1.0).max()),
-        }
-        LOG.info("parity %s: %s", case, result[case])
-    worst = max(
-        max(v["logits"], v["embeddings"], v["embedding_norm_max_dev"]) for k, v in result.items() if k != "tolerance"
-    )
-    if worst > PARITY_TOLERANCE:
-        raise CheckError(f"ONNX Runtime vs PyTorch parity failed: {result}")
-    return result
 
 
 def tiny_imagenet_accuracy(
@@ -336,22 +260,34 @@ def build_metadata(onnx_path: Path, checks: dict[str, Any], opset: int) -> dict[
     }
 
 
+def val_source(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The folder holding Tiny-ImageNet's ``val.tar.gz`` and the one its images are extracted to.
+
+    Defaults: ``tiny-imagenet-200`` in the datasets mirror (``CV_DATASETS_MIRROR_DIR``) and a folder under
+    ``CV_DATA_DIR``.
+    """
+    settings = get_training_settings()
+    dataset_dir: Path = args.tiny_imagenet_dir or settings.datasets_mirror_dir / "tiny-imagenet-200"
+    return dataset_dir, args.work_dir or settings.data_dir / "tiny-imagenet-200-val"
+
+
 def run_lite0(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the whole export for EfficientNet-Lite0 and returns ``export.json``'s content."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    samples = extract_tiny_val(args.tiny_imagenet_dir, args.work_dir, max(args.val_images, 16))
+    dataset_dir, work_dir = val_source(args)
+    samples = extract_tiny_val(dataset_dir, work_dir, max(args.val_images, 16))
     images = load_batch([p for p, _ in samples[:16]])
     checks: dict[str, Any] = {"variant_check": lite0.variant_check(images)}
     wrapper = Lite0WithEmbeddings(lite0.load_lite0()).eval()
     onnx_path = out / "model.onnx"
     LOG.info("exporting to %s (opset %d, dynamo=%s)", onnx_path, args.opset, not args.legacy_exporter)
     export_onnx(wrapper, onnx_path, args.opset, dynamo=not args.legacy_exporter)
-    checks["simplified"] = maybe_simplify(onnx_path)
+    checks["simplified"] = simplify(onnx_path)["kept"]
     checks["onnx"] = check_onnx(onnx_path)
     checks["parity"] = parity(wrapper, onnx_path, images)
     if args.val_images > 0:
-        accuracy = tiny_imagenet_accuracy(onnx_path, samples[: args.val_images], args.tiny_imagenet_dir)
+        accuracy = tiny_imagenet_accuracy(onnx_path, samples[: args.val_images], dataset_dir)
         checks["accuracy_tiny_imagenet"] = accuracy
         check_accuracy(accuracy, args.accuracy_tolerance)
     labels = lite0.imagenet_labels()
@@ -367,9 +303,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
     parser.add_argument("model", choices=["lite0"], help="which model to export")
     parser.add_argument("--out", type=Path, required=True, help="artifact folder")
-    parser.add_argument("--tiny-imagenet-dir", type=Path, default=DEFAULT_TINY_IMAGENET)
     parser.add_argument(
-        "--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="writable folder for the extracted val images"
+        "--tiny-imagenet-dir",
+        type=Path,
+        help="the folder holding val.tar.gz (default: tiny-imagenet-200 in CV_DATASETS_MIRROR_DIR)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="writable folder for the extracted val images (default: under CV_DATA_DIR)"
     )
     parser.add_argument(
         "--val-images",

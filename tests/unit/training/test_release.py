@@ -13,7 +13,8 @@ from tests.unit.training.tree import WNIDS, make_tiny_imagenet
 from training.config import TrainConfig
 from training.data.tiny_imagenet import TinyImageNet
 from training.modules.lite0_net import build_classifier
-from training.release import eval_batch, main, run_origin
+from training.provenance import run_origin
+from training.release import eval_batch, main
 from training.settings import get_training_settings
 
 pytestmark = pytest.mark.slow
