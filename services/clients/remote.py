@@ -9,8 +9,11 @@ The api holds a ``bentoml.depends`` handle per service and calls its ``to_async`
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
+
+import aiohttp
 
 from kernel.errors import ModelUnavailable
 from services.clients.base import Connections, ModelClient, gallery_added, outcomes, search_outcomes
@@ -24,6 +27,13 @@ from services.models.worker import InferenceItem, Outcome
 PICKLE = "application/vnd.bentoml+pickle"
 JSON = "application/json"
 EMBEDDER = "embedder"  # the model whose service holds the gallery
+# What BentoML's client (aiohttp) raises when it sent a call on a pooled keep-alive connection the service had just
+# closed: the server's idle timeout and the client's pool expiry race (uvicorn's 5 s under `bentoml serve` against
+# aiohttp's 15 s; a load balancer's idle timeout in between does the same). A call that met one never ran, or ran as
+# a pure function of its input, so the idempotent calls go once more, on a fresh connection.
+STALE_CONNECTION: tuple[type[Exception], ...] = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+log = logging.getLogger(__name__)
 
 
 def service_class(model: str) -> Any:
@@ -106,9 +116,19 @@ class AsyncRemoteClient:
     def __init__(self, handles: Mapping[str, Any]) -> None:
         self.connections = Connections(handles.__getitem__, handles.keys())
 
-    async def _call(self, model: str, method: str, *args: Any) -> Any:
+    async def _call(self, model: str, method: str, *args: Any, idempotent: bool = True) -> Any:
+        """One call of ``method``; an idempotent one that met a stale connection goes once more (STALE_CONNECTION)."""
         with self.connections.calling(model, method) as client:
-            return await getattr(client.to_async, method)(*args)
+            call = getattr(client.to_async, method)
+            try:
+                return await call(*args)
+            except STALE_CONNECTION as exc:
+                if not idempotent:
+                    raise
+                log.info(
+                    "stale connection, calling again", extra={"model": model, "method": method, "error": repr(exc)}
+                )
+                return await call(*args)
 
     async def infer(self, model: str, items: list[InferenceItem]) -> list[Outcome]:
         return outcomes(await self._call(model, "infer", items))
@@ -120,9 +140,11 @@ class AsyncRemoteClient:
         return search_outcomes(await self._call(EMBEDDER, "search", items))
 
     async def gallery_add(self, item: InferenceItem, metadata: dict[str, Any]) -> dict[str, Any]:
-        return gallery_added(await self._call(EMBEDDER, "gallery_add", item, metadata))
+        # Not repeated: a call cut off after the service read it may have added the image already.
+        return gallery_added(await self._call(EMBEDDER, "gallery_add", item, metadata, idempotent=False))
 
     async def gallery_remove(self, item_id: str) -> bool:
+        # Removing an id twice leaves the gallery as removing it once (the second answer may say it was not there).
         return bool(await self._call(EMBEDDER, "gallery_remove", item_id))
 
     async def gallery_size(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -15,6 +16,9 @@ from services.models.worker import InferenceItem
 
 
 class FakeAsync:
+    """``to_async`` of a handle: each method answers its value, raises it, or (a list of exceptions then a value)
+    raises each in turn, one a call, before answering."""
+
     def __init__(self, answers: dict[str, Any]) -> None:
         self.answers = answers
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -23,11 +27,21 @@ class FakeAsync:
         async def call(*args: Any) -> Any:
             self.calls.append((name, args))
             answer = self.answers[name]
+            if isinstance(answer, Failures):
+                answer = answer.next()
             if isinstance(answer, Exception):
                 raise answer
             return answer
 
         return call
+
+
+class Failures:
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+
+    def next(self) -> Any:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
 class FakeClient:
@@ -89,3 +103,29 @@ def test_gallery_add_error_is_raised() -> None:
     backend = AsyncRemoteClient({"embedder": FakeClient(gallery_add={"error": error})})
     with pytest.raises(NotFound, match="no such thing"):
         asyncio.run(backend.gallery_add(_item(), {}))
+
+
+@pytest.mark.parametrize(
+    "stale", [aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(32, "Can not write request body")]
+)
+def test_a_call_sent_on_a_connection_the_service_had_closed_goes_once_more(stale: Exception) -> None:
+    classifier = FakeClient(infer=Failures(stale, [{"prediction": PREDICTION}]))
+    backend = AsyncRemoteClient({"classifier": classifier})
+    (outcome,) = asyncio.run(backend.infer("classifier", [_item()]))
+    assert outcome.prediction is not None
+    assert [name for name, _ in classifier.to_async.calls] == ["infer", "infer"]
+
+
+def test_a_second_stale_connection_is_a_model_unavailable() -> None:
+    classifier = FakeClient(infer=aiohttp.ServerDisconnectedError())
+    with pytest.raises(ModelUnavailable):
+        asyncio.run(AsyncRemoteClient({"classifier": classifier}).infer("classifier", [_item()]))
+    assert len(classifier.to_async.calls) == 2
+
+
+def test_a_gallery_add_is_not_sent_twice() -> None:
+    # The service may have read it and added the image before the connection went: a second call could add it again.
+    embedder = FakeClient(gallery_add=Failures(aiohttp.ServerDisconnectedError(), {"id": "a"}))
+    with pytest.raises(ModelUnavailable):
+        asyncio.run(AsyncRemoteClient({"embedder": embedder}).gallery_add(_item(), {}))
+    assert len(embedder.to_async.calls) == 1
