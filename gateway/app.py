@@ -125,6 +125,7 @@ class Gateway:
                 "client_id": client_id,
                 "tier": tier.name,
                 "remaining": decision.remaining,
+                "decided_at_us": decision.decided_at_us,  # the limiter's clock (Redis TIME): when it took effect
             },
         )
         # Header names are case-insensitive (and lower-case on the wire): services/config.py names them once.
