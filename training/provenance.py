@@ -22,6 +22,11 @@ def git_commit() -> str | None:
     return out.stdout.strip()
 
 
+def _trained_on_cache(model: dict[str, Any]) -> bool:
+    """Whether a run trained on stored features (``model``: the run's ``model`` config section)."""
+    return bool(model.get("feature_cache", True)) and model["freeze_through"] >= 0
+
+
 def _fine_tune_recipe(model: dict[str, Any], cached: bool) -> str:
     """What a fine-tune froze, trained and started from, in words (``model``: the run's ``model`` config section)."""
     trained = model["freeze_through"]
@@ -72,7 +77,7 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
             ),
         }
     model = config["model"]
-    cached = model.get("feature_cache", True) and model["freeze_through"] >= 0
+    cached = _trained_on_cache(model)
     views = config["data"]["views"]
     name = summary.get("name", "")
     train = f"python -m training.train --config training/configs/{name}.yaml"
@@ -89,20 +94,7 @@ def run_origin(config: dict[str, Any], summary: dict[str, Any], artifacts_dir: P
         "source": f"fine-tuned by `{train}`, released by `python -m training.release`",
         "note": f"Validation during training ({'stored features, bf16 trunk' if cached else 'bf16'}): "
         f"{summary.get('val_metrics_cached_features', {}).get('val/acc', 'n/a')} top-1.",
-        "training": {
-            "recipe": _fine_tune_recipe(model, cached),
-            "epochs": config["trainer"]["epochs"],
-            "batch_size": config["data"]["batch_size"],
-            "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
-            "schedule": f"{config['optim']['warmup_steps']} warm-up steps, then {config['optim']['schedule']}",
-            "label_smoothing": config["optim"]["label_smoothing"],
-            "precision": config["trainer"]["precision"],
-            "train_images_per_s": summary.get("train_images_per_s"),
-            "wall_clock_s": summary.get("wall_clock_s"),
-            "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
-            **({"image_size": config["data"]["image_size"]} if "image_size" in config["data"] else {}),
-            **({"earlier_stage": stage} if stage is not None else {}),
-        },
+        "training": {**training_section(config, summary), **({"earlier_stage": stage} if stage is not None else {})},
         "command": command,
         "early_layers_kept": model["freeze_through"] >= 0,
     }
@@ -125,11 +117,23 @@ def earlier_stage(init_from: str | None) -> dict[str, Any] | None:
     summary = json.loads((folder / "summary.json").read_text())
     return {
         "name": config["name"],
-        "recipe": _fine_tune_recipe(config["model"], config["model"].get("feature_cache", True)),
+        **training_section(config, summary),
+        "val_top1_after": summary.get("val_metrics_cached_features", {}).get("val/acc"),
+    }
+
+
+def training_section(config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """How a training run trained: recipe, schedule and speed (a run folder's ``config.yaml`` and ``summary.json``)."""
+    return {
+        "recipe": _fine_tune_recipe(config["model"], _trained_on_cache(config["model"])),
         "image_size": config["data"]["image_size"],
         "epochs": config["trainer"]["epochs"],
+        "batch_size": config["data"]["batch_size"],
         "optimizer": f"AdamW lr {config['optim']['lr']}, weight decay {config['optim']['weight_decay']}",
+        "schedule": f"{config['optim']['warmup_steps']} warm-up steps, then {config['optim']['schedule']}",
+        "label_smoothing": config["optim"]["label_smoothing"],
+        "precision": config["trainer"]["precision"],
         "train_images_per_s": summary.get("train_images_per_s"),
         "wall_clock_s": summary.get("wall_clock_s"),
-        "val_top1_after": summary.get("val_metrics_cached_features", {}).get("val/acc"),
+        "hardware": f"CPU, {summary.get('threads')} threads (shared with other jobs during the run)",
     }

@@ -36,7 +36,7 @@ import yaml
 from onnx import numpy_helper
 
 from services.models.importer import verify_checksum
-from services.models.specs.lite0 import finetuned_dir
+from services.models.specs.lite0 import finetuned_dir, lite0_input
 from training import lite0
 from training.export import write_labels
 from training.modules.lite0_net import build_classifier
@@ -144,11 +144,11 @@ def load_release(artifacts_dir: Path, version: str) -> tuple[Path, str, list[dic
 
 
 def served_size(artifacts_dir: Path, version: str) -> int:
-    """The input side a release serves at (its ``export.json``; releases before that field existed: 224)."""
+    """The input side a release serves at, as serving reads it from its ``export.json`` (none: the export's 224)."""
     export = artifacts_dir / finetuned_dir(version) / "export.json"
     if not export.is_file():
         return lite0.INPUT_SIZE
-    return int(json.loads(export.read_text()).get("preprocessing", {}).get("input_size", lite0.INPUT_SIZE))
+    return lite0_input(json.loads(export.read_text())).height
 
 
 def make_soup(releases: Sequence[str], weights: Sequence[float], out: Path, artifacts_dir: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import yaml
 from services.models.specs.lite0 import finetuned_dir
 from services.models.store import sha256_file
 from tests.unit.training.tree import WNIDS, make_tiny_imagenet
-from training.export import Lite0WithEmbeddings, export_onnx
+from training.export import Lite0WithEmbeddings, export_onnx, preprocessing_info
 from training.modules.lite0_net import build_classifier
 from training.release import main as release_main
 from training.settings import get_training_settings
@@ -201,6 +201,7 @@ def test_the_format_benchmark_times_a_fine_tune_without_its_run(artifacts: Path)
 def test_releases_served_at_different_sizes_make_no_soup(tmp_path: Path) -> None:
     _release(tmp_path, "v2", seed=1)
     _release(tmp_path, "v3", seed=2)
-    (tmp_path / finetuned_dir("v3") / "export.json").write_text(json.dumps({"preprocessing": {"input_size": 160}}))
+    export = {"preprocessing": preprocessing_info("shorter side to 160", input_size=160)}
+    (tmp_path / finetuned_dir("v3") / "export.json").write_text(json.dumps(export))
     with pytest.raises(ValueError, match=r"different input sizes.*'v2': 224, 'v3': 160"):
         make_soup(["v2", "v3"], [1.0, 1.0], tmp_path / "soup", tmp_path)
