@@ -66,6 +66,23 @@ def test_same_pixels_counts_a_difference(tmp_path: Path, monkeypatch: pytest.Mon
     assert decode.same_pixels(tmp_path)["coco128/coco128.tar.gz"]["differ"] == 1
 
 
+def test_same_pixels_decodes_each_image_once_each_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(4), "images/b.jpg": _jpeg(5, "CMYK")})
+    real = imaging._decode_jpeg
+    calls: list[str] = []
+
+    def counted(data: bytes, image: Image.Image, reduction: int) -> tuple[np.ndarray, bool] | None:
+        if imaging._simplejpeg() is not None:  # the Pillow-only pass asks too, and is told no at once
+            calls.append(image.mode)
+        return real(data, image, reduction)
+
+    monkeypatch.setattr(imaging, "_decode_jpeg", counted)
+    counts = decode.same_pixels(tmp_path)["coco128/coco128.tar.gz"]
+    assert counts == {"images": 2, "fast_path": 1, "differ": 0}  # CMYK is Pillow's
+    assert calls == ["RGB", "CMYK"]  # libjpeg-turbo tried once per image, not once more to count
+    assert imaging._decode_jpeg is counted  # the spy is gone after
+
+
 def test_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "decode.md"
     assert decode.main(["--calls", "8", "--datasets", str(tmp_path / "none"), "--out", str(out)]) == 0
