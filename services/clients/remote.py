@@ -111,15 +111,31 @@ class RemoteClient:
 
 
 class AsyncRemoteClient:
-    """The model services through their ``bentoml.depends`` handles' ``to_async`` side (the api under serve)."""
+    """The model services through their ``bentoml.depends`` handles' ``to_async`` side (the api under serve).
+
+    A handle's methods exist only once BentoML has entered it (``RemoteProxy.__aenter__``), which the server does
+    after the service's start-up hooks have run: a hook that calls a model service at once (the shadow mirror's first
+    status read) met ``AttributeError: 'AsyncClient' object has no attribute 'status'``. So the first call through
+    each handle enters it first; entering twice only sets the same methods again.
+    """
 
     def __init__(self, handles: Mapping[str, Any]) -> None:
         self.connections = Connections(handles.__getitem__, handles.keys())
+        self._entered: set[int] = set()
+
+    async def _ready(self, client: Any) -> Any:
+        """``client`` once its methods are set up: entered on its first call (see the class)."""
+        if id(client) not in self._entered:
+            enter = getattr(client, "__aenter__", None)
+            if enter is not None:
+                await enter()
+            self._entered.add(id(client))
+        return client.to_async
 
     async def _call(self, model: str, method: str, *args: Any, idempotent: bool = True) -> Any:
         """One call of ``method``; an idempotent one that met a stale connection goes once more (STALE_CONNECTION)."""
         with self.connections.calling(model, method) as client:
-            call = getattr(client.to_async, method)
+            call = getattr(await self._ready(client), method)
             try:
                 return await call(*args)
             except STALE_CONNECTION as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import aiohttp
@@ -129,3 +130,48 @@ def test_a_gallery_add_is_not_sent_twice() -> None:
     with pytest.raises(ModelUnavailable):
         asyncio.run(AsyncRemoteClient({"embedder": embedder}).gallery_add(_item(), {}))
     assert len(embedder.to_async.calls) == 1
+
+
+class Unentered:
+    """A handle as BentoML hands it to the api's start-up hooks: ``to_async`` has no methods until it is entered."""
+
+    def __init__(self, **answers: Any) -> None:
+        self._ready = FakeAsync(answers)
+        self.to_async: Any = object()
+        self.entered = 0
+
+    async def __aenter__(self) -> Unentered:
+        self.entered += 1
+        self.to_async = self._ready
+        return self
+
+
+def test_a_handle_is_entered_before_its_first_call_and_only_then() -> None:
+    handle = Unentered(status={"model": "classifier"})
+    backend = AsyncRemoteClient({"classifier": handle})
+
+    async def twice() -> list[dict[str, Any]]:
+        return [await backend.status("classifier"), await backend.status("classifier")]
+
+    assert asyncio.run(twice()) == [{"model": "classifier"}] * 2
+    assert handle.entered == 1
+
+
+def test_bentoml_s_own_handle_has_its_methods_once_entered() -> None:
+    # The real proxy `bentoml.depends` makes, not a fake: before entering, its methods are missing (what the shadow
+    # mirror's first status read met at start-up); entering needs no server (the service class gives the routes).
+    from _bentoml_impl.client import RemoteProxy
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    from services.clients.remote import service_class
+
+    service = service_class("classifier")
+    saved = copy.deepcopy(BentoMLContainer.config.get())
+    try:
+        service.inject_config()  # what serving does first: the proxy reads the service's timeout from it
+        proxy = RemoteProxy("http://127.0.0.1:9", service=service)
+    finally:
+        BentoMLContainer.config.set(saved)
+    assert not hasattr(proxy.to_async, "status")
+    backend = AsyncRemoteClient({"classifier": proxy})
+    assert callable(asyncio.run(backend._ready(proxy)).status)
