@@ -196,7 +196,10 @@ def serve(env: dict[str, str], workdir: Path, label: str, results: Results) -> I
 def measure(plan: argparse.Namespace, workdir: Path) -> Results:
     jpegs = photos()
     results: Results = {
-        "machine": machine_facts(),
+        "machine": {
+            **machine_facts(),
+            "server": "the models in their own services (CV_MODELS_IN_PROCESS=false), the settings above otherwise",
+        },
         "plan": {k: str(v) for k, v in vars(plan).items()},
         "server_logs": {},
         "load": {},

@@ -235,7 +235,9 @@ METHOD = """- **Bare ORT**: `session.run` alone on the session `OrtRunner` build
   `ORT_ENABLE_ALL`, same providers); input: the
   real photo, preprocessed once; 10 warm-up calls, then timed calls at batch 1.
 - **Pipeline**: `ModelWorker(build_pool(name, settings)).run([item])` on the decoded photo, in this process.
-- **HTTP**: `bentoml serve services.api:Api` on loopback (`tests/integration/server.py`), a Tiny-ImageNet val gallery
+- **HTTP**: `bentoml serve services.api:Api` on loopback (`tests/integration/server.py`) with every model in its own
+  service (`CV_MODELS_IN_PROCESS=false`, the production topology, so the api -> model service hop is measured; `make
+  serve` keeps the models in the api process, which benchmarks/reports/peers.md measures), a Tiny-ImageNet val gallery
   in a temp `CV_DATA_DIR`; scikit-image `chelsea` (classify, search) and `astronaut` (detect) as JPEG (quality 90).
   Latency = client wall time of a multipart POST (async httpx, keep-alive). Throughput: a fixed number of requests
   from `c` workers after a warm-up burst at that concurrency; req/s = successful answers / wall time; p50/p99 over
