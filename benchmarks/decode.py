@@ -81,11 +81,11 @@ def fast_path_taken() -> Iterator[list[bool]]:
         taken[0] = taken[0] or result is not None
         return result
 
-    imaging._decode_jpeg = spy  # type: ignore[assignment]
+    imaging._decode_jpeg = spy
     try:
         yield taken
     finally:
-        imaging._decode_jpeg = attempt  # type: ignore[assignment]
+        imaging._decode_jpeg = attempt
 
 
 def decoder(data: bytes, floor: DecodeFloor | None) -> Callable[[], np.ndarray]:
