@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import yaml
 
 from services.models.store import sha256_file
@@ -35,7 +34,7 @@ from training.data.tiny_imagenet import TinyImageNet, locate
 from training.evaluate import top5_ids, top_k_accuracy
 from training.export import Lite0WithEmbeddings, export_onnx, preprocessing_info, versions, write_labels
 from training.model_report import ModelReport
-from training.modules.lite0_net import build_classifier
+from training.modules.lite0_net import build_classifier, load_weights
 from training.onnx_checks import check_onnx, parity, simplify
 from training.provenance import git_commit, run_origin
 from training.quantize import QuantizeConfig, calibration_pool, quantize_model
@@ -53,10 +52,14 @@ INT8_CONFIG = QuantizeConfig(method="minmax", per_channel=True, count=256, seed=
 
 
 def load_run(run_dir: Path) -> tuple[EfficientNet, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """The trained model (eval mode), its labels, its config and its summary."""
+    """The trained model (eval mode), its labels, its config and its summary.
+
+    Raises:
+        ValueError: the run's ``model.pt`` is not a network of its ``labels.json``'s classes.
+    """
     labels = json.loads((run_dir / "labels.json").read_text())
     model = build_classifier(len(labels))
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    load_weights(model, run_dir / "model.pt")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     return model.eval(), labels, config, summary

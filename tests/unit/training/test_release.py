@@ -14,7 +14,7 @@ from training.config import TrainConfig
 from training.data.tiny_imagenet import TinyImageNet
 from training.modules.lite0_net import build_classifier
 from training.provenance import run_origin
-from training.release import eval_batch, main
+from training.release import eval_batch, load_run, main
 from training.settings import get_training_settings
 
 pytestmark = pytest.mark.slow
@@ -127,3 +127,9 @@ def test_a_run_started_from_an_earlier_run_records_both_stages(tmp_path: Path) -
     v9 = TrainConfig.from_yaml(Path("training/configs/lite0_tiny_imagenet_v9.yaml")).model_dump(mode="json")
     origin = run_origin(v9, {"name": "lite0_tiny_imagenet_v9"}, tmp_path)
     assert "earlier_stage" not in origin["training"] and origin["early_layers_kept"] is True
+
+
+def test_a_run_whose_weights_are_of_other_classes_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    torch.save(build_classifier(len(WNIDS) + 1).state_dict(), run_dir / "model.pt")  # a head of one class more
+    with pytest.raises(ValueError, match="does not hold this network's weights"):
+        load_run(run_dir)
