@@ -107,6 +107,7 @@ Processes with torch's libraries mapped: {", ".join(torch) if torch else "none"}
 """
 
 
+SOAK_PLOT = "memory_soak.png"  # the soak plot beside memory.md (memory.py names it after its report)
 # The soak table's columns, in the order of the rows soak_section makes.
 SOAK_HEADERS = (
     *("process", "RSS first", "RSS last", "RSS growth %", "USS first", "USS last", "USS growth %"),
@@ -114,7 +115,7 @@ SOAK_HEADERS = (
 )
 
 
-def soak_section(soak: dict[str, Any], plot: str = "memory_soak.png") -> str:
+def soak_section(soak: dict[str, Any], plot: str = SOAK_PLOT) -> str:
     nan = float("nan")
     columns = ("rss_first", "rss_last", "rss_growth_pct", "uss_first", "uss_last", "uss_growth_pct")
     anon = ("anon_first", "anon_last", "anon_growth_pct")
@@ -173,7 +174,7 @@ def series_growth_note(series: dict[str, dict[str, int] | None] | None, top: int
     return f"\nMetrics that gained the most series over the soak (of {len(gained)} that gained any): {listed}.\n"
 
 
-def render(r: dict[str, Any], plot: str = "memory_soak.png") -> str:
+def render(r: dict[str, Any], plot: str = SOAK_PLOT) -> str:
     """The report; ``plot`` is the soak plot's file name beside it."""
     gallery = r["gallery"]
     ((gname, gphase),) = gallery["phases"].items()
