@@ -138,8 +138,9 @@ bench-gateway: import-models
 bench-memory: import-models
 	$(PY) benchmarks/memory.py $(MEMORY_ARGS)
 
-# The product against the hand-written FastAPI + ONNX Runtime (and PyTorch eager) peers, one load generator, one run:
-# benchmarks/reports/peers.{md,json,png}. PEERS_ARGS="--variant NAME:CV_X=Y" measures the product again with a setting.
+# The product against the hand-written FastAPI + ONNX Runtime (and PyTorch eager) peers, one load generator, one run of
+# 3 rounds (goals on the median ratio): benchmarks/reports/peers.{md,json,png}. PEERS_ARGS="--variant NAME:CV_X=Y"
+# measures the product again with a setting, "--rounds 1" makes it one round.
 peers: install-train import-models
 	$(PY) benchmarks/peers.py $(PEERS_ARGS)
 

@@ -4,6 +4,8 @@ Starts ``bentoml serve services.api:Api`` as shipped (result cache off, inferenc
 validation on; adaptive batching on, then off) and each hand-written peer of benchmarks/peers/ in turn, and sends each
 the same photo: a warm-up, then requests at concurrency 1 and at each load concurrency, over keep-alive connections.
 Records latency percentiles, throughput and the CPU seconds of each server's process tree (and of this load generator).
+Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product and the FastAPI + ONNX Runtime peers),
+alternating which side starts: the goals are judged on the median of the rounds' ratios.
 Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
 """
 
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import machine_facts, photos, stats  # noqa: E402
 from benchmarks.loopback import Target, launch, machine_busy_seconds, settle, tree_cpu_seconds  # noqa: E402
-from benchmarks.peers_report import write_report  # noqa: E402
+from benchmarks.peers_report import BASELINE, PRODUCT, write_report  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 log = logging.getLogger("benchmarks.peers")
@@ -250,6 +253,15 @@ def bare(plan: argparse.Namespace, jpegs: dict[str, bytes]) -> Results:
     return out
 
 
+def repeated(plan: argparse.Namespace, workdir: Path, round_number: int) -> list[Target]:
+    """The goals' servers for another round: the product (batching on, the load concurrencies only) and each route's
+    FastAPI + ONNX Runtime peer, the peers first in even rounds so neither side always runs first."""
+    goal_servers = {PRODUCT, *BASELINE.values()}
+    chosen = [t for t in targets(plan, workdir) if t.name in goal_servers]
+    chosen = [replace(t, concurrencies=tuple(plan.concurrencies)) if t.name == PRODUCT else t for t in chosen]
+    return chosen[::-1] if round_number % 2 == 0 else chosen
+
+
 def run(plan: argparse.Namespace, workdir: Path) -> Results:
     jpegs = {"classify": photos()["chelsea"], "detect": detect_photo(plan.detect_image)}
     results: Results = {
@@ -266,6 +278,16 @@ def run(plan: argparse.Namespace, workdir: Path) -> Results:
     for offset, target in enumerate(targets(plan, workdir)):
         port = plan.port + offset if plan.port else free_port()
         results["servers"][target.name] = run_target(target, jpegs, plan, workdir, port)
+    results["repeats"] = []
+    for round_number in range(2, plan.rounds + 1):
+        log.info("round %d of %d: the goals' servers again", round_number, plan.rounds)
+        folder = workdir / f"round-{round_number}"
+        folder.mkdir()
+        again = {}
+        for offset, target in enumerate(repeated(plan, folder, round_number)):
+            port = plan.port + offset if plan.port else free_port()
+            again[target.name] = run_target(target, jpegs, plan, folder, port)
+        results["repeats"].append(again)
     return results
 
 
@@ -287,6 +309,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--concurrencies", type=int, nargs="+", default=[16], help="load concurrencies of every server")
     add("--batching-concurrencies", type=int, nargs="*", default=[16, 32], help="the product's, batching on and off")
     add("--variant", type=_variant, action="append", default=[], help="NAME:KEY=VALUE[,KEY=VALUE]: the product again")
+    add("--rounds", type=int, help="rounds of the goals' servers, alternated; goals judge the median ratio (3)")
     add("--only", nargs="*", default=[], help="server names to run (default: all)")
     add("--detect-image", type=Path, default=None, help="JPEG for detect (default: an 810x1080 stand-in)")
     add("--port", type=int, default=0, help="first loopback port, each server the next (default: free ports)")
@@ -297,6 +320,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         vars(args).update(sequential=10, requests=24, warmup=4, bare_calls=10, batching_concurrencies=[])
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 

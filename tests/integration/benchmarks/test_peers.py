@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_quick_run_measures_two_peers_and_writes_the_report(model_store: list[str], tmp_path: Path) -> None:
     out = tmp_path / "peers.md"
     only = ["ort-int8", "ort-detector"]
-    argv = ["--quick", "--only", *only, "--out", str(out)]
+    argv = ["--quick", "--only", *only, "--rounds", "2", "--out", str(out)]
 
     assert peers.main(argv) == 0
 
@@ -28,6 +28,10 @@ def test_quick_run_measures_two_peers_and_writes_the_report(model_store: list[st
     assert classify["16"]["server_cpu_s"] > 0
     detect = results["servers"]["ort-detector"]["routes"]["detect"]["1"]
     assert detect["statuses"] == {"200": 10} and detect["answer"].endswith("best class 0")  # the astronaut
+    (second,) = results["repeats"]  # round 2: the goals' servers again, the other way round
+    assert list(second) == only[::-1]
+    assert second["ort-int8"]["routes"]["classify"]["16"]["statuses"] == {"200": 24}
     report = out.read_text()
     assert "| FastAPI + ONNX Runtime, INT8 file |" in report
+    assert "2 rounds" in report
     assert out.with_suffix(".png").stat().st_size > 0
