@@ -40,6 +40,16 @@ def test_pure_red_is_fully_saturated_and_black_is_not() -> None:
     assert image_statistics(np.zeros((8, 8, 3), dtype=np.uint8))["saturation"] == 0.0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_saturation_is_the_mean_of_max_minus_min_over_max_of_the_thumbnails_channels(seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    pixels[:5] = 0  # black rows: saturation 0, not a division by zero
+    small = np.asarray(pixels[::3, ::3], dtype=np.float32) / 255.0  # the 64-pixel thumbnail: every 3rd pixel
+    high, low = small.max(axis=2), small.min(axis=2)
+    expected = float(((high - low) / np.maximum(high, 1e-6)).mean())
+    assert image_statistics(pixels)["saturation"] == round(expected, 5)
+
+
 def test_a_checkerboard_is_sharp_and_high_contrast() -> None:
     board = (np.indices((16, 16)).sum(axis=0) % 2 * 255).astype(np.uint8)
     found = image_statistics(np.stack([board] * 3, axis=2))
