@@ -153,7 +153,7 @@ def goals_text(results: Results) -> list[str]:
             "",
         ]
     rows = [
-        [g.goal, g.product, g.peer, ", ".join(f"{r:.2f}" for r in g.ratios), f"{g.ratio:.2f}",
+        [g.goal, g.product, g.peer, ", ".join(f"{r:.3f}" for r in g.ratios), f"{g.ratio:.3f}",
          f"{g.rounds_met} of {len(g.ratios)}", "yes" if g.met else "**no**"]
         for g in found
     ]  # fmt: skip

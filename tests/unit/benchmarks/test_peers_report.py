@@ -86,7 +86,10 @@ def test_the_report_names_its_rounds() -> None:
     assert goals_text(results)[0].startswith("One round")
     rounds = [_run(130.0, 100.0), _run(115.0, 100.0), _run(126.0, 100.0)]
     text = "\n".join(goals_text({"servers": rounds[0], "repeats": rounds[1:]}))
-    assert "| classify: req/s at c=16 >= 1.2x peer's | 126.0 | 100.0 | 1.30, 1.15, 1.26 | 1.26 | 2 of 3 | yes |" in text
+    assert "| classify: req/s at c=16 >= 1.2x peer's | 126.0 | 100.0 | 1.300, 1.150, 1.260 | 1.260 | 2 of 3 | yes |" in text
+    rounds[2] = _run(119.9, 100.0)  # a median a hair under the goal must not read as met: three decimals
+    text = "\n".join(goals_text({"servers": rounds[0], "repeats": rounds[1:]}))
+    assert "| 1.300, 1.150, 1.199 | 1.199 | 1 of 3 | **no** |" in text
 
 
 def test_batching_gain_is_on_over_off_per_concurrency() -> None:
