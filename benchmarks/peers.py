@@ -262,6 +262,15 @@ def repeated(plan: argparse.Namespace, workdir: Path, round_number: int) -> list
     return chosen[::-1] if round_number % 2 == 0 else chosen
 
 
+def run_in_turn(chosen: list[Target], jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path) -> Results:
+    """Each of ``chosen`` started, measured and stopped in turn: its results by server name."""
+    measured: Results = {}
+    for offset, target in enumerate(chosen):
+        port = plan.port + offset if plan.port else free_port()
+        measured[target.name] = run_target(target, jpegs, plan, workdir, port)
+    return measured
+
+
 def run(plan: argparse.Namespace, workdir: Path) -> Results:
     jpegs = {"classify": photos()["chelsea"], "detect": detect_photo(plan.detect_image)}
     results: Results = {
@@ -275,19 +284,13 @@ def run(plan: argparse.Namespace, workdir: Path) -> Results:
         "notes": plan.notes,
     }
     results["bare"] = bare(plan, jpegs)
-    for offset, target in enumerate(targets(plan, workdir)):
-        port = plan.port + offset if plan.port else free_port()
-        results["servers"][target.name] = run_target(target, jpegs, plan, workdir, port)
+    results["servers"] = run_in_turn(targets(plan, workdir), jpegs, plan, workdir)
     results["repeats"] = []
     for round_number in range(2, plan.rounds + 1):
         log.info("round %d of %d: the goals' servers again", round_number, plan.rounds)
         folder = workdir / f"round-{round_number}"
         folder.mkdir()
-        again = {}
-        for offset, target in enumerate(repeated(plan, folder, round_number)):
-            port = plan.port + offset if plan.port else free_port()
-            again[target.name] = run_target(target, jpegs, plan, folder, port)
-        results["repeats"].append(again)
+        results["repeats"].append(run_in_turn(repeated(plan, folder, round_number), jpegs, plan, folder))
     return results
 
 

@@ -85,13 +85,16 @@ class Goal:
     def ratio(self) -> float:
         return float(median(self.ratios))
 
+    def meets(self, ratio: float) -> bool:
+        return ratio >= self.limit if self.at_least else ratio <= self.limit
+
     @property
     def met(self) -> bool:
-        return self.ratio >= self.limit if self.at_least else self.ratio <= self.limit
+        return self.meets(self.ratio)
 
     @property
     def rounds_met(self) -> int:
-        return sum((r >= self.limit) if self.at_least else (r <= self.limit) for r in self.ratios)
+        return sum(self.meets(r) for r in self.ratios)
 
 
 # (goal, concurrency, figure, limit, at_least) for each route
