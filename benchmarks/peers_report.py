@@ -147,9 +147,11 @@ def goals_text(results: Results) -> list[str]:
     if count == 1:
         head = ["One round: each ratio is the product's figure over the peer's in that round.", ""]
     else:
+        peers = sorted({name for servers in results.get("repeats", []) for name in servers} - {PRODUCT})
+        which = f"the FastAPI + ONNX Runtime peer{'s' if len(peers) > 1 else ''} ({', '.join(peers)})"
         head = [
             f"{count} rounds: the first is the tables above; in each further round the product (batching on) and "
-            "the two FastAPI + ONNX Runtime peers were started and measured again in turn, the peers first in even "
+            f"{which} were started and measured again in turn, the peers first in even "
             "rounds. A ratio is the product's figure over the peer's in the same round; a goal is judged on the "
             "median of its rounds' ratios (the product and peer columns are each side's median). On a shared VM "
             "one round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show.",

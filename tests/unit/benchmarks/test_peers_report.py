@@ -82,6 +82,9 @@ def test_a_round_that_missed_a_side_is_left_out_of_that_goal() -> None:
 def test_the_report_names_its_rounds() -> None:
     results = _results()
     assert goals_text(results)[0].startswith("3 rounds")
+    assert "the FastAPI + ONNX Runtime peers (ort-detector, ort-int8) were started" in goals_text(results)[0]
+    results["repeats"] = [{PRODUCT: server, "ort-int8": server} for server in results["repeats"][0].values()][:1]
+    assert "the FastAPI + ONNX Runtime peer (ort-int8) were started" in goals_text(results)[0]  # a run with --only
     del results["repeats"]
     assert goals_text(results)[0].startswith("One round")
     rounds = [_run(130.0, 100.0), _run(115.0, 100.0), _run(126.0, 100.0)]
