@@ -33,6 +33,13 @@ def _failed(run: dict[str, Any] | None) -> str:
     return "-" if run is None else str(sum(n for status, n in run["statuses"].items() if status != "200"))
 
 
+def _idle(run: dict[str, Any] | None, cores: int | None) -> str:
+    """The cores nothing used during ``run``: the machine's less the server's, the load generator's, other work's."""
+    if run is None or not cores or "client_cpu_s" not in run:
+        return "-"
+    return f"{cores - run['server_cores'] - run['client_cpu_s'] / run['seconds'] - run['other_cores']:.2f}"
+
+
 def route_table(results: Results, route: str) -> str:
     """One row per server that answers ``route``, plus bare session.run."""
     headers = [
@@ -45,6 +52,8 @@ def route_table(results: Results, route: str) -> str:
         f"server CPU ms/request (c={LOAD})",
         f"server cores busy (c={LOAD})",
         f"other work's cores (c={LOAD})",
+        f"load generator's cores (c={LOAD})",
+        f"idle cores (c={LOAD})",
         f"not 200 (c=1, c={LOAD})",
         "answer",
     ]
@@ -55,12 +64,14 @@ def route_table(results: Results, route: str) -> str:
         one, load = _at(results, name, route, "1"), _at(results, name, route, LOAD)
         keys = [(one, "p50"), (one, "p99"), (load, "throughput"), (load, "p50"), (load, "p99")]
         rows.append([server["label"], *(_cell(run, key) for run, key in keys)])
-        cpu = [_cell(load, "server_cpu_ms_per_request"), _cores(load, "server_cores"), _cores(load, "other_cores")]
+        client = "-" if load is None or "client_cpu_s" not in load else f"{load['client_cpu_s'] / load['seconds']:.2f}"
+        cpu = [_cell(load, "server_cpu_ms_per_request"), _cores(load, "server_cores"), _cores(load, "other_cores"),
+               client, _idle(load, results["machine"].get("nproc"))]  # fmt: skip
         rows[-1] += [*cpu, f"{_failed(one)}, {_failed(load)}", (one or load or {}).get("answer", "-")]
     bare = results.get("bare", {}).get(route)
     if bare:
         label = f"bare session.run, {bare['precision']} file, batch 1, in process"
-        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 8])
+        rows.append([label, float(bare["p50"]), float(bare["p99"]), *[""] * 10])
     return table(headers, rows)
 
 
@@ -189,7 +200,9 @@ def render(results: Results, image: str = "peers.png") -> str:
         f"{_photo(photos['detect'])} ({detect_source}).",
         "",
         "Server CPU is the user + system time of the server's whole process tree (api, model services, job worker) "
-        "during the measured requests; `cores busy` is that over the wall time. The machine is shared: other work "
+        "during the measured requests; `cores busy` is that over the wall time. The load generator (this process) runs "
+        "on the same cores; `idle cores` is what neither the server, the load generator nor other work used. The "
+        "machine is shared: other work "
         "ran on the same cores during this run, so compare the ratios, not the absolute figures, with another run. "
         "Where the product's time goes (py-spy, `benchmarks/peers_profile.py`): peers_profile.md.",
         "",

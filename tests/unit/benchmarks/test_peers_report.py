@@ -7,7 +7,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.peers_report import BASELINE, PRODUCT, batching, goals, goals_text, render
+from benchmarks.peers_report import BASELINE, PRODUCT, _idle, batching, goals, goals_text, render, route_table
 
 REPORT = Path(__file__).resolve().parents[3] / "benchmarks" / "reports" / "peers.md"
 
@@ -101,3 +101,15 @@ def test_batching_gain_is_on_over_off_per_concurrency() -> None:
     assert rows, "the committed run measured the product with batching off"
     for route, c, on, off, gain, *_ in rows:
         assert gain == f"{on / off:.2f}x", (route, c)
+
+
+def test_idle_cores_are_what_neither_the_server_the_load_generator_nor_other_work_used() -> None:
+    run = {"server_cores": 1.5, "client_cpu_s": 0.6, "seconds": 3.0, "other_cores": 0.1}
+    assert _idle(run, 2) == "0.20"
+    assert _idle(None, 2) == "-"
+    assert _idle({"server_cores": 1.5, "other_cores": 0.0}, 2) == "-"  # a report from before the client's CPU
+    results = _results()
+    load = results["servers"][PRODUCT]["routes"]["classify"]["16"]
+    expected = 2 - load["server_cores"] - load["client_cpu_s"] / load["seconds"] - load["other_cores"]
+    row = next(line for line in route_table(results, "classify").splitlines() if line.startswith("| this product"))
+    assert f"| {load['client_cpu_s'] / load['seconds']:.2f} | {expected:.2f} |" in row
