@@ -95,6 +95,23 @@ def test_decode_yolox_clamps_huge_sizes_to_finite_boxes() -> None:
     assert np.isfinite(boxes).all()
 
 
+def test_decode_yolox_with_a_min_score_decodes_only_rows_that_can_reach_it() -> None:
+    grid, strides = make_grid(416, 416, [8, 16, 32])
+    rng = np.random.default_rng(7)
+    raw = rng.normal(0.0, 1.0, (len(grid), 85)).astype(np.float32)
+    raw[:, 4] = 1.0 / (1.0 + np.exp(5.0 - 2.0 * raw[:, 4]))  # objectness: a sigmoid, low in most cells
+    raw[:, 5:] = 1.0 / (1.0 + np.exp(-3.0 * raw[:, 5:]))  # class scores: sigmoids
+    raw[rng.choice(len(raw), 40, replace=False), 5] = 1.02  # half a quantization step over 1, as an INT8 file gives
+    raw[0, 4], raw[0, 5] = 0.246, 1.02  # objectness under the min score, the product over it: must be decoded
+    every = decode_yolox(raw, grid, strides)
+    some = decode_yolox(raw, grid, strides, min_score=0.25)
+    assert len(some[1]) < len(every[1]) / 2  # most rows are never decoded
+    kept, kept_some = every[1] >= 0.25, some[1] >= 0.25
+    assert kept.sum() > 20 and kept[0]
+    for full, part in zip(every, some, strict=True):
+        np.testing.assert_array_equal(full[kept], part[kept_some])  # the same boxes, scores and classes, in order
+
+
 # --- IoU and NMS -----------------------------------------------------------------------------
 
 
