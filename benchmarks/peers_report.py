@@ -33,11 +33,17 @@ def _failed(run: dict[str, Any] | None) -> str:
     return "-" if run is None else str(sum(n for status, n in run["statuses"].items() if status != "200"))
 
 
+def _client_cores(run: dict[str, Any] | None) -> float | None:
+    """The load generator's cores during ``run`` (None: not measured, or a report from before they were)."""
+    return None if run is None or "client_cpu_s" not in run else float(run["client_cpu_s"] / run["seconds"])
+
+
 def _idle(run: dict[str, Any] | None, cores: int | None) -> str:
     """The cores nothing used during ``run``: the machine's less the server's, the load generator's, other work's."""
-    if run is None or not cores or "client_cpu_s" not in run:
+    client = _client_cores(run)
+    if run is None or client is None or not cores:
         return "-"
-    return f"{cores - run['server_cores'] - run['client_cpu_s'] / run['seconds'] - run['other_cores']:.2f}"
+    return f"{cores - run['server_cores'] - client - run['other_cores']:.2f}"
 
 
 def route_table(results: Results, route: str) -> str:
@@ -64,9 +70,9 @@ def route_table(results: Results, route: str) -> str:
         one, load = _at(results, name, route, "1"), _at(results, name, route, LOAD)
         keys = [(one, "p50"), (one, "p99"), (load, "throughput"), (load, "p50"), (load, "p99")]
         rows.append([server["label"], *(_cell(run, key) for run, key in keys)])
-        client = "-" if load is None or "client_cpu_s" not in load else f"{load['client_cpu_s'] / load['seconds']:.2f}"
+        client = _client_cores(load)
         cpu = [_cell(load, "server_cpu_ms_per_request"), _cores(load, "server_cores"), _cores(load, "other_cores"),
-               client, _idle(load, results["machine"].get("nproc"))]  # fmt: skip
+               "-" if client is None else f"{client:.2f}", _idle(load, results["machine"].get("nproc"))]  # fmt: skip
         rows[-1] += [*cpu, f"{_failed(one)}, {_failed(load)}", (one or load or {}).get("answer", "-")]
     bare = results.get("bare", {}).get(route)
     if bare:
