@@ -5,7 +5,9 @@ validation on; adaptive batching on, then off) and each hand-written peer of ben
 the same photo: a warm-up, then requests at concurrency 1 and at each load concurrency, over keep-alive connections.
 Records latency percentiles, throughput and the CPU seconds of each server's process tree (and of this load generator).
 Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product and the FastAPI + ONNX Runtime peers),
-alternating which side starts: the goals are judged on the median of the rounds' ratios.
+started once, side by side, and measured in turn in each round, alternating which side starts: the two sides of a ratio
+are seconds apart, not minutes, so a shared VM's drift in speed mostly cancels. The goals are judged on the median of
+the rounds' ratios.
 Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
 """
 
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -217,16 +220,32 @@ def measure(
     return result
 
 
+def _timeout(target: Target) -> float:
+    return 300.0 if "bentoml" in target.command[0] else 120.0
+
+
+def _started(target: Target, url: str, root: psutil.Process) -> tuple[str, psutil.Process, float]:
+    settled = settle(root)
+    log.info("  %s settled %.1f s after its health route answered", target.name, settled)
+    return url, root, settled
+
+
+def measure_target(
+    target: Target, up: tuple[str, psutil.Process, float], jpegs: dict[str, bytes], plan: argparse.Namespace
+) -> Results:
+    """Every route of a running ``target`` at each of its concurrencies; ``up``: its URL, process and settling time."""
+    url, root, settled = up
+    result: Results = {"label": target.label, "routes": {}, "settled_after_s": round(settled, 1)}
+    for route, path in target.routes.items():
+        levels = target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
+        result["routes"][route] = {str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in levels}
+    return result
+
+
 def run_target(target: Target, jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path, port: int) -> Results:
     log.info("%s: starting (%s)", target.name, target.label)
-    timeout = 300.0 if "bentoml" in target.command[0] else 120.0
-    with launch(target, workdir, port, timeout) as (url, root):
-        result: Results = {"label": target.label, "routes": {}, "settled_after_s": round(settle(root), 1)}
-        log.info("  settled %.1f s after its health route answered", result["settled_after_s"])
-        for route, path in target.routes.items():
-            levels = target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
-            result["routes"][route] = {str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in levels}
-    return result
+    with launch(target, workdir, port, _timeout(target)) as (url, root):
+        return measure_target(target, _started(target, url, root), jpegs, plan)
 
 
 def detect_photo(path: Path | None) -> bytes:
@@ -253,13 +272,38 @@ def bare(plan: argparse.Namespace, jpegs: dict[str, bytes]) -> Results:
     return out
 
 
-def repeated(plan: argparse.Namespace, workdir: Path, round_number: int) -> list[Target]:
-    """The goals' servers for another round: the product (batching on, the load concurrencies only) and each route's
-    FastAPI + ONNX Runtime peer, the peers first in even rounds so neither side always runs first."""
-    goal_servers = {PRODUCT, *BASELINE.values()}
-    chosen = [t for t in targets(plan, workdir) if t.name in goal_servers]
-    chosen = [replace(t, concurrencies=tuple(plan.concurrencies)) if t.name == PRODUCT else t for t in chosen]
-    return chosen[::-1] if round_number % 2 == 0 else chosen
+def goal_servers(plan: argparse.Namespace, workdir: Path) -> list[Target]:
+    """The servers the goals compare: the product (batching on, the load concurrencies only) and each route's
+    FastAPI + ONNX Runtime peer (those of ``--only``)."""
+    names = {PRODUCT, *BASELINE.values()}
+    chosen = [t for t in targets(plan, workdir) if t.name in names]
+    return [replace(t, concurrencies=tuple(plan.concurrencies)) if t.name == PRODUCT else t for t in chosen]
+
+
+def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes]) -> list[Results]:
+    """Rounds 2 to ``--rounds``: the goals' servers started once, side by side, and measured in turn in each round,
+    the peers first in even rounds so neither side always runs first.
+
+    A server waits idle while another is measured (the product's tree: ~0.01 cores, its embedded job worker polling;
+    each measurement's ``other_cores`` shows it). Started in turn, the two sides of a round's ratio were a minute or
+    more apart, and a shared VM's cores drift in speed over minutes: in one run on one VM the product's CPU per
+    answer moved by 40 % and the peer's by 50 % between rounds, and three rounds' median ratio read 1.05 in one run
+    and 1.46 in the next (TECHNICAL.md). Measured side by side, a ratio's two sides are seconds apart.
+    """
+    chosen = goal_servers(plan, workdir)
+    repeats: list[Results] = []
+    with ExitStack() as stack:
+        up = {}
+        for offset, target in enumerate(chosen):
+            log.info("%s: starting beside the others (%s)", target.name, target.label)
+            port = plan.port + offset if plan.port else free_port()
+            url, root = stack.enter_context(launch(target, workdir, port, _timeout(target)))
+            up[target.name] = _started(target, url, root)
+        for round_number in range(2, plan.rounds + 1):
+            log.info("round %d of %d: the goals' servers again, side by side", round_number, plan.rounds)
+            order = chosen[::-1] if round_number % 2 == 0 else chosen
+            repeats.append({t.name: measure_target(t, up[t.name], jpegs, plan) for t in order})
+    return repeats
 
 
 def run_in_turn(chosen: list[Target], jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path) -> Results:
@@ -285,12 +329,10 @@ def run(plan: argparse.Namespace, workdir: Path) -> Results:
     }
     results["bare"] = bare(plan, jpegs)
     results["servers"] = run_in_turn(targets(plan, workdir), jpegs, plan, workdir)
-    results["repeats"] = []
-    for round_number in range(2, plan.rounds + 1):
-        log.info("round %d of %d: the goals' servers again", round_number, plan.rounds)
-        folder = workdir / f"round-{round_number}"
-        folder.mkdir()
-        results["repeats"].append(run_in_turn(repeated(plan, folder, round_number), jpegs, plan, folder))
+    folder = workdir / "side-by-side"
+    folder.mkdir()
+    results["repeats"] = side_by_side(plan, folder, jpegs) if plan.rounds > 1 else []
+    results["repeats_side_by_side"] = True  # how rounds 2.. ran (reports before 2026-12-07 started them in turn)
     return results
 
 
@@ -312,7 +354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--concurrencies", type=int, nargs="+", default=[16], help="load concurrencies of every server")
     add("--batching-concurrencies", type=int, nargs="*", default=[16, 32], help="the product's, batching on and off")
     add("--variant", type=_variant, action="append", default=[], help="NAME:KEY=VALUE[,KEY=VALUE]: the product again")
-    add("--rounds", type=int, help="rounds of the goals' servers, alternated; goals judge the median ratio (3)")
+    add("--rounds", type=int, help="rounds of the goals' servers, alternated; goals judge the median ratio (7)")
     add("--only", nargs="*", default=[], help="server names to run (default: all)")
     add("--detect-image", type=Path, default=None, help="JPEG for detect (default: an 810x1080 stand-in)")
     add("--port", type=int, default=0, help="first loopback port, each server the next (default: free ports)")
@@ -324,7 +366,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         vars(args).update(sequential=10, requests=24, warmup=4, bare_calls=10, batching_concurrencies=[])
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 1 if args.quick else 7
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args

@@ -166,14 +166,25 @@ def goals_text(results: Results) -> list[str]:
     else:
         peers = sorted({name for servers in results.get("repeats", []) for name in servers} - {PRODUCT})
         which = f"the FastAPI + ONNX Runtime peer{'s' if len(peers) > 1 else ''} ({', '.join(peers)})"
-        head = [
-            f"{count} rounds: the first is the tables above; in each further round the product (batching on) and "
-            f"{which} were started and measured again in turn, the peers first in even "
-            "rounds. A ratio is the product's figure over the peer's in the same round; a goal is judged on the "
-            "median of its rounds' ratios (the product and peer columns are each side's median). On a shared VM "
-            "one round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show.",
-            "",
-        ]
+        if results.get("repeats_side_by_side"):
+            how = (
+                f"{count} rounds: the first is the tables above; for the other {count - 1} the product (batching on) "
+                f"and {which} were started once, side by side, and measured again in turn in each round, the peers "
+                "first in even rounds, so a round's two sides are seconds apart (an idle server waits beside the "
+                "measured one: the product's tree uses ~0.01 cores). A ratio is the product's figure over the peer's "
+                "in the same round; a goal is judged on the median of its rounds' ratios (the product and peer "
+                "columns are each side's median). On a shared VM the cores' speed drifts over minutes and one "
+                "round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."
+            )
+        else:
+            how = (
+                f"{count} rounds: the first is the tables above; in each further round the product (batching on) and "
+                f"{which} were started and measured again in turn, the peers first in even "
+                "rounds. A ratio is the product's figure over the peer's in the same round; a goal is judged on the "
+                "median of its rounds' ratios (the product and peer columns are each side's median). On a shared VM "
+                "one round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."
+            )
+        head = [how, ""]
     rows = [
         [g.goal, g.product, g.peer, ", ".join(f"{r:.3f}" for r in g.ratios), f"{g.ratio:.3f}",
          f"{g.rounds_met} of {len(g.ratios)}", "yes" if g.met else "**no**"]

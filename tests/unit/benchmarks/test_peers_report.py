@@ -113,3 +113,13 @@ def test_idle_cores_are_what_neither_the_server_the_load_generator_nor_other_wor
     expected = 2 - load["server_cores"] - load["client_cpu_s"] / load["seconds"] - load["other_cores"]
     row = next(line for line in route_table(results, "classify").splitlines() if line.startswith("| this product"))
     assert f"| {load['client_cpu_s'] / load['seconds']:.2f} | {expected:.2f} |" in row
+
+
+def test_a_side_by_side_run_says_how_its_rounds_ran() -> None:
+    rounds = [_run(130.0, 100.0), _run(115.0, 100.0), _run(126.0, 100.0)]
+    results: dict[str, Any] = {"servers": rounds[0], "repeats": rounds[1:]}
+    assert "were started and measured again in turn" in goals_text(results)[0]  # a run from before side by side
+    results["repeats_side_by_side"] = True
+    head = goals_text(results)[0]
+    assert head.startswith("3 rounds: the first is the tables above; for the other 2 the product")
+    assert "the FastAPI + ONNX Runtime peer (ort-int8) were started once, side by side" in head

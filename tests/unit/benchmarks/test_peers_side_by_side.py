@@ -1,0 +1,50 @@
+"""benchmarks/peers.py's further rounds: the goals' servers started once, side by side, measured in turn per round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import peers
+from benchmarks.loopback import Target
+
+
+def test_the_goals_servers_start_once_and_each_round_alternates_which_side_goes_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    events: list[tuple[str, str]] = []
+
+    @contextmanager
+    def launch(target: Target, workdir: Path, port: int, timeout: float) -> Iterator[tuple[str, Any]]:
+        events.append(("start", target.name))
+        yield f"http://127.0.0.1:{port}", target.name
+        events.append(("stop", target.name))
+
+    def measure(url: str, root: Any, route: str, path: str, jpeg: bytes, c: int, plan: Any) -> dict[str, Any]:
+        events.append(("measure", f"{root} {route} c={c}"))
+        return {"throughput": 1.0}
+
+    monkeypatch.setattr(peers, "launch", launch)
+    monkeypatch.setattr(peers, "settle", lambda root: 0.5)
+    monkeypatch.setattr(peers, "measure", measure)
+    files = {"int8": tmp_path / "model.int8.onnx", "fp32": tmp_path / "model.onnx"}
+    monkeypatch.setattr(peers, "served_files", lambda name: (files, "int8"))  # no model store needed
+    plan = peers.parse_args(["--rounds", "3", "--only", "product", "ort-int8", "ort-fp32", "--port", "9100"])
+
+    repeats = peers.side_by_side(plan, tmp_path, {"classify": b"", "detect": b""})
+
+    # Started once each (the goals' servers only: not ort-fp32), all up before the first measurement, stopped after
+    # the last; round 2 (even) measures the peer first, round 3 the product first.
+    assert events[:2] == [("start", "product"), ("start", "ort-int8")]
+    assert sorted(events[-2:]) == [("stop", "ort-int8"), ("stop", "product")]
+    measured = [what for kind, what in events if kind == "measure"]
+    product = [f"product {route} c={c}" for route in ("classify", "detect") for c in (1, 16)]  # not round 1's c=32
+    peer = ["ort-int8 classify c=1", "ort-int8 classify c=16"]
+    assert measured == [*peer, *product, *product, *peer]
+    assert [list(one) for one in repeats] == [["ort-int8", "product"], ["product", "ort-int8"]]
+    assert repeats[0]["product"]["settled_after_s"] == 0.5
+    assert repeats[0]["product"]["routes"]["classify"] == {"1": {"throughput": 1.0}, "16": {"throughput": 1.0}}
