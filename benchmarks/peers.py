@@ -5,9 +5,9 @@ validation on; adaptive batching on, then off) and each hand-written peer of ben
 the same photo: a warm-up, then requests at concurrency 1 and at each load concurrency, over keep-alive connections.
 Records latency percentiles, throughput and the CPU seconds of each server's process tree (and of this load generator).
 Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product and the FastAPI + ONNX Runtime peers),
-started once, side by side, and measured in turn in each round, alternating which side starts: the two sides of a ratio
-are seconds apart, not minutes, so a shared VM's drift in speed mostly cancels. The goals are judged on the median of
-the rounds' ratios.
+started once, side by side, each route and concurrency measured on both back to back, alternating which side starts:
+the two sides of a ratio are seconds apart, not minutes, so a shared VM's drift in speed mostly cancels. The goals are
+judged on the median of the rounds' ratios.
 Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
 """
 
@@ -237,9 +237,15 @@ def measure_target(
     url, root, settled = up
     result: Results = {"label": target.label, "routes": {}, "settled_after_s": round(settled, 1)}
     for route, path in target.routes.items():
-        levels = target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
-        result["routes"][route] = {str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in levels}
+        result["routes"][route] = {
+            str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in _levels(target)
+        }
     return result
+
+
+def _levels(target: Target) -> tuple[int, ...]:
+    """The concurrencies ``target`` is measured at: 1 (unless skipped), then its load concurrencies."""
+    return target.concurrencies if target.skip_sequential else (1, *target.concurrencies)
 
 
 def run_target(target: Target, jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path, port: int) -> Results:
@@ -281,14 +287,15 @@ def goal_servers(plan: argparse.Namespace, workdir: Path) -> list[Target]:
 
 
 def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes]) -> list[Results]:
-    """Rounds 2 to ``--rounds``: the goals' servers started once, side by side, and measured in turn in each round,
-    the peers first in even rounds so neither side always runs first.
+    """Rounds 2 to ``--rounds``: the goals' servers started once, side by side, and in each round every route and
+    concurrency measured on the product and on its peer back to back, the peers first in even rounds so neither side
+    always runs first.
 
     A server waits idle while another is measured (the product's tree: ~0.01 cores, its embedded job worker polling;
     each measurement's ``other_cores`` shows it). Started in turn, the two sides of a round's ratio were a minute or
-    more apart, and a shared VM's cores drift in speed over minutes: in one run on one VM the product's CPU per
-    answer moved by 40 % and the peer's by 50 % between rounds, and three rounds' median ratio read 1.05 in one run
-    and 1.46 in the next (TECHNICAL.md). Measured side by side, a ratio's two sides are seconds apart.
+    more apart, and a shared VM's cores drift in speed: on one VM the product's CPU per classify answer moved from 6.2
+    to 8.2 ms and back within two minutes, in batches of 4 throughout, and three such rounds' median ratio read 1.05
+    in one run and 1.46 in the next (TECHNICAL.md). Back to back, a ratio's two sides are seconds apart.
     """
     chosen = goal_servers(plan, workdir)
     repeats: list[Results] = []
@@ -302,7 +309,17 @@ def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes
         for round_number in range(2, plan.rounds + 1):
             log.info("round %d of %d: the goals' servers again, side by side", round_number, plan.rounds)
             order = chosen[::-1] if round_number % 2 == 0 else chosen
-            repeats.append({t.name: measure_target(t, up[t.name], jpegs, plan) for t in order})
+            measured: Results = {
+                t.name: {"label": t.label, "routes": {}, "settled_after_s": round(up[t.name][2], 1)} for t in order
+            }
+            for route in dict.fromkeys(route for t in order for route in t.routes):
+                serving = [t for t in order if route in t.routes]
+                for c in dict.fromkeys(c for t in serving for c in _levels(t)):
+                    for t in (t for t in serving if c in _levels(t)):
+                        url, root, _ = up[t.name]
+                        at = measure(url, root, route, t.routes[route], jpegs[route], c, plan)
+                        measured[t.name]["routes"].setdefault(route, {})[str(c)] = at
+            repeats.append(measured)
     return repeats
 
 

@@ -169,9 +169,10 @@ def goals_text(results: Results) -> list[str]:
         if results.get("repeats_side_by_side"):
             how = (
                 f"{count} rounds: the first is the tables above; for the other {count - 1} the product (batching on) "
-                f"and {which} were started once, side by side, and measured again in turn in each round, the peers "
-                "first in even rounds, so a round's two sides are seconds apart (an idle server waits beside the "
-                "measured one: the product's tree uses ~0.01 cores). A ratio is the product's figure over the peer's "
+                f"and {which} were started once, side by side, and in each round every route and concurrency was "
+                "measured on both sides back to back, the peers first in even rounds, so a ratio's two sides are "
+                "seconds apart (an idle server waits beside the measured one: the product's tree uses ~0.01 cores). "
+                "A ratio is the product's figure over the peer's "
                 "in the same round; a goal is judged on the median of its rounds' ratios (the product and peer "
                 "columns are each side's median). On a shared VM the cores' speed drifts over minutes and one "
                 "round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."

@@ -38,13 +38,18 @@ def test_the_goals_servers_start_once_and_each_round_alternates_which_side_goes_
     repeats = peers.side_by_side(plan, tmp_path, {"classify": b"", "detect": b""})
 
     # Started once each (the goals' servers only: not ort-fp32), all up before the first measurement, stopped after
-    # the last; round 2 (even) measures the peer first, round 3 the product first.
+    # the last. Each route and concurrency on both sides back to back: the peer first in round 2 (even), the product
+    # first in round 3; the product at the load concurrencies only (not round 1's c=32).
     assert events[:2] == [("start", "product"), ("start", "ort-int8")]
     assert sorted(events[-2:]) == [("stop", "ort-int8"), ("stop", "product")]
     measured = [what for kind, what in events if kind == "measure"]
-    product = [f"product {route} c={c}" for route in ("classify", "detect") for c in (1, 16)]  # not round 1's c=32
-    peer = ["ort-int8 classify c=1", "ort-int8 classify c=16"]
-    assert measured == [*peer, *product, *product, *peer]
+    detect = ["product detect c=1", "product detect c=16"]
+    assert measured == [
+        *["ort-int8 classify c=1", "product classify c=1", "ort-int8 classify c=16", "product classify c=16"],
+        *detect,
+        *["product classify c=1", "ort-int8 classify c=1", "product classify c=16", "ort-int8 classify c=16"],
+        *detect,
+    ]
     assert [list(one) for one in repeats] == [["ort-int8", "product"], ["product", "ort-int8"]]
     assert repeats[0]["product"]["settled_after_s"] == 0.5
     assert repeats[0]["product"]["routes"]["classify"] == {"1": {"throughput": 1.0}, "16": {"throughput": 1.0}}
