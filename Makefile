@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export CV_MODEL_MIRROR_DIR ?= $(SHARED)/models
 export CV_DATASETS_MIRROR_DIR ?= $(SHARED)/datasets
 
-.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway bench-memory peers lock bentos openapi locust regression
+.PHONY: install install-train train release release-artifacts gate serve worker import-models gallery migrate test lint bench formats export clean prod-native e2e bench-gateway bench-memory peers sched-trace lock bentos openapi locust regression
 
 # The SDK (sdk/, its own package) is installed beside the server: tests/unit/sdk imports it, and `cv` comes with it.
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
@@ -139,10 +139,15 @@ bench-memory: import-models
 	$(PY) benchmarks/memory.py $(MEMORY_ARGS)
 
 # The product against the hand-written FastAPI + ONNX Runtime (and PyTorch eager) peers, one load generator, one run of
-# 3 rounds (goals on the median ratio): benchmarks/reports/peers.{md,json,png}. PEERS_ARGS="--variant NAME:CV_X=Y"
-# measures the product again with a setting, "--rounds 1" makes it one round.
+# 7 rounds, rounds 2-7 side by side (goals on the median ratio): benchmarks/reports/peers.{md,json,png}.
+# PEERS_ARGS="--variant NAME:CV_X=Y" measures the product again with a setting, "--rounds 1" makes it one round.
 peers: install-train import-models
 	$(PY) benchmarks/peers.py $(PEERS_ARGS)
+
+# Where the cores go idle under load, the product and its classify peer: perf's scheduler events replayed per thread
+# -> benchmarks/reports/sched_trace.{md,json}. Needs perf (Debian: linux-perf) and root.
+sched-trace: install-train import-models
+	$(PY) benchmarks/sched_trace.py $(SCHED_ARGS)
 
 # PyTorch eager vs ONNX FP32 vs INT8 (vs TensorRT on a GPU) at batch 1/8/32 -> benchmarks/reports/formats.{md,json,png},
 # then the model cards pick up its latency. The eager columns need the `train` extra; FORMATS_ARGS=--quick for a smoke run.

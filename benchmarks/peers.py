@@ -4,10 +4,10 @@ Starts ``bentoml serve services.api:Api`` as shipped (result cache off, inferenc
 validation on; adaptive batching on, then off) and each hand-written peer of benchmarks/peers/ in turn, and sends each
 the same photo: a warm-up, then requests at concurrency 1 and at each load concurrency, over keep-alive connections.
 Records latency percentiles, throughput and the CPU seconds of each server's process tree (and of this load generator).
-Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product and the FastAPI + ONNX Runtime peers),
-started once, side by side, each route and concurrency measured on both back to back, alternating which side starts:
-the two sides of a ratio are seconds apart, not minutes, so a shared VM's drift in speed mostly cancels. The goals are
-judged on the median of the rounds' ratios.
+Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product, batching on and off, and the FastAPI +
+ONNX Runtime peers), started once, side by side, each route and concurrency measured on all back to back, alternating
+which side starts: the two sides of a ratio are seconds apart, not minutes, so a shared VM's drift in speed mostly
+cancels. The goals and the batching gain are judged on the median of the rounds' ratios.
 Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
 """
 
@@ -24,7 +24,6 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import machine_facts, photos, stats  # noqa: E402
 from benchmarks.loopback import Target, launch, machine_busy_seconds, settle, tree_cpu_seconds  # noqa: E402
-from benchmarks.peers_report import BASELINE, PRODUCT, write_report  # noqa: E402
+from benchmarks.peers_report import BASELINE, NO_BATCHING, PRODUCT, write_report  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 log = logging.getLogger("benchmarks.peers")
@@ -279,17 +278,16 @@ def bare(plan: argparse.Namespace, jpegs: dict[str, bytes]) -> Results:
 
 
 def goal_servers(plan: argparse.Namespace, workdir: Path) -> list[Target]:
-    """The servers the goals compare: the product (batching on, the load concurrencies only) and each route's
-    FastAPI + ONNX Runtime peer (those of ``--only``)."""
-    names = {PRODUCT, *BASELINE.values()}
-    chosen = [t for t in targets(plan, workdir) if t.name in names]
-    return [replace(t, concurrencies=tuple(plan.concurrencies)) if t.name == PRODUCT else t for t in chosen]
+    """The servers the goals compare: the product with adaptive batching on and off (at round 1's concurrencies) and
+    each route's FastAPI + ONNX Runtime peer (those of ``--only``)."""
+    names = {PRODUCT, NO_BATCHING, *BASELINE.values()}
+    return [t for t in targets(plan, workdir) if t.name in names]
 
 
 def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes]) -> list[Results]:
-    """Rounds 2 to ``--rounds``: the goals' servers started once, side by side, and in each round every route and
-    concurrency measured on the product and on its peer back to back, the peers first in even rounds so neither side
-    always runs first.
+    """Rounds 2 to ``--rounds``: the goals' servers (:func:`goal_servers`) started once, side by side, and in each
+    round every route and concurrency measured on each of them back to back, the order reversed in even rounds so
+    neither side always runs first.
 
     A server waits idle while another is measured (the product's tree: ~0.01 cores, its embedded job worker polling;
     each measurement's ``other_cores`` shows it). Started in turn, the two sides of a round's ratio were a minute or
@@ -314,7 +312,7 @@ def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes
             }
             for route in dict.fromkeys(route for t in order for route in t.routes):
                 serving = [t for t in order if route in t.routes]
-                for c in dict.fromkeys(c for t in serving for c in _levels(t)):
+                for c in sorted({c for t in serving for c in _levels(t)}):
                     for t in (t for t in serving if c in _levels(t)):
                         url, root, _ = up[t.name]
                         at = measure(url, root, route, t.routes[route], jpegs[route], c, plan)

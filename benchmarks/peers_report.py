@@ -138,19 +138,50 @@ def goals(results: Results) -> list[Goal]:
 
 
 def batching(results: Results) -> list[list[Any]]:
-    """The product with adaptive batching on against off, per route and load concurrency."""
+    """The product with adaptive batching on against off, per route and load concurrency, over every round that
+    measured both (round 1; the side-by-side rounds too since 2026-12-07): each figure the median of its rounds', the
+    gain the median of the rounds' gains (with more than one round, each round's gain in its own column)."""
     rows: list[list[Any]] = []
+    several = len([one for one in rounds(results) if NO_BATCHING in one["servers"]]) > 1
     off_routes = results["servers"].get(NO_BATCHING, {}).get("routes", {})
     for route, levels in off_routes.items():
-        for c, off in levels.items():
-            on = _at(results, PRODUCT, route, c)
-            if on is None:
+        for c in levels:
+            pairs = [
+                (on, off)
+                for one in rounds(results)
+                if (on := _at(one, PRODUCT, route, c)) is not None and (off := _at(one, NO_BATCHING, route, c))
+            ]
+            if not pairs:
                 continue
-            gain = on["throughput"] / off["throughput"]
-            rows.append([route, c, on["throughput"], off["throughput"], f"{gain:.2f}x", on["p50"], off["p50"],
-                         on["p99"], off["p99"], f"{_failed(on)}, {_failed(off)}",
-                         "yes" if gain >= 1.0 else "**no**"])  # fmt: skip
+            gains = [on["throughput"] / off["throughput"] for on, off in pairs]
+            gain = float(median(gains))
+
+            def mid(side: int, key: str, pairs: list[Any] = pairs) -> float:
+                return float(median(float(pair[side][key]) for pair in pairs))
+
+            failed = f"{sum(int(_failed(on)) for on, _ in pairs)}, {sum(int(_failed(off)) for _, off in pairs)}"
+            row = [route, c, mid(0, "throughput"), mid(1, "throughput"), f"{gain:.2f}x"]
+            if several:
+                row.append(", ".join(f"{g:.2f}" for g in gains))
+            row += [mid(0, "p50"), mid(1, "p50"), mid(0, "p99"), mid(1, "p99"), failed]
+            rows.append([*row, "yes" if gain >= 1.0 else "**no**"])
     return rows
+
+
+def batching_text(results: Results) -> list[str]:
+    """The batching table, and how many rounds it is the median of."""
+    count = len([one for one in rounds(results) if NO_BATCHING in one["servers"]])
+    headers = ["route", "c", "req/s on", "req/s off", "gain"]
+    head: list[str] = []
+    if count > 1:
+        headers.append("gain per round")
+        head = [
+            f"Medians of {count} rounds (the first in turn, the others side by side, on and off back to back); the "
+            "gain is the median of the rounds' gains.",
+            "",
+        ]
+    headers += ["p50 on", "p50 off", "p99 on", "p99 off", "not 200 (on, off)", "never slower"]
+    return [*head, table(headers, batching(results))]
 
 
 def _photo(photo: dict[str, Any]) -> str:
@@ -164,13 +195,16 @@ def goals_text(results: Results) -> list[str]:
     if count == 1:
         head = ["One round: each ratio is the product's figure over the peer's in that round.", ""]
     else:
-        peers = sorted({name for servers in results.get("repeats", []) for name in servers} - {PRODUCT})
+        repeated = {name for servers in results.get("repeats", []) for name in servers}
+        peers = sorted(repeated - {PRODUCT, NO_BATCHING})
         which = f"the FastAPI + ONNX Runtime peer{'s' if len(peers) > 1 else ''} ({', '.join(peers)})"
+        if NO_BATCHING in repeated:
+            which += " and the product with batching off"
         if results.get("repeats_side_by_side"):
             how = (
                 f"{count} rounds: the first is the tables above; for the other {count - 1} the product (batching on) "
                 f"and {which} were started once, side by side, and in each round every route and concurrency was "
-                "measured on both sides back to back, the peers first in even rounds, so a ratio's two sides are "
+                "measured on each back to back, the order reversed in even rounds, so a ratio's two sides are "
                 "seconds apart (an idle server waits beside the measured one: the product's tree uses ~0.01 cores). "
                 "A ratio is the product's figure over the peer's "
                 "in the same round; a goal is judged on the median of its rounds' ratios (the product and peer "
@@ -242,22 +276,7 @@ def render(results: Results, image: str = "peers.png") -> str:
         "",
         "## Adaptive batching on against off (the product)",
         "",
-        table(
-            [
-                "route",
-                "c",
-                "req/s on",
-                "req/s off",
-                "gain",
-                "p50 on",
-                "p50 off",
-                "p99 on",
-                "p99 off",
-                "not 200 (on, off)",
-                "never slower",
-            ],
-            batching(results),
-        ),
+        *batching_text(results),
         "",
         f"![req/s and p50]({image})",
         "",

@@ -7,7 +7,18 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.peers_report import BASELINE, PRODUCT, _idle, batching, goals, goals_text, render, route_table
+from benchmarks.peers_report import (
+    BASELINE,
+    NO_BATCHING,
+    PRODUCT,
+    _idle,
+    batching,
+    batching_text,
+    goals,
+    goals_text,
+    render,
+    route_table,
+)
 
 REPORT = Path(__file__).resolve().parents[3] / "benchmarks" / "reports" / "peers.md"
 
@@ -27,7 +38,7 @@ def _each_round(results: dict[str, Any], server: str, route: str, c: str, key: s
 
 def test_goals_compare_the_product_with_each_routes_peer_in_every_round() -> None:
     results = _results()
-    assert len(results["repeats"]) == 2, "the committed run has three rounds"
+    assert len(results["repeats"]) == 6, "the committed run has seven rounds"
     found = {g.goal: g for g in goals(results)}
     ours = _each_round(results, PRODUCT, "classify", "16", "throughput")
     theirs = _each_round(results, BASELINE["classify"], "classify", "16", "throughput")
@@ -81,10 +92,11 @@ def test_a_round_that_missed_a_side_is_left_out_of_that_goal() -> None:
 
 def test_the_report_names_its_rounds() -> None:
     results = _results()
-    assert goals_text(results)[0].startswith("3 rounds")
-    assert "the FastAPI + ONNX Runtime peers (ort-detector, ort-int8) were started" in goals_text(results)[0]
+    assert goals_text(results)[0].startswith("7 rounds")
+    head = goals_text(results)[0]
+    assert "the FastAPI + ONNX Runtime peers (ort-detector, ort-int8)" in head and "started once, side by side" in head
     results["repeats"] = [{PRODUCT: server, "ort-int8": server} for server in results["repeats"][0].values()][:1]
-    assert "the FastAPI + ONNX Runtime peer (ort-int8) were started" in goals_text(results)[0]  # a run with --only
+    assert "the FastAPI + ONNX Runtime peer (ort-int8) were started once" in goals_text(results)[0]  # with --only
     del results["repeats"]
     assert goals_text(results)[0].startswith("One round")
     rounds = [_run(130.0, 100.0), _run(115.0, 100.0), _run(126.0, 100.0)]
@@ -123,3 +135,21 @@ def test_a_side_by_side_run_says_how_its_rounds_ran() -> None:
     head = goals_text(results)[0]
     assert head.startswith("3 rounds: the first is the tables above; for the other 2 the product")
     assert "the FastAPI + ONNX Runtime peer (ort-int8) were started once, side by side" in head
+
+
+def test_batching_is_judged_on_the_median_of_the_rounds_that_measured_it_off() -> None:
+    def servers(on: float, off: float) -> dict[str, Any]:
+        def run(rps: float) -> dict[str, Any]:
+            return {"throughput": rps, "p50": 1000 / rps, "p99": 2000 / rps, "statuses": {"200": 600}}
+
+        return {
+            PRODUCT: {"routes": {"classify": {"16": run(on)}}},
+            NO_BATCHING: {"routes": {"classify": {"16": run(off)}}},
+        }
+
+    (row,) = batching({"servers": servers(100.0, 110.0)})  # one round: batching slower, no per-round column
+    assert row[4] == "0.91x" and row[-1] == "**no**" and len(row) == 11
+    several = {"servers": servers(100.0, 110.0), "repeats": [servers(120.0, 100.0), servers(105.0, 100.0)]}
+    (row,) = batching(several)
+    assert row[2:6] == [105.0, 100.0, "1.05x", "0.91, 1.20, 1.05"] and row[-1] == "yes"  # medians, gain per round
+    assert batching_text(several)[0].startswith("Medians of 3 rounds")

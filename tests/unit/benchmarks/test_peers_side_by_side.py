@@ -33,23 +33,30 @@ def test_the_goals_servers_start_once_and_each_round_alternates_which_side_goes_
     monkeypatch.setattr(peers, "measure", measure)
     files = {"int8": tmp_path / "model.int8.onnx", "fp32": tmp_path / "model.onnx"}
     monkeypatch.setattr(peers, "served_files", lambda name: (files, "int8"))  # no model store needed
-    plan = peers.parse_args(["--rounds", "3", "--only", "product", "ort-int8", "ort-fp32", "--port", "9100"])
+    only = ["product", "ort-int8", "ort-fp32", "product-no-batching"]
+    plan = peers.parse_args(["--rounds", "3", "--only", *only, "--port", "9100"])
 
     repeats = peers.side_by_side(plan, tmp_path, {"classify": b"", "detect": b""})
 
     # Started once each (the goals' servers only: not ort-fp32), all up before the first measurement, stopped after
-    # the last. Each route and concurrency on both sides back to back: the peer first in round 2 (even), the product
-    # first in round 3; the product at the load concurrencies only (not round 1's c=32).
-    assert events[:2] == [("start", "product"), ("start", "ort-int8")]
-    assert sorted(events[-2:]) == [("stop", "ort-int8"), ("stop", "product")]
+    # the last. Each route and concurrency on every side back to back: the product last in round 2 (even), first in
+    # round 3; batching off at the load concurrencies only, as in round 1.
+    assert events[:3] == [("start", "product"), ("start", "ort-int8"), ("start", "product-no-batching")]
+    assert sorted(events[-3:]) == [("stop", "ort-int8"), ("stop", "product"), ("stop", "product-no-batching")]
     measured = [what for kind, what in events if kind == "measure"]
-    detect = ["product detect c=1", "product detect c=16"]
+    off = "product-no-batching"
     assert measured == [
-        *["ort-int8 classify c=1", "product classify c=1", "ort-int8 classify c=16", "product classify c=16"],
-        *detect,
-        *["product classify c=1", "ort-int8 classify c=1", "product classify c=16", "ort-int8 classify c=16"],
-        *detect,
+        *["ort-int8 classify c=1", "product classify c=1"],
+        *[f"{off} classify c=16", "ort-int8 classify c=16", "product classify c=16"],
+        *[f"{off} classify c=32", "product classify c=32"],
+        *["product detect c=1", f"{off} detect c=16", "product detect c=16"],
+        *[f"{off} detect c=32", "product detect c=32"],
+        *["product classify c=1", "ort-int8 classify c=1"],
+        *["product classify c=16", "ort-int8 classify c=16", f"{off} classify c=16"],
+        *["product classify c=32", f"{off} classify c=32"],
+        *["product detect c=1", "product detect c=16", f"{off} detect c=16"],
+        *["product detect c=32", f"{off} detect c=32"],
     ]
-    assert [list(one) for one in repeats] == [["ort-int8", "product"], ["product", "ort-int8"]]
+    assert [list(one) for one in repeats] == [[off, "ort-int8", "product"], ["product", "ort-int8", off]]
     assert repeats[0]["product"]["settled_after_s"] == 0.5
-    assert repeats[0]["product"]["routes"]["classify"] == {"1": {"throughput": 1.0}, "16": {"throughput": 1.0}}
+    assert repeats[0]["product"]["routes"]["classify"] == {c: {"throughput": 1.0} for c in ("1", "16", "32")}

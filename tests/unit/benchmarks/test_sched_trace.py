@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from benchmarks.sched_trace import analyse, render, summary
@@ -67,3 +70,13 @@ def test_the_summary_gives_shares_of_the_cores_and_of_the_wall_time() -> None:
     )
     queued = "api worker: main thread 0.063, load generator 0.037"
     assert f"| this product | 200.0 | 0.250 | 0.100 | 0.150 | {queued} |" in report
+
+
+def test_the_committed_report_renders_again_from_its_results() -> None:
+    report = Path(__file__).resolve().parents[3] / "benchmarks" / "reports" / "sched_trace.md"
+    results = json.loads(report.with_suffix(".json").read_text())
+    assert render(results) == report.read_text()
+    product, peer = results["servers"]
+    assert (product["server"], peer["server"]) == ("product", "ort-int8")
+    for server in (product, peer):  # the idle split adds up, each share of the same cores
+        assert server["idle"] == pytest.approx(server["idle_ours_waiting"] + server["idle_nothing_runnable"], abs=0.002)
