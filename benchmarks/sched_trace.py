@@ -7,7 +7,8 @@ same load generator sends one route at one concurrency. From the events:
 - each thread's share of the wall time running, runnable (woken or preempted, waiting for a core) and asleep, by
   what it sleeps in: ``epoll`` (waiting for its sockets), ``futex`` (a lock, a condition, or the GIL), other;
 - each core's idle time, split by whether a thread of the server or of the load generator was runnable meanwhile
-  (queued on the other core) or none was (nothing to run).
+  (queued on the other core) or none was (nothing to run);
+- each kind of sleep of at least 10 a second: how often, how long, and whose wake-up ended it.
 
 Writes benchmarks/reports/sched_trace.md and .json. Needs perf (Debian's ``linux-perf``) and the rights to trace the
 whole machine (root, or ``kernel.perf_event_paranoid`` <= 0).
@@ -45,7 +46,9 @@ from deploy.topology import free_port  # noqa: E402
 
 log = logging.getLogger("benchmarks.sched_trace")
 # "python 11492 [001]  1358.495958: sched:sched_wakeup: comm=python pid=11509 prio=120 target_cpu=001"
-HEADER = re.compile(r"^\s*.+?\s+\d+\s+\[(?P<cpu>\d+)\]\s+(?P<t>[\d.]+):\s+sched:(?P<event>\w+):\s+(?P<args>.*)")
+HEADER = re.compile(
+    r"^\s*.+?\s+(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<t>[\d.]+):\s+sched:(?P<event>\w+):\s+(?P<args>.*)"
+)
 SWITCH = re.compile(r"prev_pid=(?P<prev>\d+) prev_prio=\d+ prev_state=(?P<state>\S+) ==> .*next_pid=(?P<next>\d+)")
 WAKEUP = re.compile(r" pid=(?P<tid>\d+) prio=")
 SETTLE_S = 2.0
@@ -54,6 +57,7 @@ STATES = ("running", "runnable", "asleep: epoll", "asleep: futex", "asleep: othe
 
 @dataclass
 class Event:
+    tid: int  # the thread the core was running: for a wake-up, the waker (0: the idle task, the waker unknown)
     cpu: int
     t: float
     kind: str  # sched_switch | sched_wakeup
@@ -69,7 +73,7 @@ def events(lines: Iterable[str]) -> Iterable[Event]:
         if match:
             if current is not None:
                 yield current
-            current = Event(int(match["cpu"]), float(match["t"]), match["event"], match["args"])
+            current = Event(int(match["tid"]), int(match["cpu"]), float(match["t"]), match["event"], match["args"])
         elif current is not None and line.strip():
             current.stack.append(line.strip())
     if current is not None:
@@ -95,6 +99,8 @@ class Trace:
     states: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     idle: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # ours waiting | nothing runnable
     waiting: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # idle while a group had one queued
+    # (group, what it slept in) -> each completed sleep: (seconds, the waker's group)
+    sleeps: dict[tuple[str, str], list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
 
 
 def analyse(lines: Iterable[str], groups: dict[int, str]) -> Trace:
@@ -106,6 +112,7 @@ def analyse(lines: Iterable[str], groups: dict[int, str]) -> Trace:
     trace = Trace()
     state: dict[int, str] = {}
     running: dict[int, int] = {}  # core -> thread id (0: idle)
+    asleep: dict[int, tuple[float, str]] = {}  # thread id -> when it left its core asleep, and in what
     last: float | None = None
     for event in events(lines):
         if last is not None:
@@ -127,6 +134,8 @@ def analyse(lines: Iterable[str], groups: dict[int, str]) -> Trace:
             prev, following = int(switch["prev"]), int(switch["next"])
             if prev in groups:
                 state[prev] = "runnable" if switch["state"].startswith("R") else sleep_reason(event.stack)
+                if state[prev] != "runnable":
+                    asleep[prev] = (event.t, state[prev])
             if following in groups:
                 state[following] = "running"
             running[event.cpu] = following
@@ -135,6 +144,11 @@ def analyse(lines: Iterable[str], groups: dict[int, str]) -> Trace:
             tid = int(wakeup["tid"]) if wakeup else -1
             if tid in groups and state.get(tid) != "running":
                 state[tid] = "runnable"
+            if tid in asleep:
+                since, reason = asleep.pop(tid)
+                # A wake-up the kernel queued to an idle core is recorded there, as the idle task's: waker unknown.
+                waker = groups.get(event.tid, "other threads" if event.tid else "unknown (delivered on an idle core)")
+                trace.sleeps[groups[tid], reason].append((event.t - since, waker))
     trace.cores = len(running)
     return trace
 
@@ -201,6 +215,20 @@ def summary(name: str, label: str, route: str, trace: Trace, throughput: float, 
         for group, spent in sorted(trace.states.items())
         if spent.get("running", 0.0) / seconds >= 0.01
     }
+    sleeps = {}
+    for (group, reason), ended in sorted(trace.sleeps.items()):
+        if len(ended) / seconds < 10:
+            continue
+        durations = sorted(d for d, _ in ended)
+        wakers: dict[str, int] = defaultdict(int)
+        for _, waker in ended:
+            wakers[waker] += 1
+        sleeps[f"{group} / {reason}"] = {
+            "per_s": round(len(ended) / seconds, 1),
+            "p50_us": round(durations[len(durations) // 2] * 1e6),
+            "p90_us": round(durations[int(len(durations) * 0.9)] * 1e6),
+            "ended_by": {w: round(n / len(ended), 2) for w, n in sorted(wakers.items(), key=lambda kv: -kv[1])},
+        }
     return {
         "server": name,
         "label": label,
@@ -215,6 +243,7 @@ def summary(name: str, label: str, route: str, trace: Trace, throughput: float, 
             group: round(s / capacity, 3) for group, s in sorted(trace.waiting.items(), key=lambda kv: -kv[1])
         },
         "threads": threads,
+        "sleeps": sleeps,
         "wall_s": round(wall, 1),
     }
 
@@ -250,6 +279,18 @@ def render(results: dict[str, Any]) -> str:
     for r in results["servers"]:
         rows = [[group, *(f"{shares[s]:.2f}" for s in STATES)] for group, shares in r["threads"].items()]
         lines += [f"### {r['label']}", "", table(["threads", *STATES], rows), ""]
+    lines += [
+        "## Sleeps (those of at least 10 a second: how long, and which thread's wake-up ended them)",
+        "",
+    ]
+    for r in results["servers"]:
+        rows = [
+            [what, f"{s['per_s']:.0f}", s["p50_us"], s["p90_us"],
+             ", ".join(f"{waker} {share:.2f}" for waker, share in list(s["ended_by"].items())[:3])]
+            for what, s in r.get("sleeps", {}).items()
+        ]  # fmt: skip
+        lines += [f"### {r['label']}", "", table(["threads / in", "per second", "p50 us", "p90 us", "ended by"], rows)]
+        lines.append("")
     if results.get("notes"):
         lines += ["## Notes", "", *[f"- {note}" for note in results["notes"]], ""]
     return "\n".join(lines)

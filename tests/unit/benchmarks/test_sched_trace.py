@@ -21,8 +21,9 @@ def _switch(cpu: int, t: float, prev: int, state: str, following: int, stack: li
     return [head, *(f"\t{frame}" for frame in stack or []), ""]
 
 
-def _wakeup(cpu: int, t: float, tid: int) -> list[str]:
-    head = f"python 1 [{cpu:03d}] {t:.6f}: sched:sched_wakeup: comm=python pid={tid} prio=120 target_cpu={cpu:03d}"
+def _wakeup(cpu: int, t: float, tid: int, waker: int = 1) -> list[str]:
+    event = f"sched:sched_wakeup: comm=python pid={tid} prio=120 target_cpu={cpu:03d}"
+    head = f"python {waker} [{cpu:03d}] {t:.6f}: {event}"
     return [head, ""]
 
 
@@ -38,7 +39,7 @@ def _trace() -> list[str]:
         *_switch(0, 0.015, 10, "R", 20),  # the event loop preempted, queued in its turn
         *_switch(1, 0.020, 0, "R", 10),  # core 1 at last runs it
         *_switch(0, 0.030, 20, "S", 0, EPOLL),  # the load generator waits for its sockets; nothing queued
-        *_wakeup(0, 0.040, 11),
+        *_wakeup(0, 0.040, 11, waker=10),  # the event loop ends the run thread's futex sleep after 30 ms
     ]
 
 
@@ -52,6 +53,8 @@ def test_thread_states_and_idle_cores_are_replayed_from_the_events() -> None:
     assert client == pytest.approx({"runnable": 0.003, "running": 0.015, "asleep: epoll": 0.010})  # known from 0.012
     assert trace.idle == pytest.approx({"nothing of ours runnable": 0.012, "ours waiting": 0.008})
     assert trace.waiting == pytest.approx({"load generator": 0.003, "api worker: main thread": 0.005})
+    # Only completed sleeps count: the load generator's epoll sleep from 0.030 never ended in the trace.
+    assert trace.sleeps == {("api worker: other threads", "asleep: futex"): [(pytest.approx(0.030), GROUPS[10])]}
 
 
 def test_the_summary_gives_shares_of_the_cores_and_of_the_wall_time() -> None:
@@ -60,6 +63,14 @@ def test_the_summary_gives_shares_of_the_cores_and_of_the_wall_time() -> None:
     assert (result["idle"], result["idle_ours_waiting"], result["idle_nothing_runnable"]) == (0.25, 0.1, 0.15)
     assert list(result["idle_while_queued"]) == ["api worker: main thread", "load generator"]  # the longer first
     assert result["threads"]["api worker: other threads"]["asleep: futex"] == 0.75
+    assert result["sleeps"] == {
+        "api worker: other threads / asleep: futex": {
+            "per_s": 25.0,  # one sleep in 0.04 s
+            "p50_us": 30000,
+            "p90_us": 30000,
+            "ended_by": {"api worker: main thread": 1.0},
+        }
+    }
     report = render(
         {
             "machine": {"nproc": 2},
