@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
-from benchmarks.sched_trace import analyse, render, summary
+from benchmarks import sched_trace
+from benchmarks.sched_trace import analyse, render, summary, thread_groups
 
 FUTEX = ["ffffffff81450196 futex_do_wait+0x46 ([kernel.kallsyms])", "85f16 __futex_abstimed_wait_common+0xc6 (libc)"]
 EPOLL = ["ffffffff81758d7e do_epoll_wait+0x55e ([kernel.kallsyms])", "108f36 epoll_wait+0x56 (libc.so.6)"]
@@ -91,3 +95,34 @@ def test_the_committed_report_renders_again_from_its_results() -> None:
     assert (product["server"], peer["server"]) == ("product", "ort-int8")
     for server in (product, peer):  # the idle split adds up, each share of the same cores
         assert server["idle"] == pytest.approx(server["idle_ours_waiting"] + server["idle_nothing_runnable"], abs=0.002)
+
+
+def test_threads_are_grouped_by_process_role_main_thread_first() -> None:
+    me = psutil.Process()
+    groups = thread_groups(me, me)
+    assert groups[threading.get_native_id()].endswith(": main thread")  # pytest runs tests in its main thread
+    assert set(groups) == {thread.id for thread in me.threads()}
+
+
+def test_recording_without_perf_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sched_trace.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="linux-perf"):
+        sched_trace.record(1.0, tmp_path / "trace.perf")
+
+
+def test_main_traces_each_server_and_writes_the_report_beside_its_results(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    traced: list[tuple[str, str, int]] = []
+
+    def trace_server(name: str, plan: Any, workdir: Path) -> dict[str, Any]:
+        traced.append((name, plan.route, plan.concurrency))
+        return summary(name, f"label of {name}", plan.route, analyse(_trace(), GROUPS), 100.0, 5.0)
+
+    monkeypatch.setattr(sched_trace, "trace_server", trace_server)
+    out = tmp_path / "sched.md"
+    assert sched_trace.main(["--servers", "product", "ort-int8", "--concurrency", "8", "--out", str(out)]) == 0
+    assert traced == [("product", "classify", 8), ("ort-int8", "classify", 8)]
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert [s["server"] for s in results["servers"]] == ["product", "ort-int8"]
+    assert out.read_text() == render(results)
