@@ -8,7 +8,8 @@ Then ``--rounds`` - 1 more rounds of the servers the goals compare (the product,
 ONNX Runtime peers), started once, side by side, each route and concurrency measured on all back to back, alternating
 which side starts: the two sides of a ratio are seconds apart, not minutes, so a shared VM's drift in speed mostly
 cancels. The goals and the batching gain are judged on the median of the rounds' ratios.
-Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); see --help.
+Writes benchmarks/reports/peers.md, .json and .png (benchmarks/peers_report.py); the servers and how each starts:
+benchmarks/peers_servers.py; see --help.
 """
 
 from __future__ import annotations
@@ -37,119 +38,14 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import machine_facts, photos, stats  # noqa: E402
 from benchmarks.loopback import Target, launch, machine_busy_seconds, settle, tree_cpu_seconds  # noqa: E402
-from benchmarks.peers_report import BASELINE, NO_BATCHING, PRODUCT, write_report  # noqa: E402
+from benchmarks.peers_report import write_report  # noqa: E402
+from benchmarks.peers_servers import goal_servers, start_timeout, targets  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 log = logging.getLogger("benchmarks.peers")
 Results = dict[str, Any]
 FIELDS: dict[str, dict[str, str]] = {"classify": {"top_k": "5"}, "detect": {}}
-PEERS = REPO / "benchmarks" / "peers"  # the peers' files, each run as `uvicorn <file>:app`
-UVICORN_ARGS = ("--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning")
 DETECT_SIZE = (810, 1080)  # ultralytics' bus.jpg, the photo the issue timed detection on
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
-def product(
-    name: str,
-    workdir: Path,
-    batching: bool,
-    concurrencies: tuple[int, ...],
-    sequential: bool,
-    extra: dict[str, str] | None = None,
-) -> Target:
-    """The api as `make serve` starts it, but for the result cache (off, so no request is a cache hit).
-
-    ``extra`` (a variant's settings, e.g. ``CV_ORT_ALLOW_SPINNING=true``) is added to its environment.
-    """
-    from deploy.runner import own_bentoml_home
-
-    home = own_bentoml_home(Path(os.environ["BENTOML_HOME"]), workdir / f"bentoml-{name}")
-    in_process = (extra or {}).get("CV_MODELS_IN_PROCESS", "true").lower() == "true"  # `make serve`'s default
-    placement = "models in the api process" if in_process else "model services"
-    setting = f"{placement}, batching {'on' if batching else 'off'}"
-    shown = {k: v for k, v in (extra or {}).items() if k != "CV_MODELS_IN_PROCESS"}
-    return Target(
-        name=name,
-        label=f"this product, /api/v1 ({', '.join([setting, *(f'{k}={v}' for k, v in shown.items())])})",
-        command=[_bin("bentoml"), "serve", "services.api:Api", "--host", "127.0.0.1", "--port", "{port}"],
-        routes={"classify": "/api/v1/classify", "detect": "/api/v1/detect"},
-        health="/api/v1/health",
-        env={
-            "BENTOML_HOME": str(home),
-            "CV_DATA_DIR": str(workdir / f"data-{name}"),
-            "CV_CACHE_ENABLED": "false",
-            "CV_BATCHING_ENABLED": str(batching).lower(),
-            **(extra or {}),
-        },
-        concurrencies=concurrencies,
-        skip_sequential=not sequential,
-    )
-
-
-def peer(name: str, label: str, module: str, route: str, env: dict[str, str], load: tuple[int, ...]) -> Target:
-    """A peer of benchmarks/peers/ under uvicorn (one process, as its README would say)."""
-    return Target(
-        name=name,
-        label=label,
-        command=[_bin("python"), "-m", "uvicorn", "--app-dir", str(PEERS), f"{module}:app", *UVICORN_ARGS],
-        routes={route: f"/{route}"},
-        health="/health",
-        env={"PEER_THREADS": "2", **env},
-        concurrencies=load,
-    )
-
-
-def served_files(name: str) -> tuple[dict[str, Path], str]:
-    """The production entry of ``name`` in the model store: its files by precision and the precision served."""
-    from services.config import ServingSettings
-    from services.models.store import list_versions
-
-    entries = list_versions(name)
-    entry = next((e for e in entries if e.spec.stage.value == "production"), entries[-1])
-    served = "int8" if ServingSettings().prefer_int8 and "int8" in entry.paths else "fp32"
-    return entry.paths, served
-
-
-def targets(plan: argparse.Namespace, workdir: Path) -> list[Target]:
-    """The product (batching on, then off) and the peers, in the order they run."""
-    load, batching_load = tuple(plan.concurrencies), tuple(sorted({*plan.concurrencies, *plan.batching_concurrencies}))
-    classifier, _ = served_files("classifier")
-    detector, detector_precision = served_files("detector")
-    labels = str(REPO / "artifacts" / "lite0_tiny_imagenet200" / "labels.json")
-    every = [
-        product("product", workdir, True, batching_load, True),
-        peer(
-            "ort-int8",
-            "FastAPI + ONNX Runtime, INT8 file",
-            "ort_classifier",
-            "classify",
-            {"PEER_MODEL": str(classifier["int8"]), "PEER_LABELS": labels},
-            load,
-        ),
-        peer(
-            "ort-fp32",
-            "FastAPI + ONNX Runtime, FP32 file",
-            "ort_classifier",
-            "classify",
-            {"PEER_MODEL": str(classifier["fp32"]), "PEER_LABELS": labels},
-            load,
-        ),
-        peer(
-            "ort-detector",
-            f"FastAPI + ONNX Runtime YOLOX-Nano ({detector_precision} file)",
-            "ort_detector",
-            "detect",
-            {"PEER_MODEL": str(detector[detector_precision])},
-            load,
-        ),
-        peer("torch-eager", "FastAPI + PyTorch eager (ImageNet Lite0)", "torch_classifier", "classify", {}, load),
-        *(product(f"product-{name}", workdir, True, load, True, env) for name, env in plan.variant),
-        product("product-no-batching", workdir, False, batching_load, False),
-    ]
-    return [t for t in every if t.name in plan.only] if plan.only else every
 
 
 async def _load(
@@ -219,10 +115,6 @@ def measure(
     return result
 
 
-def _timeout(target: Target) -> float:
-    return 300.0 if "bentoml" in target.command[0] else 120.0
-
-
 def _started(target: Target, url: str, root: psutil.Process) -> tuple[str, psutil.Process, float]:
     settled = settle(root)
     log.info("  %s settled %.1f s after its health route answered", target.name, settled)
@@ -234,12 +126,17 @@ def measure_target(
 ) -> Results:
     """Every route of a running ``target`` at each of its concurrencies; ``up``: its URL, process and settling time."""
     url, root, settled = up
-    result: Results = {"label": target.label, "routes": {}, "settled_after_s": round(settled, 1)}
+    result = _result(target, settled)
     for route, path in target.routes.items():
         result["routes"][route] = {
             str(c): measure(url, root, route, path, jpegs[route], c, plan) for c in _levels(target)
         }
     return result
+
+
+def _result(target: Target, settled: float) -> Results:
+    """A server's results before its routes are measured."""
+    return {"label": target.label, "routes": {}, "settled_after_s": round(settled, 1)}
 
 
 def _levels(target: Target) -> tuple[int, ...]:
@@ -249,7 +146,7 @@ def _levels(target: Target) -> tuple[int, ...]:
 
 def run_target(target: Target, jpegs: dict[str, bytes], plan: argparse.Namespace, workdir: Path, port: int) -> Results:
     log.info("%s: starting (%s)", target.name, target.label)
-    with launch(target, workdir, port, _timeout(target)) as (url, root):
+    with launch(target, workdir, port, start_timeout(target)) as (url, root):
         return measure_target(target, _started(target, url, root), jpegs, plan)
 
 
@@ -277,13 +174,6 @@ def bare(plan: argparse.Namespace, jpegs: dict[str, bytes]) -> Results:
     return out
 
 
-def goal_servers(plan: argparse.Namespace, workdir: Path) -> list[Target]:
-    """The servers the goals compare: the product with adaptive batching on and off (at round 1's concurrencies) and
-    each route's FastAPI + ONNX Runtime peer (those of ``--only``)."""
-    names = {PRODUCT, NO_BATCHING, *BASELINE.values()}
-    return [t for t in targets(plan, workdir) if t.name in names]
-
-
 def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes]) -> list[Results]:
     """Rounds 2 to ``--rounds``: the goals' servers (:func:`goal_servers`) started once, side by side, and in each
     round every route and concurrency measured on each of them back to back, the order reversed in even rounds so
@@ -302,14 +192,12 @@ def side_by_side(plan: argparse.Namespace, workdir: Path, jpegs: dict[str, bytes
         for offset, target in enumerate(chosen):
             log.info("%s: starting beside the others (%s)", target.name, target.label)
             port = plan.port + offset if plan.port else free_port()
-            url, root = stack.enter_context(launch(target, workdir, port, _timeout(target)))
+            url, root = stack.enter_context(launch(target, workdir, port, start_timeout(target)))
             up[target.name] = _started(target, url, root)
         for round_number in range(2, plan.rounds + 1):
             log.info("round %d of %d: the goals' servers again, side by side", round_number, plan.rounds)
             order = chosen[::-1] if round_number % 2 == 0 else chosen
-            measured: Results = {
-                t.name: {"label": t.label, "routes": {}, "settled_after_s": round(up[t.name][2], 1)} for t in order
-            }
+            measured: Results = {t.name: _result(t, up[t.name][2]) for t in order}
             for route in dict.fromkeys(route for t in order for route in t.routes):
                 serving = [t for t in order if route in t.routes]
                 for c in sorted({c for t in serving for c in _levels(t)}):

@@ -29,7 +29,8 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import photos  # noqa: E402
 from benchmarks.loopback import launch, settle  # noqa: E402
-from benchmarks.peers import FIELDS, _load, detect_photo, product  # noqa: E402
+from benchmarks.peers import FIELDS, _load, detect_photo  # noqa: E402
+from benchmarks.peers_servers import product  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 RATE = 100  # py-spy samples a second

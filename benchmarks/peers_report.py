@@ -142,7 +142,7 @@ def batching(results: Results) -> list[list[Any]]:
     measured both (round 1; the side-by-side rounds too since 2026-12-07): each figure the median of its rounds', the
     gain the median of the rounds' gains (with more than one round, each round's gain in its own column)."""
     rows: list[list[Any]] = []
-    several = len([one for one in rounds(results) if NO_BATCHING in one["servers"]]) > 1
+    several = _batching_rounds(results) > 1
     off_routes = results["servers"].get(NO_BATCHING, {}).get("routes", {})
     for route, levels in off_routes.items():
         for c in levels:
@@ -168,9 +168,14 @@ def batching(results: Results) -> list[list[Any]]:
     return rows
 
 
+def _batching_rounds(results: Results) -> int:
+    """How many rounds measured the product with batching off."""
+    return sum(NO_BATCHING in one["servers"] for one in rounds(results))
+
+
 def batching_text(results: Results) -> list[str]:
     """The batching table, and how many rounds it is the median of."""
-    count = len([one for one in rounds(results) if NO_BATCHING in one["servers"]])
+    count = _batching_rounds(results)
     headers = ["route", "c", "req/s on", "req/s off", "gain"]
     head: list[str] = []
     if count > 1:
@@ -200,25 +205,24 @@ def goals_text(results: Results) -> list[str]:
         which = f"the FastAPI + ONNX Runtime peer{'s' if len(peers) > 1 else ''} ({', '.join(peers)})"
         if NO_BATCHING in repeated:
             which += " and the product with batching off"
+        judged = (
+            "A ratio is the product's figure over the peer's in the same round; a goal is judged on the median of its "
+            "rounds' ratios (the product and peer columns are each side's median). On a shared VM "
+        )
         if results.get("repeats_side_by_side"):
             how = (
                 f"{count} rounds: the first is the tables above; for the other {count - 1} the product (batching on) "
                 f"and {which} were started once, side by side, and in each round every route and concurrency was "
                 "measured on each back to back, the order reversed in even rounds, so a ratio's two sides are "
                 "seconds apart (an idle server waits beside the measured one: the product's tree uses ~0.01 cores). "
-                "A ratio is the product's figure over the peer's "
-                "in the same round; a goal is judged on the median of its rounds' ratios (the product and peer "
-                "columns are each side's median). On a shared VM the cores' speed drifts over minutes and one "
-                "round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."
+                f"{judged}the cores' speed drifts over minutes and "
             )
         else:
             how = (
                 f"{count} rounds: the first is the tables above; in each further round the product (batching on) and "
-                f"{which} were started and measured again in turn, the peers first in even "
-                "rounds. A ratio is the product's figure over the peer's in the same round; a goal is judged on the "
-                "median of its rounds' ratios (the product and peer columns are each side's median). On a shared VM "
-                "one round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."
+                f"{which} were started and measured again in turn, the peers first in even rounds. {judged}"
             )
+        how += "one round's ratio moves by 10-20 % from the next (TECHNICAL.md), which one round cannot show."
         head = [how, ""]
     rows = [
         [g.goal, g.product, g.peer, ", ".join(f"{r:.3f}" for r in g.ratios), f"{g.ratio:.3f}",

@@ -41,7 +41,8 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import machine_facts, photos, table  # noqa: E402
 from benchmarks.loopback import launch, settle  # noqa: E402
-from benchmarks.peers import FIELDS, _load, _timeout, detect_photo, parse_args, targets  # noqa: E402
+from benchmarks.peers import FIELDS, _load, detect_photo, parse_args  # noqa: E402
+from benchmarks.peers_servers import start_timeout, targets  # noqa: E402
 from deploy.topology import free_port  # noqa: E402
 
 log = logging.getLogger("benchmarks.sched_trace")
@@ -186,7 +187,7 @@ def trace_server(name: str, plan: argparse.Namespace, workdir: Path) -> dict[str
     route = plan.route if plan.route in target.routes else next(iter(target.routes))
     path, jpeg = target.routes[route], photos()["chelsea"] if route == "classify" else detect_photo(None)
     log.info("%s: starting (%s)", name, target.label)
-    with launch(target, workdir, free_port(), _timeout(target)) as (url, root):
+    with launch(target, workdir, free_port(), start_timeout(target)) as (url, root):
         settle(root)
         asyncio.run(_load(url, path, FIELDS[route], jpeg, plan.concurrency, plan.warmup))
         groups = thread_groups(root, psutil.Process())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import peers
+from benchmarks import peers, peers_servers
 from benchmarks.loopback import Target
 
 
@@ -32,7 +32,7 @@ def test_the_goals_servers_start_once_and_each_round_alternates_which_side_goes_
     monkeypatch.setattr(peers, "settle", lambda root: 0.5)
     monkeypatch.setattr(peers, "measure", measure)
     files = {"int8": tmp_path / "model.int8.onnx", "fp32": tmp_path / "model.onnx"}
-    monkeypatch.setattr(peers, "served_files", lambda name: (files, "int8"))  # no model store needed
+    monkeypatch.setattr(peers_servers, "served_files", lambda name: (files, "int8"))  # no model store needed
     only = ["product", "ort-int8", "ort-fp32", "product-no-batching"]
     plan = peers.parse_args(["--rounds", "3", "--only", *only, "--port", "9100"])
 
