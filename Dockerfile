@@ -27,6 +27,11 @@ print('\n'.join(p['dependencies']), file=open('requirements.txt', 'w')); \
 print('\n'.join(p['optional-dependencies']['import']), file=open('requirements-import.txt', 'w'))" \
     && pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt \
     && pip wheel --no-cache-dir --wheel-dir /wheels-import --find-links /wheels -r requirements-import.txt
+# The one compiled module (Pillow's resize passes, vectorised; setup.py builds the same file for `pip install -e .`):
+# built here, copied beside services/ in the images that preprocess. Without it the services resize with Pillow.
+COPY services/models/_resample.c native/
+RUN gcc -O3 -shared -fPIC -I"$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+        native/_resample.c -o "native/_resample$(python3-config --extension-suffix)"
 
 # --- runtime: slim Python, the dependencies installed from the wheels, no compiler, no pip cache ------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
@@ -52,6 +57,7 @@ WORKDIR /srv/app
 FROM runtime AS model-service
 COPY kernel kernel
 COPY services services
+COPY --from=builder /build/native/_resample.*.so services/models/
 USER 10001:10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
@@ -120,6 +126,7 @@ FROM runtime AS api
 COPY kernel kernel
 COPY gateway gateway
 COPY services services
+COPY --from=builder /build/native/_resample.*.so services/models/
 COPY artifacts/drift artifacts/drift
 USER 10001:10001
 EXPOSE 3000
