@@ -47,12 +47,12 @@ SPEC = lite0_input({"preprocessing": LITE0})
 @contextmanager
 def pillow_only() -> Iterator[None]:
     """Every resize through Pillow, as with ``CV_NATIVE_RESAMPLE=false``."""
-    enabled = resample._native
-    resample._native = False
+    enabled = resample.native_enabled()
+    resample.configure(False)
     try:
         yield
     finally:
-        resample._native = enabled
+        resample.configure(enabled)
 
 
 def pixels(data: bytes) -> np.ndarray:

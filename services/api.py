@@ -102,9 +102,11 @@ class Api:
         from services.imaging import preload_decoders
         from services.jobs.embedded import EmbeddedWorker, worker_command
         from services.jobs.queue import JobQueue
+        from services.models import resample
 
         configure_logging(settings.log_level, settings.log_json)
         configure_heap(settings.malloc_mmap_threshold_bytes, settings.malloc_trim_interval_s)
+        resample.configure(settings.native_resample)
         app.get()  # the routes now, not on the first request
         preload_decoders()  # Pillow's plugins and simplejpeg, which the first upload would import otherwise
         self.data_plane = DataPlane.from_settings(settings)

@@ -32,6 +32,9 @@ class RuntimeSettings(BaseModel):
     # Once started, the api and the model services freeze what start-up made out of Python's cyclic collector
     # (services/process.py): its full collections walked ~300,000 objects, ~185 ms with the GIL held, under load.
     gc_freeze_at_start: bool = True
+    # The classifier's and embedder's resize through the compiled passes (services/models/resample.py, ADR 0021):
+    # Pillow's bytes at 4-6x less CPU. false: Pillow's Image.resize (the same bytes), e.g. to compare the two.
+    native_resample: bool = True
     # A fixed mmap threshold: buffers at least this large are mapped and unmapped on their own, never kept in the
     # heap. It bounds the heap better than trimming but cost the detector worker 17 % more CPU per image (a page fault
     # per 4 KiB of every large buffer). 0: glibc's own rising threshold (so does an explicit MALLOC_MMAP_THRESHOLD_).

@@ -50,8 +50,11 @@ class ModelService:
     model_name: ClassVar[str]
 
     def __init__(self) -> None:
+        from services.models import resample
+
         configure_logging(SETTINGS.log_level, SETTINGS.log_json)
         configure_heap(SETTINGS.malloc_mmap_threshold_bytes, SETTINGS.malloc_trim_interval_s)
+        resample.configure(SETTINGS.native_resample)
         self.worker = ModelWorker(build_pool(self.model_name, SETTINGS))
         self.worker.pool.warm_up()  # before the worker reports ready: the first request pays no first-use cost
         freeze_startup_objects(SETTINGS.gc_freeze_at_start)

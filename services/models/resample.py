@@ -10,13 +10,14 @@ integer sums with loops the compiler vectorises. tests/unit/services/models/test
 bytes on random images, sizes and boxes, and on the data sets' photos.
 
 Without the compiled module (a source checkout not installed with ``pip install -e .``, a build without a C
-compiler, or ``CV_NATIVE_RESAMPLE=false``), :func:`resize` is Pillow's own: the same bytes, Pillow's speed.
+compiler), when it disagrees with the installed Pillow (checked at import), or turned off (``CV_NATIVE_RESAMPLE=false``,
+applied by the services at start-up through :func:`configure`), :func:`resize` is Pillow's own: the same bytes,
+Pillow's speed.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -161,9 +162,14 @@ def native_enabled() -> bool:
     return _native
 
 
+def configure(enabled: bool) -> bool:
+    """Use the compiled passes when ``enabled`` (``ServingSettings.native_resample``) and they are usable here;
+    whether they now are."""
+    global _native
+    _native = enabled and _usable
+    return _native
+
+
 _PILLOW_13 = _pillow_major() >= 13
-_native = (
-    _resample is not None
-    and os.environ.get("CV_NATIVE_RESAMPLE", "true").strip().lower() != "false"
-    and _agrees_with_pillow()
-)
+_usable = _resample is not None and _agrees_with_pillow()  # compiled here, and Pillow's bytes with this Pillow
+_native = _usable

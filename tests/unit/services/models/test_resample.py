@@ -107,8 +107,23 @@ def test_what_it_does_not_cover_goes_to_pillow(native: None) -> None:
         resample.resize(image, (10, 10), BICUBIC, box=(50, 50, 20, 80))  # Pillow's own check of the box
 
 
+def test_configure_turns_it_off_and_back_on(native: None) -> None:
+    """What the services do at start-up with ``ServingSettings.native_resample`` (``CV_NATIVE_RESAMPLE``)."""
+    try:
+        assert resample.configure(False) is False and not resample.native_enabled()
+        assert resample.configure(True) is True and resample.native_enabled()
+    finally:
+        resample.configure(True)
+
+
+def test_configure_cannot_turn_on_what_is_not_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resample, "_usable", False)
+    monkeypatch.setattr(resample, "_native", False)
+    assert resample.configure(True) is False
+
+
 def test_turned_off_it_is_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``CV_NATIVE_RESAMPLE=false`` (read at import) or a Pillow it disagrees with: no compiled call at all."""
+    """Turned off, or a Pillow it disagrees with: no compiled call at all."""
     monkeypatch.setattr(resample, "_native", False)
     calls: list[object] = []
     monkeypatch.setattr(resample, "_native_resize", lambda *args: calls.append(args))
