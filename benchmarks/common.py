@@ -6,6 +6,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,40 @@ def timed(call: Callable[[], object], calls: int, warmup: int = 10) -> dict[str,
         if i >= warmup:
             samples.append((time.perf_counter() - t0) * 1000)
     return stats(samples)
+
+
+def one_and_two_threads(call: Callable[[], object], calls: int) -> dict[str, float]:
+    """CPU ms per call on one thread (``cpu_ms``), and wall ms per call with two threads calling at once
+    (``two_threads_wall_ms``): how a step that releases the GIL shares two cores. A tenth of ``calls`` warm up."""
+    for _ in range(max(2, calls // 10)):
+        call()
+    cpu = time.process_time()
+    for _ in range(calls):
+        call()
+    one = (time.process_time() - cpu) / calls * 1000
+
+    def half() -> None:
+        for _ in range(calls // 2):
+            call()
+
+    threads = [threading.Thread(target=half) for _ in range(2)]
+    wall = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    two = (time.perf_counter() - wall) / max(1, 2 * (calls // 2)) * 1000
+    return {"cpu_ms": one, "two_threads_wall_ms": two}
+
+
+def cost_cells(row: dict[str, Any], before: str, after: str) -> list[str]:
+    """A row of two paths' :func:`one_and_two_threads` figures: CPU ms of each, their ratio, wall ms of each."""
+    cpu = row[before]["cpu_ms"], row[after]["cpu_ms"]
+    wall = row[before]["two_threads_wall_ms"], row[after]["two_threads_wall_ms"]
+    return [f"{cpu[0]:.3f}", f"{cpu[1]:.3f}", f"{cpu[0] / cpu[1]:.2f}x", f"{wall[0]:.3f}", f"{wall[1]:.3f}"]
+
+
+NO_DATASETS = "Not run: no data sets' mirror folder (`--datasets DIR` or `CV_DATASETS_MIRROR_DIR`)."
 
 
 def photos() -> dict[str, bytes]:

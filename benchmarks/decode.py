@@ -17,8 +17,6 @@ import io
 import os
 import sys
 import tarfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    NO_DATASETS,
+    cost_cells,
+    machine_facts,
+    one_and_two_threads,
+    photos,
+    table,
+    write_report,
+)
 from services import imaging  # noqa: E402
 from services.imaging import DecodeFloor, decode_image  # noqa: E402
 
@@ -97,29 +103,6 @@ def decoder(data: bytes, floor: DecodeFloor | None) -> Callable[[], np.ndarray]:
     return decode
 
 
-def cost(decode: Callable[[], object], calls: int) -> dict[str, float]:
-    """CPU ms per decode on one thread; wall ms per decode with two threads at once."""
-    for _ in range(max(2, calls // 10)):
-        decode()
-    cpu = time.process_time()
-    for _ in range(calls):
-        decode()
-    one = (time.process_time() - cpu) / calls * 1000
-
-    def half() -> None:
-        for _ in range(calls // 2):
-            decode()
-
-    threads = [threading.Thread(target=half) for _ in range(2)]
-    wall = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    two = (time.perf_counter() - wall) / max(1, 2 * (calls // 2)) * 1000
-    return {"cpu_ms": one, "two_threads_wall_ms": two}
-
-
 def archive_jpegs(path: Path) -> Iterator[bytes]:
     with tarfile.open(path) as archive:
         for member in archive:
@@ -153,9 +136,9 @@ def run(calls: int, datasets: Path | None) -> dict[str, Any]:
     rows = {}
     for label, (data, floor) in timed_photos().items():
         n = max(4, calls // 20) if floor is not None or len(data) > 100_000 else calls
-        fast = cost(decoder(data, floor), n)
+        fast = one_and_two_threads(decoder(data, floor), n)
         with pillow_only():
-            slow = cost(decoder(data, floor), n)
+            slow = one_and_two_threads(decoder(data, floor), n)
         rows[label] = {"bytes": len(data), "calls": n, "pillow": slow, "fast": fast}
     return {
         "machine": machine_facts(),
@@ -165,18 +148,7 @@ def run(calls: int, datasets: Path | None) -> dict[str, Any]:
 
 
 def render(results: dict[str, Any], command: str) -> str:
-    photo_rows = [
-        [
-            label,
-            row["bytes"],
-            f"{row['pillow']['cpu_ms']:.3f}",
-            f"{row['fast']['cpu_ms']:.3f}",
-            f"{row['pillow']['cpu_ms'] / row['fast']['cpu_ms']:.2f}x",
-            f"{row['pillow']['two_threads_wall_ms']:.3f}",
-            f"{row['fast']['two_threads_wall_ms']:.3f}",
-        ]
-        for label, row in results["photos"].items()
-    ]
+    photo_rows = [[label, row["bytes"], *cost_cells(row, "pillow", "fast")] for label, row in results["photos"].items()]
     headers = [
         "photo",
         "bytes",
@@ -193,7 +165,7 @@ def render(results: dict[str, Any], command: str) -> str:
             [[name, c["images"], c["fast_path"], c["differ"]] for name, c in identity.items()],
         )
     else:
-        same = "Not run: no data sets' mirror folder (`--datasets DIR` or `CV_DATASETS_MIRROR_DIR`)."
+        same = NO_DATASETS
     machine = "\n".join(f"- {k}: {v}" for k, v in results["machine"].items())
     return (
         "# JPEG decoding: libjpeg-turbo into NumPy against Pillow\n\n"

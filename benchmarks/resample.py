@@ -17,8 +17,6 @@ import argparse
 import io
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine_facts, photos, table, write_report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    NO_DATASETS,
+    cost_cells,
+    machine_facts,
+    one_and_two_threads,
+    photos,
+    table,
+    write_report,
+)
 from benchmarks.decode import ARCHIVES, archive_jpegs  # noqa: E402
 from services.imaging import decode_image  # noqa: E402
 from services.models import resample  # noqa: E402
@@ -81,29 +87,6 @@ def crop(image: np.ndarray, spec: InputSpec = SPEC) -> Callable[[], np.ndarray]:
     return call
 
 
-def cost(call: Callable[[], object], calls: int) -> dict[str, float]:
-    """CPU ms per call on one thread; wall ms per call with two threads at once."""
-    for _ in range(max(2, calls // 10)):
-        call()
-    cpu = time.process_time()
-    for _ in range(calls):
-        call()
-    one = (time.process_time() - cpu) / calls * 1000
-
-    def half() -> None:
-        for _ in range(calls // 2):
-            call()
-
-    threads = [threading.Thread(target=half) for _ in range(2)]
-    wall = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    two = (time.perf_counter() - wall) / max(1, 2 * (calls // 2)) * 1000
-    return {"cpu_ms": one, "two_threads_wall_ms": two}
-
-
 def same_bytes(datasets: Path) -> dict[str, dict[str, int]]:
     """Per archive: JPEGs cropped both ways, and how many crops differ in any byte."""
     out = {}
@@ -128,9 +111,9 @@ def run(calls: int, datasets: Path | None) -> dict[str, Any]:
         raise SystemExit("the compiled passes are not built here (pip install -e .) or CV_NATIVE_RESAMPLE=false")
     rows = {}
     for label, image in timed_photos().items():
-        fast = cost(crop(image), calls)
+        fast = one_and_two_threads(crop(image), calls)
         with pillow_only():
-            slow = cost(crop(image), calls)
+            slow = one_and_two_threads(crop(image), calls)
         rows[label] = {"size": list(image.shape[:2]), "calls": calls, "pillow": slow, "native": fast}
     return {
         "machine": machine_facts(),
@@ -140,17 +123,7 @@ def run(calls: int, datasets: Path | None) -> dict[str, Any]:
 
 
 def render(results: dict[str, Any], command: str) -> str:
-    photo_rows = [
-        [
-            label,
-            f"{row['pillow']['cpu_ms']:.3f}",
-            f"{row['native']['cpu_ms']:.3f}",
-            f"{row['pillow']['cpu_ms'] / row['native']['cpu_ms']:.2f}x",
-            f"{row['pillow']['two_threads_wall_ms']:.3f}",
-            f"{row['native']['two_threads_wall_ms']:.3f}",
-        ]
-        for label, row in results["photos"].items()
-    ]
+    photo_rows = [[label, *cost_cells(row, "pillow", "native")] for label, row in results["photos"].items()]
     headers = ["photo", "Pillow CPU ms", "native CPU ms", "Pillow / native"]
     headers += ["Pillow 2 threads ms", "native 2 threads ms"]
     identity = results["same_bytes"]
@@ -159,7 +132,7 @@ def render(results: dict[str, Any], command: str) -> str:
             ["archive", "JPEGs", "crops that differ"], [[k, c["images"], c["differ"]] for k, c in identity.items()]
         )
     else:
-        same = "Not run: no data sets' mirror folder (`--datasets DIR` or `CV_DATASETS_MIRROR_DIR`)."
+        same = NO_DATASETS
     machine = "\n".join(f"- {k}: {v}" for k, v in results["machine"].items())
     return (
         "# The classifier's resize: the compiled passes against Pillow\n\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,7 @@ from PIL import Image
 
 from benchmarks import decode
 from services import imaging
-
-
-def _archive(path: Path, members: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+from tests.unit.fakes import tar_archive
 
 
 def _jpeg(seed: int, mode: str = "RGB") -> bytes:
@@ -39,14 +30,14 @@ def test_pillow_only_switches_the_fast_path_off_and_back_on() -> None:
     assert imaging._simplejpeg() is found
 
 
-def test_same_pixels_reads_every_jpeg_of_each_archive(tmp_path: Path) -> None:
+def test_same_pixels_reads_every_jpeg_of_eachtar_archive(tmp_path: Path) -> None:
     members = {
         "val/images/val_0.JPEG": _jpeg(0),
         "val/images/val_1.JPEG": _jpeg(1, "L"),
         "val/val_annotations.txt": b"val_0.JPEG\tn01443537\n",
     }
-    _archive(tmp_path / "tiny-imagenet-200" / "val.tar.gz", members)
-    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(2), "labels/a.txt": b"0 0.5 0.5 1 1\n"})
+    tar_archive(tmp_path / "tiny-imagenet-200" / "val.tar.gz", members)
+    tar_archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(2), "labels/a.txt": b"0 0.5 0.5 1 1\n"})
     counts = decode.same_pixels(tmp_path)
     assert counts == {
         "tiny-imagenet-200/val.tar.gz": {"images": 2, "fast_path": 2, "differ": 0},
@@ -55,7 +46,7 @@ def test_same_pixels_reads_every_jpeg_of_each_archive(tmp_path: Path) -> None:
 
 
 def test_same_pixels_counts_a_difference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(3)})
+    tar_archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(3)})
     real = imaging._decode_jpeg
 
     def off_by_one(data: bytes, image: Image.Image, reduction: int) -> tuple[np.ndarray, bool] | None:
@@ -67,7 +58,7 @@ def test_same_pixels_counts_a_difference(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_same_pixels_decodes_each_image_once_each_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(4), "images/b.jpg": _jpeg(5, "CMYK")})
+    tar_archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(4), "images/b.jpg": _jpeg(5, "CMYK")})
     real = imaging._decode_jpeg
     calls: list[str] = []
 

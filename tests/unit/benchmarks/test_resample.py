@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,7 @@ from PIL import Image
 
 from benchmarks import resample as bench
 from services.models import resample
-
-
-def _archive(path: Path, members: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+from tests.unit.fakes import tar_archive
 
 
 def _jpeg(seed: int, size: tuple[int, int]) -> bytes:
@@ -39,8 +30,8 @@ def test_pillow_only_switches_the_compiled_passes_off_and_back_on() -> None:
 
 
 def test_same_bytes_crops_every_jpeg_both_ways(tmp_path: Path) -> None:
-    _archive(tmp_path / "tiny-imagenet-200" / "val.tar.gz", {"val/images/a.JPEG": _jpeg(0, (64, 64))})
-    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(1, (300, 200)), "x.txt": b"0"})
+    tar_archive(tmp_path / "tiny-imagenet-200" / "val.tar.gz", {"val/images/a.JPEG": _jpeg(0, (64, 64))})
+    tar_archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(1, (300, 200)), "x.txt": b"0"})
     assert bench.same_bytes(tmp_path) == {
         "tiny-imagenet-200/val.tar.gz": {"images": 1, "differ": 0},
         "coco128/coco128.tar.gz": {"images": 1, "differ": 0},
@@ -48,7 +39,7 @@ def test_same_bytes_crops_every_jpeg_both_ways(tmp_path: Path) -> None:
 
 
 def test_same_bytes_counts_a_difference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(2, (300, 200))})
+    tar_archive(tmp_path / "coco128" / "coco128.tar.gz", {"images/a.jpg": _jpeg(2, (300, 200))})
     real = resample._native_resize
     monkeypatch.setattr(resample, "_native_resize", lambda *args: real(*args) ^ 1)
     assert bench.same_bytes(tmp_path)["coco128/coco128.tar.gz"]["differ"] == 1
