@@ -112,15 +112,20 @@ def archive_jpegs(path: Path) -> Iterator[bytes]:
                     yield extracted.read()
 
 
+def dataset_jpegs(datasets: Path) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """Each of ARCHIVES found under the mirror folder ``datasets``: its name ("folder/archive") and its JPEGs."""
+    for folder, name in ARCHIVES:
+        path = datasets / folder / name
+        if path.is_file():
+            yield f"{folder}/{name}", archive_jpegs(path)
+
+
 def same_pixels(datasets: Path) -> dict[str, dict[str, int]]:
     """Per archive: JPEGs decoded both ways, how many took the fast path, how many differ in any pixel."""
     out = {}
-    for folder, name in ARCHIVES:
-        path = datasets / folder / name
-        if not path.is_file():
-            continue
+    for archive, jpegs in dataset_jpegs(datasets):
         counts = {"images": 0, "fast_path": 0, "differ": 0}
-        for data in archive_jpegs(path):
+        for data in jpegs:
             counts["images"] += 1
             with fast_path_taken() as taken:
                 fast = decoder(data, None)()
@@ -128,7 +133,7 @@ def same_pixels(datasets: Path) -> dict[str, dict[str, int]]:
             with pillow_only():
                 slow = decoder(data, None)()
             counts["differ"] += not np.array_equal(fast, slow)
-        out[f"{folder}/{name}"] = counts
+        out[archive] = counts
     return out
 
 

@@ -29,16 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import (  # noqa: E402
-    NO_DATASETS,
-    cost_cells,
-    machine_facts,
-    one_and_two_threads,
-    photos,
-    table,
-    write_report,
-)
-from benchmarks.decode import ARCHIVES, archive_jpegs  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.decode import dataset_jpegs  # noqa: E402
 from services.imaging import decode_image  # noqa: E402
 from services.models import resample  # noqa: E402
 from services.models.preprocessing import resize_and_crop  # noqa: E402
@@ -70,7 +62,7 @@ def timed_photos() -> dict[str, np.ndarray]:
     """The photos timed: the peers' classify photo, a Tiny-ImageNet-sized one, a COCO-sized one, the detect photo."""
     from benchmarks.peers import detect_photo
 
-    shots = photos()
+    shots = common.photos()
     astronaut = Image.open(io.BytesIO(shots["astronaut"])).convert("RGB")
     return {
         "chelsea 451x300 (classify in peers.md)": pixels(shots["chelsea"]),
@@ -90,19 +82,16 @@ def crop(image: np.ndarray, spec: InputSpec = SPEC) -> Callable[[], np.ndarray]:
 def same_bytes(datasets: Path) -> dict[str, dict[str, int]]:
     """Per archive: JPEGs cropped both ways, and how many crops differ in any byte."""
     out = {}
-    for folder, name in ARCHIVES:
-        path = datasets / folder / name
-        if not path.is_file():
-            continue
+    for archive, jpegs in dataset_jpegs(datasets):
         counts = {"images": 0, "differ": 0}
-        for data in archive_jpegs(path):
+        for data in jpegs:
             image = pixels(data)
             fast = crop(image)()
             with pillow_only():
                 slow = crop(image)()
             counts["images"] += 1
             counts["differ"] += not np.array_equal(fast, slow)
-        out[f"{folder}/{name}"] = counts
+        out[archive] = counts
     return out
 
 
@@ -111,29 +100,28 @@ def run(calls: int, datasets: Path | None) -> dict[str, Any]:
         raise SystemExit("the compiled passes are not built here (pip install -e .) or CV_NATIVE_RESAMPLE=false")
     rows = {}
     for label, image in timed_photos().items():
-        fast = one_and_two_threads(crop(image), calls)
+        fast = common.one_and_two_threads(crop(image), calls)
         with pillow_only():
-            slow = one_and_two_threads(crop(image), calls)
+            slow = common.one_and_two_threads(crop(image), calls)
         rows[label] = {"size": list(image.shape[:2]), "calls": calls, "pillow": slow, "native": fast}
     return {
-        "machine": machine_facts(),
+        "machine": common.machine_facts(),
         "photos": rows,
         "same_bytes": same_bytes(datasets) if datasets is not None and datasets.is_dir() else {},
     }
 
 
 def render(results: dict[str, Any], command: str) -> str:
-    photo_rows = [[label, *cost_cells(row, "pillow", "native")] for label, row in results["photos"].items()]
+    photo_rows = [[label, *common.cost_cells(row, "pillow", "native")] for label, row in results["photos"].items()]
     headers = ["photo", "Pillow CPU ms", "native CPU ms", "Pillow / native"]
     headers += ["Pillow 2 threads ms", "native 2 threads ms"]
     identity = results["same_bytes"]
     if identity:
-        same = table(
+        same = common.table(
             ["archive", "JPEGs", "crops that differ"], [[k, c["images"], c["differ"]] for k, c in identity.items()]
         )
     else:
-        same = NO_DATASETS
-    machine = "\n".join(f"- {k}: {v}" for k, v in results["machine"].items())
+        same = common.NO_DATASETS
     return (
         "# The classifier's resize: the compiled passes against Pillow\n\n"
         f"Made by `{command}`. `preprocessing.resize_and_crop` with the Lite0 input (the shorter side to 224, the "
@@ -141,9 +129,12 @@ def render(results: dict[str, Any], command: str) -> str:
         "Pillow's coefficients, the two integer passes compiled from services/models/_resample.c with loops the "
         "compiler vectorises) and with `CV_NATIVE_RESAMPLE=false` (Pillow's `Image.resize`). CPU ms per call on one "
         "thread; wall ms per call with two threads at once.\n\n"
-        + table(headers, photo_rows)
+        + common.table(headers, photo_rows)
         + "\n\n## The same bytes\n\nEvery JPEG of the data sets, decoded at full scale as the api decodes an upload "
-        "and cropped both ways:\n\n" + same + "\n\n## Machine\n\n" + machine + "\n"
+        "and cropped both ways:\n\n"
+        + same
+        + "\n\n## Machine\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in results["machine"].items())
     )
 
 
@@ -155,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "reports" / "resample.md")
     args = parser.parse_args(argv)
     results = run(args.calls, args.datasets)
-    write_report(args.out, render(results, "python benchmarks/resample.py"), results)
+    common.write_report(args.out, render(results, "python benchmarks/resample.py"), results)
     return 0
 
 
