@@ -56,7 +56,7 @@ def model_store(bentoml_home: str) -> list[str]:
         ("classifier", SERVED, "production"),
         ("classifier", PREVIOUS, "archived"),
         ("classifier", "v1", "archived"),
-        ("detector", "v1", "production"),
+        ("detector", "v2", "production"),
         ("embedder", SERVED, "production"),
         ("embedder", PREVIOUS, "archived"),
         ("embedder", "v1", "archived"),

@@ -42,6 +42,17 @@ def lite0_export_dir(onnx_path: Path, artifacts_dir: Path) -> Path:
     return own if (own / "export.json").is_file() else artifacts_dir / lite0.EXPORT_DIR
 
 
+def _size_is_symbolic(onnx_path: Path) -> bool:
+    """Whether the file's image input has a symbolic height and width (training/yolox_batch.py's rewrite), so serving
+    letterboxes to whole strides; False for a fixed size or a missing file."""
+    if not onnx_path.is_file():
+        return False
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) == 4 and all(dim.dim_param for dim in dims[2:])
+
+
 def serving_spec(
     kind: Kind,
     onnx_path: Path,
@@ -54,7 +65,8 @@ def serving_spec(
 
     Args:
         kind: Which service's model (a catalogue name).
-        onnx_path: The file to run (FP32 or INT8, batch-1 or dynamic).
+        onnx_path: The file to run (FP32 or INT8, batch-1 or dynamic). A detector file letterboxes to whole strides
+            when its image size is symbolic, else to the whole 416 x 416 (its fixed input).
         artifacts_dir: Where the committed exports live (a Lite0 file without its own ``export.json``).
         precision: The precision label the file is registered under.
         embedding: For an embedder made from a classifier's file: how its logits become the vector
@@ -66,7 +78,10 @@ def serving_spec(
     files = {precision: Path(onnx_path).name}
     task = entry(kind).task
     if task == "detection":
-        return yolox.detector_spec(version="eval", files=files, metrics={})
+        spec = yolox.detector_spec(version="eval", files=files, metrics={})
+        if not _size_is_symbolic(Path(onnx_path)):  # the mirror file, or an older import: the whole 416 x 416
+            spec.input = yolox.detector_input(stride=0)
+        return spec
     report = json.loads((lite0_export_dir(onnx_path, artifacts_dir) / "export.json").read_text())
     return ModelSpec(
         name=kind,

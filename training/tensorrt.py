@@ -73,6 +73,7 @@ def build_engine(
     calibrator: Any = None,
     calib_batch: int = 8,
     workspace_gib: float = 4.0,
+    image_size: tuple[int, int] | None = None,
 ) -> Path:
     """Parses an ONNX file into an explicit-batch network and writes a serialized engine.
 
@@ -104,14 +105,14 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    config.add_optimization_profile(_profile(builder, network, batches))
+    config.add_optimization_profile(_profile(builder, network, batches, image_size))
     config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         if calibrator is not None:
             config.int8_calibrator = calibrator
             # TensorRT calibrates at the calibration profile's opt shape: fix it at the calibrator's batch.
-            config.set_calibration_profile(_profile(builder, network, [calib_batch]))
+            config.set_calibration_profile(_profile(builder, network, [calib_batch], image_size))
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -125,12 +126,13 @@ def build_engine(
     return out
 
 
-def _profile(builder: Any, network: Any, batches: Sequence[int]) -> Any:
-    """An optimization profile giving every network input the batch range of ``batches``."""
+def _profile(builder: Any, network: Any, batches: Sequence[int], size: tuple[int, int] | None = None) -> Any:
+    """An optimization profile giving every network input the batch range of ``batches`` (and ``size`` to a symbolic
+    image size)."""
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        profile.set_shape(tensor.name, *profile_shapes(tuple(tensor.shape), BatchProfile.from_batches(batches)))
+        profile.set_shape(tensor.name, *profile_shapes(tuple(tensor.shape), BatchProfile.from_batches(batches), size))
     return profile
 
 
@@ -255,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibrator=calibrator,
             calib_batch=args.calib_batch,
             workspace_gib=args.workspace_gib,
+            image_size=args.image_size,
         )
     except (TensorRTUnavailable, EngineBuildError, ValueError) as exc:
         LOG.error("%s", exc)

@@ -54,8 +54,19 @@ class BatchProfile:
         return cls(min=ordered[0], opt=ordered[len(ordered) // 2], max=ordered[-1])
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"416,416"`` -> (416, 416): an image height and width, both positive."""
+    try:
+        height, width = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive H,W, got {text!r}")
+    return height, width
+
+
 def profile_shapes(
-    input_shape: Sequence[int | str | None], profile: BatchProfile
+    input_shape: Sequence[int | str | None], profile: BatchProfile, size: tuple[int, int] | None = None
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(min, opt, max) input shapes for a profile over the first (batch) axis.
 
@@ -63,15 +74,25 @@ def profile_shapes(
         input_shape: The network input's shape as the ONNX parser reports it: -1 (TensorRT),
             a name or None (ONNX) for a dynamic axis, an int for a fixed one.
         profile: The batch sizes.
+        size: (height, width) for an N x C x H x W input whose height and width are dynamic (the detector's import
+            makes them so, for serving's letterbox of whole strides): the engine is built at that one size.
 
     Raises:
-        ValueError: When an axis other than the batch is dynamic (this module only builds
-            engines over image tensors of one size), or when a fixed batch axis cannot take
-            the profile's batches.
+        ValueError: When an axis other than the batch is dynamic and ``size`` does not fix it (this module only
+            builds engines over image tensors of one size), or when a fixed batch axis cannot take the profile's
+            batches.
     """
     batch, *rest = input_shape
+    if size is not None and len(rest) == 3:
+        rest = [
+            rest[0],
+            *(d if isinstance(d, int) and d > 0 else fixed for d, fixed in zip(rest[1:], size, strict=True)),
+        ]
     if any(not isinstance(dim, int) or dim < 1 for dim in rest):
-        raise ValueError(f"only the batch axis may be dynamic, got input shape {list(input_shape)}")
+        shape = list(input_shape)
+        raise ValueError(
+            f"only the batch axis may be dynamic, got input shape {shape} (a symbolic image size: --image-size)"
+        )
     dims = tuple(int(dim) for dim in rest)  # type: ignore[arg-type]  # checked above
     if isinstance(batch, int) and batch > 0 and (profile.min, profile.max) != (batch, batch):
         raise ValueError(f"the input's batch axis is fixed at {batch}: use --batch {batch} (and --calib-batch {batch})")
@@ -114,6 +135,8 @@ def preprocess_images(paths: Sequence[Path], spec: InputSpec) -> np.ndarray:
     from services.imaging import decode_image
     from services.models.preprocessing import prepare
 
+    if spec.letterbox is not None and spec.letterbox.stride:  # an engine takes one size: the whole canvas
+        spec = spec.model_copy(update={"letterbox": spec.letterbox.model_copy(update={"stride": 0})})
     limit = 1 << 31  # local files we chose: no upload limits
     pixels = (
         decode_image(Path(p).read_bytes(), declared_type=None, max_bytes=limit, max_pixels=limit).pixels for p in paths
@@ -148,7 +171,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     build.add_argument("--calib-limit", type=int, default=512, help="INT8: at most this many calibration images")
     build.add_argument("--calib-batch", type=int, default=8, help="INT8: images per calibration batch")
     build.add_argument(
-        "--model-tag", help="INT8: model-store tag (e.g. detector:v1) whose metadata gives the preprocessing"
+        "--model-tag", help="INT8: model-store tag (e.g. detector:v2) whose metadata gives the preprocessing"
+    )
+    build.add_argument(
+        "--image-size",
+        type=parse_size,
+        help="H,W: the size to build at when the file's image size is symbolic (the detector's import: 416,416)",
     )
     build.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit")
 

@@ -1,4 +1,4 @@
-"""Make the batch axis of a batch-1 ONNX export (the YOLOX-Nano mirror file) symbolic.
+"""Make the batch axis of a batch-1 ONNX export (the YOLOX-Nano mirror file) symbolic, and its image size.
 
 The mirror file fixes ``images`` at ``[1, 3, 416, 416]`` and ``output`` at ``[1, 3549, 85]``,
 and its three head ``Reshape`` nodes carry the constant shape ``[1, 85, -1]``. Rewriting
@@ -17,6 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 BATCH_DIM = "batch"
+SIZE_DIMS = ("height", "width")
 
 
 def _set_batch_dim(value: onnx.ValueInfoProto, name: str) -> None:
@@ -91,6 +92,45 @@ def make_batch_dynamic(src: Path, dst: Path, *, dim_name: str = BATCH_DIM) -> di
         "reshapes_rewritten": reshapes,
         "dim": dim_name,
     }
+
+
+def make_size_dynamic(path: Path, outputs: dict[str, dict[int, str]], names: tuple[str, str] = SIZE_DIMS) -> None:
+    """Rewrite ``path`` in place: its image input's height and width (the last two axes of its N x C x H x W input)
+    symbolic, and the output axes that follow the size (``outputs``: output name -> {axis: symbolic name}).
+
+    For a network whose every layer takes any size that is a multiple of its largest stride (YOLOX-Nano: convolutions,
+    a Resize by scales, Reshapes to ``[0, 85, -1]``), so serving can letterbox a photo to the smallest such canvas
+    (``services.models.spec.Letterbox.stride``). Shape inference is rerun and ``onnx.checker`` must accept the result;
+    a graph that pins the size somewhere (a constant shape, a fixed Resize size) fails there, or at its first run
+    of another size (tests/integration/training/test_yolox_batch.py runs the real file at 416 x 320).
+
+    Raises:
+        ValueError: the input is not 4-D, or an output or axis named in ``outputs`` does not exist.
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    (image,) = [value for value in graph.input if value.name not in initializers]
+    dims = image.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"{image.name} is not an N x C x H x W input: {len(dims)} axes")
+    for axis, name in zip((2, 3), names, strict=True):
+        dims[axis].Clear()
+        dims[axis].dim_param = name
+    by_name = {value.name: value for value in graph.output}
+    for output, axes in outputs.items():
+        if output not in by_name:
+            raise ValueError(f"no output named {output}")
+        out_dims = by_name[output].type.tensor_type.shape.dim
+        for axis, name in axes.items():
+            if axis >= len(out_dims):
+                raise ValueError(f"{output} has no axis {axis}")
+            out_dims[axis].Clear()
+            out_dims[axis].dim_param = name
+    del graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
 
 
 def batch_parity(single: Path, batched: Path, batch: np.ndarray) -> float:

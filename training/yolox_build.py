@@ -4,8 +4,8 @@ Two files are built from the checksum-verified mirror file and cached under
 ``<data_dir>/models/detector/<key>`` (key: source checksum, recipe, build revision, library
 versions), so a repeated import copies the same bytes and the model store sees the same checksums:
 
-- ``fp32``: ``yolox_nano.dynamic.onnx``, the mirror file with a symbolic batch axis
-  (:mod:`training.yolox_batch`), checked against per-image runs of the original;
+- ``fp32``: ``yolox_nano.dynamic.onnx``, the mirror file with a symbolic batch axis and a symbolic image size
+  (:mod:`training.yolox_batch`), checked against per-image runs of the original (at its 416 x 416);
 - ``int8``: ``yolox_nano.int8.onnx``, static QDQ INT8 (:mod:`training.quantize`) calibrated on
   COCO128 train2017 with the recipe of :func:`int8_config`, the best variant measured in
   ``artifacts/yolox_nano/quantization.json``.
@@ -33,13 +33,13 @@ from services.models.specs.yolox import DYNAMIC_FILE, INT8_FILE, SOURCE_FILE, SO
 from training.data.coco import image_paths, locate_coco128
 from training.quantize import QuantizeConfig, choose_calibration_images, quantize_model
 from training.serving import read_rgb
-from training.yolox_batch import batch_parity, make_batch_dynamic
+from training.yolox_batch import batch_parity, make_batch_dynamic, make_size_dynamic
 
 log = logging.getLogger(__name__)
 
 BUILD_RECORD = "build.json"
-# Bump when the build steps change in a way the recipe does not show.
-BUILD_REVISION = 1
+# Bump when the build steps change in a way the recipe does not show. 2: the image size made symbolic too.
+BUILD_REVISION = 2
 # The largest batch-vs-single difference accepted for the dynamic file (they agree exactly on CPU).
 BATCH_PARITY_TOLERANCE = 1e-4
 
@@ -74,12 +74,14 @@ def _build(source: Path, folder: Path, calibration: list[Path], config: Quantize
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
         dynamic = make_batch_dynamic(source, work / DYNAMIC_FILE)
+        make_size_dynamic(work / DYNAMIC_FILE, {"output": {1: "anchors"}})
+        whole = detector_input(stride=0)  # the mirror file's fixed 416 x 416, for the parity and the calibration
         picked = choose_calibration_images(calibration, 4, 1)
-        batch = np.stack([prepare(read_rgb(p), detector_input()).tensor for p in picked])
+        batch = np.stack([prepare(read_rgb(p), whole).tensor for p in picked])
         parity = batch_parity(source, work / DYNAMIC_FILE, batch)
         if parity > BATCH_PARITY_TOLERANCE:
             raise ValueError(f"dynamic-batch file differs from per-image runs by {parity}")
-        report = quantize_model(work / DYNAMIC_FILE, work / INT8_FILE, detector_input(), calibration, config)
+        report = quantize_model(work / DYNAMIC_FILE, work / INT8_FILE, whole, calibration, config)
         build = {"dynamic": dynamic, "batch_parity_max_abs": parity, "int8": report}
         (work / BUILD_RECORD).write_text(json.dumps(build, indent=2) + "\n")
         if not folder.exists():  # else another import finished first, with the same files

@@ -41,4 +41,4 @@ def build(args: argparse.Namespace, settings: ServingSettings) -> tuple[ModelSpe
 
 
 if __name__ == "__main__":
-    main(__doc__ or "", "v1", build)
+    main(__doc__ or "", "v2", build)

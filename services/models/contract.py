@@ -63,6 +63,21 @@ class Model(ABC, Generic[P]):
         """One runtime call for the whole batch."""
         return self.runner(batch)
 
+    def _predict_by_shape(self, tensors: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """The slice's raw outputs in its order: one runtime call when every tensor has one shape (always, but for a
+        letterbox of whole strides, ``Letterbox.stride``, where photos of other aspect ratios make other shapes), else
+        one call per shape. So an image's answer never depends on the other images of its batch."""
+        shapes = [tensor.shape for tensor in tensors]
+        if len(set(shapes)) == 1:
+            return self.predict(_batch(tensors))
+        outputs: list[np.ndarray] = [np.empty(0)] * len(tensors)
+        for shape in dict.fromkeys(shapes):
+            members = [i for i, other in enumerate(shapes) if other == shape]
+            ran = self.predict(_batch([tensors[i] for i in members]))
+            for row, i in enumerate(members):
+                outputs[i] = ran[row]
+        return outputs
+
     def sketch(self, output: np.ndarray) -> list[float] | None:
         """One image's raw output row -> its drift sketch; None (the default): this family has none."""
         return None
@@ -107,7 +122,7 @@ class Model(ABC, Generic[P]):
             t0 = time.perf_counter()
             prepared = [self.preprocess(image) for image in images[start : start + step]]
             t1 = time.perf_counter()
-            outputs = self.predict(_batch([p.tensor for p in prepared]))
+            outputs = self._predict_by_shape([p.tensor for p in prepared])
             t2 = time.perf_counter()
             results += [self.postprocess(outputs[i], prepared[i], params[start + i]) for i in range(len(prepared))]
             sketches += [self.sketch(outputs[i]) for i in range(len(prepared))]

@@ -106,12 +106,23 @@ class YoloxDetector(Model[DetectParams]):
     params_type = DetectParams
 
     @cached_property
-    def _grid(self) -> tuple[np.ndarray, np.ndarray]:
-        strides = list(self.spec.extra.get("strides", [8, 16, 32]))
-        return make_grid(self.spec.input.height, self.spec.input.width, strides)
+    def _grids(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def _grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The grid of an input of ``height`` x ``width`` (the whole input, or a letterbox of whole strides)."""
+        grid = self._grids.get((height, width))
+        if grid is None:
+            strides = list(self.spec.extra.get("strides", [8, 16, 32]))
+            grid = self._grids[(height, width)] = make_grid(height, width, strides)
+        return grid
 
     def postprocess(self, output: np.ndarray, prepared: Prepared, params: DetectParams) -> dict[str, Any]:
-        boxes, scores, class_ids = decode_yolox(output, *self._grid, min_score=params.confidence)
+        grid, strides = self._grid(*prepared.tensor.shape[-2:])
+        if len(grid) != len(output):
+            size = prepared.tensor.shape[-2:]
+            raise ValueError(f"{len(output)} output rows for an input of {size}: {len(grid)} expected")
+        boxes, scores, class_ids = decode_yolox(output, grid, strides, min_score=params.confidence)
         keep = scores >= params.confidence
         if params.classes is not None:
             keep &= np.isin(class_ids, np.asarray(params.classes))

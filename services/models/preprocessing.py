@@ -64,7 +64,9 @@ def resize_and_crop(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, flo
 
 
 def letterbox(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Scale to fit inside the input, keeping aspect ratio, and pad (YOLOX: top-left, 114)."""
+    """Scale to fit inside the input, keeping aspect ratio, and pad (YOLOX: top-left, 114), to the whole input or, with
+    ``Letterbox.stride``, to the smallest canvas of whole strides that holds the scaled image and at least one stride of
+    padding past it (for 640x480: 416 x 352)."""
     box = spec.letterbox
     if box is None:
         raise ValueError("letterbox resize needs InputSpec.letterbox")
@@ -72,9 +74,13 @@ def letterbox(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tu
     scale = min(spec.height / h, spec.width / w)
     new_w, new_h = max(1, int(w * scale)), max(1, int(h * scale))
     resized = resize(image, new_w, new_h, spec.interpolation)
-    canvas = np.full((spec.height, spec.width, 3), box.pad_value, dtype=np.uint8)
+    height, width = spec.height, spec.width
+    if box.stride:  # whole strides, at least one of them padding past the image (never above the spec's size)
+        height = min(height, (-(-new_h // box.stride) + 1) * box.stride)
+        width = min(width, (-(-new_w // box.stride) + 1) * box.stride)
+    canvas = np.full((height, width, 3), box.pad_value, dtype=np.uint8)
     if box.align == "center":
-        left, top = (spec.width - new_w) // 2, (spec.height - new_h) // 2
+        left, top = (width - new_w) // 2, (height - new_h) // 2
     else:
         left, top = 0, 0
     canvas[top : top + new_h, left : left + new_w] = resized

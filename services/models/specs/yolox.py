@@ -40,8 +40,15 @@ FP32_METRICS = {
 _NOT_RECIPE = ("onnxruntime",)
 
 
-def detector_input() -> InputSpec:
-    """YOLOX preprocessing (../shared/models/README.md): BGR 0-255, cv2 bilinear, top-left letterbox of 114."""
+# The letterbox pads to whole multiples of the network's largest stride, one of them past the image, not to 416 x 416:
+# the import makes the files' height and width symbolic (training/yolox_batch.py), and a 4:3 photo runs 416 x 352,
+# 0.85x the compute (services/models/spec.py, Letterbox.stride).
+LETTERBOX_STRIDE = 32
+
+
+def detector_input(stride: int = LETTERBOX_STRIDE) -> InputSpec:
+    """YOLOX preprocessing (../shared/models/README.md): BGR 0-255, cv2 bilinear, top-left letterbox of 114, on a canvas
+    of whole ``stride`` multiples (0: the whole 416 x 416, as the mirror file's fixed input needs)."""
     return InputSpec(
         name="images",
         height=416,
@@ -49,7 +56,7 @@ def detector_input() -> InputSpec:
         color_order="BGR",
         interpolation="cv2_linear",
         resize="letterbox",
-        letterbox=Letterbox(pad_value=114, align="top-left"),
+        letterbox=Letterbox(pad_value=114, align="top-left", stride=stride),
     )
 
 
@@ -73,7 +80,7 @@ def detector_spec(
         labels=detector_labels(),
         files=files,
         licence="Apache-2.0 (Megvii YOLOX)",
-        source="YOLOX-Nano COCO weights, ONNX export (opset 11), mirror folder; batch axis made dynamic",
+        source="YOLOX-Nano COCO weights, ONNX export (opset 11), mirror folder; batch, height and width made symbolic",
         metrics=metrics,
         extra={"strides": [8, 16, 32], "training_data": "COCO train2017"},
     )

@@ -61,7 +61,7 @@ def test_models_lists_every_model_with_metadata(client: TestClient) -> None:
     by_name = {m["model"]: m for m in body["models"]}
     assert set(by_name) == set(MODEL_NAMES)
     detector = by_name["detector"]
-    assert detector["default_version"] == "v1"
+    assert detector["default_version"] == "v2"
     version = detector["versions"][0]
     assert version["stage"] == "production" and version["state"] == "ok"
     meta = version["metadata"]

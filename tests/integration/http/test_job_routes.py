@@ -168,6 +168,6 @@ def test_the_submit_command_reports_a_refusal_and_an_empty_folder(client: TestCl
             submit_cli.main([str(tmp_path), "--task", "detect"], client)
         (tmp_path / "a.png").write_bytes(b"\x89PNG")
         with pytest.raises(SystemExit, match="job refused: 503"):
-            submit_cli.main([str(tmp_path), "--task", "detect", "--confidence", "0.5", "--version", "v1"], client)
+            submit_cli.main([str(tmp_path), "--task", "detect", "--confidence", "0.5", "--version", "v2"], client)
     finally:
         client.base_url = base

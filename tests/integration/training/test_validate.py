@@ -132,7 +132,7 @@ def test_the_imagenet_classifier_is_refused_and_a_copy_of_production_is_promoted
 
 
 def test_a_detector_dry_run_passes_and_moves_nothing(copy_of, gate_config: Path, tmp_path: Path) -> None:
-    copy_of("detector", "v1", "gate-v2")
+    copy_of("detector", "v2", "gate-v2")
     before = _stages("detector")
     argv = ["detector", "--candidate", "gate-v2", "--limit", "16", "--dry-run", "--config", str(gate_config)]
     assert validate.main([*argv, "--report-dir", str(tmp_path)]) == 0

@@ -32,8 +32,25 @@ def test_read_rgb_decodes_like_an_upload(tmp_path: Path) -> None:
 
 def test_detector_spec_is_the_served_one(tmp_path: Path) -> None:
     spec = serving.serving_spec("detector", tmp_path / "x.onnx", tmp_path, precision="int8")
-    assert spec.input == detector_input()
+    assert spec.input == detector_input(stride=0)  # no such file: the whole canvas, which any file can take
     assert spec.files == {"int8": "x.onnx"} and spec.output_name == "output" and len(spec.labels) == 80
+
+
+def test_a_detector_file_of_symbolic_size_letterboxes_to_whole_strides(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    def write(path: Path, height: int | str, width: int | str) -> Path:
+        image = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, height, width])
+        out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, height, width])
+        graph = helper.make_graph([helper.make_node("Relu", ["images"], ["output"])], "g", [image], [out])
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    fixed = serving.serving_spec("detector", write(tmp_path / "f.onnx", 416, 416), tmp_path)
+    free = serving.serving_spec("detector", write(tmp_path / "d.onnx", "height", "width"), tmp_path)
+    assert fixed.input == detector_input(stride=0) and free.input == detector_input()
+    assert free.input.letterbox is not None and free.input.letterbox.stride == 32
 
 
 def test_kinds_are_the_catalogue_names_and_others_are_refused(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from training.tensorrt_options import (
     latency_stats,
     parse_args,
     parse_batches,
+    parse_size,
     preprocess_images,
     profile_shapes,
 )
@@ -62,6 +63,36 @@ def test_profile_shapes_on_a_fixed_batch_of_one_accepts_only_batch_one() -> None
 def test_profile_shapes_refuses_other_dynamic_axes() -> None:
     with pytest.raises(ValueError, match="only the batch axis may be dynamic"):
         profile_shapes((-1, 3, "height", 224), BatchProfile(1, 8, 32))
+
+
+def test_profile_shapes_builds_a_symbolic_image_size_at_the_size_given() -> None:
+    """The detector's import makes its height and width symbolic; an engine is built at one size (--image-size)."""
+    shapes = profile_shapes((-1, 3, "height", "width"), BatchProfile(1, 8, 32), size=(416, 416))
+    assert shapes == ((1, 3, 416, 416), (8, 3, 416, 416), (32, 3, 416, 416))
+    assert profile_shapes((-1, 3, 224, 224), BatchProfile(1, 1, 1), size=(416, 416))[0] == (1, 3, 224, 224)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("416,416", (416, 416)), ("320, 416", (320, 416))])
+def test_parse_size(text: str, expected: tuple[int, int]) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["416", "0,416", "a,b", "1,2,3"])
+def test_parse_size_refuses_bad_sizes(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size(text)
+
+
+def test_preprocess_images_takes_the_whole_canvas_for_a_strided_letterbox(tmp_path: Path) -> None:
+    """One engine, one size: calibration batches of photos of other aspect ratios still stack."""
+    from PIL import Image
+
+    from services.models.specs.yolox import detector_input
+
+    for name, size in (("wide.jpg", (64, 48)), ("tall.jpg", (48, 64))):
+        Image.new("RGB", size, (90, 30, 200)).save(tmp_path / name)
+    batch = preprocess_images([tmp_path / "wide.jpg", tmp_path / "tall.jpg"], detector_input())
+    assert batch.shape == (2, 3, 416, 416)
 
 
 def test_calibration_batches_are_full_contiguous_float32_and_drop_the_remainder() -> None:

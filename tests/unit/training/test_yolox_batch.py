@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from training.yolox_batch import batch_parity, make_batch_dynamic
+from training.yolox_batch import batch_parity, make_batch_dynamic, make_size_dynamic
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
@@ -85,3 +85,38 @@ def test_parity_refuses_outputs_of_another_shape(tmp_path: Path) -> None:
     onnx.save(other, str(tmp_path / "other.onnx"))
     with pytest.raises(ValueError, match="shape"):
         batch_parity(src, tmp_path / "other.onnx", np.zeros((2, 2, 3), np.float32))
+
+
+def image_model(path: Path, dims: list[int] | None = None) -> Path:
+    """x [1, 3, 4, 6] -> Relu -> y [1, 3, 4, 6]."""
+    dims = dims or [1, 3, 4, 6]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_image_size_becomes_symbolic_and_runs_other_sizes(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    path = image_model(tmp_path / "m.onnx")
+    make_batch_dynamic(path, path)
+    make_size_dynamic(path, {"y": {2: "height", 3: "width"}})
+    model = onnx.load(str(path))
+    assert _dims(model.graph.input[0]) == ["batch", 3, "height", "width"]
+    assert _dims(model.graph.output[0]) == ["batch", 3, "height", "width"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).normal(size=(2, 3, 8, 10)).astype(np.float32)
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.maximum(x, 0))
+
+
+def test_a_size_rewrite_refuses_what_it_cannot_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an N x C x H x W"):
+        make_size_dynamic(image_model(tmp_path / "flat.onnx", [1, 24]), {})
+    with pytest.raises(ValueError, match="no output named"):
+        make_size_dynamic(image_model(tmp_path / "a.onnx"), {"z": {1: "n"}})
+    with pytest.raises(ValueError, match="no axis 7"):
+        make_size_dynamic(image_model(tmp_path / "b.onnx"), {"y": {7: "n"}})

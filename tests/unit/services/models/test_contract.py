@@ -34,6 +34,37 @@ def test_infer_stacks_batch_and_calls_runner_once() -> None:
     assert [p.result["predictions"][0]["label"] for p in predictions] == ["c"] * 3
 
 
+def test_images_of_different_input_shapes_run_one_call_per_shape_in_order() -> None:
+    """A letterbox of whole strides makes other shapes for other aspect ratios: each shape is its own call, and each
+    image's answer is its own (never its batch-mates')."""
+    from services.models.detection import DetectParams, YoloxDetector
+    from services.models.spec import InputSpec, Letterbox
+
+    letterboxed = InputSpec(height=128, width=128, color_order="BGR", interpolation="cv2_linear", resize="letterbox")
+    letterboxed = letterboxed.model_copy(update={"letterbox": Letterbox(stride=32)})
+    detector_spec = make_spec(name="contract-shapes", task="detection", arch="yolox", labels=["a", "b"])
+    detector_spec = detector_spec.model_copy(update={"input": letterboxed, "extra": {"strides": [32]}})
+
+    def rows(batch: np.ndarray) -> np.ndarray:  # one row per cell; the class score says which batch it came in
+        cells = (batch.shape[2] // 32) * (batch.shape[3] // 32)
+        out = np.zeros((len(batch), cells, 7), dtype=np.float32)
+        out[:, 0] = [0.5, 0.5, 0.0, 0.0, 10.0, 10.0 if batch.shape[3] == 128 else -10.0, -10.0]
+        out[:, 0, 6] = -out[:, 0, 5]
+        return out
+
+    runner = FakeRunner(fn=rows)
+    model = YoloxDetector(detector_spec, runner)
+    wide, tall, square = (
+        np.zeros((30, 60, 3), np.uint8),
+        np.zeros((60, 30, 3), np.uint8),
+        np.zeros((60, 60, 3), np.uint8),
+    )
+    predictions = model.infer([wide, tall, wide, square], [DetectParams()] * 4)
+    assert [b.shape for b in runner.batches] == [(2, 3, 96, 128), (1, 3, 128, 96), (1, 3, 128, 128)]
+    labels = [p.result["detections"][0]["label"] for p in predictions]
+    assert labels == ["a", "b", "a", "a"]  # wide and square: 128 columns -> class a; tall: class b
+
+
 def test_a_single_image_goes_to_the_runner_without_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[np.ndarray] = []
     runner = FakeRunner([0.0, 1.0, 2.0])

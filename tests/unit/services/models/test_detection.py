@@ -252,9 +252,37 @@ def test_detector_infer_end_to_end_with_fake_runner() -> None:
 def test_detector_uses_strides_from_spec_extra() -> None:
     model = detector()
     model.spec.extra["strides"] = [16]
-    grid, strides = model._grid
+    grid, strides = model._grid(32, 32)
     assert grid.shape == (4, 2)
     assert set(strides.ravel().tolist()) == {16.0}
+
+
+def test_the_grid_follows_the_inputs_size_and_is_made_once_per_size() -> None:
+    """A letterbox of whole strides gives a 3:4 photo a 416 x 320 input: 2,730 rows, not 3,549."""
+    model = detector()
+    full, wide = model._grid(416, 416), model._grid(416, 320)
+    assert len(full[0]) == 3549 and len(wide[0]) == 52 * 40 + 26 * 20 + 13 * 10 == 2730
+    assert model._grid(416, 320) is wide
+    # row order: stride 8 first, x fastest, as the network writes them
+    assert wide[0][:3].tolist() == [[0, 0], [1, 0], [2, 0]] and wide[0][40].tolist() == [0, 1]
+
+
+def test_postprocess_decodes_on_the_grid_of_its_own_input() -> None:
+    """A box in the last cell of a 32 x 64 input's stride-32 row lands at that cell, in original pixels."""
+    model = detector()
+    model.spec.extra["strides"] = [32]
+    rows = np.zeros((2, 7), dtype=np.float32)  # 1 x 2 cells; 4 box values, objectness, 2 classes
+    rows[1] = [0.5, 0.5, np.log(0.5), np.log(0.5), 10.0, 10.0, -10.0]
+    prepared = Prepared(tensor=np.zeros((3, 32, 64), np.float32), scale=1.0, offset=(0.0, 0.0), original_size=(64, 32))
+    box = model.postprocess(rows, prepared, DetectParams())["detections"][0]["box"]
+    assert (box["x1"], box["y1"], box["x2"], box["y2"]) == (40.0, 8.0, 56.0, 24.0)
+
+
+def test_postprocess_refuses_rows_of_another_size() -> None:
+    model = detector()
+    prepared = Prepared(tensor=np.zeros((3, 32, 64), np.float32), scale=1.0, offset=(0.0, 0.0), original_size=(64, 32))
+    with pytest.raises(ValueError, match="output rows"):
+        model.postprocess(np.zeros((21, 7), np.float32), prepared, DetectParams())
 
 
 @pytest.mark.parametrize(

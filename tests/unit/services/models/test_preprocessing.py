@@ -156,6 +156,35 @@ def test_letterbox_very_thin_image_keeps_at_least_one_pixel() -> None:
     assert canvas.shape == (416, 416, 3)
 
 
+def strided(align: Literal["top-left", "center"] = "top-left") -> InputSpec:
+    return yolox_spec(align).model_copy(update={"letterbox": Letterbox(align=align, stride=32)})
+
+
+def test_a_strided_letterbox_pads_to_whole_strides_and_one_more() -> None:
+    """640x480 -> 416x312 in a 416 x 352 canvas (40 rows of 114), not 416 x 416; the same pixels as the whole one."""
+    image = gradient(640, 480)
+    canvas, scale, offset = letterbox(image, strided())
+    whole, _, _ = letterbox(image, yolox_spec("top-left"))
+    assert canvas.shape == (352, 416, 3) and scale == pytest.approx(0.65) and offset == (0.0, 0.0)
+    np.testing.assert_array_equal(canvas, whole[:352])
+    portrait, _, _ = letterbox(gradient(480, 640), strided())
+    assert portrait.shape == (416, 352, 3)
+    exact, _, _ = letterbox(gradient(520, 400), strided())  # 416 x 320 exactly: still a stride of grey below
+    assert exact.shape == (352, 416, 3) and (exact[320:] == 114).all()
+
+
+def test_a_strided_letterbox_never_exceeds_the_input_and_centres_in_its_canvas() -> None:
+    assert letterbox(gradient(416, 416), strided())[0].shape == (416, 416, 3)  # a square fills the input
+    assert letterbox(np.zeros((2000, 1, 3), dtype=np.uint8), strided())[0].shape == (416, 64, 3)
+    canvas, _, offset = letterbox(gradient(640, 470), strided("center"))  # 416 x 305 -> 352 rows, 23 above
+    assert canvas.shape == (352, 416, 3) and offset == (0.0, 23.0)
+    assert (canvas[:23] == 114).all() and (canvas[328:] == 114).all()
+
+
+def test_the_stride_defaults_to_the_whole_input() -> None:
+    assert Letterbox().stride == 0
+
+
 # --- resize and crop -------------------------------------------------------------------------
 
 
