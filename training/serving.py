@@ -78,10 +78,9 @@ def serving_spec(
     files = {precision: Path(onnx_path).name}
     task = entry(kind).task
     if task == "detection":
-        spec = yolox.detector_spec(version="eval", files=files, metrics={})
-        if not _size_is_symbolic(Path(onnx_path)):  # the mirror file, or an older import: the whole 416 x 416
-            spec.input = yolox.detector_input(stride=0)
-        return spec
+        # The mirror file, or an older import (a fixed size): the whole 416 x 416.
+        stride = yolox.LETTERBOX_STRIDE if _size_is_symbolic(Path(onnx_path)) else 0
+        return yolox.detector_spec(version="eval", files=files, metrics={}, stride=stride)
     report = json.loads((lite0_export_dir(onnx_path, artifacts_dir) / "export.json").read_text())
     return ModelSpec(
         name=kind,

@@ -20,12 +20,31 @@ BATCH_DIM = "batch"
 SIZE_DIMS = ("height", "width")
 
 
-def _set_batch_dim(value: onnx.ValueInfoProto, name: str) -> None:
+def _name_axis(value: onnx.ValueInfoProto, axis: int, name: str) -> None:
+    """Make ``axis`` of ``value``'s shape the symbolic ``name``."""
     dims = value.type.tensor_type.shape.dim
     if not dims:
         raise ValueError(f"{value.name} has no shape")
-    dims[0].Clear()
-    dims[0].dim_param = name
+    if axis >= len(dims):
+        raise ValueError(f"{value.name} has no axis {axis}")
+    dims[axis].Clear()
+    dims[axis].dim_param = name
+
+
+def _data_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The graph's inputs that are fed at run time (not initializers listed as inputs)."""
+    initializers = {init.name for init in graph.initializer}
+    return [value for value in graph.input if value.name not in initializers]
+
+
+def _checked_save(model: onnx.ModelProto, dst: Path) -> onnx.ModelProto:
+    """Drop the recorded intermediate shapes, infer them again (strict), check the model and write it to ``dst``."""
+    del model.graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return model
 
 
 def _constant_arrays(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
@@ -75,17 +94,11 @@ def make_batch_dynamic(src: Path, dst: Path, *, dim_name: str = BATCH_DIM) -> di
         ValueError: an input or output has no shape, or a Reshape shape constant is shared.
     """
     model = onnx.load(str(src))
-    graph = model.graph
-    initializers = {init.name for init in graph.initializer}
-    inputs = [value for value in graph.input if value.name not in initializers]
-    for value in [*inputs, *graph.output]:
-        _set_batch_dim(value, dim_name)
-    reshapes = _free_reshape_batch(graph)
-    del graph.value_info[:]  # recorded with batch 1; inferred again below
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
+    inputs = _data_inputs(model.graph)
+    for value in [*inputs, *model.graph.output]:
+        _name_axis(value, 0, dim_name)
+    reshapes = _free_reshape_batch(model.graph)
+    model = _checked_save(model, dst)  # the intermediate shapes were recorded with batch 1
     return {
         "inputs": [value.name for value in inputs],
         "outputs": [value.name for value in model.graph.output],
@@ -108,29 +121,18 @@ def make_size_dynamic(path: Path, outputs: dict[str, dict[int, str]], names: tup
         ValueError: the input is not 4-D, or an output or axis named in ``outputs`` does not exist.
     """
     model = onnx.load(str(path))
-    graph = model.graph
-    initializers = {init.name for init in graph.initializer}
-    (image,) = [value for value in graph.input if value.name not in initializers]
-    dims = image.type.tensor_type.shape.dim
-    if len(dims) != 4:
-        raise ValueError(f"{image.name} is not an N x C x H x W input: {len(dims)} axes")
+    (image,) = _data_inputs(model.graph)
+    if len(image.type.tensor_type.shape.dim) != 4:
+        raise ValueError(f"{image.name} is not an N x C x H x W input: {len(image.type.tensor_type.shape.dim)} axes")
     for axis, name in zip((2, 3), names, strict=True):
-        dims[axis].Clear()
-        dims[axis].dim_param = name
-    by_name = {value.name: value for value in graph.output}
+        _name_axis(image, axis, name)
+    by_name = {value.name: value for value in model.graph.output}
     for output, axes in outputs.items():
         if output not in by_name:
             raise ValueError(f"no output named {output}")
-        out_dims = by_name[output].type.tensor_type.shape.dim
         for axis, name in axes.items():
-            if axis >= len(out_dims):
-                raise ValueError(f"{output} has no axis {axis}")
-            out_dims[axis].Clear()
-            out_dims[axis].dim_param = name
-    del graph.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
+            _name_axis(by_name[output], axis, name)
+    _checked_save(model, path)
 
 
 def batch_parity(single: Path, batched: Path, batch: np.ndarray) -> float:

@@ -66,16 +66,21 @@ def detector_labels() -> list[str]:
 
 
 def detector_spec(
-    *, version: str, files: dict[str, str], metrics: dict[str, Any], stage: Stage = Stage.PRODUCTION
+    *,
+    version: str,
+    files: dict[str, str],
+    metrics: dict[str, Any],
+    stage: Stage = Stage.PRODUCTION,
+    stride: int = LETTERBOX_STRIDE,
 ) -> ModelSpec:
-    """The detector's spec over ``files`` (precision -> file name)."""
+    """The detector's spec over ``files`` (precision -> file name); ``stride``: :func:`detector_input`'s."""
     return ModelSpec(
         name="detector",
         version=version,
         task="detection",
         arch="yolox",
         stage=stage,
-        input=detector_input(),
+        input=detector_input(stride),
         output_name="output",
         labels=detector_labels(),
         files=files,
